@@ -1,0 +1,33 @@
+"""The check registry: every probe sipdiag runs, listed explicitly (no import side effects).
+
+A new probe costs one module, one line here and one test file.
+"""
+
+from __future__ import annotations
+
+from checks import host, sip
+from diag.model import Check
+
+REGISTRY: tuple[Check, ...] = (
+    Check("host.os", "Operating system is identified", host.check_os, timeout=2.0),
+    Check("host.interfaces", "A network interface is up", host.check_interfaces, timeout=3.0),
+    Check("host.vpn", "No VPN interface is active", host.check_vpn, timeout=3.0),
+    Check("host.proxy", "Proxy settings are known", host.check_proxy, timeout=2.0),
+    Check(
+        "sip.register",
+        "Registrar accepts our REGISTER",
+        sip.check_register,
+        needs="--registrar, --user and a password (env var, keyring or prompt)",
+        requires=("registrar", "user"),
+        timeout=None,
+        uses_sip=True,
+    ),
+    Check(
+        "host.clock",
+        "Clock agrees with the registrar",
+        host.check_clock,
+        needs="a registrar that sends a Date header (via sip.register)",
+        after=("sip.register",),
+        timeout=2.0,
+    ),
+)

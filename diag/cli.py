@@ -1,0 +1,234 @@
+"""The `sipdiag` command line: one error boundary, one exit-code enum, no tracebacks for users."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TextIO
+
+import typer
+
+from diag import __version__
+from diag.errors import ExitCode, SipdiagError, UsageError
+
+# pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+    help="Diagnose why calls to a contact-centre softphone fail (SIP 403 and friends).",
+)
+
+
+@dataclass
+class Environment:
+    """Process boundaries the CLI touches, swappable in tests (httpie's Environment)."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    stdin_isatty: bool = field(default_factory=lambda: sys.stdin is not None and sys.stdin.isatty())
+    registry: Sequence[Any] | None = None  # None: checks.REGISTRY, imported lazily
+    # Threads of checks that overran: the process exits without waiting for them.
+    abandoned: list[threading.Thread] = field(default_factory=list)
+
+    def checks(self) -> Sequence[Any]:
+        if self.registry is None:
+            from checks import REGISTRY
+
+            self.registry = REGISTRY
+        return self.registry
+
+
+def _env(ctx: typer.Context) -> Environment:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Environment) else Environment()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sipdiag {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Diagnose why calls to a contact-centre softphone fail (SIP 403 and friends)."""
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    profile: Annotated[Path | None, typer.Option(help="TOML profile; flags override it.")] = None,
+    registrar: Annotated[str | None, typer.Option(help="Registrar URI or host[:port].")] = None,
+    domain: Annotated[
+        str | None, typer.Option(help="SIP domain (default: registrar host).")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="SIP user.")] = None,
+    auth_user: Annotated[
+        str | None, typer.Option(help="Digest auth user (default: --user).")
+    ] = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the password [default: SIPDIAG_PASSWORD]."),
+    ] = None,
+    transport: Annotated[
+        list[str] | None, typer.Option(help="udp, tcp or tls; repeatable [default: udp].")
+    ] = None,
+    agent_id: Annotated[str | None, typer.Option(help="The agent's id in the platform.")] = None,
+    number: Annotated[
+        list[str] | None, typer.Option(help="Agent number (E.164); repeatable.")
+    ] = None,
+    policy: Annotated[str | None, typer.Option(help="Permitted-numbers policy file.")] = None,
+    stun: Annotated[
+        list[str] | None, typer.Option(help="STUN server HOST[:PORT]; repeatable.")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this check id or family.")
+    ] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Skip this check id or family.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Whole-run budget in seconds [default: 10].")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option(help="text, json, md or html [default: text].")
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Also write the report here (format by extension).")
+    ] = None,
+    fail_on: Annotated[str | None, typer.Option(help="warn or fail [default: fail].")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks of broken probes.")] = False,
+) -> None:
+    """Run the checks and write the report (always also saved under the user data directory)."""
+    from diag.check_command import run_check_command
+
+    flags = {
+        "registrar": registrar,
+        "domain": domain,
+        "user": user,
+        "auth_user": auth_user,
+        "password_env": password_env,
+        "transports": transport,
+        "agent_id": agent_id,
+        "numbers": number,
+        "policy": policy,
+        "stun": stun,
+        "only": only,
+        "skip": skip,
+        "timeout": timeout,
+        "format": format,
+        "out": out,
+        "fail_on": fail_on,
+        "debug": debug or None,
+    }
+    raise typer.Exit(run_check_command(_env(ctx), profile, flags))
+
+
+@app.command("checks")
+def list_checks(ctx: typer.Context) -> None:
+    """List the registered checks: id, title and what each needs."""
+    from diag.render import render_checks_table
+
+    _env(ctx).stdout.write(render_checks_table(_env(ctx).checks()))
+
+
+@app.command()
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of the report (contract v1)."""
+    import json
+
+    from diag.report import schema as report_schema
+
+    _env(ctx).stdout.write(json.dumps(report_schema(), indent=2) + "\n")
+
+
+@app.command()
+def explain(
+    ctx: typer.Context,
+    status: Annotated[list[str], typer.Argument(help="Platform statuses, e.g. 'SIP 403'.")],
+) -> None:
+    """Explain what a platform call-offer status means and what to check next."""
+    from diag.explain import lookup, suggestions
+    from diag.render.text import render_explanation
+
+    env = _env(ctx)
+    entries = []
+    for text in status:
+        entry = lookup(text)
+        if entry is None:
+            close = suggestions(text)
+            raise UsageError(
+                f"unknown status '{text}'",
+                "did you mean " + " or ".join(f"'{s}'" for s in close)
+                if close
+                else "quote the status as the platform shows it, e.g. 'SIP 403 Forbidden'",
+            )
+        entries.append(entry)
+    env.stdout.write(render_explanation(entries))
+
+
+def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
+    """The single error boundary: every outcome becomes an ExitCode and at most one error line."""
+    env = env or Environment()
+    command = typer.main.get_command(app)
+    debug = "--debug" in argv
+    try:
+        rv = command.main(args=list(argv), prog_name="sipdiag", standalone_mode=False, obj=env)
+        return int(rv or 0)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except SipdiagError as exc:
+        env.stderr.write(exc.one_line() + "\n")
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        env.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
+        return int(ExitCode.INTERRUPTED)
+    except typer.TyperException as exc:  # click's usage errors (unknown option, bad value)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        line = " ".join(message.split())
+        env.stderr.write(f"sipdiag: error: {line} (hint: see `sipdiag --help`)\n")
+        return int(ExitCode.USAGE)
+    except Exception as exc:  # noqa: BLE001 - anything else is our bug, still one line
+        if debug:
+            env.stderr.write(traceback.format_exc())
+        env.stderr.write(
+            f"sipdiag: error: internal error: {type(exc).__name__}: {exc} "
+            "(hint: re-run with --debug and report it as a sipdiag bug)\n"
+        )
+        return int(ExitCode.INTERNAL)
+
+
+def main() -> NoReturn:
+    env = Environment()
+    code = run_cli(sys.argv[1:], env)
+    try:
+        env.stdout.flush()
+        env.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    if any(t.is_alive() for t in env.abandoned):
+        # A probe overran inside native code; the report is written, so don't wait for it.
+        os._exit(code)
+    sys.exit(code)
+
+
+def install_sigterm_as_interrupt() -> None:
+    """Fleet tools stop runs with SIGTERM: treat it like Ctrl-C so the report is kept."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

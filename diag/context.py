@@ -1,0 +1,50 @@
+"""What a check may touch: settings, clock, environment, earlier results and the SIP stack.
+
+Checks receive everything through this object (httpie's `Environment` idea), so tests swap
+the boundaries instead of patching module internals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from diag.config import Settings
+from diag.model import CheckResult
+
+if TYPE_CHECKING:
+    from diag.sipstack import SipStack
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    run_id: str
+    user_agent: str
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    now: Callable[[], dt.datetime] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
+    # Results of the checks named in Check.after, filled in by the runner before the check starts.
+    results: Mapping[str, CheckResult] = field(default_factory=dict)
+    deadline: float = float("inf")  # monotonic time by which this check must return
+    sip_stack: SipStack | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before this check's deadline (never negative)."""
+        return max(0.0, self.deadline - self.monotonic())
+
+    def for_check(self, deadline: float, results: Mapping[str, CheckResult]) -> Context:
+        return replace(self, deadline=deadline, results=dict(results))
+
+    def sip(self) -> SipStack:
+        if self.sip_stack is None:
+            raise RuntimeError("this check was not declared uses_sip=True")
+        return self.sip_stack

@@ -1,0 +1,33 @@
+"""Exit codes and the errors the CLI's single boundary turns into one-line messages."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # no check failed (warnings allowed unless --fail-on warn)
+    CHECKS_FAILED = (
+        1  # a check failed or broke, a critical finding, or a warning with --fail-on warn
+    )
+    USAGE = 64  # usage error, invalid profile or input (EX_USAGE)
+    INTERNAL = 70  # sipdiag itself broke (EX_SOFTWARE)
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM; the partial report is still written
+
+
+class SipdiagError(Exception):
+    """An error the user can act on: printed as one line with a hint, never a traceback."""
+
+    exit_code = ExitCode.INTERNAL
+
+    def __init__(self, what: str, hint: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"sipdiag: error: {self.what} (hint: {self.hint})"
+
+
+class UsageError(SipdiagError):
+    exit_code = ExitCode.USAGE

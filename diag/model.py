@@ -1,0 +1,108 @@
+"""The result vocabulary shared by checks, runner, diagnosis and renderers."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diag.context import Context
+
+
+class Status(str, enum.Enum):
+    """Outcome of one check."""
+
+    PASS = "pass"  # the healthy state holds
+    WARN = "warn"  # works, but degrades calls or makes failures likely
+    FAIL = "fail"  # the healthy state does not hold: explains failing calls
+    SKIP = "skip"  # not applicable or not configured; the summary says why
+    ERROR = "error"  # the probe itself broke (exception, timeout): no evidence either way
+
+
+# Worst first: used to pick the exit code and to sort output.
+STATUS_RANK = {Status.ERROR: 4, Status.FAIL: 3, Status.WARN: 2, Status.PASS: 1, Status.SKIP: 0}
+
+
+class Severity(str, enum.Enum):
+    CRITICAL = "critical"  # explains failing calls
+    WARNING = "warning"  # degrades calls or makes failures likely
+    INFO = "info"
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 2, Severity.WARNING: 1, Severity.INFO: 0}
+
+
+class Family(str, enum.Enum):
+    AUDIO_DEVICE = "audio_device"
+    NUMBER_PERMISSION = "number_permission"
+    NETWORK_FIREWALL = "network_firewall"
+    REGISTRATION = "registration"
+    HOST = "host"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check measured. Checks build these; they never print."""
+
+    status: Status
+    summary: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    hint: str | None = None
+    duration_ms: int = 0
+    traceback: str | None = None  # kept for --debug only, never in the report
+
+
+def passed(summary: str, **details: Any) -> CheckResult:
+    return CheckResult(Status.PASS, summary, details)
+
+
+def warned(summary: str, hint: str, **details: Any) -> CheckResult:
+    return CheckResult(Status.WARN, summary, details, hint)
+
+
+def failed(summary: str, hint: str, **details: Any) -> CheckResult:
+    return CheckResult(Status.FAIL, summary, details, hint)
+
+
+def skipped(reason: str, hint: str | None = None, **details: Any) -> CheckResult:
+    return CheckResult(Status.SKIP, reason, details, hint)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered probe: stable id, a title phrased as the healthy state, and run(ctx)."""
+
+    id: str
+    title: str
+    run: Callable[[Context], CheckResult]
+    needs: str = "nothing"  # what the user must configure, shown by `sipdiag checks`
+    requires: tuple[str, ...] = ()  # settings that must be set, else skip "no X configured"
+    after: tuple[str, ...] = ()  # checks whose results this one reads (ctx.results)
+    timeout: float | None = 5.0  # own deadline (s), capped by --timeout; None = the whole budget
+    uses_sip: bool = False  # needs the run's pjsua2 endpoint
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """A check's result as the run recorded it."""
+
+    check: Check
+    result: CheckResult
+
+
+@dataclass(frozen=True)
+class Finding:
+    cause: str
+    family: Family
+    severity: Severity
+    title: str
+    explanation: str
+    action: str
+    evidence: Mapping[str, Any]

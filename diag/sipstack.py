@@ -1,0 +1,142 @@
+"""The run's one pjsua2 Endpoint: created lazily, shared by SIP checks, torn down once.
+
+pjsua2's Endpoint is process-global, so the runner owns exactly one per run. pjsua2 is a
+native library and is only imported here, on first use by a check.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+INSTALL_HINT = (
+    "install PJSIP's Python binding: pip install pjsua2-python==2.15.1.post1 "
+    "(wheels for Linux x86_64, macOS and Windows, CPython 3.8-3.12)"
+)
+
+
+class SipUnavailable(Exception):
+    """pjsua2 cannot be loaded on this machine; SIP checks report skip with INSTALL_HINT."""
+
+
+def load_pjsua2() -> Any:
+    try:
+        import pjsua2
+    except Exception as exc:  # ImportError, or OSError from a broken native library
+        raise SipUnavailable(f"pjsua2 cannot be loaded ({type(exc).__name__}: {exc})") from None
+    return pjsua2
+
+
+def t1_for_budget(seconds: float) -> int:
+    """SIP timer T1 (ms) so that a transaction gives up (Timer B/F = 64*T1) inside `seconds`.
+
+    pjsip's default T1 of 500 ms means 32 s per black-holed request: far beyond a run's budget.
+    Keep 20 % headroom for un-REGISTER and teardown; never below 20 ms, never above the default.
+    """
+    return int(max(20, min(500, seconds * 1000 * 0.8 / 64)))
+
+
+def source_address_for(host: str, port: int = 5060) -> str | None:
+    """The local address the OS would use to reach host (a connected UDP socket sends nothing)."""
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(infos[0][4])
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
+
+
+class SipStack:
+    def __init__(self, user_agent: str, transaction_budget: float, registrar_host: str | None):
+        self.user_agent = user_agent
+        self.transaction_budget = transaction_budget
+        self.registrar_host = registrar_host
+        self._lock = threading.RLock()
+        self._ep: Any = None
+        self._pj: Any = None
+        self.transport_ids: dict[str, int] = {}
+        self.local_address: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._ep is not None
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """Exclusive use of the endpoint by one check; yields the pjsua2 module."""
+        with self._lock:
+            self._ensure_started()
+            ep = self._ep
+            if not ep.libIsThreadRegistered():
+                ep.libRegisterThread(threading.current_thread().name[:30])
+            yield self._pj
+
+    @property
+    def endpoint(self) -> Any:
+        return self._ep
+
+    def _ensure_started(self) -> None:
+        if self._ep is not None:
+            return
+        pj = load_pjsua2()
+        # Bind to the address that routes to the registrar, as a softphone would use, so
+        # Via/Contact carry a reachable address (on loopback or in a VPN alike).
+        if self.registrar_host:
+            self.local_address = source_address_for(self.registrar_host)
+        lib = ctypes.CDLL(pj._pjsua2.__file__)  # pjsip is linked statically and exports its C API
+        lib.pj_log_set_level(0)  # silence the banner libCreate() prints
+        ep = pj.Endpoint()
+        ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0  # no pjsip worker thread: checks pump events themselves
+        cfg.uaConfig.mainThreadOnly = False
+        cfg.uaConfig.userAgent = self.user_agent
+        cfg.logConfig.level = 0
+        cfg.logConfig.consoleLevel = 0
+        ep.libInit(cfg)
+        t1 = t1_for_budget(self.transaction_budget)
+        lib.pjsip_tsx_set_timers(t1, 4000, 5000, 64 * t1)
+        # pjsip switches any request over 1300 bytes from UDP to TCP; a softphone test over
+        # UDP must stay on UDP (int #4 of pjsip_sip_cfg_var is endpt.disable_tcp_switch).
+        (ctypes.c_uint * 5).in_dll(lib, "pjsip_sip_cfg_var")[4] = 1
+        for name, kind in (
+            ("udp", pj.PJSIP_TRANSPORT_UDP),
+            ("tcp", pj.PJSIP_TRANSPORT_TCP),
+            ("tls", pj.PJSIP_TRANSPORT_TLS),
+        ):
+            tc = pj.TransportConfig()
+            tc.port = 0
+            if self.local_address:
+                tc.boundAddress = self.local_address
+            if name == "tls":
+                tc.tlsConfig.verifyServer = True  # TLS verified by default
+            try:
+                self.transport_ids[name] = ep.transportCreate(kind, tc)
+            except pj.Error:
+                continue  # e.g. no TLS support: the check reports the missing transport
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        self._pj, self._ep = pj, ep
+
+    def pump(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Handle SIP events until done() or the monotonic deadline; returns done()."""
+        while not done() and time.monotonic() < deadline:
+            self._ep.libHandleEvents(20)
+        return done()
+
+    def close(self) -> None:
+        """Destroy the endpoint. Every Account/Call object must already be deleted."""
+        with self._lock:
+            ep, self._ep = self._ep, None
+            if ep is None:
+                return
+            if not ep.libIsThreadRegistered():
+                ep.libRegisterThread("sipdiag-main")
+            # Checks un-REGISTER their own bindings before returning, so no network is needed.
+            ep.libDestroy(self._pj.PJSUA_DESTROY_NO_NETWORK)
