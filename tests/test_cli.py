@@ -1,0 +1,153 @@
+"""The CLI contract: commands, flags, exit codes, one-line errors, report files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from clihelp import cli, cli_process
+from diag import __version__
+from diag.errors import ExitCode
+
+
+def test_help_lists_every_command() -> None:
+    r = cli("--help")
+    assert r.code == 0
+    for command in ("check", "checks", "schema", "explain"):
+        assert command in r.out
+
+
+def test_check_help_documents_every_contract_flag() -> None:
+    r = cli("check", "--help")
+    assert r.code == 0
+    for flag in ("--profile", "--registrar", "--domain", "--user", "--auth-user", "--password-env",
+                 "--transport", "--agent-id", "--number", "--policy", "--stun", "--only",
+                 "--skip", "--timeout", "--format", "--out", "--fail-on", "--debug"):
+        assert flag in r.out, flag
+
+
+def test_version_prints_the_package_version() -> None:
+    r = cli("--version")
+    assert (r.code, r.out.strip()) == (0, f"sipdiag {__version__}")
+
+
+def test_checks_lists_the_registry_with_what_each_needs() -> None:
+    from checks import REGISTRY
+
+    r = cli("checks")
+    assert r.code == 0
+    for c in REGISTRY:
+        line = next(line for line in r.out.splitlines() if line.startswith(c.id + " "))
+        assert c.title in line and c.needs in line
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    r = cli("schema")
+    jsonschema.Draft202012Validator.check_schema(r.json)
+    assert r.json["properties"]["schema_version"] == {"const": 1}
+
+
+def test_check_format_json_prints_only_a_report_that_validates_against_the_schema() -> None:
+    r = cli_process("check", "--format", "json")
+    report = r.json  # stdout parses as a single JSON document: nothing else was printed there
+    jsonschema.validate(report, cli("schema").json)
+    assert report["run_id"] in report["correlation"]["user_agent"]
+    assert report["correlation"]["user_agent"] == f"sipdiag/{__version__} run={report['run_id']}"
+    assert report["complete"] is True
+    sip = next(c for c in report["checks"] if c["id"] == "sip.register")
+    assert (sip["status"], sip["summary"]) == ("skip", "no registrar configured")
+
+
+def test_only_host_exits_zero_on_a_healthy_machine() -> None:
+    r = cli_process("check", "--only", "host")
+    assert r.code == ExitCode.OK, r.out + r.err
+    assert "Verdict: healthy" in r.out
+    assert "Registrar accepts" not in r.out
+
+
+def test_every_run_saves_its_report_under_the_user_data_directory(tmp_path: Path) -> None:
+    r = cli_process("check", "--only", "host.os", env={"XDG_DATA_HOME": str(tmp_path)})
+    saved = r.saved_report()
+    assert saved["checks"][0]["id"] == "host.os"
+    assert list((tmp_path / "sipdiag" / "reports").glob("sipdiag-*.json"))
+
+
+@pytest.mark.parametrize(("name", "marker"), [
+    ("report.json", '"schema_version": 1'),
+    ("report.md", "# sipdiag report"),
+    ("report.html", "<!doctype html>"),
+    ("report.txt", "Verdict:"),
+])
+def test_out_picks_the_format_from_the_extension(tmp_path: Path, name: str, marker: str) -> None:
+    target = tmp_path / name
+    r = cli("check", "--only", "host.os", "--out", str(target))
+    assert r.code == 0
+    assert marker in target.read_text()
+    assert "Verdict:" in r.out  # stdout keeps --format (text)
+
+
+def test_out_without_a_known_extension_uses_format(tmp_path: Path) -> None:
+    target = tmp_path / "report.out"
+    cli("check", "--only", "host.os", "--format", "md", "--out", str(target))
+    assert target.read_text().startswith("# sipdiag report")
+
+
+@pytest.mark.parametrize("args", [
+    ("check", "--bogus"),
+    ("check", "--transport", "sctp"),
+    ("check", "--format", "yaml"),
+    ("check", "--fail-on", "never"),
+    ("check", "--timeout", "0"),
+    ("check", "--timeout", "soon"),
+    ("check", "--only", "nosuch"),
+    ("check", "--skip", "nosuch.check"),
+    ("check", "--password-env", "hunter2 with spaces"),
+    ("check", "--out", "/nonexistent-dir/report.json"),
+    ("nosuchcommand",),
+])
+def test_usage_errors_exit_64_with_one_line(args: tuple[str, ...]) -> None:
+    r = cli(*args)
+    assert r.code == ExitCode.USAGE
+    assert r.err.startswith("sipdiag: error: ")
+    assert len(r.err.strip().splitlines()) == 1, r.err
+    assert "(hint: " in r.err
+    assert "Traceback" not in r.err
+
+
+def test_usage_errors_from_a_real_process_have_no_traceback() -> None:
+    r = cli_process("check", "--transport", "carrier-pigeon")
+    assert r.code == 64
+    assert r.err.strip() == ("sipdiag: error: unknown transport 'carrier-pigeon' "
+                             "(hint: use one of udp, tcp, tls)")
+
+
+def test_fail_on_warn_turns_a_warning_into_exit_1() -> None:
+    from diag.model import Check, warned
+
+    registry = [Check("host.fake", "Fake is fine", lambda ctx: warned("meh", "do something"))]
+    assert cli("check", registry=registry).code == 0
+    assert cli("check", "--fail-on", "warn", registry=registry).code == 1
+
+
+def test_explain_describes_the_403_status_with_an_en_dash() -> None:
+    r = cli("explain", "Failure (Rejected – SIP 403 Forbidden)")
+    assert r.code == 0
+    assert "technical" in r.out and "sipdiag check" in r.out
+
+
+def test_explain_unknown_status_exits_64_and_suggests() -> None:
+    r = cli("explain", "Rejected by Agent Consle")
+    assert r.code == 64
+    assert "Failure (Rejected by Agent Console)" in r.err
+
+
+def test_report_is_json_serialisable_and_complete_for_md_and_html() -> None:
+    r = cli("check", "--only", "host", "--format", "json")
+    report = r.json
+    assert json.loads(json.dumps(report)) == report
+    for fmt in ("md", "html"):
+        rendered = cli("check", "--only", "host", "--format", fmt).out
+        assert "host.os" in rendered
