@@ -1,0 +1,44 @@
+"""Cold-start time of `sipdiag --help`, and wall time + peak RSS of a full `sipdiag check`.
+
+Usage: python bench/bench_cli.py [--runs N] [-- extra check args]
+Targets (issue 2): --help cold start <= 0.25 s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def timed(argv: list[str]) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS in MiB (of the child), exit code."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    return wall, usage.ru_maxrss // 1024, os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("check_args", nargs="*")
+    a = ap.parse_args()
+    exe = shutil.which("sipdiag") or ""
+    cmd = [exe] if exe else [sys.executable, "-m", "diag"]
+    helps = [timed([*cmd, "--help"])[0] for _ in range(a.runs)]
+    print(f"sipdiag --help cold start: median {statistics.median(helps):.3f} s, "
+          f"min {min(helps):.3f} s, max {max(helps):.3f} s over {a.runs} runs (target <= 0.25 s)")
+    checks = [timed([*cmd, "check", "--format", "json", *a.check_args]) for _ in range(3)]
+    walls = [c[0] for c in checks]
+    print(f"sipdiag check {' '.join(a.check_args)}: wall median {statistics.median(walls):.3f} s, "
+          f"peak RSS {max(c[1] for c in checks)} MiB, exit codes {[c[2] for c in checks]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Evidence -> findings: rules, severities, verdict, and findings in the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diag.diagnosis import RULES, diagnose, verdict
+from diag.model import Check, CheckResult, CheckRun, Family, Severity, Status, passed
+
+
+def _run(check_id: str, status: Status, **details: Any) -> CheckRun:
+    check = Check(check_id, "Title", lambda ctx: passed("x"))
+    return CheckRun(check, CheckResult(status, f"{check_id} summary", details, "do the thing"))
+
+
+def _attempt(code: int, remote: bool = True) -> dict[str, Any]:
+    return {"transport": "udp", "ok": code // 100 == 2, "code": code, "reason": "R",
+            "remote": remote}
+
+
+def test_a_vpn_warning_becomes_a_host_vpn_active_warning_finding() -> None:
+    findings = diagnose([_run("host.vpn", Status.WARN, vpn_interfaces=[{"name": "tun0"}])])
+    assert [(f.cause, f.family, f.severity) for f in findings] == [
+        ("host.vpn_active", Family.HOST, Severity.WARNING)]
+    f = findings[0]
+    assert f.evidence["checks"] == ["host.vpn"]
+    assert f.evidence["host.vpn"]["vpn_interfaces"] == [{"name": "tun0"}]
+    assert f.action == "do the thing"  # the check's concrete hint wins over the generic action
+    assert "host.vpn summary" in f.explanation
+
+
+def test_passing_checks_raise_no_findings_and_the_verdict_is_healthy() -> None:
+    findings = diagnose([_run("host.vpn", Status.PASS), _run("sip.register", Status.PASS)])
+    assert findings == [] and verdict(findings) == "healthy"
+
+
+def test_register_answers_map_to_sip_causes() -> None:
+    cases = {403: "sip.forbidden", 404: "sip.not_found", 401: "sip.credentials_rejected",
+             503: "sip.server_error"}
+    for code, cause in cases.items():
+        findings = diagnose([_run("sip.register", Status.FAIL, attempts=[_attempt(code)])])
+        assert [f.cause for f in findings] == [cause], code
+
+
+def test_local_timeouts_and_refusals_are_network_causes_not_sip_causes() -> None:
+    attempts = [_attempt(408, remote=False), _attempt(503, remote=False)]
+    findings = diagnose([_run("sip.register", Status.FAIL, attempts=attempts)])
+    assert [f.cause for f in findings] == ["network.registrar_unreachable"]
+    assert findings[0].family is Family.NETWORK_FIREWALL
+
+
+def test_findings_are_sorted_most_severe_first_and_decide_the_verdict() -> None:
+    runs = [_run("host.vpn", Status.WARN),
+            _run("sip.register", Status.FAIL, attempts=[_attempt(403)])]
+    findings = diagnose(runs)
+    assert [f.severity for f in findings] == [Severity.CRITICAL, Severity.WARNING]
+    assert verdict(findings) == "failing"
+    assert verdict(findings[1:]) == "degraded"
+
+
+def test_every_rule_names_a_known_cause_and_a_registered_check() -> None:
+    from checks import REGISTRY
+    from diag.causes import CAUSES
+
+    ids = {c.id for c in REGISTRY}
+    for rule in RULES:
+        assert rule.cause in CAUSES and rule.check in ids, rule
