@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -23,9 +24,9 @@ _HINTS = {
 
 
 def registrar_uri(registrar: str, transport: str) -> str:
+    """The registrar URI for one transport (any ;transport= in the configured URI is replaced)."""
     uri = registrar if registrar.startswith(("sip:", "sips:")) else f"sip:{registrar}"
-    if ";transport=" in uri.lower():
-        return uri
+    uri = re.sub(r";transport=\w+", "", uri, flags=re.IGNORECASE)
     return uri if transport == "udp" else f"{uri};transport={transport}"
 
 

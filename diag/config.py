@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -67,7 +68,11 @@ class Settings:
 
     @property
     def effective_transports(self) -> tuple[str, ...]:
-        return self.transports or ("udp",)
+        """--transport, else the registrar URI's ;transport= parameter, else UDP."""
+        if self.transports:
+            return self.transports
+        found = re.search(r";transport=(\w+)", self.registrar or "", re.IGNORECASE)
+        return (found.group(1).lower(),) if found else ("udp",)
 
     @property
     def sip_uri(self) -> str | None:
@@ -159,7 +164,7 @@ def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
 
 
 def validate(s: Settings) -> None:
-    for t in s.transports:
+    for t in s.effective_transports:
         if t not in TRANSPORTS:
             raise UsageError(f"unknown transport '{t}'", f"use one of {', '.join(TRANSPORTS)}")
     if s.format not in FORMATS:
