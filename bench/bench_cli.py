@@ -32,12 +32,16 @@ def main() -> None:
     exe = shutil.which("sipdiag") or ""
     cmd = [exe] if exe else [sys.executable, "-m", "diag"]
     helps = [timed([*cmd, "--help"])[0] for _ in range(a.runs)]
-    print(f"sipdiag --help cold start: median {statistics.median(helps):.3f} s, "
-          f"min {min(helps):.3f} s, max {max(helps):.3f} s over {a.runs} runs (target <= 0.25 s)")
+    print(
+        f"sipdiag --help cold start: median {statistics.median(helps):.3f} s, "
+        f"min {min(helps):.3f} s, max {max(helps):.3f} s over {a.runs} runs (target <= 0.25 s)"
+    )
     checks = [timed([*cmd, "check", "--format", "json", *a.check_args]) for _ in range(3)]
     walls = [c[0] for c in checks]
-    print(f"sipdiag check {' '.join(a.check_args)}: wall median {statistics.median(walls):.3f} s, "
-          f"peak RSS {max(c[1] for c in checks)} MiB, exit codes {[c[2] for c in checks]}")
+    print(
+        f"sipdiag check {' '.join(a.check_args)}: wall median {statistics.median(walls):.3f} s, "
+        f"peak RSS {max(c[1] for c in checks)} MiB, exit codes {[c[2] for c in checks]}"
+    )
 
 
 if __name__ == "__main__":

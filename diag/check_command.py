@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from diag.config import Settings, _host_of, build_settings, resolve_password
 from diag.context import Context
-from diag.errors import ExitCode, UsageError
+from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.model import Check, CheckResult
 from diag.render import Marks, format_for_path, progress_line, render
 from diag.report import build, saved_report_path, to_json, user_agent, write_atomic
@@ -114,8 +114,7 @@ def _finish(
         duration_ms=outcome.duration_ms,
         complete=outcome.complete,
     )
-    saved = saved_report_path(run_id, outcome.started_at)
-    write_atomic(saved, to_json(report))
+    # stdout and --out first: if the data directory is unwritable, the report still exists.
     if settings.out:
         write_atomic(
             Path(settings.out).expanduser(),
@@ -126,9 +125,17 @@ def _finish(
         for r in outcome.runs:
             if r.result.traceback:
                 env.stderr.write(f"--- traceback of {r.check.id}\n{r.result.traceback}")
-    env.stderr.write(f"sipdiag: report saved to {saved}\n")
     if settings.out:
         env.stderr.write(f"sipdiag: report written to {settings.out}\n")
+    saved = saved_report_path(run_id, outcome.started_at)
+    try:
+        write_atomic(saved, to_json(report))
+    except OSError as exc:
+        raise SipdiagError(
+            f"cannot save the report under {saved.parent}: {exc.strerror or exc}",
+            "make that directory writable or point XDG_DATA_HOME elsewhere",
+        ) from None
+    env.stderr.write(f"sipdiag: report saved to {saved}\n")
     return report
 
 

@@ -51,8 +51,9 @@ def cli(
 ) -> CliResult:
     """In-process: fast, and lets tests inject their own check registry."""
     out, err = _Capture(), _Capture()
-    env = Environment(stdout=out, stderr=err, environ=dict(environ or {}), stdin_isatty=False,
-                      registry=registry)
+    env = Environment(
+        stdout=out, stderr=err, environ=dict(environ or {}), stdin_isatty=False, registry=registry
+    )
     # typer writes --help/--version to sys.stdout itself.
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = run_cli(list(args), env)
@@ -74,7 +75,11 @@ def cli_process(
     """A real `python -m diag` process (signals, exit codes, stdout as a pipe)."""
     proc = subprocess.run(
         [*prefix, sys.executable, "-m", "diag", *args],
-        capture_output=True, text=True, timeout=timeout, env=subprocess_env(env), cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(env),
+        cwd=REPO,
         stdin=subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from clihelp import cli, cli_process
+
 from diag import __version__
 from diag.errors import ExitCode
 
@@ -23,9 +23,26 @@ def test_help_lists_every_command() -> None:
 def test_check_help_documents_every_contract_flag() -> None:
     r = cli("check", "--help")
     assert r.code == 0
-    for flag in ("--profile", "--registrar", "--domain", "--user", "--auth-user", "--password-env",
-                 "--transport", "--agent-id", "--number", "--policy", "--stun", "--only",
-                 "--skip", "--timeout", "--format", "--out", "--fail-on", "--debug"):
+    for flag in (
+        "--profile",
+        "--registrar",
+        "--domain",
+        "--user",
+        "--auth-user",
+        "--password-env",
+        "--transport",
+        "--agent-id",
+        "--number",
+        "--policy",
+        "--stun",
+        "--only",
+        "--skip",
+        "--timeout",
+        "--format",
+        "--out",
+        "--fail-on",
+        "--debug",
+    ):
         assert flag in r.out, flag
 
 
@@ -75,12 +92,15 @@ def test_every_run_saves_its_report_under_the_user_data_directory(tmp_path: Path
     assert list((tmp_path / "sipdiag" / "reports").glob("sipdiag-*.json"))
 
 
-@pytest.mark.parametrize(("name", "marker"), [
-    ("report.json", '"schema_version": 1'),
-    ("report.md", "# sipdiag report"),
-    ("report.html", "<!doctype html>"),
-    ("report.txt", "Verdict:"),
-])
+@pytest.mark.parametrize(
+    ("name", "marker"),
+    [
+        ("report.json", '"schema_version": 1'),
+        ("report.md", "# sipdiag report"),
+        ("report.html", "<!doctype html>"),
+        ("report.txt", "Verdict:"),
+    ],
+)
 def test_out_picks_the_format_from_the_extension(tmp_path: Path, name: str, marker: str) -> None:
     target = tmp_path / name
     r = cli("check", "--only", "host.os", "--out", str(target))
@@ -95,19 +115,22 @@ def test_out_without_a_known_extension_uses_format(tmp_path: Path) -> None:
     assert target.read_text().startswith("# sipdiag report")
 
 
-@pytest.mark.parametrize("args", [
-    ("check", "--bogus"),
-    ("check", "--transport", "sctp"),
-    ("check", "--format", "yaml"),
-    ("check", "--fail-on", "never"),
-    ("check", "--timeout", "0"),
-    ("check", "--timeout", "soon"),
-    ("check", "--only", "nosuch"),
-    ("check", "--skip", "nosuch.check"),
-    ("check", "--password-env", "hunter2 with spaces"),
-    ("check", "--out", "/nonexistent-dir/report.json"),
-    ("nosuchcommand",),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("check", "--bogus"),
+        ("check", "--transport", "sctp"),
+        ("check", "--format", "yaml"),
+        ("check", "--fail-on", "never"),
+        ("check", "--timeout", "0"),
+        ("check", "--timeout", "soon"),
+        ("check", "--only", "nosuch"),
+        ("check", "--skip", "nosuch.check"),
+        ("check", "--password-env", "hunter2 with spaces"),
+        ("check", "--out", "/nonexistent-dir/report.json"),
+        ("nosuchcommand",),
+    ],
+)
 def test_usage_errors_exit_64_with_one_line(args: tuple[str, ...]) -> None:
     r = cli(*args)
     assert r.code == ExitCode.USAGE
@@ -120,8 +143,9 @@ def test_usage_errors_exit_64_with_one_line(args: tuple[str, ...]) -> None:
 def test_usage_errors_from_a_real_process_have_no_traceback() -> None:
     r = cli_process("check", "--transport", "carrier-pigeon")
     assert r.code == 64
-    assert r.err.strip() == ("sipdiag: error: unknown transport 'carrier-pigeon' "
-                             "(hint: use one of udp, tcp, tls)")
+    assert r.err.strip() == (
+        "sipdiag: error: unknown transport 'carrier-pigeon' (hint: use one of udp, tcp, tls)"
+    )
 
 
 def test_fail_on_warn_turns_a_warning_into_exit_1() -> None:
@@ -151,3 +175,35 @@ def test_report_is_json_serialisable_and_complete_for_md_and_html() -> None:
     for fmt in ("md", "html"):
         rendered = cli("check", "--only", "host", "--format", fmt).out
         assert "host.os" in rendered
+
+
+def test_an_unwritable_data_directory_exits_70_but_the_report_still_reaches_stdout(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    r = cli_process(
+        "check", "--only", "host.os", "--format", "json", env={"XDG_DATA_HOME": str(blocker)}
+    )
+    assert r.code == ExitCode.INTERNAL
+    assert r.json["checks"][0]["id"] == "host.os"
+    assert r.err.strip().startswith("sipdiag: error: cannot save the report under ")
+    assert "(hint: make that directory writable or point XDG_DATA_HOME elsewhere)" in r.err
+
+
+def test_progress_is_shown_on_a_terminal_only() -> None:
+    import io
+
+    from diag.cli import Environment, run_cli
+
+    class Terminal(io.StringIO):
+        encoding = "utf-8"
+
+        def isatty(self) -> bool:
+            return True
+
+    out, err = Terminal(), io.StringIO()
+    run_cli(["check", "--only", "host.os"], Environment(stdout=out, stderr=err, environ={}))
+    assert "host.os" in err.getvalue() and "\r" in err.getvalue()
+    assert "[✓] Operating system is identified" in out.getvalue()
+    assert "\r" not in cli("check", "--only", "host.os").err

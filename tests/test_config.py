@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from clihelp import cli
+
 from diag.config import Secret, Settings, build_settings, resolve_password
 from diag.errors import UsageError
 
@@ -17,15 +17,18 @@ def _profile(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (None, "not found"),
-    ("registrar = \n", "is not valid TOML"),
-    ('registrar = "sip:pbx"\ncolour = "blue"\n', "unknown key(s): colour"),
-    ('user = "alice"\npassword = "alice-secret"\n', "contains a password (key 'password')"),
-    ('user = "alice"\nsip_password = "alice-secret"\n', "contains a password"),
-    ("timeout = \"soon\"\n", "'timeout' must be a number"),
-    ("transports = [\"udp\", 5]\n", "'transports' must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "not found"),
+        ("registrar = \n", "is not valid TOML"),
+        ('registrar = "sip:pbx"\ncolour = "blue"\n', "unknown key(s): colour"),
+        ('user = "alice"\npassword = "alice-secret"\n', "contains a password (key 'password')"),
+        ('user = "alice"\nsip_password = "alice-secret"\n', "contains a password"),
+        ('timeout = "soon"\n', "'timeout' must be a number"),
+        ('transports = ["udp", 5]\n', "'transports' must be a list of strings"),
+    ],
+)
 def test_bad_profile_exits_64_with_one_line(tmp_path: Path, text: str | None, message: str) -> None:
     path = tmp_path / "missing.toml" if text is None else _profile(tmp_path, text)
     r = cli("check", "--profile", str(path))
@@ -36,8 +39,11 @@ def test_bad_profile_exits_64_with_one_line(tmp_path: Path, text: str | None, me
 
 
 def test_flags_override_the_profile(tmp_path: Path) -> None:
-    path = _profile(tmp_path, 'registrar = "sip:a.example"\nuser = "alice"\n'
-                              'transports = ["tcp"]\ntimeout = 4\nnumbers = ["+441234567890"]\n')
+    path = _profile(
+        tmp_path,
+        'registrar = "sip:a.example"\nuser = "alice"\n'
+        'transports = ["tcp"]\ntimeout = 4\nnumbers = ["+441234567890"]\n',
+    )
     s = build_settings(path, {"registrar": "sip:b.example", "transports": None, "timeout": None})
     assert (s.registrar, s.user, s.transports, s.timeout) == ("sip:b.example", "alice", ("tcp",), 4)
     assert s.numbers == ("+441234567890",)
@@ -51,8 +57,10 @@ def test_profile_policy_path_is_relative_to_the_profile(tmp_path: Path) -> None:
 
 
 def test_profile_values_reach_the_report(tmp_path: Path) -> None:
-    path = _profile(tmp_path, 'agent_id = "A-17"\nnumbers = ["+441234567890"]\n'
-                              'only = ["host.os"]\nformat = "json"\n')
+    path = _profile(
+        tmp_path,
+        'agent_id = "A-17"\nnumbers = ["+441234567890"]\nonly = ["host.os"]\nformat = "json"\n',
+    )
     report = cli("check", "--profile", str(path)).json
     assert report["agent"] == {"id": "A-17", "sip_uri": None, "numbers": ["+441234567890"]}
     assert [c["id"] for c in report["checks"]] == ["host.os"]

@@ -14,14 +14,20 @@ def _run(check_id: str, status: Status, **details: Any) -> CheckRun:
 
 
 def _attempt(code: int, remote: bool = True) -> dict[str, Any]:
-    return {"transport": "udp", "ok": code // 100 == 2, "code": code, "reason": "R",
-            "remote": remote}
+    return {
+        "transport": "udp",
+        "ok": code // 100 == 2,
+        "code": code,
+        "reason": "R",
+        "remote": remote,
+    }
 
 
 def test_a_vpn_warning_becomes_a_host_vpn_active_warning_finding() -> None:
     findings = diagnose([_run("host.vpn", Status.WARN, vpn_interfaces=[{"name": "tun0"}])])
     assert [(f.cause, f.family, f.severity) for f in findings] == [
-        ("host.vpn_active", Family.HOST, Severity.WARNING)]
+        ("host.vpn_active", Family.HOST, Severity.WARNING)
+    ]
     f = findings[0]
     assert f.evidence["checks"] == ["host.vpn"]
     assert f.evidence["host.vpn"]["vpn_interfaces"] == [{"name": "tun0"}]
@@ -35,8 +41,12 @@ def test_passing_checks_raise_no_findings_and_the_verdict_is_healthy() -> None:
 
 
 def test_register_answers_map_to_sip_causes() -> None:
-    cases = {403: "sip.forbidden", 404: "sip.not_found", 401: "sip.credentials_rejected",
-             503: "sip.server_error"}
+    cases = {
+        403: "sip.forbidden",
+        404: "sip.not_found",
+        401: "sip.credentials_rejected",
+        503: "sip.server_error",
+    }
     for code, cause in cases.items():
         findings = diagnose([_run("sip.register", Status.FAIL, attempts=[_attempt(code)])])
         assert [f.cause for f in findings] == [cause], code
@@ -50,8 +60,10 @@ def test_local_timeouts_and_refusals_are_network_causes_not_sip_causes() -> None
 
 
 def test_findings_are_sorted_most_severe_first_and_decide_the_verdict() -> None:
-    runs = [_run("host.vpn", Status.WARN),
-            _run("sip.register", Status.FAIL, attempts=[_attempt(403)])]
+    runs = [
+        _run("host.vpn", Status.WARN),
+        _run("sip.register", Status.FAIL, attempts=[_attempt(403)]),
+    ]
     findings = diagnose(runs)
     assert [f.severity for f in findings] == [Severity.CRITICAL, Severity.WARNING]
     assert verdict(findings) == "failing"

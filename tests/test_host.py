@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from clihelp import cli, cli_process
 
 from checks.host import (
     check_clock,
@@ -17,7 +18,6 @@ from checks.host import (
     is_vpn_interface,
     proxies,
 )
-from clihelp import cli, cli_process
 from diag.config import Settings
 from diag.context import Context
 from diag.model import CheckResult, Status, passed
@@ -27,18 +27,23 @@ def _ctx(**kw: object) -> Context:
     return Context(settings=Settings(), run_id="r", user_agent="ua", **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "flags", "vpn"), [
-    ("tun0", "up,pointopoint,running,noarp,multicast", True),
-    ("wg0", "up,running", True),
-    ("utun3", "", True),
-    ("ppp0", "", True),
-    ("Ethernet 2 (OpenVPN TAP-Windows6)", "", True),
-    ("weird0", "up,pointopoint,running", True),
-    ("eth0", "up,broadcast,running,multicast", False),
-    ("wlan0", "up,broadcast,running,multicast", False),
-    ("lo", "up,loopback,running", False),
-])
-def test_vpn_heuristic_uses_names_and_point_to_point_flags(name: str, flags: str, vpn: bool) -> None:
+@pytest.mark.parametrize(
+    ("name", "flags", "vpn"),
+    [
+        ("tun0", "up,pointopoint,running,noarp,multicast", True),
+        ("wg0", "up,running", True),
+        ("utun3", "", True),
+        ("ppp0", "", True),
+        ("Ethernet 2 (OpenVPN TAP-Windows6)", "", True),
+        ("weird0", "up,pointopoint,running", True),
+        ("eth0", "up,broadcast,running,multicast", False),
+        ("wlan0", "up,broadcast,running,multicast", False),
+        ("lo", "up,loopback,running", False),
+    ],
+)
+def test_vpn_heuristic_uses_names_and_point_to_point_flags(
+    name: str, flags: str, vpn: bool
+) -> None:
     assert is_vpn_interface(name, flags) is vpn
 
 
@@ -56,11 +61,13 @@ def netns_with_tun() -> Iterator[str]:
     name = f"sdv{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
-        for cmd in (["ip", "-n", name, "link", "set", "lo", "up"],
-                    ["ip", "-n", name, "link", "add", "veth0", "type", "veth", "peer", "veth1"],
-                    ["ip", "-n", name, "addr", "add", "10.98.7.1/24", "dev", "veth0"],
-                    ["ip", "-n", name, "link", "set", "veth0", "up"],
-                    ["ip", "-n", name, "link", "set", "veth1", "up"]):
+        for cmd in (
+            ["ip", "-n", name, "link", "set", "lo", "up"],
+            ["ip", "-n", name, "link", "add", "veth0", "type", "veth", "peer", "veth1"],
+            ["ip", "-n", name, "addr", "add", "10.98.7.1/24", "dev", "veth0"],
+            ["ip", "-n", name, "link", "set", "veth0", "up"],
+            ["ip", "-n", name, "link", "set", "veth1", "up"],
+        ):
             subprocess.run(cmd, check=True, capture_output=True)
         yield name
     finally:
@@ -72,8 +79,14 @@ def test_a_machine_with_only_loopback_fails_host_interfaces() -> None:
     bare = f"sdb{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", bare], check=True)
     try:
-        r = cli_process("check", "--only", "host.interfaces", "--format", "json",
-                        prefix=["ip", "netns", "exec", bare])
+        r = cli_process(
+            "check",
+            "--only",
+            "host.interfaces",
+            "--format",
+            "json",
+            prefix=["ip", "netns", "exec", bare],
+        )
         check = r.json["checks"][0]
         assert (check["id"], check["status"]) == ("host.interfaces", "fail")
         assert check["hint"] == "connect this machine to the network (cable or Wi-Fi) and re-run"
@@ -85,7 +98,8 @@ def test_a_machine_with_only_loopback_fails_host_interfaces() -> None:
 TUN_HOLDER = """
 import fcntl, struct, sys, time
 fd = open("/dev/net/tun", "r+b", buffering=0)
-fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"tun7", 0x0001 | 0x1000))  # TUNSETIFF, IFF_TUN|NO_PI
+# TUNSETIFF with IFF_TUN | IFF_NO_PI
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"tun7", 0x0001 | 0x1000))
 print("ready", flush=True)
 time.sleep(60)
 """
@@ -93,16 +107,22 @@ time.sleep(60)
 
 def test_a_vpn_tun_interface_that_is_up_warns_and_becomes_a_finding(netns_with_tun: str) -> None:
     ns = netns_with_tun
-    # A real tun device held open by a process, as a VPN client does (without one it has no carrier).
-    holder = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TUN_HOLDER],
-                              stdout=subprocess.PIPE, text=True)
+    # A real tun device held open by a process, as a VPN client does (else it has no carrier).
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", TUN_HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        subprocess.run(["ip", "-n", ns, "addr", "add", "10.8.0.1", "peer", "10.8.0.2", "dev",
-                        "tun7"], check=True)
+        subprocess.run(
+            ["ip", "-n", ns, "addr", "add", "10.8.0.1", "peer", "10.8.0.2", "dev", "tun7"],
+            check=True,
+        )
         subprocess.run(["ip", "-n", ns, "link", "set", "tun7", "up"], check=True)
-        r = cli_process("check", "--only", "host.vpn", "--format", "json",
-                        prefix=["ip", "netns", "exec", ns])
+        r = cli_process(
+            "check", "--only", "host.vpn", "--format", "json", prefix=["ip", "netns", "exec", ns]
+        )
         report = r.json
         check = report["checks"][0]
         assert (check["id"], check["status"]) == ("host.vpn", "warn")
@@ -113,16 +133,31 @@ def test_a_vpn_tun_interface_that_is_up_warns_and_becomes_a_finding(netns_with_t
         assert report["verdict"] == "degraded"
         assert next(i for i in report["host"]["interfaces"] if i["name"] == "tun7")["is_vpn"]
         assert r.code == 0  # a warning, not a failure
-        assert cli_process("check", "--only", "host.vpn", "--fail-on", "warn",
-                           prefix=["ip", "netns", "exec", ns]).code == 1
+        assert (
+            cli_process(
+                "check",
+                "--only",
+                "host.vpn",
+                "--fail-on",
+                "warn",
+                prefix=["ip", "netns", "exec", ns],
+            ).code
+            == 1
+        )
     finally:
         holder.kill()
         holder.wait()
 
 
 def test_no_vpn_in_a_namespace_with_only_ethernet_passes(netns_with_tun: str) -> None:
-    r = cli_process("check", "--only", "host.vpn", "--format", "json",
-                    prefix=["ip", "netns", "exec", netns_with_tun])
+    r = cli_process(
+        "check",
+        "--only",
+        "host.vpn",
+        "--format",
+        "json",
+        prefix=["ip", "netns", "exec", netns_with_tun],
+    )
     assert r.json["checks"][0]["status"] == "pass"
 
 
@@ -140,14 +175,20 @@ def test_clock_offset_compares_whole_seconds() -> None:
 
 
 def _register_result(server_date: str | None, local: dt.datetime) -> CheckResult:
-    attempt = {"ok": True, "code": 200, "server_date": server_date,
-               "local_time": local.isoformat().replace("+00:00", "Z")}
+    attempt = {
+        "ok": True,
+        "code": 200,
+        "server_date": server_date,
+        "local_time": local.isoformat().replace("+00:00", "Z"),
+    }
     return passed("registered", attempts=[attempt])
 
 
 def test_host_clock_warns_beyond_five_seconds_of_skew() -> None:
     local = dt.datetime(2026, 11, 27, 4, 10, 30, tzinfo=dt.timezone.utc)
-    skewed = _ctx(results={"sip.register": _register_result("Fri, 27 Nov 2026 04:10:00 GMT", local)})
+    skewed = _ctx(
+        results={"sip.register": _register_result("Fri, 27 Nov 2026 04:10:00 GMT", local)}
+    )
     result = check_clock(skewed)
     assert result.status is Status.WARN
     assert result.details["clock_offset_ms"] == 30000
@@ -164,8 +205,14 @@ def test_host_clock_skips_without_a_registrar_date() -> None:
 
 
 def test_host_proxy_reports_the_environment_proxy_without_credentials() -> None:
-    r = cli_process("check", "--only", "host.proxy", "--format", "json",
-                    env={"HTTPS_PROXY": "http://bob:hunter2@proxy.corp:3128"})
+    r = cli_process(
+        "check",
+        "--only",
+        "host.proxy",
+        "--format",
+        "json",
+        env={"HTTPS_PROXY": "http://bob:hunter2@proxy.corp:3128"},
+    )
     check = r.json["checks"][0]
     assert (check["id"], check["status"]) == ("host.proxy", "pass")
     assert check["details"]["proxies"] == {"https_proxy": "http://[redacted]@proxy.corp:3128"}

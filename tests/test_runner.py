@@ -6,6 +6,7 @@ import threading
 import time
 
 from clihelp import cli
+
 from diag.config import Settings
 from diag.context import Context
 from diag.model import Check, CheckResult, Status, passed
@@ -49,8 +50,10 @@ def test_debug_shows_the_traceback_of_a_crashed_probe() -> None:
 
 
 def test_an_overrunning_check_times_out_while_the_rest_complete() -> None:
-    registry = [Check("host.slow", "Slow works", _sleepy, timeout=0.3),
-                Check("host.ok", "Ok works", _ok)]
+    registry = [
+        Check("host.slow", "Slow works", _sleepy, timeout=0.3),
+        Check("host.ok", "Ok works", _ok),
+    ]
     t0 = time.monotonic()
     try:
         r = cli("check", "--format", "json", "--timeout", "5", registry=registry)
@@ -99,8 +102,10 @@ def test_a_check_waits_for_the_checks_it_reads() -> None:
     def second(ctx: Context) -> CheckResult:
         return passed("second", saw=ctx.results["host.a"].details["value"])
 
-    checks = [Check("host.b", "B works", second, after=("host.a",)),
-              Check("host.a", "A works", first)]
+    checks = [
+        Check("host.b", "B works", second, after=("host.a",)),
+        Check("host.a", "A works", first),
+    ]
     outcome = run_checks(checks, _ctx(), 5)
     assert [r.check.id for r in outcome.runs] == ["host.b", "host.a"]  # registry order kept
     assert outcome.runs[0].result.details["saw"] == 42

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from clihelp import REPO, subprocess_env
 
 DRIVER = """
@@ -41,9 +40,22 @@ def test_interrupt_writes_an_incomplete_report_and_exits_130(
     marker = tmp_path / "started"
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
-        [sys.executable, str(driver), str(marker), "check", "--format", "json", "--timeout", "30",
-         "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        [
+            sys.executable,
+            str(driver),
+            str(marker),
+            "check",
+            "--format",
+            "json",
+            "--timeout",
+            "30",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env=subprocess_env({"XDG_DATA_HOME": str(tmp_path / "data")}),
     )
     deadline = time.monotonic() + 15

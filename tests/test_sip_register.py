@@ -8,24 +8,44 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from clihelp import CliResult, cli_process
-from diag import __version__
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 from peers.sipp import SippFactory
+
+from diag import __version__
 
 PASSWORD = "alice-secret"
 WRONG = "not-alices-password-42"
 
 
-def register(registrar: str, *extra: str, password: str = PASSWORD, user: str = "alice",
-             prefix: tuple[str, ...] = (), data: Path | None = None) -> CliResult:
+def register(
+    registrar: str,
+    *extra: str,
+    password: str = PASSWORD,
+    user: str = "alice",
+    prefix: tuple[str, ...] = (),
+    data: Path | None = None,
+) -> CliResult:
     env = {"SIPDIAG_PASSWORD": password}
     if data is not None:
         env["XDG_DATA_HOME"] = str(data)
-    return cli_process("check", "--registrar", registrar, "--user", user, "--only", "sip",
-                       "--only", "host.clock", "--format", "json", *extra, env=env, prefix=prefix)
+    return cli_process(
+        "check",
+        "--registrar",
+        registrar,
+        "--user",
+        user,
+        "--only",
+        "sip",
+        "--only",
+        "host.clock",
+        "--format",
+        "json",
+        *extra,
+        env=env,
+        prefix=prefix,
+    )
 
 
 def sip_check(r: CliResult) -> dict[str, Any]:
@@ -43,7 +63,11 @@ def test_register_passes_and_leaves_no_binding(kamailio: Kamailio, transport: st
     check = sip_check(r)
     assert check["status"] == "pass", check
     attempt = check["details"]["attempts"][0]
-    assert (attempt["transport"], attempt["code"], attempt["unregistered"]) == (transport, 200, True)
+    assert (attempt["transport"], attempt["code"], attempt["unregistered"]) == (
+        transport,
+        200,
+        True,
+    )
     assert attempt["received"] == "127.0.0.1" or attempt["received"] is None
     assert kamailio.bindings("alice") == []  # our binding was removed at once
     assert r.code == 0
@@ -62,15 +86,16 @@ def test_register_reads_the_registrar_clock_from_its_date_header(kamailio: Kamai
     assert r.json["correlation"]["clock_offset_ms"] == clock["details"]["clock_offset_ms"]
 
 
-def test_wrong_password_fails_with_the_registrars_warning(kamailio: Kamailio,
-                                                         tmp_path: Path) -> None:
+def test_wrong_password_fails_with_the_registrars_warning(
+    kamailio: Kamailio, tmp_path: Path
+) -> None:
     r = register(kamailio.registrar_uri("udp"), "--debug", password=WRONG, data=tmp_path)
     check = sip_check(r)
     assert check["status"] == "fail"
     attempt = check["details"]["attempts"][0]
     assert (attempt["code"], attempt["reason"]) == (403, "Forbidden")
     assert attempt["warning"] == ['399 pbx.test "Wrong password for alice"']
-    assert 'Wrong password for alice' in check["summary"]
+    assert "Wrong password for alice" in check["summary"]
     assert "sip.forbidden" in causes(r)
     assert r.json["verdict"] == "failing" and r.code == 1
     # The password is in no output, no saved report, no --debug text.
@@ -88,17 +113,22 @@ def test_every_sip_request_carries_the_run_user_agent(sipp_uas: SippFactory) -> 
     assert f"User-Agent: sipdiag/{__version__} run={run_id}" in uas.messages()
     check = sip_check(r)
     assert check["details"]["attempts"][0]["warning"] == [
-        '399 sipp-pbx "Account suspended: outstanding balance"']
+        '399 sipp-pbx "Account suspended: outstanding balance"'
+    ]
     assert check["details"]["attempts"][0]["server"] == "sipp-pbx"
     assert "sip.forbidden" in causes(r)
 
 
-@pytest.mark.parametrize(("scenario", "code", "cause"), [
-    ("reg_404.xml", 404, "sip.not_found"),
-    ("reg_503.xml", 503, "sip.server_error"),
-])
-def test_registrar_error_answers_map_to_sip_causes(sipp_uas: SippFactory, scenario: str,
-                                                   code: int, cause: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "code", "cause"),
+    [
+        ("reg_404.xml", 404, "sip.not_found"),
+        ("reg_503.xml", 503, "sip.server_error"),
+    ],
+)
+def test_registrar_error_answers_map_to_sip_causes(
+    sipp_uas: SippFactory, scenario: str, code: int, cause: str
+) -> None:
     uas = sipp_uas(scenario)
     r = register(uas.uri)
     assert sip_check(r)["details"]["attempts"][0]["code"] == code
@@ -124,8 +154,16 @@ def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
     kam = netns_pair.start_kamailio()
     netns_pair.firewall(netns_pair.pbx, "udp-drop", [kam.port])
     t0 = time.monotonic()
-    r = register(f"sip:{kam.host}:{kam.port}", "--transport", "udp", "--transport", "tcp",
-                 "--timeout", "4", prefix=tuple(netns_pair.exec_argv(netns_pair.agent, [])))
+    r = register(
+        f"sip:{kam.host}:{kam.port}",
+        "--transport",
+        "udp",
+        "--transport",
+        "tcp",
+        "--timeout",
+        "4",
+        prefix=tuple(netns_pair.exec_argv(netns_pair.agent, [])),
+    )
     assert time.monotonic() - t0 < 4 + 1.5
     attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
     assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["ok"]
@@ -134,14 +172,24 @@ def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
     assert r.json["correlation"]["local_addresses"][0] == netns_pair.agent_ip
 
 
-def test_without_pjsua2_the_sip_check_skips_with_an_install_hint(kamailio: Kamailio,
-                                                                 tmp_path: Path) -> None:
+def test_without_pjsua2_the_sip_check_skips_with_an_install_hint(
+    kamailio: Kamailio, tmp_path: Path
+) -> None:
     # Simulate a platform without the pjsua2 wheel: the import fails as it would there.
     blocker = tmp_path / "pjsua2.py"
     blocker.write_text("raise ImportError('No module named pjsua2')\n")
-    r = cli_process("check", "--registrar", kamailio.registrar_uri("udp"), "--user", "alice",
-                    "--only", "sip.register", "--format", "json",
-                    env={"SIPDIAG_PASSWORD": PASSWORD, "PYTHONPATH": str(tmp_path)})
+    r = cli_process(
+        "check",
+        "--registrar",
+        kamailio.registrar_uri("udp"),
+        "--user",
+        "alice",
+        "--only",
+        "sip.register",
+        "--format",
+        "json",
+        env={"SIPDIAG_PASSWORD": PASSWORD, "PYTHONPATH": str(tmp_path)},
+    )
     check = sip_check(r)
     assert check["status"] == "skip"
     assert "pjsua2 cannot be loaded" in check["summary"]
@@ -150,8 +198,19 @@ def test_without_pjsua2_the_sip_check_skips_with_an_install_hint(kamailio: Kamai
 
 
 def test_no_password_skips_with_where_to_put_it(kamailio: Kamailio) -> None:
-    r = cli_process("check", "--registrar", kamailio.registrar_uri("udp"), "--user", "alice",
-                    "--only", "sip.register", "--format", "json", "--password-env", "NOPE_PW")
+    r = cli_process(
+        "check",
+        "--registrar",
+        kamailio.registrar_uri("udp"),
+        "--user",
+        "alice",
+        "--only",
+        "sip.register",
+        "--format",
+        "json",
+        "--password-env",
+        "NOPE_PW",
+    )
     check = sip_check(r)
     assert (check["status"], check["summary"]) == ("skip", "no password available for alice")
     assert check["hint"].startswith("export NOPE_PW")

@@ -1,0 +1,172 @@
+"""Kamailio registrar from TESTBED.md (htable users, no database), on free ports, TLS included."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sip
+from .process import (
+    Daemon,
+    PeerStartError,
+    all_of,
+    check_unix_path,
+    free_port,
+    tcp_accepts,
+    udp_answers,
+)
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+CONFIG = DATA_DIR / "kamailio" / "kamailio-testbed.cfg"
+
+TLS_CFG = """\
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+private_key = {key}
+certificate = {cert}
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+"""
+
+
+class KamcmdError(RuntimeError):
+    """kamcmd failed or Kamailio answered the RPC with an error."""
+
+
+def make_self_signed_cert(directory: Path, ip: str) -> tuple[Path, Path]:
+    """(certificate, key) for CN=ip with SAN IP:ip and DNS:localhost; the cert is its own CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "pbx.crt", directory / "pbx.key"
+    argv = [
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+        "-keyout", str(key), "-out", str(cert), "-days", "2",
+        "-subj", f"/CN={ip}", "-addext", f"subjectAltName=IP:{ip},DNS:localhost",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise PeerStartError(f"openssl req failed ({done.returncode}): {done.stderr.strip()}")
+    return cert, key
+
+
+@dataclass
+class Kamailio:
+    """A running Kamailio: UDP and TCP on ``port``, TLS on ``tls_port``, all on ``host``."""
+
+    host: str
+    port: int
+    tls_port: int
+    run_dir: Path
+    ca_cert: Path
+    daemon: Daemon
+    netns: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        work_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        timeout: float = 10.0,
+    ) -> Kamailio:
+        """Write cert + tls.cfg into ``work_dir``, start Kamailio (inside ``netns`` if given)."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = work_dir / "run"
+        check_unix_path(run_dir / "kamailio_ctl")
+        cert, key = make_self_signed_cert(work_dir / "tls", host)
+        tls_cfg = work_dir / "tls.cfg"
+        tls_cfg.write_text(TLS_CFG.format(key=key, cert=cert))
+        port = free_port([host], ("udp", "tcp"), netns=netns)
+        tls_port = free_port([host], ("tcp",), netns=netns)
+        while tls_port == port:
+            tls_port = free_port([host], ("tcp",), netns=netns)
+        substitutions = {
+            "SIP_IP": host,
+            "SIP_PORT": str(port),
+            "TLS_PORT": str(tls_port),
+            "RUN_DIR": str(run_dir),
+            "TLS_CFG": str(tls_cfg),
+        }
+        argv = [
+            "kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "32", "-M", "4", "-A", "WITH_TLS",
+            *(f"--substdef=!{name}!{value}!g" for name, value in substitutions.items()),
+            "-P", str(run_dir / "kamailio.pid"), "-Y", str(run_dir),
+        ]  # fmt: skip
+        # TZ=UTC: the 200 OK to REGISTER carries "Date: $timef(... GMT)", which is local time.
+        daemon = Daemon("kamailio", argv, work_dir, netns=netns, env={"TZ": "UTC"}, cwd=work_dir)
+        daemon.start(
+            all_of(
+                udp_answers(
+                    host,
+                    port,
+                    lambda local: sip.request("OPTIONS", f"sip:{host}:{port}", local),
+                    lambda answer: answer.startswith(b"SIP/2.0 200 "),
+                    netns=netns,
+                ),
+                tcp_accepts(host, port, netns),
+                tcp_accepts(host, tls_port, netns),
+            ),
+            timeout,
+        )
+        return cls(host, port, tls_port, run_dir, cert, daemon, netns)
+
+    @property
+    def udp_port(self) -> int:
+        return self.port
+
+    @property
+    def tcp_port(self) -> int:
+        return self.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.daemon.log_path
+
+    def port_for(self, transport: str) -> int:
+        return self.tls_port if transport.lower() == "tls" else self.port
+
+    def registrar_uri(self, transport: str = "udp") -> str:
+        """E.g. ``sip:127.0.0.1:PORT;transport=tcp``; the port follows the transport."""
+        transport = transport.lower()
+        return f"sip:{self.host}:{self.port_for(transport)};transport={transport}"
+
+    def kamcmd(self, *args: str) -> str:
+        """Run one RPC over the ctl socket, e.g. ``kamcmd("htable.dump", "users")``."""
+        argv = ["kamcmd", "-s", f"unix:{self.run_dir / 'kamailio_ctl'}", *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        # kamcmd exits 0 even when the RPC fails; the answer then starts with "error:".
+        if done.returncode != 0 or done.stdout.startswith("error:"):
+            raise KamcmdError(
+                f"{' '.join(argv)} -> exit {done.returncode}: {(done.stdout + done.stderr).strip()}"
+            )
+        return done.stdout
+
+    def bindings(self, user: str) -> list[dict[str, str]]:
+        """Registered contacts of AoR ``user`` (``ul.lookup location``), one dict per Contact."""
+        try:
+            dump = self.kamcmd("ul.lookup", "location", user)
+        except KamcmdError as exc:
+            if "AOR not found" in str(exc):
+                return []
+            raise
+        contacts: list[dict[str, str]] = []
+        for line in dump.splitlines():
+            line = line.strip()
+            if line == "Contact: {":
+                contacts.append({})
+            elif contacts and (field := re.fullmatch(r"([\w-]+): (.*)", line)):
+                contacts[-1][field.group(1)] = field.group(2)
+        return contacts
+
+    def log_text(self) -> str:
+        return self.daemon.log_text()
+
+    def stop(self) -> int | None:
+        return self.daemon.stop()
