@@ -76,9 +76,7 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         env.stderr.write("\r\033[K" + progress_line(event, check, status, marks))
         env.stderr.flush()
 
-    from diag.cli import install_sigterm_as_interrupt
-
-    install_sigterm_as_interrupt()
+    _sigterm_as_interrupt()
     outcome = run_checks(selected, ctx, settings.timeout, progress if show_progress else None)
     if show_progress:
         env.stderr.write("\r\033[K")
@@ -137,6 +135,16 @@ def _finish(
         ) from None
     env.stderr.write(f"sipdiag: report saved to {saved}\n")
     return report
+
+
+def _sigterm_as_interrupt() -> None:
+    """Fleet tools stop runs with SIGTERM: treat it like Ctrl-C so the report is kept."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if _in_main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _isatty(stream: Any) -> bool:

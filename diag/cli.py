@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -222,13 +221,3 @@ def main() -> NoReturn:
         # A probe overran inside native code; the report is written, so don't wait for it.
         os._exit(code)
     sys.exit(code)
-
-
-def install_sigterm_as_interrupt() -> None:
-    """Fleet tools stop runs with SIGTERM: treat it like Ctrl-C so the report is kept."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
