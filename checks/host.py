@@ -108,24 +108,31 @@ def proxies(environ: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def describe_host(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The report's `host` section."""
+def describe_host_minimal(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The report's `host` section without interfaces (needs nothing beyond the stdlib)."""
     try:
-        user = getpass.getuser()
+        user: str | None = getpass.getuser()
     except (KeyError, OSError):
         user = None
+    version = platform.version()
     return {
         "hostname": socket.gethostname(),
         "os": platform.system(),
-        "os_version": platform.release()
-        + (f" ({platform.version()})" if platform.version() else ""),
+        "os_version": platform.release() + (f" ({version})" if version else ""),
         "python": sys.version.split()[0],
         "user": user,
-        "interfaces": [
-            {k: i[k] for k in ("name", "addresses", "is_up", "is_vpn")} for i in list_interfaces()
-        ],
+        "interfaces": [],
         "proxies": proxies(environ),
     }
+
+
+def describe_host(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The report's `host` section."""
+    host = describe_host_minimal(environ)
+    host["interfaces"] = [
+        {k: i[k] for k in ("name", "addresses", "is_up", "is_vpn")} for i in list_interfaces()
+    ]
+    return host
 
 
 def check_os(ctx: Context) -> CheckResult:
@@ -199,15 +206,20 @@ def clock_offset_ms(server_date: str, local_at_response: str) -> int | None:
 
 def check_clock(ctx: Context) -> CheckResult:
     register = ctx.results.get("sip.register")
+    if register is None:
+        return skipped(
+            "no registrar Date header to compare against",
+            "run it together with sip.register (--registrar, --user) to read the registrar's clock",
+        )
     dated = [
         a
-        for a in (register.details.get("attempts", []) if register else [])
+        for a in register.details.get("attempts", [])
         if a.get("server_date") and a.get("local_time")
     ]
     if not dated:
         return skipped(
             "no registrar Date header to compare against",
-            "configure --registrar and --user so the registrar's clock can be read",
+            "the registrar sent no Date header; check that NTP is enabled instead",
         )
     sample = dated[0]
     offset = clock_offset_ms(sample["server_date"], sample["local_time"])

@@ -78,8 +78,3 @@ def parse_date(value: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed
-
-
-def scrub(raw: str) -> str:
-    """A SIP message with Authorization/Proxy-Authorization values removed."""
-    return re.sub(r"(?im)^((?:proxy-)?authorization)\s*:.*$", r"\1: [removed]", raw)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
-import sys
+import stat
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from diag.config import Settings, _host_of, build_settings, resolve_password
+from diag.config import Settings, build_settings, resolve_password
 from diag.context import Context
 from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.model import Check, CheckResult
@@ -37,14 +39,14 @@ def exit_code(report: Mapping[str, Any], fail_on: str) -> ExitCode:
 def _check_out_path(out: str | None) -> None:
     if out is None:
         return
-    parent = Path(out).expanduser().resolve().parent
-    if not parent.is_dir():
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a directory", "give a file name such as report.json")
+    if not path.resolve().parent.is_dir():
         raise UsageError(
-            f"cannot write --out {out}: directory {parent} does not exist",
+            f"cannot write --out {out}: directory {path.resolve().parent} does not exist",
             "create the directory or choose another --out path",
         )
-    if Path(out).is_dir():
-        raise UsageError(f"--out {out} is a directory", "give a file name such as report.json")
 
 
 def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str, Any]) -> int:
@@ -55,50 +57,40 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         settings = resolve_password(settings, env.environ, env.stdin_isatty)
 
     run_id = str(uuid.uuid4())
-    stack = None
-    if any(c.uses_sip for c in selected):
-        from diag.sipstack import SipStack
-
-        stack = SipStack(user_agent(run_id), settings.timeout, _host_of(settings.registrar))
     ctx = Context(
-        settings=settings,
-        run_id=run_id,
-        user_agent=user_agent(run_id),
-        environ=env.environ,
-        sip_stack=stack,
+        settings=settings, run_id=run_id, user_agent=user_agent(run_id), environ=env.environ
     )
-
     marks = Marks.for_encoding(getattr(env.stdout, "encoding", None))
     show_progress = settings.format == "text" and _isatty(env.stdout)
 
     def progress(event: str, check: Check, result: CheckResult | None) -> None:
         status = result.status.value if result else None
-        env.stderr.write("\r\033[K" + progress_line(event, check, status, marks))
-        env.stderr.flush()
+        _write(env.stderr, "\r\033[K" + progress_line(event, check, status, marks))
 
     _sigterm_as_interrupt()
     outcome = run_checks(selected, ctx, settings.timeout, progress if show_progress else None)
-    if show_progress:
-        env.stderr.write("\r\033[K")
-    env.abandoned.extend(outcome.abandoned)
     # From here on the report must get written: a second Ctrl-C waits for it.
     previous = _ignore_sigint()
     try:
-        report = _finish(env, settings, run_id, outcome, stack, marks)
+        if show_progress:
+            _write(env.stderr, "\r\033[K")
+        env.abandoned.extend(outcome.abandoned)
+        report, problem = _finish(env, settings, run_id, outcome, marks)
+        outcome.release()  # after the report exists: native teardown may still abort
     finally:
         _restore_sigint(previous)
+    if problem is not None:
+        raise problem
     return int(exit_code(report, settings.fail_on))
 
 
 def _finish(
-    env: Environment, settings: Settings, run_id: str, outcome: RunOutcome, stack: Any, marks: Marks
-) -> dict[str, Any]:
-    from checks.host import describe_host
+    env: Environment, settings: Settings, run_id: str, outcome: RunOutcome, marks: Marks
+) -> tuple[dict[str, Any], SipdiagError | None]:
+    """Build the report and write it everywhere it goes; one failed output never stops the
+    others. Returns the first output problem to report after everything was attempted."""
     from diag.diagnosis import diagnose, verdict
 
-    sip_busy = any(t.name.startswith("check:sip.") for t in outcome.abandoned)
-    if stack is not None and not sip_busy:
-        stack.close()  # pjsua2 objects are gone; a stuck SIP thread instead dies with the process
     findings = diagnose(outcome.runs)
     report = build(
         run_id=run_id,
@@ -106,35 +98,91 @@ def _finish(
         runs=outcome.runs,
         findings=findings,
         verdict=verdict(findings),
-        host=describe_host(env.environ),
+        host=_host_section(env.environ),
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         duration_ms=outcome.duration_ms,
         complete=outcome.complete,
     )
-    # stdout and --out first: if the data directory is unwritable, the report still exists.
-    if settings.out:
-        write_atomic(
-            Path(settings.out).expanduser(),
-            render(report, format_for_path(settings.out, settings.format), marks),
-        )
-    env.stdout.write(render(report, settings.format, marks))
-    if settings.debug:
-        for r in outcome.runs:
-            if r.result.traceback:
-                env.stderr.write(f"--- traceback of {r.check.id}\n{r.result.traceback}")
-    if settings.out:
-        env.stderr.write(f"sipdiag: report written to {settings.out}\n")
+    problems: list[SipdiagError] = []
     saved = saved_report_path(run_id, outcome.started_at)
     try:
         write_atomic(saved, to_json(report))
+        _write(env.stderr, f"sipdiag: report saved to {saved}\n")
     except OSError as exc:
-        raise SipdiagError(
-            f"cannot save the report under {saved.parent}: {exc.strerror or exc}",
-            "make that directory writable or point XDG_DATA_HOME elsewhere",
-        ) from None
-    env.stderr.write(f"sipdiag: report saved to {saved}\n")
-    return report
+        problems.append(
+            SipdiagError(
+                f"cannot save the report under {saved.parent}: {exc.strerror or exc}",
+                "make that directory writable or point XDG_DATA_HOME elsewhere",
+            )
+        )
+    if settings.out:
+        try:
+            write_report_file(
+                Path(settings.out).expanduser(),
+                render(report, format_for_path(settings.out, settings.format), marks),
+            )
+            _write(env.stderr, f"sipdiag: report written to {settings.out}\n")
+        except OSError as exc:
+            problems.append(
+                SipdiagError(
+                    f"cannot write --out {settings.out}: {exc.strerror or exc}",
+                    "choose another --out path",
+                )
+            )
+    if not _write(env.stdout, render(report, settings.format, marks)):
+        problems.append(
+            SipdiagError(
+                "cannot write the report to standard output",
+                f"use --out FILE; the report is saved at {saved}",
+            )
+        )
+    if settings.debug:
+        for r in outcome.runs:
+            if r.result.traceback:
+                _write(env.stderr, f"--- traceback of {r.check.id}\n{r.result.traceback}")
+    return report, problems[0] if problems else None
+
+
+def write_report_file(path: Path, text: str) -> None:
+    """Regular files are replaced atomically; a symlink's target is written, not the link;
+    devices and pipes (/dev/stdout, a FIFO) are written in place, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    write_atomic(path.resolve(), text)
+
+
+def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The report's host section; without psutil it still names the machine."""
+    from checks.host import describe_host, describe_host_minimal
+
+    try:
+        return describe_host(environ)
+    except Exception:  # noqa: BLE001 - e.g. psutil missing: the host checks say so themselves
+        return describe_host_minimal(environ)
+
+
+def _write(stream: TextIO | None, text: str) -> bool:
+    """Write without ever raising: unencodable characters are replaced, a closed stream is
+    reported as False."""
+    if stream is None:
+        return False
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            stream.write(text.encode(encoding, "replace").decode(encoding))
+        stream.flush()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _sigterm_as_interrupt() -> None:
@@ -155,7 +203,7 @@ def _isatty(stream: Any) -> bool:
 
 
 def _ignore_sigint() -> Any:
-    if sys.platform != "win32" and _in_main_thread():
+    if _in_main_thread():
         return signal.signal(signal.SIGINT, signal.SIG_IGN)
     return None
 
@@ -166,6 +214,4 @@ def _restore_sigint(previous: Any) -> None:
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()

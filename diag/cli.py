@@ -175,13 +175,15 @@ def explain(
                 else "quote the status as the platform shows it, e.g. 'SIP 403 Forbidden'",
             )
         entries.append(entry)
-    env.stdout.write(render_explanation(entries))
+    env.stdout.write(render_explanation(entries, {c.family for c in env.checks()}))
 
 
 def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
     """The single error boundary: every outcome becomes an ExitCode and at most one error line."""
     env = env or Environment()
     command = typer.main.get_command(app)
+    argv = list(argv) or ["--help"]  # bare `sipdiag` shows the help, exit 0
+    # Settings do not exist yet when an error can happen, so the boundary reads the flag itself.
     debug = "--debug" in argv
     try:
         rv = command.main(args=list(argv), prog_name="sipdiag", standalone_mode=False, obj=env)

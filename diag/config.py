@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import re
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
+from diag.target import Registrar, parse_registrar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +25,7 @@ FORMATS = ("text", "json", "md", "html")
 FAIL_ON = ("warn", "fail")
 DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
 DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 3600.0  # a diagnostic that runs longer than an hour is a hang, not a check
 KEYRING_SERVICE = "sipdiag"
 # Keys that would put a secret into a file on disk; refused outright.
 SECRET_KEYS = ("password", "passwd", "pass", "secret", "pin")
@@ -67,29 +70,27 @@ class Settings:
     password: Secret | None = field(default=None, repr=False)
 
     @property
+    def target(self) -> Registrar | None:
+        """The parsed registrar (validated by validate(), so parsing cannot fail here)."""
+        return parse_registrar(self.registrar) if self.registrar else None
+
+    @property
     def effective_transports(self) -> tuple[str, ...]:
-        """--transport, else the registrar URI's ;transport= parameter, else UDP."""
+        """--transport (each once), else the URI's ;transport=, else TLS for sips:, else UDP."""
         if self.transports:
-            return self.transports
-        found = re.search(r";transport=(\w+)", self.registrar or "", re.IGNORECASE)
-        return (found.group(1).lower(),) if found else ("udp",)
+            return tuple(dict.fromkeys(self.transports))
+        target = self.target
+        if target and target.transport:
+            return (target.transport,)
+        return ("tls",) if target and target.scheme == "sips" else ("udp",)
 
     @property
     def sip_uri(self) -> str | None:
-        host = self.domain or _host_of(self.registrar)
+        target = self.target
+        host = self.domain or (target.host_literal if target else None)
         if not self.user or not host:
             return None
         return f"sip:{self.user}@{host}"
-
-
-def _host_of(registrar: str | None) -> str | None:
-    if not registrar:
-        return None
-    rest = registrar.split(":", 1)[1] if registrar.startswith(("sip:", "sips:")) else registrar
-    rest = rest.split(";", 1)[0].split("@")[-1]
-    if rest.startswith("["):
-        return rest.split("]", 1)[0] + "]"
-    return rest.split(":", 1)[0] or None
 
 
 # Profile keys: everything a flag can set except debug and the password itself.
@@ -99,6 +100,10 @@ _LIST_KEYS = ("transports", "numbers", "stun", "only", "skip")
 
 def load_profile(path: Path) -> dict[str, Any]:
     """Read and validate a profile; every problem is a one-line UsageError (exit 64)."""
+    if str(path) in ("", "."):
+        raise UsageError("--profile is empty", "give the path of a TOML profile")
+    if path.is_dir():
+        raise UsageError(f"profile {path} is a directory", "give the path of a TOML file")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -108,12 +113,12 @@ def load_profile(path: Path) -> dict[str, Any]:
             f"cannot read profile {path}: {exc.strerror}", "check its permissions"
         ) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows editors write a BOM
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"profile {path} is not valid TOML: {exc}", "fix the syntax; see README 'Profile'"
         ) from None
-    for key in data:
+    for key in _all_keys(data):
         if key.lower() in SECRET_KEYS or key.lower().endswith(("_password", "_secret")):
             raise UsageError(
                 f"profile {path} contains a password (key '{key}'); "
@@ -129,6 +134,15 @@ def load_profile(path: Path) -> dict[str, Any]:
     if isinstance(data.get("policy"), str) and not os.path.isabs(data["policy"]):
         data["policy"] = str(path.parent / data["policy"])
     return _normalise(data, source=f"profile {path}")
+
+
+def _all_keys(data: Any) -> list[str]:
+    """Every key at any depth: a password in a nested table is refused like a top-level one."""
+    if isinstance(data, dict):
+        return [k for key, value in data.items() for k in (key, *_all_keys(value))]
+    if isinstance(data, list):
+        return [k for item in data for k in _all_keys(item)]
+    return []
 
 
 def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -164,6 +178,26 @@ def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
 
 
 def validate(s: Settings) -> None:
+    for name in ("registrar", "domain", "user", "auth_user", "agent_id", "policy", "out"):
+        if getattr(s, name) == "":
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} is empty", f"give {flag} a value or leave it out")
+    for name in ("numbers", "stun", "transports"):
+        if any(not v.strip() for v in getattr(s, name)):
+            raise UsageError(f"an empty value was given for {name}", "remove the empty value")
+    if s.registrar is not None:
+        try:
+            target = parse_registrar(s.registrar)
+        except ValueError as exc:
+            raise UsageError(
+                f"invalid registrar '{s.registrar}': {exc}",
+                "use sip:host[:port], sips:host[:port], host[:port] or [IPv6]:port",
+            ) from None
+        if target.scheme == "sips" and set(s.effective_transports) - {"tls"}:
+            raise UsageError(
+                f"a sips: registrar needs TLS, not {', '.join(s.effective_transports)}",
+                "use --transport tls or a sip: URI",
+            )
     for t in s.effective_transports:
         if t not in TRANSPORTS:
             raise UsageError(f"unknown transport '{t}'", f"use one of {', '.join(TRANSPORTS)}")
@@ -171,13 +205,19 @@ def validate(s: Settings) -> None:
         raise UsageError(f"unknown format '{s.format}'", f"use one of {', '.join(FORMATS)}")
     if s.fail_on not in FAIL_ON:
         raise UsageError(f"unknown --fail-on value '{s.fail_on}'", "use warn or fail")
-    if not s.timeout > 0:
-        raise UsageError(f"timeout must be positive, got {s.timeout:g}", "e.g. --timeout 10")
+    if not (math.isfinite(s.timeout) and 0 < s.timeout <= MAX_TIMEOUT):
+        raise UsageError(
+            f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds, got {s.timeout:g}",
+            "e.g. --timeout 10",
+        )
+    if s.out == "-":
+        raise UsageError("--out - is not a file", "use --format json to print the report")
     if s.policy and not Path(s.policy).is_file():
         raise UsageError(f"policy file {s.policy} not found", "check the --policy path")
-    if not s.password_env.replace("_", "").isalnum():
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.password_env):
+        # The value is not echoed: it may be the password, given here by mistake.
         raise UsageError(
-            f"--password-env must name an environment variable, got '{s.password_env}'",
+            "--password-env must be the name of an environment variable (letters, digits, _)",
             f"e.g. --password-env {DEFAULT_PASSWORD_ENV}; never pass the password itself",
         )
 

@@ -18,22 +18,20 @@ _PROBLEM = frozenset({Status.WARN, Status.FAIL})
 _FAIL = frozenset({Status.FAIL})
 
 
-def _register_codes(details: Details) -> list[int]:
-    return [a.get("code", 0) for a in details.get("attempts", []) if not a.get("ok")]
-
-
-def _remote(details: Details, want: Callable[[int], bool]) -> bool:
-    """An answer that really came from the registrar (not a local timeout or refused socket)."""
+def _rejected(details: Details, want: Callable[[int], bool]) -> bool:
+    """A REGISTER answer that really came from the registrar, with a matching code."""
     return any(
-        want(a.get("code", 0)) and a.get("remote")
+        a.get("outcome") == "rejected" and want(a.get("code", 0))
         for a in details.get("attempts", [])
-        if not a.get("ok")
     )
 
 
 def _unreachable(details: Details) -> bool:
+    """Every transport tried timed out, was refused or had no route: nothing answered."""
     attempts = details.get("attempts", [])
-    return bool(attempts) and all(not a.get("ok") and not a.get("remote") for a in attempts)
+    return bool(attempts) and all(
+        a.get("outcome") in ("timeout", "refused", "unreachable") for a in attempts
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ RULES: tuple[Rule, ...] = (
         _FAIL,
         Severity.CRITICAL,
         "the registrar's final answer is 401/407",
-        lambda d: _remote(d, lambda c: c in (401, 407)),
+        lambda d: _rejected(d, lambda c: c in (401, 407)),
     ),
     Rule(
         "sip.forbidden",
@@ -63,7 +61,7 @@ RULES: tuple[Rule, ...] = (
         _FAIL,
         Severity.CRITICAL,
         "the registrar answers 403",
-        lambda d: _remote(d, lambda c: c == 403),
+        lambda d: _rejected(d, lambda c: c == 403),
     ),
     Rule(
         "sip.not_found",
@@ -71,7 +69,7 @@ RULES: tuple[Rule, ...] = (
         _FAIL,
         Severity.CRITICAL,
         "the registrar answers 404",
-        lambda d: _remote(d, lambda c: c == 404),
+        lambda d: _rejected(d, lambda c: c == 404),
     ),
     Rule(
         "sip.server_error",
@@ -79,7 +77,7 @@ RULES: tuple[Rule, ...] = (
         _FAIL,
         Severity.CRITICAL,
         "the registrar answers 5xx",
-        lambda d: _remote(d, lambda c: 500 <= c < 600),
+        lambda d: _rejected(d, lambda c: 500 <= c < 600),
     ),
     Rule(
         "network.registrar_unreachable",

@@ -21,10 +21,6 @@ class Status(str, enum.Enum):
     ERROR = "error"  # the probe itself broke (exception, timeout): no evidence either way
 
 
-# Worst first: used to pick the exit code and to sort output.
-STATUS_RANK = {Status.ERROR: 4, Status.FAIL: 3, Status.WARN: 2, Status.PASS: 1, Status.SKIP: 0}
-
-
 class Severity(str, enum.Enum):
     CRITICAL = "critical"  # explains failing calls
     WARNING = "warning"  # degrades calls or makes failures likely

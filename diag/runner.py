@@ -11,11 +11,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from diag.context import Context
 from diag.errors import UsageError
 from diag.model import Check, CheckResult, CheckRun, Status
+
+if TYPE_CHECKING:
+    from diag.sipstack import SipStack
 
 # How each `requires` setting is named in the skip reason ("no registrar configured").
 SETTING_LABELS = {
@@ -46,7 +50,10 @@ def select_checks(
                 f"run `sipdiag checks`; families are {', '.join(known)}",
             )
     chosen = [c for c in registry if not only or any(matches(c, p) for p in only)]
-    return [c for c in chosen if not any(matches(c, p) for p in skip)]
+    chosen = [c for c in chosen if not any(matches(c, p) for p in skip)]
+    if not chosen:
+        raise UsageError("--only/--skip leave no check to run", "run `sipdiag checks` for the ids")
+    return chosen
 
 
 @dataclass
@@ -56,9 +63,19 @@ class RunOutcome:
     finished_at: dt.datetime
     duration_ms: int
     complete: bool
-    interrupted: bool = False
     # Threads of checks that overran and are still inside a probe (the process must not wait).
     abandoned: list[threading.Thread] = field(default_factory=list)
+    sip_stack: SipStack | None = None
+
+    def release(self) -> None:
+        """Tear down the run's pjsua2 endpoint. Call it after the report is written: a native
+        library may still abort the process here, and the report must exist by then."""
+        stack, self.sip_stack = self.sip_stack, None
+        if stack is None:
+            return
+        if any(t.name.startswith("check:sip.") for t in self.abandoned):
+            return  # a SIP probe is still inside pjsip; the process exits without waiting
+        stack.close()
 
 
 @dataclass
@@ -94,11 +111,11 @@ def _invoke(check: Check, ctx: Context) -> CheckResult:
             raise TypeError(f"check {check.id} returned {type(result).__name__}, not CheckResult")
     except BaseException as exc:  # noqa: BLE001 - the firewall: nothing escapes a check
         ms = int((time.monotonic() - t0) * 1000)
+        hint = "re-run with --debug to see the traceback, and report it as a sipdiag bug"
+        if isinstance(exc, ImportError):  # a dependency missing on this machine, not our bug
+            hint = f"install the missing Python package ({exc.name or exc}) with pip and re-run"
         return _error(
-            f"the probe crashed: {type(exc).__name__}: {exc}",
-            "re-run with --debug to see the traceback, and report it as a sipdiag bug",
-            ms,
-            traceback.format_exc(),
+            f"the probe crashed: {type(exc).__name__}: {exc}", hint, ms, traceback.format_exc()
         )
     ms = int((time.monotonic() - t0) * 1000)
     return CheckResult(
@@ -112,6 +129,12 @@ def run_checks(
     budget: float,
     progress: Progress | None = None,
 ) -> RunOutcome:
+    if ctx.sip_stack is None and any(c.uses_sip for c in checks):
+        # One pjsua2 endpoint per run (it is process-global); created on first use.
+        from diag.sipstack import SipStack
+
+        target = ctx.settings.target
+        ctx = replace(ctx, sip_stack=SipStack(ctx.user_agent, target.host if target else None))
     started_at = ctx.now()
     t0 = time.monotonic()
     run_end = t0 + budget
@@ -196,8 +219,10 @@ def run_checks(
         interrupted = True
         now = time.monotonic()
         for cid, r in running.items():
+            if r.box:  # finished just before the signal: keep its evidence
+                done[cid] = r.box[0]
+                continue
             abandoned.append(r.thread)
-            check = next(c for c in checks if c.id == cid)
             done[cid] = _error(
                 "interrupted before it finished", "re-run the check", int((now - r.started) * 1000)
             )
@@ -212,6 +237,6 @@ def run_checks(
         finished_at=finished_at,
         duration_ms=int((time.monotonic() - t0) * 1000),
         complete=not interrupted,
-        interrupted=interrupted,
         abandoned=[t for t in abandoned if t.is_alive()],
+        sip_stack=ctx.sip_stack,
     )

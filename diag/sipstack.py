@@ -36,36 +36,42 @@ def t1_for_budget(seconds: float) -> int:
     """SIP timer T1 (ms) so that a transaction gives up (Timer B/F = 64*T1) inside `seconds`.
 
     pjsip's default T1 of 500 ms means 32 s per black-holed request: far beyond a run's budget.
-    Keep 20 % headroom for un-REGISTER and teardown; never below 20 ms, never above the default.
+    Keep 20 % headroom; never below 10 ms (Timer F 0.64 s), never above the default (500 ms).
     """
-    return int(max(20, min(500, seconds * 1000 * 0.8 / 64)))
+    return int(max(10, min(500, seconds * 1000 * 0.8 / 64)))
 
 
-def source_address_for(host: str, port: int = 5060) -> str | None:
-    """The local address the OS would use to reach host (a connected UDP socket sends nothing)."""
+def source_address_for(host: str, port: int = 5060) -> tuple[int, str] | None:
+    """(family, local address) the OS would use to reach host; IPv4 preferred.
+
+    A connected UDP socket sends nothing; it only asks the routing table.
+    """
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(infos[0][4])
-            return str(s.getsockname()[0])
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except OSError:
         return None
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect(addr)
+                return int(family), str(s.getsockname()[0]).split("%", 1)[0]
+        except OSError:
+            continue
+    return None
 
 
 class SipStack:
-    def __init__(self, user_agent: str, transaction_budget: float, registrar_host: str | None):
+    def __init__(self, user_agent: str, registrar_host: str | None) -> None:
         self.user_agent = user_agent
-        self.transaction_budget = transaction_budget
         self.registrar_host = registrar_host
         self._lock = threading.RLock()
         self._ep: Any = None
         self._pj: Any = None
+        self._lib: Any = None
         self.transport_ids: dict[str, int] = {}
         self.local_address: str | None = None
-
-    @property
-    def started(self) -> bool:
-        return self._ep is not None
+        self.ipv6 = False
 
     @contextmanager
     def session(self) -> Iterator[Any]:
@@ -77,9 +83,10 @@ class SipStack:
                 ep.libRegisterThread(threading.current_thread().name[:30])
             yield self._pj
 
-    @property
-    def endpoint(self) -> Any:
-        return self._ep
+    def set_transaction_budget(self, seconds: float) -> None:
+        """Bound every SIP transaction that starts from now on (the timers are process-wide)."""
+        t1 = t1_for_budget(seconds)
+        self._lib.pjsip_tsx_set_timers(t1, 4000, 5000, 64 * t1)
 
     def _ensure_started(self) -> None:
         if self._ep is not None:
@@ -87,8 +94,11 @@ class SipStack:
         pj = load_pjsua2()
         # Bind to the address that routes to the registrar, as a softphone would use, so
         # Via/Contact carry a reachable address (on loopback or in a VPN alike).
-        if self.registrar_host:
-            self.local_address = source_address_for(self.registrar_host)
+        family: int = socket.AF_INET
+        route = source_address_for(self.registrar_host) if self.registrar_host else None
+        if route is not None:
+            family, self.local_address = route
+        v6 = self.ipv6 = family == socket.AF_INET6
         lib = ctypes.CDLL(pj._pjsua2.__file__)  # pjsip is linked statically and exports its C API
         lib.pj_log_set_level(0)  # silence the banner libCreate() prints
         ep = pj.Endpoint()
@@ -100,15 +110,13 @@ class SipStack:
         cfg.logConfig.level = 0
         cfg.logConfig.consoleLevel = 0
         ep.libInit(cfg)
-        t1 = t1_for_budget(self.transaction_budget)
-        lib.pjsip_tsx_set_timers(t1, 4000, 5000, 64 * t1)
         # pjsip switches any request over 1300 bytes from UDP to TCP; a softphone test over
         # UDP must stay on UDP (int #4 of pjsip_sip_cfg_var is endpt.disable_tcp_switch).
         (ctypes.c_uint * 5).in_dll(lib, "pjsip_sip_cfg_var")[4] = 1
         for name, kind in (
-            ("udp", pj.PJSIP_TRANSPORT_UDP),
-            ("tcp", pj.PJSIP_TRANSPORT_TCP),
-            ("tls", pj.PJSIP_TRANSPORT_TLS),
+            ("udp", pj.PJSIP_TRANSPORT_UDP6 if v6 else pj.PJSIP_TRANSPORT_UDP),
+            ("tcp", pj.PJSIP_TRANSPORT_TCP6 if v6 else pj.PJSIP_TRANSPORT_TCP),
+            ("tls", pj.PJSIP_TRANSPORT_TLS6 if v6 else pj.PJSIP_TRANSPORT_TLS),
         ):
             tc = pj.TransportConfig()
             tc.port = 0
@@ -122,7 +130,7 @@ class SipStack:
                 continue  # e.g. no TLS support: the check reports the missing transport
         ep.libStart()
         ep.audDevManager().setNullDev()
-        self._pj, self._ep = pj, ep
+        self._pj, self._ep, self._lib = pj, ep, lib
 
     def pump(self, done: Callable[[], bool], deadline: float) -> bool:
         """Handle SIP events until done() or the monotonic deadline; returns done()."""

@@ -129,6 +129,19 @@ def test_out_without_a_known_extension_uses_format(tmp_path: Path) -> None:
         ("check", "--password-env", "hunter2 with spaces"),
         ("check", "--out", "/nonexistent-dir/report.json"),
         ("nosuchcommand",),
+        ("check", "--only", "host", "--skip", "host"),
+        ("check", "--out", "-"),
+        ("check", "--out", ""),
+        ("check", "--timeout", "inf"),
+        ("check", "--timeout", "nan"),
+        ("check", "--agent-id", ""),
+        ("check", "--number", ""),
+        ("check", "--transport", "udp", "--registrar", "sips:pbx.example.com"),
+        ("check", "--registrar", "sip:"),
+        ("check", "--registrar", "foo bar"),
+        ("check", "--registrar", "sip:127.0.0.1:99999"),
+        ("check", "--registrar", "[::1"),
+        ("check", "--profile", ""),
     ],
 )
 def test_usage_errors_exit_64_with_one_line(args: tuple[str, ...]) -> None:
@@ -207,3 +220,88 @@ def test_progress_is_shown_on_a_terminal_only() -> None:
     assert "host.os" in err.getvalue() and "\r" in err.getvalue()
     assert "[✓] Operating system is identified" in out.getvalue()
     assert "\r" not in cli("check", "--only", "host.os").err
+
+
+def test_bare_sipdiag_shows_the_help() -> None:
+    r = cli_process()
+    assert r.code == 0 and "Usage: " in r.out and "check" in r.out
+
+
+def test_a_password_given_to_password_env_by_mistake_is_not_echoed() -> None:
+    for value in ("Tr0ub4dor&3", "my secret"):
+        r = cli("check", "--password-env", value)
+        assert r.code == 64 and value not in r.err + r.out
+
+
+NATIVE_BLOCKERS = ("pjsua2", "sounddevice", "psutil", "numpy")
+
+
+def test_help_version_checks_schema_and_explain_work_without_native_libraries(
+    tmp_path: Path,
+) -> None:
+    for name in NATIVE_BLOCKERS:
+        (tmp_path / f"{name}.py").write_text(f"raise ImportError('{name} blocked by the test')\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    for args in (("--help",), ("--version",), ("checks",), ("schema",), ("explain", "403")):
+        r = cli_process(*args, env=env)
+        assert r.code == 0, (args, r.err)
+        assert "blocked by the test" not in r.err
+    # A check run without psutil still writes a report; the host probes say what broke.
+    r = cli_process(
+        "check",
+        "--only",
+        "host",
+        "--format",
+        "json",
+        env={**env, "XDG_DATA_HOME": str(tmp_path / "data")},
+    )
+    assert r.code == 1
+    by_id = {c["id"]: c for c in r.json["checks"]}
+    assert by_id["host.interfaces"]["status"] == "error"
+    assert "psutil blocked by the test" in by_id["host.interfaces"]["summary"]
+    assert by_id["host.interfaces"]["hint"].startswith("install the missing Python package")
+    assert r.json["host"]["interfaces"] == [] and r.json["host"]["hostname"]
+    assert r.saved_report()["run_id"] == r.json["run_id"]
+
+
+def test_out_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert cli("check", "--only", "host.os", "--out", str(link)).code == 0
+    assert link.is_symlink() and '"schema_version": 1' in real.read_text()
+
+
+def test_out_to_a_device_writes_through_it_and_never_replaces_it(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    assert cli("check", "--only", "host.os", "--out", str(device)).code == 0
+    assert stat.S_ISCHR(device.stat().st_mode)
+
+
+def test_an_unwritable_out_still_saves_the_report_and_exits_70(tmp_path: Path) -> None:
+    r = cli_process(
+        "check",
+        "--only",
+        "host.os",
+        "--out",
+        "/proc/sipdiag-report.json",
+        env={"XDG_DATA_HOME": str(tmp_path)},
+    )
+    assert r.code == ExitCode.INTERNAL
+    assert (
+        r.err.strip()
+        .splitlines()[-1]
+        .startswith("sipdiag: error: cannot write --out /proc/sipdiag-report.json: ")
+    )
+    assert r.saved_report()["checks"][0]["id"] == "host.os"
+    assert "Verdict:" in r.out
+
+
+def test_a_terminal_that_cannot_show_unicode_gets_ascii_not_a_crash() -> None:
+    r = cli_process("check", "--only", "host.os", env={"PYTHONIOENCODING": "ascii"})
+    assert r.code == 0, r.err
+    assert "[+] Operating system is identified - Linux" in r.out and r.out.isascii()

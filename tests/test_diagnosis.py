@@ -13,13 +13,13 @@ def _run(check_id: str, status: Status, **details: Any) -> CheckRun:
     return CheckRun(check, CheckResult(status, f"{check_id} summary", details, "do the thing"))
 
 
-def _attempt(code: int, remote: bool = True) -> dict[str, Any]:
+def _attempt(code: int, outcome: str = "rejected") -> dict[str, Any]:
     return {
         "transport": "udp",
-        "ok": code // 100 == 2,
+        "outcome": outcome,
         "code": code,
         "reason": "R",
-        "remote": remote,
+        "remote": outcome in ("ok", "rejected"),
     }
 
 
@@ -53,10 +53,17 @@ def test_register_answers_map_to_sip_causes() -> None:
 
 
 def test_local_timeouts_and_refusals_are_network_causes_not_sip_causes() -> None:
-    attempts = [_attempt(408, remote=False), _attempt(503, remote=False)]
+    attempts = [_attempt(408, "timeout"), _attempt(503, "refused"), _attempt(503, "unreachable")]
     findings = diagnose([_run("sip.register", Status.FAIL, attempts=attempts)])
     assert [f.cause for f in findings] == ["network.registrar_unreachable"]
     assert findings[0].family is Family.NETWORK_FIREWALL
+
+
+def test_budget_exhaustion_and_local_errors_are_no_network_evidence() -> None:
+    for other in ("not_finished", "local_error"):
+        attempts = [_attempt(408, "timeout"), _attempt(0, other)]
+        findings = diagnose([_run("sip.register", Status.FAIL, attempts=attempts)])
+        assert findings == [], other
 
 
 def test_findings_are_sorted_most_severe_first_and_decide_the_verdict() -> None:

@@ -142,10 +142,27 @@ def test_a_silent_registrar_finishes_inside_the_budget(sipp_uas: SippFactory) ->
     r = register(uas.uri, "--timeout", "3")
     elapsed = time.monotonic() - t0
     assert elapsed < 3 + 1.5, elapsed  # interpreter start-up + the 3 s budget
-    attempt = sip_check(r)["details"]["attempts"][0]
-    assert attempt["remote"] is False and attempt["code"] in (408, 0)
+    check = sip_check(r)
+    attempt = check["details"]["attempts"][0]
+    assert (attempt["outcome"], attempt["code"], attempt["remote"]) == ("timeout", 408, False)
+    assert check["hint"] == (
+        f"allow outbound SIP over UDP to 127.0.0.1:{uas.port} in the "
+        "firewall/VPN, or re-run with --transport tcp"
+    )
     assert causes(r) == ["network.registrar_unreachable"]
     assert r.json["complete"] is True
+
+
+def test_a_budget_too_small_to_finish_is_an_error_not_network_evidence(
+    sipp_uas: SippFactory,
+) -> None:
+    uas = sipp_uas("reg_no_answer.xml", extra_args=["-d", "5000"])
+    r = register(uas.uri, "--timeout", "0.5")
+    check = sip_check(r)
+    assert check["status"] == "error"
+    assert check["details"]["attempts"][0]["outcome"] == "not_finished"
+    assert check["hint"] == "re-run with a larger --timeout"
+    assert causes(r) == []
 
 
 def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
@@ -166,8 +183,8 @@ def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
     )
     assert time.monotonic() - t0 < 4 + 1.5
     attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
-    assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["ok"]
-    assert attempts["udp"]["ok"] is False and attempts["udp"]["remote"] is False
+    assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["outcome"] == "ok"
+    assert (attempts["udp"]["outcome"], attempts["udp"]["remote"]) == ("timeout", False)
     assert sip_check(r)["status"] == "fail"
     assert r.json["correlation"]["local_addresses"][0] == netns_pair.agent_ip
 

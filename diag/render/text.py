@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,16 +12,25 @@ from diag.model import Check
 @dataclass(frozen=True)
 class Marks:
     by_status: Mapping[str, str]
+    by_severity: Mapping[str, str]
     arrow: str
+    dash: str
 
     @classmethod
     def for_encoding(cls, encoding: str | None) -> Marks:
         if (encoding or "").lower().replace("-", "") in ("utf8", "utf16", "utf32"):
-            return cls({"pass": "✓", "warn": "!", "fail": "✗", "skip": "-", "error": "E"}, "→")
-        return cls({"pass": "+", "warn": "!", "fail": "x", "skip": "-", "error": "E"}, "->")
-
-
-_SEVERITY_MARK = {"critical": "✗", "warning": "!", "info": "i"}
+            return cls(
+                {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-", "error": "E"},
+                {"critical": "✗", "warning": "!", "info": "i"},
+                "→",
+                "—",
+            )
+        return cls(
+            {"pass": "+", "warn": "!", "fail": "x", "skip": "-", "error": "E"},
+            {"critical": "x", "warning": "!", "info": "i"},
+            "->",
+            "-",
+        )
 
 
 def render_text(report: Mapping[str, Any], marks: Marks) -> str:
@@ -35,7 +44,7 @@ def render_text(report: Mapping[str, Any], marks: Marks) -> str:
     for c in report["checks"]:
         mark = marks.by_status[c["status"]]
         label = {"skip": "skipped: ", "error": "error: "}.get(c["status"], "")
-        lines.append(f"[{mark}] {c['title']} — {label}{c['summary']}")
+        lines.append(f"[{mark}] {c['title']} {marks.dash} {label}{c['summary']}")
         if c["hint"] and c["status"] in ("warn", "fail", "error"):
             lines.append(f"    {marks.arrow} {c['hint']}")
     findings = report["findings"]
@@ -44,8 +53,8 @@ def render_text(report: Mapping[str, Any], marks: Marks) -> str:
         lines.append("Findings (most severe first):")
         for f in findings:
             sev = f["severity"]
-            mark = _SEVERITY_MARK[sev] if marks.arrow == "→" else sev[0].upper()
-            lines.append(f"  {mark} {sev:<8} {f['cause']} — {f['title']}")
+            mark = marks.by_severity[sev]
+            lines.append(f"  {mark} {sev:<8} {f['cause']} {marks.dash} {f['title']}")
             lines.append(f"      {f['explanation']}")
             lines.append(f"      Action: {f['action']}")
         lines.append("")
@@ -55,7 +64,7 @@ def render_text(report: Mapping[str, Any], marks: Marks) -> str:
     }
     tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     state = "" if report["complete"] else " (INCOMPLETE: interrupted)"
-    lines.append(f"Verdict: {report['verdict']}{state} — {tally}")
+    lines.append(f"Verdict: {report['verdict']}{state} {marks.dash} {tally}")
     return "\n".join(lines) + "\n"
 
 
@@ -72,7 +81,8 @@ def render_checks_table(checks: Sequence[Check]) -> str:
     return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows) + "\n"
 
 
-def render_explanation(entries: Sequence[Any]) -> str:
+def render_explanation(entries: Sequence[Any], families: Collection[str]) -> str:
+    """`families`: the check families this build has; only those are suggested."""
     blocks = []
     for e in entries:
         lines = [
@@ -81,7 +91,8 @@ def render_explanation(entries: Sequence[Any]) -> str:
             f"  meaning:  {e.meaning}",
             f"  next:     {e.next_step}",
         ]
-        if e.families:
-            lines.append(f"  sipdiag:  sipdiag check --only {' --only '.join(e.families)}")
+        runnable = [f for f in e.families if f in families]
+        if runnable:
+            lines.append(f"  sipdiag:  sipdiag check --only {' --only '.join(runnable)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
