@@ -108,7 +108,19 @@ def check(
         str | None, typer.Option(help="Also write the report here (format by extension).")
     ] = None,
     fail_on: Annotated[str | None, typer.Option(help="warn or fail [default: fail].")] = None,
-    debug: Annotated[bool, typer.Option(help="Show tracebacks of broken probes.")] = False,
+    dns_server: Annotated[
+        str | None, typer.Option(help="Resolve via this DNS server IP[:PORT], not the system's.")
+    ] = None,
+    ca: Annotated[
+        str | None, typer.Option(help="PEM CA bundle that verifies the registrar's TLS cert.")
+    ] = None,
+    no_register: Annotated[
+        bool,
+        typer.Option("--no-register", help="Only OPTIONS and a challenge-only probe; no REGISTER."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
+    ] = False,
 ) -> None:
     """Run the checks and write the report (always also saved under the user data directory)."""
     from diag.check_command import run_check_command
@@ -130,6 +142,9 @@ def check(
         "format": format,
         "out": out,
         "fail_on": fail_on,
+        "dns_server": dns_server,
+        "ca": ca,
+        "no_register": no_register or None,
         "debug": debug or None,
     }
     raise typer.Exit(run_check_command(_env(ctx), profile, flags))

@@ -66,6 +66,9 @@ class Settings:
     format: str = "text"
     out: str | None = None
     fail_on: str = "fail"
+    dns_server: str | None = None  # resolve via this DNS server instead of the system's
+    ca: str | None = None  # extra CA bundle that verifies the registrar's TLS certificate
+    no_register: bool = False  # OPTIONS + a challenge-only probe; never a real REGISTER
     debug: bool = False
     password: Secret | None = field(default=None, repr=False)
 
@@ -154,6 +157,10 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise UsageError(f"{source}: '{key}' must be a list of strings", 'e.g. ["udp"]')
             out[key] = tuple(value)
+        elif key == "no_register":
+            if not isinstance(value, bool):
+                raise UsageError(f"{source}: 'no_register' must be true or false", "e.g. true")
+            out[key] = value
         elif key == "timeout":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{source}: 'timeout' must be a number of seconds", "e.g. 10")
@@ -163,6 +170,16 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
                 raise UsageError(f"{source}: '{key}' must be a string", f"quote the value of {key}")
             out[key] = value
     return out
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
@@ -178,7 +195,17 @@ def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
 
 
 def validate(s: Settings) -> None:
-    for name in ("registrar", "domain", "user", "auth_user", "agent_id", "policy", "out"):
+    for name in (
+        "registrar",
+        "domain",
+        "user",
+        "auth_user",
+        "agent_id",
+        "policy",
+        "out",
+        "dns_server",
+        "ca",
+    ):
         if getattr(s, name) == "":
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} is empty", f"give {flag} a value or leave it out")
@@ -214,6 +241,21 @@ def validate(s: Settings) -> None:
         raise UsageError("--out - is not a file", "use --format json to print the report")
     if s.policy and not Path(s.policy).is_file():
         raise UsageError(f"policy file {s.policy} not found", "check the --policy path")
+    if s.ca and not Path(s.ca).is_file():
+        raise UsageError(f"CA file {s.ca} not found", "give a PEM file with the platform's CA")
+    if s.dns_server:
+        try:
+            dns = parse_registrar(s.dns_server)
+        except ValueError as exc:
+            raise UsageError(
+                f"invalid --dns-server '{s.dns_server}': {exc}",
+                "use an address such as 192.0.2.53 or 192.0.2.53:5353",
+            ) from None
+        if not _is_ip(dns.host):
+            raise UsageError(
+                f"--dns-server must be an IP address, got '{dns.host}'",
+                "use an address such as 192.0.2.53 or [2001:db8::53]:53",
+            )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.password_env):
         # The value is not echoed: it may be the password, given here by mistake.
         raise UsageError(
