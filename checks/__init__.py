@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import host, sip
+from checks import dns, host, sip
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -14,11 +14,20 @@ REGISTRY: tuple[Check, ...] = (
     Check("host.vpn", "No VPN interface is active", host.check_vpn, timeout=3.0),
     Check("host.proxy", "Proxy settings are known", host.check_proxy, timeout=2.0),
     Check(
+        "net.dns",
+        "Registrar name resolves",
+        dns.check_dns,
+        needs="--registrar (and --dns-server to use a specific DNS server)",
+        requires=("registrar",),
+        timeout=None,
+    ),
+    Check(
         "sip.register",
         "Registrar accepts our REGISTER",
         sip.check_register,
-        needs="--registrar, --user and a password (env var, keyring or prompt)",
+        needs="--registrar, --user and a password (env var, keyring or prompt), or --no-register",
         requires=("registrar", "user"),
+        after=("net.dns",),
         timeout=None,
         uses_sip=True,
     ),

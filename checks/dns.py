@@ -1,20 +1,36 @@
-"""Finding the registrar (RFC 3263): NAPTR -> SRV -> A/AAAA per transport, with dnspython.
+"""Finding the registrar as RFC 3263 §4 says: NAPTR -> SRV -> A/AAAA per transport, with dnspython.
 
-INTERFACE STUB: only IP literals and plain address lookups so far; full RFC 3263 lands next.
+Every DNS query is kept as evidence (`Resolution.lookups`) and bounded by the caller's deadline.
+dnspython is imported on first use: `sipdiag --help` and `sipdiag checks` must stay fast.
 """
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Sequence
+import ipaddress
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from diag.context import Context
-from diag.model import CheckResult, failed, passed
-from diag.target import Registrar
+from diag.model import CheckResult, Status, failed, passed, warned
+from diag.target import Registrar, parse_registrar
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+SRV_PREFIXES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # RFC 3263 §4.1
+NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # RFC 3263 §4.1
+DNS_PORT = 53
+QUERY_LIFETIME_S = 5.0  # dnspython's own default; also the cap when there is no deadline
+MIN_LIFETIME_S = 0.1
+# net.dns stops querying this long before its deadline, so its evidence beats the runner's cutoff.
+RESULT_MARGIN_S = 0.2
+DEADLINE_REACHED = "deadline reached"  # a query not made: no evidence either way
+DNS_SERVER_HINT = (
+    "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,11 +46,158 @@ class Target:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Route:
+    """How one transport's targets were found, and which records give them."""
+
+    via: str  # "IP address" | "NAPTR+SRV" | "SRV" | "A/AAAA"
+    records: str  # what to publish if this transport has no target ("_sip._tcp.x SRV records")
+
+
 @dataclass
 class Resolution:
     # Every query made: {"type", "name", "answers": [str], "error": str | None, "ms": int}
     lookups: list[dict[str, Any]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    naptr_transports: list[str] = field(default_factory=list)  # what the domain's NAPTR offers
+    routes: dict[str, Route] = field(default_factory=dict)  # per requested transport
+
+
+class NaptrRecord(NamedTuple):
+    order: int
+    preference: int
+    flags: str
+    service: str
+    replacement: str  # without the final dot
+
+
+class SrvRecord(NamedTuple):
+    priority: int
+    weight: int
+    port: int
+    target: str  # without the final dot; "." means "service not offered here" (RFC 2782)
+
+
+def naptr_srv_names(records: Iterable[NaptrRecord]) -> dict[str, list[str]]:
+    """SRV names per transport from SIP NAPTR records, most preferred first (RFC 3263 §4.1).
+
+    Only terminal "s" records for SIP+D2U, SIP+D2T and SIPS+D2T count; the dict's key order is
+    the order in which the domain prefers its transports.
+    """
+    names: dict[str, list[str]] = {}
+    for r in sorted(records, key=lambda r: (r.order, r.preference)):
+        transport = NAPTR_SERVICES.get(r.service.upper())
+        if transport and r.flags.lower() == "s" and r.replacement not in ("", "."):
+            if r.replacement not in names.setdefault(transport, []):
+                names[transport].append(r.replacement)
+    return names
+
+
+def srv_order(records: Iterable[SrvRecord]) -> list[SrvRecord]:
+    """Lowest priority first; within a priority the heaviest first, then by name.
+
+    RFC 2782 picks among equal priorities at random by weight; a diagnostic reports every target,
+    so a stable order (the most likely pick first) serves better than a random one.
+    """
+    return sorted(records, key=lambda r: (r.priority, -r.weight, r.target, r.port))
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """ "IP", "IP:PORT" or "[v6]:PORT" -> (ip, port); ValueError if it is not an IP address."""
+    parsed = parse_registrar(text)
+    ipaddress.ip_address(parsed.host)
+    return parsed.host, parsed.port or DNS_PORT
+
+
+def hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _Lookups:
+    """Queries one resolver, each query bounded by the deadline and recorded once."""
+
+    def __init__(self, nameserver: str | None, deadline: float) -> None:
+        self.deadline = deadline
+        self.records: list[dict[str, Any]] = []
+        self._answers: dict[tuple[str, str], list[Any]] = {}
+        self._resolver: dns.resolver.Resolver | None = None
+        self._setup_error: str | None = None
+        import dns.resolver
+
+        try:
+            if nameserver is None:
+                self._resolver = dns.resolver.Resolver()  # /etc/resolv.conf or the OS's
+            else:
+                ip, port = parse_nameserver(nameserver)
+                self._resolver = dns.resolver.Resolver(configure=False)
+                self._resolver.nameservers = [ip]
+                self._resolver.port = port
+        except (dns.resolver.NoResolverConfiguration, ValueError) as exc:
+            self._setup_error = f"{type(exc).__name__}: {exc}"
+
+    def query(self, rdtype: str, name: str) -> list[Any]:
+        """The answer's records ([] on any error, which is recorded)."""
+        key = (rdtype, name)
+        if key not in self._answers:
+            self._answers[key] = self._ask(rdtype, name)
+        return self._answers[key]
+
+    def addresses(self, name: str) -> list[str]:
+        """A then AAAA."""
+        return [r.address for rdtype in ("A", "AAAA") for r in self.query(rdtype, name)]
+
+    def _ask(self, rdtype: str, name: str) -> list[Any]:
+        import dns.exception
+        import dns.name
+        import dns.resolver
+
+        t0 = time.monotonic()
+        entry: dict[str, Any] = {"type": rdtype, "name": name, "answers": [], "error": None}
+        rrs: list[Any] = []
+        if self._resolver is None:
+            entry["error"] = self._setup_error
+        elif t0 >= self.deadline:
+            entry["error"] = DEADLINE_REACHED
+        else:
+            lifetime = max(MIN_LIFETIME_S, min(QUERY_LIFETIME_S, self.deadline - t0))
+            try:
+                answer = self._resolver.resolve(
+                    dns.name.from_text(name), rdtype, search=False, lifetime=lifetime
+                )
+                rrs = list(answer)
+            except dns.resolver.NXDOMAIN:
+                entry["error"] = "NXDOMAIN"
+            except dns.resolver.NoAnswer:
+                entry["error"] = "NoAnswer"
+            except dns.exception.Timeout:
+                entry["error"] = "Timeout"
+            except dns.resolver.NoNameservers:
+                entry["error"] = "NoNameservers"  # every server failed: SERVFAIL, REFUSED, ...
+            except (dns.exception.DNSException, OSError) as exc:
+                entry["error"] = type(exc).__name__
+        entry["answers"] = [_answer_text(r) for r in rrs]
+        entry["ms"] = int((time.monotonic() - t0) * 1000)
+        self.records.append(entry)
+        return rrs
+
+
+def _answer_text(rdata: Any) -> str:
+    address = getattr(rdata, "address", None)
+    return str(address) if address is not None else str(rdata.to_text())
+
+
+def _plain(name: Any) -> str:
+    """A dnspython name as text without the final dot; the root stays "."."""
+    text = str(name.to_text())
+    return text if text == "." else text.rstrip(".")
 
 
 def resolve(
@@ -43,19 +206,72 @@ def resolve(
     nameserver: str | None,
     deadline: float,
 ) -> Resolution:
-    """Targets for each of `transports`, ordered as RFC 3263 says."""
+    """Targets per transport (in the order given), each in RFC 3263 preference order."""
+    wanted = list(dict.fromkeys(transports))
+    for transport in wanted:
+        if transport not in DEFAULT_PORTS:
+            raise ValueError(f"unknown transport {transport!r}; use one of udp, tcp, tls")
+    host = registrar.host.rstrip(".")
     out = Resolution()
-    for transport in transports:
-        port = registrar.port or DEFAULT_PORTS[transport]
-        try:
-            infos = socket.getaddrinfo(registrar.host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            out.lookups.append({"type": "A", "name": registrar.host, "answers": [],
-                                "error": str(exc), "ms": 0})
-            continue
-        for info in infos:
-            out.targets.append(Target(transport, registrar.host, port, str(info[4][0])))
+    if _is_ip(host):
+        for transport in wanted:
+            port = registrar.port or DEFAULT_PORTS[transport]
+            out.targets.append(Target(transport, host, port, host))
+            out.routes[transport] = Route("IP address", "")
+        return out
+    lookups = _Lookups(nameserver, deadline)
+    out.lookups = lookups.records
+    if registrar.port is not None:  # §4.2: an explicit port means no NAPTR and no SRV
+        for transport in wanted:
+            out.routes[transport] = Route("A/AAAA", f"A/AAAA records for {host}")
+            _add(out, transport, host, registrar.port, lookups.addresses(host))
+        return out
+    naptr = naptr_srv_names(
+        NaptrRecord(
+            r.order,
+            r.preference,
+            r.flags.decode(errors="replace"),
+            r.service.decode(errors="replace"),
+            _plain(r.replacement),
+        )
+        for r in lookups.query("NAPTR", host)
+    )
+    out.naptr_transports = list(naptr)
+    for transport in wanted:
+        _resolve_transport(out, lookups, host, transport, naptr.get(transport, []))
     return out
+
+
+def _resolve_transport(
+    out: Resolution, lookups: _Lookups, host: str, transport: str, naptr_names: list[str]
+) -> None:
+    """SRV (the NAPTR's names, else the well-known one), else the host's A/AAAA (§4.1, §4.2)."""
+    names = naptr_names or [f"{SRV_PREFIXES[transport]}.{host}"]
+    via = "NAPTR+SRV" if naptr_names else "SRV"
+    records = [
+        SrvRecord(r.priority, r.weight, r.port, _plain(r.target))
+        for name in names
+        for r in lookups.query("SRV", name)
+    ]
+    if not records:
+        out.routes[transport] = Route("A/AAAA", f"{names[0]} SRV records")
+        _add(out, transport, host, DEFAULT_PORTS[transport], lookups.addresses(host))
+        return
+    usable = [r for r in srv_order(records) if r.target != "."]
+    if not usable:
+        out.routes[transport] = Route(via, f"{names[0]} SRV records with a target other than '.'")
+        return
+    targets = list(dict.fromkeys(r.target for r in usable))
+    out.routes[transport] = Route(via, f"A/AAAA records for {', '.join(targets)}")
+    for r in usable:
+        _add(out, transport, r.target, r.port, lookups.addresses(r.target))
+
+
+def _add(out: Resolution, transport: str, host: str, port: int, addresses: list[str]) -> None:
+    for address in addresses:
+        target = Target(transport, host, port, address)
+        if target not in out.targets:
+            out.targets.append(target)
 
 
 def targets_for(ctx: Context) -> list[Target]:
@@ -66,17 +282,64 @@ def targets_for(ctx: Context) -> list[Target]:
     target = ctx.settings.target
     if target is None:
         return []
-    return resolve(target, ctx.settings.effective_transports, ctx.settings.dns_server,
-                   ctx.deadline).targets
+    return resolve(
+        target, ctx.settings.effective_transports, ctx.settings.dns_server, ctx.deadline
+    ).targets
 
 
 def check_dns(ctx: Context) -> CheckResult:
-    target = ctx.settings.target
-    assert target is not None
-    res = resolve(target, ctx.settings.effective_transports, ctx.settings.dns_server,
-                  ctx.deadline)
-    details = {"registrar": target.host, "lookups": res.lookups,
-               "targets": [t.as_dict() for t in res.targets]}
-    if not res.targets:
-        return failed(f"{target.host} does not resolve", "check DNS", **details)
-    return passed(f"{target.host} resolves", **details)
+    """net.dns: every requested transport has at least one target."""
+    registrar = ctx.settings.target
+    assert registrar is not None  # the runner skips this check without a registrar
+    transports = list(ctx.settings.effective_transports)
+    res = resolve(registrar, transports, ctx.settings.dns_server, ctx.deadline - RESULT_MARGIN_S)
+    details = {
+        "registrar": registrar.host,
+        "nameserver": ctx.settings.dns_server,
+        "naptr_transports": res.naptr_transports,
+        "via": {t: route.via for t, route in res.routes.items()},
+        "lookups": res.lookups,
+        "targets": [t.as_dict() for t in res.targets],
+    }
+    if _is_ip(registrar.host):
+        return passed(f"{registrar.host} is an IP address; no DNS needed", **details)
+    found = {t: [x for x in res.targets if x.transport == t] for t in transports}
+    working = [t for t in transports if found[t]]
+    missing = [t for t in transports if not found[t]]
+    if not working and all(q["error"] == DEADLINE_REACHED for q in res.lookups):
+        return CheckResult(
+            Status.ERROR,
+            "the deadline passed before any DNS query could be made",
+            details,
+            "re-run with a larger --timeout",
+        )
+    if not working:
+        return failed(
+            f"{registrar.host} does not resolve: {tried_summary(res.lookups)}",
+            DNS_SERVER_HINT,
+            **details,
+        )
+    summary = f"{registrar.host}: " + ", ".join(
+        _transport_summary(t, found[t], res.routes[t].via) for t in working
+    )
+    if not missing:
+        return passed(summary, **details)
+    records = " and ".join(res.routes[t].records for t in missing)
+    use = " ".join(f"--transport {t}" for t in working)
+    return warned(
+        f"{summary}; no target for {', '.join(missing)}",
+        f"publish {records} or use {use}",
+        **details,
+    )
+
+
+def _transport_summary(transport: str, targets: list[Target], via: str) -> str:
+    more = f" +{len(targets) - 1} more" if len(targets) > 1 else ""
+    return f"{transport} → {hostport(targets[0].address, targets[0].port)}{more} ({via})"
+
+
+def tried_summary(lookups: Sequence[dict[str, Any]]) -> str:
+    """ "tried NAPTR x, SRV _sip._udp.x, A x, AAAA x (NXDOMAIN)": the names and why they failed."""
+    tried = ", ".join(dict.fromkeys(f"{q['type']} {q['name']}" for q in lookups))
+    errors = ", ".join(dict.fromkeys(str(q["error"]) for q in lookups if q["error"]))
+    return f"tried {tried} ({errors})" if errors else f"tried {tried}"

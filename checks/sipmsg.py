@@ -78,3 +78,18 @@ def parse_date(value: str) -> dt.datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed
+
+
+def parse_challenge(value: str) -> dict[str, str | None]:
+    """A WWW-/Proxy-Authenticate header: scheme, realm, algorithm and qop (never the nonce)."""
+    scheme, _, rest = value.strip().partition(" ")
+    params = dict(
+        (m.group(1).lower(), m.group(2) if m.group(2) is not None else m.group(3))
+        for m in re.finditer(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', rest)
+    )
+    return {
+        "scheme": scheme or None,
+        "realm": params.get("realm"),
+        "algorithm": params.get("algorithm", "MD5" if scheme.lower() == "digest" else None),
+        "qop": params.get("qop"),
+    }

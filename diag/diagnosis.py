@@ -1,6 +1,7 @@
 """Evidence -> findings. Checks measure; this module decides what the measurements mean.
 
-The rules are data: support staff can read RULES as "cause <- check is <status> [and <condition>]".
+The rules are data: support staff can read RULES as
+"cause <- check is <status> and <condition>", with the severity it gets.
 """
 
 from __future__ import annotations
@@ -16,22 +17,144 @@ Details = Mapping[str, Any]
 
 _PROBLEM = frozenset({Status.WARN, Status.FAIL})
 _FAIL = frozenset({Status.FAIL})
+_ANY = frozenset({Status.PASS, Status.WARN, Status.FAIL, Status.ERROR})
+_NETWORK = ("timeout", "refused", "unreachable")
+_ANSWERED_REGISTER = ("ok", "rejected", "challenged")
+TRANSPORT_CAUSES = {
+    "udp": "network.udp_blocked",
+    "tcp": "network.tcp_blocked",
+    "tls": "network.tls_blocked",
+}
 
 
-def _rejected(details: Details, want: Callable[[int], bool]) -> bool:
-    """A REGISTER answer that really came from the registrar, with a matching code."""
-    return any(
-        a.get("outcome") == "rejected" and want(a.get("code", 0))
-        for a in details.get("attempts", [])
+# ---- sip.register: details["attempts"][i] = {transport, outcome, code, challenged, ...}
+
+
+def _attempts(d: Details) -> list[Mapping[str, Any]]:
+    return list(d.get("attempts", []))
+
+
+def _first_rejected(d: Details) -> Mapping[str, Any] | None:
+    return next((a for a in _attempts(d) if a.get("outcome") == "rejected"), None)
+
+
+def _credentials_rejected(d: Details) -> bool:
+    """403 after we answered a challenge, or a repeated 401/407."""
+    a = _first_rejected(d)
+    return a is not None and (
+        (a["code"] == 403 and bool(a.get("challenged"))) or a["code"] in (401, 407)
     )
 
 
-def _unreachable(details: Details) -> bool:
-    """Every transport tried timed out, was refused or had no route: nothing answered."""
-    attempts = details.get("attempts", [])
-    return bool(attempts) and all(
-        a.get("outcome") in ("timeout", "refused", "unreachable") for a in attempts
+def _forbidden_unchallenged(d: Details) -> bool:
+    a = _first_rejected(d)
+    return a is not None and a["code"] == 403 and not a.get("challenged")
+
+
+def _rejected_with(want: Callable[[int], bool]) -> Callable[[Details], bool]:
+    def when(d: Details) -> bool:
+        a = _first_rejected(d)
+        return a is not None and want(int(a["code"]))
+
+    return when
+
+
+def _register_unreachable(d: Details) -> bool:
+    attempts = _attempts(d)
+    return bool(attempts) and all(a.get("outcome") in _NETWORK for a in attempts)
+
+
+def _register_blocked(transport: str) -> Callable[[Details], bool]:
+    """This transport got nothing back while another one reached the registrar."""
+
+    def when(d: Details) -> bool:
+        attempts = _attempts(d)
+        return any(
+            a["transport"] == transport and a.get("outcome") in _NETWORK for a in attempts
+        ) and any(a.get("outcome") in _ANSWERED_REGISTER for a in attempts)
+
+    return when
+
+
+def _register_tls_untrusted(d: Details) -> bool:
+    return any(a.get("outcome") == "tls_untrusted" for a in _attempts(d))
+
+
+# ---- net.sip-options: details["transports"][t] = {outcome, ...}; configured_transports
+
+
+def _options(d: Details) -> Mapping[str, Mapping[str, Any]]:
+    return d.get("transports", {}) or {}
+
+
+def _options_blocked(transport: str, configured: bool) -> Callable[[Details], bool]:
+    def when(d: Details) -> bool:
+        per = _options(d)
+        mine = per.get(transport, {})
+        others = [v for t, v in per.items() if t != transport]
+        is_configured = transport in d.get("configured_transports", [])
+        return (
+            mine.get("outcome") in _NETWORK
+            and is_configured == configured
+            and any(o.get("outcome") in ("answered", "tls_untrusted") for o in others)
+        )
+
+    return when
+
+
+def _options_unreachable(d: Details) -> bool:
+    per = _options(d)
+    return bool(per) and all(v.get("outcome") in _NETWORK for v in per.values())
+
+
+def _options_tls_untrusted(d: Details) -> bool:
+    return _options(d).get("tls", {}).get("outcome") == "tls_untrusted"
+
+
+# ---- explanations that quote the evidence
+
+
+def _quote(a: Mapping[str, Any]) -> str:
+    text = f"{a['transport'].upper()} REGISTER got {a['code']} {a['reason']}"
+    if a.get("warning"):
+        text += f" (Warning: {'; '.join(a['warning'])})"
+    challenge = a.get("challenge") or {}
+    if a.get("challenged"):
+        realm = f" realm {challenge.get('realm')}" if challenge.get("realm") else ""
+        text += f" after a {challenge.get('scheme') or 'digest'} challenge{realm} that we answered"
+    else:
+        text += " without any challenge"
+    return text
+
+
+def baseline_reading(d: Details) -> str:
+    """What the control probe (a user that cannot exist, no credentials) tells us."""
+    ours, base = _first_rejected(d), d.get("baseline")
+    if ours is None or not base or base.get("outcome") not in ("rejected", "challenged", "ok"):
+        return ""
+    seen = f"a user that cannot exist got {base['code']} {base['reason']}" + (
+        " with a challenge"
+        if base.get("challenged") or base["code"] in (401, 407)
+        else " without a challenge"
     )
+    if base["code"] == ours["code"] and bool(base.get("challenged")) == bool(
+        ours.get("challenged")
+    ):
+        return (
+            f" Control probe: {seen}, the same as this account, so the registrar refuses "
+            "this source (IP ACL, wrong domain or blocked network), not this account."
+        )
+    if base["code"] in (401, 407, 404) or base.get("challenged"):
+        return (
+            f" Control probe: {seen}, while this account got {ours['code']}, so the refusal "
+            "is specific to this account (disabled, suspended or wrong password)."
+        )
+    return f" Control probe: {seen}."
+
+
+def _explain_register(d: Details) -> str:
+    a = _first_rejected(d)
+    return (f" Evidence: {_quote(a)}." if a else "") + baseline_reading(d)
 
 
 @dataclass(frozen=True)
@@ -42,26 +165,36 @@ class Rule:
     severity: Severity
     condition: str = ""  # the `when` predicate in words, for the README and support staff
     when: Callable[[Details], bool] | None = None
+    explain: Callable[[Details], str] | None = None  # evidence quoted in the explanation
 
 
 RULES: tuple[Rule, ...] = (
     Rule("host.vpn_active", "host.vpn", _PROBLEM, Severity.WARNING),
     Rule("host.clock_skew", "host.clock", _PROBLEM, Severity.WARNING),
     Rule(
+        "network.dns_failure",
+        "net.dns",
+        _FAIL,
+        Severity.CRITICAL,
+        "no requested transport has a resolvable target",
+    ),
+    Rule(
         "sip.credentials_rejected",
         "sip.register",
         _FAIL,
         Severity.CRITICAL,
-        "the registrar's final answer is 401/407",
-        lambda d: _rejected(d, lambda c: c in (401, 407)),
+        "403 after we answered a challenge, or a repeated 401/407",
+        _credentials_rejected,
+        _explain_register,
     ),
     Rule(
         "sip.forbidden",
         "sip.register",
         _FAIL,
         Severity.CRITICAL,
-        "the registrar answers 403",
-        lambda d: _rejected(d, lambda c: c == 403),
+        "403 without any challenge",
+        _forbidden_unchallenged,
+        _explain_register,
     ),
     Rule(
         "sip.not_found",
@@ -69,59 +202,120 @@ RULES: tuple[Rule, ...] = (
         _FAIL,
         Severity.CRITICAL,
         "the registrar answers 404",
-        lambda d: _rejected(d, lambda c: c == 404),
+        _rejected_with(lambda c: c == 404),
+        _explain_register,
     ),
     Rule(
         "sip.server_error",
         "sip.register",
         _FAIL,
         Severity.CRITICAL,
-        "the registrar answers 5xx",
-        lambda d: _rejected(d, lambda c: 500 <= c < 600),
+        "the registrar itself answers 5xx",
+        _rejected_with(lambda c: 500 <= c < 600),
+        _explain_register,
+    ),
+    Rule(
+        "network.tls_untrusted",
+        "sip.register",
+        _FAIL,
+        Severity.CRITICAL,
+        "PJSIP rejected the registrar's certificate",
+        _register_tls_untrusted,
+    ),
+    Rule(
+        "network.tls_untrusted",
+        "net.sip-options",
+        _PROBLEM,
+        Severity.CRITICAL,
+        "the TLS certificate failed verification",
+        _options_tls_untrusted,
     ),
     Rule(
         "network.registrar_unreachable",
         "sip.register",
         _FAIL,
         Severity.CRITICAL,
-        "no transport got any answer (timeouts, refused connections)",
-        _unreachable,
+        "every transport timed out, was refused or had no route",
+        _register_unreachable,
+    ),
+    Rule(
+        "network.registrar_unreachable",
+        "net.sip-options",
+        _FAIL,
+        Severity.CRITICAL,
+        "no transport answered OPTIONS",
+        _options_unreachable,
+    ),
+    *(
+        Rule(
+            cause,
+            "sip.register",
+            _FAIL,
+            Severity.CRITICAL,
+            f"REGISTER over {t.upper()} got nothing back while another transport answered",
+            _register_blocked(t),
+        )
+        for t, cause in TRANSPORT_CAUSES.items()
+    ),
+    *(
+        Rule(
+            cause,
+            "net.sip-options",
+            _PROBLEM,
+            Severity.CRITICAL,
+            f"{t.upper()} is a configured transport and got nothing back while another answered",
+            _options_blocked(t, configured=True),
+        )
+        for t, cause in TRANSPORT_CAUSES.items()
+    ),
+    *(
+        Rule(
+            cause,
+            "net.sip-options",
+            _ANY,
+            Severity.WARNING,
+            f"{t.upper()} is not configured and got nothing back while another answered",
+            _options_blocked(t, configured=False),
+        )
+        for t, cause in TRANSPORT_CAUSES.items()
     ),
 )
 
 
 def diagnose(runs: Sequence[CheckRun], rules: Iterable[Rule] = RULES) -> list[Finding]:
     by_id = {r.check.id: r for r in runs}
-    matched: dict[str, tuple[Rule, list[CheckRun]]] = {}
+    matched: dict[str, list[tuple[Rule, CheckRun]]] = {}
     for rule in rules:
         run = by_id.get(rule.check)
         if run is None or run.result.status not in rule.statuses:
             continue
         if rule.when is not None and not rule.when(run.result.details):
             continue
-        matched.setdefault(rule.cause, (rule, []))[1].append(run)
-    findings = [_finding(rule, hits) for rule, hits in matched.values()]
+        matched.setdefault(rule.cause, []).append((rule, run))
+    findings = [_finding(hits) for hits in matched.values()]
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.cause))
     return findings
 
 
-def _finding(rule: Rule, hits: list[CheckRun]) -> Finding:
-    cause = CAUSES[rule.cause]
-    observed = "; ".join(f"{h.check.id}: {h.result.summary}" for h in hits)
-    hints = [h.result.hint for h in hits if h.result.hint]
-    evidence: dict[str, Any] = {"checks": [h.check.id for h in hits]}
-    for h in hits:
-        evidence[h.check.id] = {
-            "status": h.result.status.value,
-            "summary": h.result.summary,
-            **h.result.details,
+def _finding(hits: list[tuple[Rule, CheckRun]]) -> Finding:
+    cause = CAUSES[hits[0][0].cause]
+    severity = max((rule.severity for rule, _ in hits), key=lambda s: SEVERITY_RANK[s])
+    observed = "; ".join(f"{run.check.id}: {run.result.summary}" for _, run in hits)
+    quoted = "".join(rule.explain(run.result.details) for rule, run in hits if rule.explain)
+    hints = [run.result.hint for _, run in hits if run.result.hint]
+    evidence: dict[str, Any] = {"checks": [run.check.id for _, run in hits]}
+    for _, run in hits:
+        evidence[run.check.id] = {
+            "status": run.result.status.value,
+            "summary": run.result.summary,
+            **run.result.details,
         }
     return Finding(
         cause=cause.id,
         family=cause.family,
-        severity=rule.severity,
+        severity=severity,
         title=cause.title,
-        explanation=f"{cause.meaning} Observed: {observed}.",
+        explanation=f"{cause.meaning} Observed: {observed}.{quoted}",
         # The check's hint names the concrete next step for this machine; the cause's action
         # is the general one.
         action=hints[0] if hints else cause.action,

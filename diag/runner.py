@@ -134,7 +134,8 @@ def run_checks(
         from diag.sipstack import SipStack
 
         target = ctx.settings.target
-        ctx = replace(ctx, sip_stack=SipStack(ctx.user_agent, target.host if target else None))
+        host = target.host if target else None
+        ctx = replace(ctx, sip_stack=SipStack(ctx.user_agent, host, ctx.settings.ca))
     started_at = ctx.now()
     t0 = time.monotonic()
     run_end = t0 + budget

@@ -7,6 +7,7 @@ native library and is only imported here, on first use by a check.
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import threading
 import time
@@ -61,10 +62,61 @@ def source_address_for(host: str, port: int = 5060) -> tuple[int, str] | None:
     return None
 
 
+def system_ca_file() -> str | None:
+    """The OS CA bundle for pjsip's own OpenSSL (it does not read the system store itself)."""
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for candidate in (
+        paths.cafile,
+        paths.openssl_cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+class SipTrace:
+    """What pjsip received, from its message log: responses only, parsed, never raw text.
+
+    Requests we send carry Authorization headers (digest responses derived from the
+    password), so transmitted messages are never kept, not even in part.
+    """
+
+    def __init__(self) -> None:
+        self._responses: list[tuple[str, int, str]] = []  # (call_id, code, raw response)
+        self._lock = threading.Lock()
+
+    def write(self, msg: str) -> None:
+        if not msg.startswith("RX ") or " Response msg " not in msg.split("\n", 1)[0]:
+            return
+        raw = msg.split("\n", 1)[1] if "\n" in msg else ""
+        from checks.sipmsg import parse
+
+        parsed = parse(raw)
+        if parsed is None:
+            return
+        parts = parsed.start_line.split(" ", 2)
+        code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        with self._lock:
+            self._responses.append((parsed.first("call-id") or "", code, raw))
+
+    def responses(self, call_id: str) -> list[tuple[int, str]]:
+        """(code, raw response) received on this Call-ID, in order."""
+        with self._lock:
+            return [(code, raw) for cid, code, raw in self._responses if cid == call_id]
+
+
 class SipStack:
-    def __init__(self, user_agent: str, registrar_host: str | None) -> None:
+    def __init__(self, user_agent: str, registrar_host: str | None, ca_file: str | None = None):
         self.user_agent = user_agent
         self.registrar_host = registrar_host
+        self.ca_file = ca_file
+        self.trace = SipTrace()
+        self._writer: Any = None
         self._lock = threading.RLock()
         self._ep: Any = None
         self._pj: Any = None
@@ -74,10 +126,13 @@ class SipStack:
         self.ipv6 = False
 
     @contextmanager
-    def session(self) -> Iterator[Any]:
-        """Exclusive use of the endpoint by one check; yields the pjsua2 module."""
+    def session(self, route_to: str | None = None) -> Iterator[Any]:
+        """Exclusive use of the endpoint by one check; yields the pjsua2 module.
+
+        The first session starts the endpoint bound to the local address that routes to
+        `route_to` (default: the registrar host)."""
         with self._lock:
-            self._ensure_started()
+            self._ensure_started(route_to or self.registrar_host)
             ep = self._ep
             if not ep.libIsThreadRegistered():
                 ep.libRegisterThread(threading.current_thread().name[:30])
@@ -88,14 +143,14 @@ class SipStack:
         t1 = t1_for_budget(seconds)
         self._lib.pjsip_tsx_set_timers(t1, 4000, 5000, 64 * t1)
 
-    def _ensure_started(self) -> None:
+    def _ensure_started(self, route_to: str | None) -> None:
         if self._ep is not None:
             return
-        pj = load_pjsua2()
+        pj: Any = load_pjsua2()
         # Bind to the address that routes to the registrar, as a softphone would use, so
         # Via/Contact carry a reachable address (on loopback or in a VPN alike).
         family: int = socket.AF_INET
-        route = source_address_for(self.registrar_host) if self.registrar_host else None
+        route = source_address_for(route_to) if route_to else None
         if route is not None:
             family, self.local_address = route
         v6 = self.ipv6 = family == socket.AF_INET6
@@ -107,8 +162,19 @@ class SipStack:
         cfg.uaConfig.threadCnt = 0  # no pjsip worker thread: checks pump events themselves
         cfg.uaConfig.mainThreadOnly = False
         cfg.uaConfig.userAgent = self.user_agent
-        cfg.logConfig.level = 0
-        cfg.logConfig.consoleLevel = 0
+        trace = self.trace
+
+        class Writer(pj.LogWriter):  # only ever sees what pjsip logs; keeps RX responses
+            def write(self, entry: Any) -> None:
+                trace.write(entry.msg)
+
+        self._writer = Writer()  # must outlive the endpoint
+        # The writer receives entries up to consoleLevel; 4 includes the message log.
+        cfg.logConfig.level = 4
+        cfg.logConfig.consoleLevel = 4
+        cfg.logConfig.msgLogging = True
+        cfg.logConfig.decor = 0
+        cfg.logConfig.writer = self._writer
         ep.libInit(cfg)
         # pjsip switches any request over 1300 bytes from UDP to TCP; a softphone test over
         # UDP must stay on UDP (int #4 of pjsip_sip_cfg_var is endpt.disable_tcp_switch).
@@ -124,6 +190,7 @@ class SipStack:
                 tc.boundAddress = self.local_address
             if name == "tls":
                 tc.tlsConfig.verifyServer = True  # TLS verified by default
+                tc.tlsConfig.CaListFile = self.ca_file or system_ca_file() or ""
             try:
                 self.transport_ids[name] = ep.transportCreate(kind, tc)
             except pj.Error:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from peers.dnsmasq import DnsmasqFactory
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 from peers.process import PeerStartError
@@ -16,7 +17,7 @@ from peers.sipp import Sipp, SippFactory
 from peers.stun import Stun
 
 T = TypeVar("T")
-PEER_FIXTURES = frozenset({"kamailio", "sipp_uas", "netns_pair", "pulse", "stun"})
+PEER_FIXTURES = frozenset({"kamailio", "sipp_uas", "netns_pair", "pulse", "stun", "dnsmasq"})
 LOG_LINES_ON_FAILURE = 40
 
 
@@ -103,6 +104,8 @@ def stun(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stun]:
 
 
 def _peer_logs(value: object) -> list[Path]:
+    if isinstance(value, DnsmasqFactory):
+        return [server.log_path for server in value.started]
     if isinstance(value, SippFactory):
         return [p for sipp in value.started for p in (sipp.log_path, sipp.messages_path)]
     if isinstance(value, NetnsPair):
@@ -126,3 +129,15 @@ def pytest_runtest_makereport(
                     tail = "\n".join(lines[-LOG_LINES_ON_FAILURE:])
                     report.sections.append((f"{name}: {path}", tail))
     return report
+
+
+@pytest.fixture
+def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsmasqFactory]:
+    """``dnsmasq(srv(...), host(...))`` -> a running ``Dnsmasq`` on 127.0.0.1 serving those
+    records (helpers in peers.dnsmasq); a server that cannot start raises PeerStartError with
+    its log, failing the test. Every one started is stopped afterwards."""
+    factory = DnsmasqFactory(tmp_path_factory.mktemp("dnsmasq"))
+    try:
+        yield factory
+    finally:
+        factory.stop_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,21 @@ def sip_check(r: CliResult) -> dict[str, Any]:
     return check
 
 
+def first_attempt(r: CliResult) -> dict[str, Any]:
+    attempt: dict[str, Any] = sip_check(r)["details"]["attempts"][0]
+    return attempt
+
+
 def causes(r: CliResult) -> list[str]:
     return [f["cause"] for f in r.json["findings"]]
+
+
+def finding(r: CliResult, cause: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(f for f in r.json["findings"] if f["cause"] == cause)
+    return found
+
+
+# ---- Kamailio: the right password, over every transport
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -62,20 +76,46 @@ def test_register_passes_and_leaves_no_binding(kamailio: Kamailio, transport: st
     r = register(kamailio.registrar_uri(transport))
     check = sip_check(r)
     assert check["status"] == "pass", check
-    attempt = check["details"]["attempts"][0]
+    attempt = first_attempt(r)
     assert (attempt["transport"], attempt["code"], attempt["unregistered"]) == (
         transport,
         200,
         True,
     )
-    assert attempt["received"] == "127.0.0.1" or attempt["received"] is None
-    assert kamailio.bindings("alice") == []  # our binding was removed at once
+    assert attempt["challenged"] is True
+    assert attempt["challenge"] == {
+        "scheme": "Digest",
+        "realm": "pbx.test",
+        "algorithm": "MD5",
+        "qop": "auth",
+    }
+    assert any("sipdiag=" in b for b in attempt["bindings"])  # our own, distinct Contact
+    assert kamailio.bindings("alice") == []  # and it was removed at once
     assert r.code == 0
     report = r.json
-    assert report["correlation"]["call_ids"] == [attempt["call_id"]]
+    baseline = check["details"]["baseline"]
+    assert baseline["user"].startswith("sipdiag-nobody-") and baseline["outcome"] == "challenged"
+    assert report["correlation"]["call_ids"] == [attempt["call_id"], baseline["call_id"]]
     assert report["correlation"]["user_agent"] == f"sipdiag/{__version__} run={report['run_id']}"
+    assert report["correlation"]["public_addresses"] == []  # no NAT on loopback
     assert report["target"]["transports"] == [transport]
     assert report["agent"]["sip_uri"] == "sip:alice@127.0.0.1"
+
+
+def test_register_over_tls_is_untrusted_with_a_self_signed_certificate(kamailio: Kamailio) -> None:
+    r = register(kamailio.registrar_uri("tls"))
+    attempt = first_attempt(r)
+    assert attempt["outcome"] == "tls_untrusted"
+    assert "certificate" in attempt["reason"].lower()
+    assert "network.tls_untrusted" in causes(r)
+    assert sip_check(r)["hint"].startswith("the registrar's TLS certificate is not trusted")
+
+
+def test_register_over_tls_passes_when_the_ca_is_given(kamailio: Kamailio) -> None:
+    r = register(kamailio.registrar_uri("tls"), "--ca", str(kamailio.ca_cert))
+    assert sip_check(r)["status"] == "pass", sip_check(r)
+    assert first_attempt(r)["transport"] == "tls"
+    assert kamailio.bindings("alice") == []
 
 
 def test_register_reads_the_registrar_clock_from_its_date_header(kamailio: Kamailio) -> None:
@@ -86,17 +126,50 @@ def test_register_reads_the_registrar_clock_from_its_date_header(kamailio: Kamai
     assert r.json["correlation"]["clock_offset_ms"] == clock["details"]["clock_offset_ms"]
 
 
-def test_wrong_password_fails_with_the_registrars_warning(
+def test_no_register_only_probes_the_challenge_and_needs_no_password(kamailio: Kamailio) -> None:
+    r = cli_process(
+        "check",
+        "--registrar",
+        kamailio.registrar_uri("udp"),
+        "--user",
+        "alice",
+        "--only",
+        "sip.register",
+        "--no-register",
+        "--format",
+        "json",
+    )
+    check = sip_check(r)
+    assert check["status"] == "pass", check
+    assert check["details"]["mode"] == "challenge_only"
+    assert first_attempt(r)["outcome"] == "challenged" and first_attempt(r)["code"] == 401
+    assert first_attempt(r)["credentials"] is False
+    assert kamailio.bindings("alice") == []
+
+
+# ---- Kamailio: the 403 sub-causes, with the control probe
+
+
+def test_wrong_password_is_credentials_rejected_and_account_specific(
     kamailio: Kamailio, tmp_path: Path
 ) -> None:
     r = register(kamailio.registrar_uri("udp"), "--debug", password=WRONG, data=tmp_path)
     check = sip_check(r)
     assert check["status"] == "fail"
-    attempt = check["details"]["attempts"][0]
-    assert (attempt["code"], attempt["reason"]) == (403, "Forbidden")
+    attempt = first_attempt(r)
+    assert (attempt["code"], attempt["reason"], attempt["challenged"]) == (403, "Forbidden", True)
     assert attempt["warning"] == ['399 pbx.test "Wrong password for alice"']
-    assert "Wrong password for alice" in check["summary"]
-    assert "sip.forbidden" in causes(r)
+    assert causes(r) == ["sip.credentials_rejected"]
+    f = finding(r, "sip.credentials_rejected")
+    assert f["family"] == "registration" and f["severity"] == "critical"
+    assert (
+        'UDP REGISTER got 403 Forbidden (Warning: 399 pbx.test "Wrong password for alice") '
+        "after a Digest challenge realm pbx.test that we answered"
+    ) in f["explanation"]
+    assert "specific to this account" in f["explanation"]
+    assert f["action"] == (
+        "check the SIP user, auth user and password with the platform administrator"
+    )
     assert r.json["verdict"] == "failing" and r.code == 1
     # The password is in no output, no saved report, no --debug text.
     saved = "".join(p.read_text() for p in tmp_path.rglob("*.json"))
@@ -105,18 +178,77 @@ def test_wrong_password_fails_with_the_registrars_warning(
         assert WRONG not in text
 
 
+@pytest.mark.parametrize(
+    ("user", "password", "warning"),
+    [
+        ("bob", "bob-secret", '399 pbx.test "Account bob is disabled"'),
+        (
+            "carol",
+            "carol-secret",
+            '399 pbx.test "Registration from 127.0.0.1 not allowed for carol"',
+        ),
+        ("mallory", "whatever", '399 pbx.test "Unknown user mallory"'),
+    ],
+)
+def test_account_level_refusals_quote_the_registrars_warning(
+    kamailio: Kamailio, user: str, password: str, warning: str
+) -> None:
+    r = register(kamailio.registrar_uri("udp"), user=user, password=password)
+    attempt = first_attempt(r)
+    assert (attempt["code"], attempt["challenged"], attempt["warning"]) == (403, True, [warning])
+    assert causes(r) == ["sip.credentials_rejected"]
+    assert warning in finding(r, "sip.credentials_rejected")["explanation"]
+
+
+@pytest.fixture
+def blocked_source(kamailio: Kamailio) -> Iterator[None]:
+    kamailio.kamcmd("htable.seti", "blocked_src", "127.0.0.1", "1")
+    try:
+        yield
+    finally:
+        kamailio.kamcmd("htable.delete", "blocked_src", "127.0.0.1")
+
+
+def test_a_refused_source_is_forbidden_and_the_control_probe_says_so(
+    kamailio: Kamailio, blocked_source: None
+) -> None:
+    r = register(kamailio.registrar_uri("udp"))
+    attempt = first_attempt(r)
+    assert (attempt["code"], attempt["challenged"]) == (403, False)
+    baseline = sip_check(r)["details"]["baseline"]
+    assert (baseline["code"], baseline["challenged"]) == (403, False)
+    assert causes(r) == ["sip.forbidden"]
+    explanation = finding(r, "sip.forbidden")["explanation"]
+    assert "without any challenge" in explanation
+    assert "the registrar refuses this source" in explanation
+    assert '"Source 127.0.0.1 is not allowed"' in explanation
+
+
+# ---- sipp: scripted registrars
+
+
 def test_every_sip_request_carries_the_run_user_agent(sipp_uas: SippFactory) -> None:
-    uas = sipp_uas("reg_403_warning.xml")
+    uas = sipp_uas("reg_403_warning.xml", extra_args=["-m", "2"])  # ours + the control probe
     r = register(uas.uri)
     uas.wait(10)
     run_id = r.json["run_id"]
     assert f"User-Agent: sipdiag/{__version__} run={run_id}" in uas.messages()
-    check = sip_check(r)
-    assert check["details"]["attempts"][0]["warning"] == [
-        '399 sipp-pbx "Account suspended: outstanding balance"'
-    ]
-    assert check["details"]["attempts"][0]["server"] == "sipp-pbx"
-    assert "sip.forbidden" in causes(r)
+    attempt = first_attempt(r)
+    assert attempt["warning"] == ['399 sipp-pbx "Account suspended: outstanding balance"']
+    assert (attempt["server"], attempt["challenged"]) == ("sipp-pbx", False)
+    assert causes(r) == ["sip.forbidden"]
+    # This registrar refuses everyone alike: the control probe shows it is not the account.
+    assert "the registrar refuses this source" in finding(r, "sip.forbidden")["explanation"]
+
+
+def test_401_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
+    uas = sipp_uas("reg_401_then_403.xml")
+    r = register(uas.uri)
+    attempt = first_attempt(r)
+    assert (attempt["code"], attempt["challenged"]) == (403, True)
+    assert attempt["challenge"]["realm"] == "sipp.test"
+    assert causes(r) == ["sip.credentials_rejected"]
+    assert "Authorization" not in json.dumps(r.json)  # digest responses are never kept
 
 
 @pytest.mark.parametrize(
@@ -131,7 +263,7 @@ def test_registrar_error_answers_map_to_sip_causes(
 ) -> None:
     uas = sipp_uas(scenario)
     r = register(uas.uri)
-    assert sip_check(r)["details"]["attempts"][0]["code"] == code
+    assert first_attempt(r)["code"] == code
     assert cause in causes(r)
     assert r.code == 1
 
@@ -143,12 +275,13 @@ def test_a_silent_registrar_finishes_inside_the_budget(sipp_uas: SippFactory) ->
     elapsed = time.monotonic() - t0
     assert elapsed < 3 + 1.5, elapsed  # interpreter start-up + the 3 s budget
     check = sip_check(r)
-    attempt = check["details"]["attempts"][0]
+    attempt = first_attempt(r)
     assert (attempt["outcome"], attempt["code"], attempt["remote"]) == ("timeout", 408, False)
     assert check["hint"] == (
         f"allow outbound SIP over UDP to 127.0.0.1:{uas.port} in the "
         "firewall/VPN, or re-run with --transport tcp"
     )
+    assert check["details"]["baseline"] is None  # nothing to compare with
     assert causes(r) == ["network.registrar_unreachable"]
     assert r.json["complete"] is True
 
@@ -160,12 +293,19 @@ def test_a_budget_too_small_to_finish_is_an_error_not_network_evidence(
     r = register(uas.uri, "--timeout", "0.5")
     check = sip_check(r)
     assert check["status"] == "error"
-    assert check["details"]["attempts"][0]["outcome"] == "not_finished"
+    assert first_attempt(r)["outcome"] == "not_finished"
     assert check["hint"] == "re-run with a larger --timeout"
     assert causes(r) == []
 
 
-def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
+# ---- network namespaces with nftables
+
+
+def _in_agent(netns_pair: NetnsPair) -> tuple[str, ...]:
+    return tuple(netns_pair.exec_argv(netns_pair.agent, []))
+
+
+def test_udp_dropped_by_the_firewall_is_udp_blocked_while_tcp_registers(
     netns_pair: NetnsPair,
 ) -> None:
     kam = netns_pair.start_kamailio()
@@ -179,14 +319,57 @@ def test_udp_dropped_by_the_firewall_fails_udp_while_tcp_registers(
         "tcp",
         "--timeout",
         "4",
-        prefix=tuple(netns_pair.exec_argv(netns_pair.agent, [])),
+        prefix=_in_agent(netns_pair),
     )
     assert time.monotonic() - t0 < 4 + 1.5
     attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
     assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["outcome"] == "ok"
     assert (attempts["udp"]["outcome"], attempts["udp"]["remote"]) == ("timeout", False)
     assert sip_check(r)["status"] == "fail"
+    assert causes(r) == ["network.udp_blocked"]
+    assert finding(r, "network.udp_blocked")["family"] == "network_firewall"
     assert r.json["correlation"]["local_addresses"][0] == netns_pair.agent_ip
+
+
+def test_a_tcp_reset_is_refused_at_once(netns_pair: NetnsPair) -> None:
+    kam = netns_pair.start_kamailio()
+    netns_pair.firewall(netns_pair.pbx, "tcp-rst", [kam.port])
+    r = register(
+        f"sip:{kam.host}:{kam.port}",
+        "--transport",
+        "tcp",
+        "--transport",
+        "udp",
+        prefix=_in_agent(netns_pair),
+    )
+    attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
+    assert attempts["tcp"]["outcome"] == "refused" and attempts["tcp"]["duration_ms"] < 500
+    assert attempts["udp"]["outcome"] == "ok"
+    assert causes(r) == ["network.tcp_blocked"]
+
+
+def test_everything_dropped_is_registrar_unreachable_within_the_budget(
+    netns_pair: NetnsPair,
+) -> None:
+    kam = netns_pair.start_kamailio()
+    netns_pair.firewall(netns_pair.pbx, "drop-all")
+    t0 = time.monotonic()
+    r = register(
+        f"sip:{kam.host}:{kam.port}",
+        "--transport",
+        "udp",
+        "--transport",
+        "tcp",
+        "--timeout",
+        "4",
+        prefix=_in_agent(netns_pair),
+    )
+    assert time.monotonic() - t0 < 4 + 1.5
+    assert {a["outcome"] for a in sip_check(r)["details"]["attempts"]} == {"timeout"}
+    assert causes(r) == ["network.registrar_unreachable"]
+
+
+# ---- without pjsua2, without a password
 
 
 def test_without_pjsua2_the_sip_check_skips_with_an_install_hint(

@@ -1,0 +1,179 @@
+"""Raw SIP on the wire for our own probes: build an OPTIONS, frame and match its answer.
+
+Pure functions, no I/O (aioice's stun.py is the model). The probe id is the RFC 3261 branch
+suffix, the From tag and the Call-ID's left part, so an answer is ours only if it echoes it;
+build it with probe_id() so it carries the run id and the platform's logs can be searched for it.
+Malformed input raises ValueError saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from checks.sipmsg import SipMessage, parse
+
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7: every compliant branch starts with it
+TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
+MAX_PROBE_ID = 64
+MAX_HEADERS = 64 * 1024  # an OPTIONS answer's head is a few hundred bytes
+# RFC 3261 25.1 token characters: what a branch, a tag and a Call-ID word may hold.
+_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?")
+_BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(
+    rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def probe_id(run_id: str, label: str) -> str:
+    """``<run_id>-<label>``: unique per request of a run, and searchable by the run id."""
+    return _token(f"{run_id}-{label}", "probe id")
+
+
+def _token(value: str, what: str) -> str:
+    if not value:
+        raise ValueError(f"{what} is empty")
+    if len(value) > MAX_PROBE_ID:
+        raise ValueError(f"{what} is longer than {MAX_PROBE_ID} characters: {value!r}")
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"{what} {value!r} has characters outside the SIP token set")
+    return value
+
+
+def _header_value(value: str, what: str) -> str:
+    if not value or any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{what} must be non-empty and on one line: {value!r}")
+    return value
+
+
+def host_literal(host: str) -> str:
+    """A host as it appears in a SIP URI or Via: IPv6 in brackets (added once)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not bare or any(c in bare for c in " \t\r\n;,<>@"):
+        raise ValueError(f"invalid host {host!r}")
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            raise ValueError(f"{host!r} is neither a host name nor an IP address") from None
+        return f"[{bare}]"
+    return bare
+
+
+def options_request(
+    target_uri: str,
+    transport: str,
+    local_host: str,
+    local_port: int,
+    probe_id: str,
+    user_agent: str,
+) -> bytes:
+    """An out-of-dialog OPTIONS to ``target_uri`` (no user part in it: a keep-alive probe)."""
+    proto = TRANSPORTS.get(transport.lower())
+    if proto is None:
+        raise ValueError(f"unknown transport {transport!r}; use one of {', '.join(TRANSPORTS)}")
+    if not target_uri.lower().startswith(("sip:", "sips:")):
+        raise ValueError(f"target URI {target_uri!r} is not a sip: or sips: URI")
+    _header_value(target_uri, "target URI")
+    if " " in target_uri:
+        raise ValueError(f"target URI {target_uri!r} contains a space")
+    if isinstance(local_port, bool) or not isinstance(local_port, int):
+        raise ValueError(f"local port must be an int, got {local_port!r}")
+    if not 0 < local_port < 65536:
+        raise ValueError(f"local port {local_port} is not from 1 to 65535")
+    _token(probe_id, "probe id")
+    _header_value(user_agent, "User-Agent")
+    host = host_literal(local_host)
+    lines = [
+        f"OPTIONS {target_uri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} {host}:{local_port};branch={MAGIC_COOKIE}{probe_id};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:sipdiag@{host}>;tag={probe_id}",
+        f"To: <{target_uri}>",
+        f"Call-ID: {probe_id}@{host}",
+        "CSeq: 1 OPTIONS",
+        f"Contact: <sip:sipdiag@{host}:{local_port};transport={proto.lower()}>",
+        f"User-Agent: {user_agent}",
+        "Accept: application/sdp",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def message_length(buffer: bytes) -> int | None:
+    """Bytes taken by the first whole message in a stream buffer (head + body), None if partial.
+
+    Over TCP/TLS, Content-Length is mandatory (RFC 3261 18.3); missing means an empty body.
+    """
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_HEADERS:
+            raise ValueError(f"no end of headers within {MAX_HEADERS} bytes")
+        return None
+    head = buffer[:end]
+    match = _CONTENT_LENGTH.search(head)
+    body = 0
+    if match:
+        text = match.group(1)
+        if not text.isdigit():
+            raise ValueError(f"invalid Content-Length {text.decode(errors='replace')!r}")
+        body = int(text)
+    total = end + 4 + body
+    return total if len(buffer) >= total else None
+
+
+def status_code(msg: SipMessage) -> int:
+    """The status code of a response's start line (``SIP/2.0 200 OK`` -> 200)."""
+    match = _STATUS_LINE.fullmatch(msg.start_line)
+    if not match:
+        raise ValueError(f"not a SIP response status line: {msg.start_line[:80]!r}")
+    return int(match.group(1))
+
+
+def reason_phrase(msg: SipMessage) -> str:
+    """The reason phrase (``SIP/2.0 200 Keepalive`` -> "Keepalive"); may be empty."""
+    status_code(msg)
+    return msg.start_line.split(" ", 2)[2] if msg.start_line.count(" ") >= 2 else ""
+
+
+def top_via(msg: SipMessage) -> str | None:
+    """The first Via value (a Via header line may hold several, comma-separated)."""
+    first = msg.first("via")
+    return first.split(",", 1)[0].strip() if first else None
+
+
+def header_list(msg: SipMessage, name: str) -> list[str]:
+    """A comma-separated header's items across all its lines (``Allow``, ``Supported``)."""
+    return [item.strip() for line in msg.all(name) for item in line.split(",") if item.strip()]
+
+
+def parse_response(raw: bytes) -> SipMessage:
+    """Status line and headers of one SIP response; ValueError if it is not one."""
+    if not raw:
+        raise ValueError("empty message")
+    text = raw.decode("utf-8", errors="replace")
+    msg = parse(text)
+    if msg is None:
+        raise ValueError("no start line")
+    status_code(msg)  # raises for a request or garbage
+    return msg
+
+
+def match_response(raw: bytes, probe_id: str) -> SipMessage | None:
+    """The parsed response if it answers the request with ``probe_id``, else None.
+
+    Ours means the top Via's branch and the Call-ID's left part both echo the probe id (a SIP
+    ALG may rewrite the host after the '@', never the id). ValueError if ``raw`` is not a
+    SIP response at all.
+    """
+    _token(probe_id, "probe id")
+    msg = parse_response(raw)
+    via = top_via(msg)
+    branch = _BRANCH.search(via) if via else None
+    call_id = msg.first("call-id") or ""
+    if branch is None or branch.group(1) != MAGIC_COOKIE + probe_id:
+        return None
+    if call_id.split("@", 1)[0] != probe_id:
+        return None
+    return msg

@@ -1,0 +1,401 @@
+"""net.dns: RFC 3263 resolution against a real dnsmasq (records per test), and its check result."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from clihelp import cli
+from peers.dnsmasq import Dnsmasq, DnsmasqFactory, host, naptr, srv
+from peers.process import free_port
+
+from checks.dns import (
+    NaptrRecord,
+    Resolution,
+    SrvRecord,
+    Target,
+    check_dns,
+    naptr_srv_names,
+    parse_nameserver,
+    resolve,
+    srv_order,
+    targets_for,
+)
+from diag.config import Settings
+from diag.context import Context
+from diag.model import Check, CheckResult, Status
+from diag.target import Registrar, parse_registrar
+
+# pbx.test: NAPTR for all three transports, pointing at non-default SRV names; decoy well-known SRV
+# names prove the NAPTR's names win.
+PBX = (
+    naptr("pbx.test", 10, 10, "SIP+D2U", "_sip._udp.edge.pbx.test"),
+    naptr("pbx.test", 20, 10, "SIP+D2T", "_sip._tcp.edge.pbx.test"),
+    naptr("pbx.test", 30, 10, "SIPS+D2T", "_sips._tcp.edge.pbx.test"),
+    naptr("pbx.test", 40, 10, "E2U+sip", "!^.*$!sip:info@pbx.test!", flags="u"),  # not ours
+    srv("_sip._udp.edge.pbx.test", "sip2.pbx.test", 5070, priority=20),
+    srv("_sip._udp.edge.pbx.test", "sip1.pbx.test", 5060, priority=10),
+    srv("_sip._tcp.edge.pbx.test", "sip1.pbx.test", 5060, priority=10),
+    srv("_sips._tcp.edge.pbx.test", "sip1.pbx.test", 5061, priority=10),
+    srv("_sip._udp.pbx.test", "decoy.pbx.test", 5060),
+    host("sip1.pbx.test", "127.0.0.11", "::1"),
+    host("sip2.pbx.test", "127.0.0.12"),
+    host("decoy.pbx.test", "127.0.0.99"),
+)
+# srv.test: no NAPTR, SRV under the well-known names only.
+SRV_ONLY = (
+    srv("_sip._udp.srv.test", "b.srv.test", 5080, priority=10, weight=10),
+    srv("_sip._udp.srv.test", "a.srv.test", 5080, priority=10, weight=10),
+    srv("_sip._udp.srv.test", "c.srv.test", 5090, priority=10, weight=60),
+    srv("_sip._tcp.srv.test", "a.srv.test", 5080, priority=5),
+    srv("_sip._tcp.srv.test", "a.srv.test", 5080, priority=7),  # the same target twice
+    host("a.srv.test", "127.0.0.21"),
+    host("b.srv.test", "127.0.0.22"),
+    host("c.srv.test", "127.0.0.23"),
+)
+PLAIN = (host("plain.test", "127.0.0.31"),)  # an address record and nothing else
+UDP_ONLY = (  # udp SRV only, and no address record for the domain itself
+    srv("_sip._udp.udponly.test", "sip.udponly.test", 5060),
+    srv("_sip._tcp.notcp.test"),  # target ".": "TCP is not offered here" (RFC 2782)
+    srv("_sip._udp.notcp.test", "sip.udponly.test", 5060),
+    host("sip.udponly.test", "127.0.0.41"),
+    host("notcp.test", "127.0.0.42"),
+)
+
+
+def registrar(text: str) -> Registrar:
+    return parse_registrar(text)
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+def rows(res: Resolution) -> list[tuple[str, str, int, str]]:
+    return [(t.transport, t.host, t.port, t.address) for t in res.targets]
+
+
+def queried(res: Resolution) -> list[tuple[str, str]]:
+    return [(q["type"], q["name"]) for q in res.lookups]
+
+
+def context(deadline: float | None = None, **settings: Any) -> Context:
+    return Context(
+        settings=Settings(**settings), run_id="r", user_agent="ua", deadline=deadline or soon()
+    )
+
+
+@pytest.fixture
+def silent_nameserver() -> Iterator[str]:
+    """A UDP socket on 127.0.0.1 that receives DNS queries and never answers."""
+    port = free_port(kinds=("udp",))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", port))
+        yield f"127.0.0.1:{port}"
+
+
+# Pure helpers
+
+
+def test_naptr_gives_srv_names_per_transport_in_order_and_ignores_other_services() -> None:
+    records = [
+        NaptrRecord(20, 10, "S", "sip+d2t", "_sip._tcp.x"),
+        NaptrRecord(10, 20, "s", "SIP+D2U", "_sip._udp.b.x"),
+        NaptrRecord(10, 10, "s", "SIP+D2U", "_sip._udp.a.x"),
+        NaptrRecord(5, 10, "u", "E2U+sip", ""),
+        NaptrRecord(5, 10, "a", "SIPS+D2T", "tls.x"),  # not a terminal SRV pointer
+        NaptrRecord(30, 10, "s", "SIP+D2S", "_sip._sctp.x"),  # SCTP: not a transport we test
+    ]
+    assert naptr_srv_names(records) == {
+        "udp": ["_sip._udp.a.x", "_sip._udp.b.x"],
+        "tcp": ["_sip._tcp.x"],
+    }
+
+
+def test_srv_records_sort_by_priority_then_heaviest_weight_then_name() -> None:
+    records = [
+        SrvRecord(20, 100, 5060, "a.x"),
+        SrvRecord(10, 10, 5060, "c.x"),
+        SrvRecord(10, 10, 5060, "b.x"),
+        SrvRecord(10, 50, 5060, "z.x"),
+    ]
+    assert [r.target for r in srv_order(records)] == ["z.x", "b.x", "c.x", "a.x"]
+
+
+def test_nameserver_is_an_ip_with_an_optional_port() -> None:
+    assert parse_nameserver("192.0.2.53") == ("192.0.2.53", 53)
+    assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_nameserver("[2001:db8::53]:5300") == ("2001:db8::53", 5300)
+    with pytest.raises(ValueError):
+        parse_nameserver("dns.example.com")
+
+
+def test_ip_literal_registrar_needs_no_dns_and_gets_default_ports() -> None:
+    res = resolve(registrar("sip:127.0.0.5"), ["udp", "tcp", "tls"], "127.0.0.1:9", soon())
+    assert res.lookups == []
+    assert rows(res) == [
+        ("udp", "127.0.0.5", 5060, "127.0.0.5"),
+        ("tcp", "127.0.0.5", 5060, "127.0.0.5"),
+        ("tls", "127.0.0.5", 5061, "127.0.0.5"),
+    ]
+    ipv6 = resolve(registrar("[::1]:5070"), ["udp"], None, soon())
+    assert rows(ipv6) == [("udp", "::1", 5070, "::1")]
+
+
+def test_ip_literal_registrar_passes_the_check_without_dns() -> None:
+    result = check_dns(context(registrar="sip:127.0.0.5:5080"))
+    assert result.status is Status.PASS
+    assert result.summary == "127.0.0.5 is an IP address; no DNS needed"
+    assert result.details["lookups"] == []
+    assert result.details["targets"] == [
+        {"transport": "udp", "host": "127.0.0.5", "port": 5080, "address": "127.0.0.5"}
+    ]
+
+
+def test_an_unknown_transport_is_a_precise_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown transport 'sctp'"):
+        resolve(registrar("127.0.0.1"), ["sctp"], None, soon())
+
+
+# Against dnsmasq
+
+
+def test_naptr_domain_resolves_each_transport_through_its_srv_records_in_priority_order(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*PBX)
+    res = resolve(registrar("sip:pbx.test"), ["udp", "tcp", "tls"], server.server, soon())
+    assert rows(res) == [
+        ("udp", "sip1.pbx.test", 5060, "127.0.0.11"),
+        ("udp", "sip1.pbx.test", 5060, "::1"),
+        ("udp", "sip2.pbx.test", 5070, "127.0.0.12"),
+        ("tcp", "sip1.pbx.test", 5060, "127.0.0.11"),
+        ("tcp", "sip1.pbx.test", 5060, "::1"),
+        ("tls", "sip1.pbx.test", 5061, "127.0.0.11"),
+        ("tls", "sip1.pbx.test", 5061, "::1"),
+    ]
+    assert res.naptr_transports == ["udp", "tcp", "tls"]
+    assert queried(res) == [
+        ("NAPTR", "pbx.test"),
+        ("SRV", "_sip._udp.edge.pbx.test"),
+        ("A", "sip1.pbx.test"),
+        ("AAAA", "sip1.pbx.test"),
+        ("A", "sip2.pbx.test"),
+        ("AAAA", "sip2.pbx.test"),
+        ("SRV", "_sip._tcp.edge.pbx.test"),
+        ("SRV", "_sips._tcp.edge.pbx.test"),
+    ]
+    naptr_lookup = res.lookups[0]
+    assert naptr_lookup["error"] is None and len(naptr_lookup["answers"]) == 4
+    assert res.lookups[5]["error"] == "NoAnswer"  # sip2 has no AAAA
+    assert all(isinstance(q["ms"], int) for q in res.lookups)
+    assert ("SRV", "_sip._udp.pbx.test") not in server.queries()  # the NAPTR's name won
+
+
+def test_domain_without_naptr_uses_the_well_known_srv_names(dnsmasq: DnsmasqFactory) -> None:
+    server = dnsmasq(*SRV_ONLY)
+    res = resolve(registrar("srv.test"), ["udp", "tcp"], server.server, soon())
+    assert rows(res) == [
+        ("udp", "c.srv.test", 5090, "127.0.0.23"),  # heaviest weight first
+        ("udp", "a.srv.test", 5080, "127.0.0.21"),  # equal weights: by name
+        ("udp", "b.srv.test", 5080, "127.0.0.22"),
+        ("tcp", "a.srv.test", 5080, "127.0.0.21"),  # two SRV records, one target
+    ]
+    assert res.naptr_transports == []
+    # srv.test exists only as the parent of its SRV names: NOERROR without data, not NXDOMAIN.
+    assert res.lookups[0] == {**res.lookups[0], "type": "NAPTR", "error": "NoAnswer"}
+    assert queried(res)[1] == ("SRV", "_sip._udp.srv.test")
+    assert res.routes["udp"].via == "SRV"
+
+
+def test_domain_with_only_an_address_record_gets_the_default_ports(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*PLAIN)
+    res = resolve(registrar("plain.test"), ["udp", "tcp", "tls"], server.server, soon())
+    assert rows(res) == [
+        ("udp", "plain.test", 5060, "127.0.0.31"),
+        ("tcp", "plain.test", 5060, "127.0.0.31"),
+        ("tls", "plain.test", 5061, "127.0.0.31"),
+    ]
+    assert queried(res) == [
+        ("NAPTR", "plain.test"),
+        ("SRV", "_sip._udp.plain.test"),
+        ("A", "plain.test"),
+        ("AAAA", "plain.test"),
+        ("SRV", "_sip._tcp.plain.test"),
+        ("SRV", "_sips._tcp.plain.test"),
+    ]
+    assert {t: r.via for t, r in res.routes.items()} == {t: "A/AAAA" for t in ("udp", "tcp", "tls")}
+
+
+def test_explicit_port_skips_naptr_and_srv(dnsmasq: DnsmasqFactory) -> None:
+    server = dnsmasq(*PBX, host("pbx.test", "127.0.0.10"))
+    res = resolve(registrar("sip:pbx.test:5999"), ["udp", "tcp"], server.server, soon())
+    assert rows(res) == [
+        ("udp", "pbx.test", 5999, "127.0.0.10"),
+        ("tcp", "pbx.test", 5999, "127.0.0.10"),
+    ]
+    assert queried(res) == [("A", "pbx.test"), ("AAAA", "pbx.test")]
+    assert [q for q in server.queries() if q[1] != "ready.invalid"] == [
+        ("A", "pbx.test"),
+        ("AAAA", "pbx.test"),
+    ]
+
+
+def test_srv_target_dot_means_not_offered_and_does_not_fall_back_to_addresses(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*UDP_ONLY)
+    res = resolve(registrar("notcp.test"), ["tcp"], server.server, soon())
+    assert res.targets == []
+    assert ("A", "notcp.test") not in queried(res)
+
+
+def test_check_passes_and_names_each_transports_first_target_and_source(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*PBX)
+    result = check_dns(
+        context(registrar="pbx.test", transports=("udp", "tls"), dns_server=server.server)
+    )
+    assert result.status is Status.PASS
+    assert result.summary == (
+        "pbx.test: udp → 127.0.0.11:5060 +2 more (NAPTR+SRV), tls → 127.0.0.11:5061 +1 more "
+        "(NAPTR+SRV)"
+    )
+    assert result.hint is None
+    details = result.details
+    assert details["registrar"] == "pbx.test"
+    assert details["nameserver"] == server.server
+    assert details["naptr_transports"] == ["udp", "tcp", "tls"]
+    assert details["via"] == {"udp": "NAPTR+SRV", "tls": "NAPTR+SRV"}
+    assert details["targets"][0] == {
+        "transport": "udp",
+        "host": "sip1.pbx.test",
+        "port": 5060,
+        "address": "127.0.0.11",
+    }
+    assert [q["type"] for q in details["lookups"]][:2] == ["NAPTR", "SRV"]
+
+
+def test_unknown_domain_fails_naming_every_name_tried_with_the_dns_hint(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*PBX)
+    result = check_dns(context(registrar="sip:nowhere.test", dns_server=server.server))
+    assert result.status is Status.FAIL
+    assert result.summary == (
+        "nowhere.test does not resolve: tried NAPTR nowhere.test, SRV _sip._udp.nowhere.test, "
+        "A nowhere.test, AAAA nowhere.test (NXDOMAIN)"
+    )
+    assert result.hint == (
+        "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
+    )
+    assert result.details["targets"] == []
+
+
+def test_tcp_asked_of_a_domain_with_only_udp_srv_warns_naming_the_missing_record(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*UDP_ONLY)
+    result = check_dns(
+        context(registrar="udponly.test", transports=("udp", "tcp"), dns_server=server.server)
+    )
+    assert result.status is Status.WARN
+    assert result.summary == "udponly.test: udp → 127.0.0.41:5060 (SRV); no target for tcp"
+    assert result.hint == "publish _sip._tcp.udponly.test SRV records or use --transport udp"
+    assert [t["transport"] for t in result.details["targets"]] == ["udp"]
+
+
+def test_unresponsive_nameserver_returns_within_the_deadline_with_a_timeout_recorded(
+    silent_nameserver: str,
+) -> None:
+    started = time.monotonic()
+    res = resolve(registrar("pbx.test"), ["udp"], silent_nameserver, started + 1.0)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5, f"took {elapsed:.2f} s"
+    assert res.targets == []
+    assert res.lookups[0]["type"] == "NAPTR" and res.lookups[0]["error"] == "Timeout"
+    assert {q["error"] for q in res.lookups[1:]} == {"deadline reached"}
+
+
+def test_unresponsive_nameserver_fails_the_check_before_its_deadline(
+    silent_nameserver: str,
+) -> None:
+    deadline = soon(1.0)
+    result = check_dns(context(deadline, registrar="pbx.test", dns_server=silent_nameserver))
+    assert time.monotonic() < deadline
+    assert result.status is Status.FAIL
+    assert result.summary.endswith("(Timeout, deadline reached)")
+
+
+def test_check_is_an_error_when_its_deadline_passed_before_any_query() -> None:
+    result = check_dns(context(time.monotonic(), registrar="pbx.test", dns_server="127.0.0.1:9"))
+    assert result.status is Status.ERROR
+    assert result.hint == "re-run with a larger --timeout"
+    assert {q["error"] for q in result.details["lookups"]} == {"deadline reached"}
+
+
+def test_targets_for_reuses_net_dns_targets_or_resolves_now(dnsmasq: DnsmasqFactory) -> None:
+    server = dnsmasq(*PLAIN)
+    ctx = context(registrar="plain.test", dns_server=server.server)
+    fresh = targets_for(ctx)
+    assert fresh == [Target("udp", "plain.test", 5060, "127.0.0.31")]
+    earlier = CheckResult(
+        Status.PASS, "ok", {"targets": [Target("udp", "x", 1, "10.0.0.1").as_dict()]}
+    )
+    reused = targets_for(ctx.for_check(soon(), {"net.dns": earlier}))
+    assert reused == [Target("udp", "x", 1, "10.0.0.1")]
+
+
+# Through the CLI
+
+NET_DNS = [
+    Check("net.dns", "Registrar name resolves", check_dns, requires=("registrar",), timeout=None)
+]
+
+
+def run_net_dns(server: Dnsmasq, registrar: str, *extra: str) -> Any:
+    return cli(
+        "check", "--dns-server", server.server, "--registrar", registrar, "--transport", "udp",
+        "--format", "json", *extra,
+        registry=NET_DNS,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def data_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved reports go to a temporary directory, not the real user data directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_reports_the_registrars_targets_as_json(dnsmasq: DnsmasqFactory) -> None:
+    server = dnsmasq(*PBX)
+    r = run_net_dns(server, "pbx.test")
+    assert r.code == 0, r.err
+    (check,) = r.json["checks"]
+    assert check["id"] == "net.dns" and check["status"] == "pass"
+    assert check["summary"] == "pbx.test: udp → 127.0.0.11:5060 +2 more (NAPTR+SRV)"
+    assert [t["address"] for t in check["details"]["targets"]] == [
+        "127.0.0.11",
+        "::1",
+        "127.0.0.12",
+    ]
+    assert check["details"]["nameserver"] == server.server
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_exits_1_with_the_hint_when_the_registrar_does_not_resolve(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*PBX)
+    r = run_net_dns(server, "sip:nowhere.test")
+    assert r.code == 1
+    (check,) = r.json["checks"]
+    assert check["status"] == "fail"
+    assert check["hint"].startswith("check the registrar name and the DNS servers")

@@ -1,0 +1,394 @@
+"""net.sip-options against a real Kamailio, a fake registrar socket and firewalled namespaces."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelp import REPO, CliResult, cli, subprocess_env
+from peers.kamailio import Kamailio
+from peers.netns import NetnsPair
+
+from checks.dns import Target
+from checks.reach import check_options, derived_port
+from diag import __version__
+from diag.config import Settings
+from diag.context import Context
+from diag.model import Check, CheckResult, Status
+from diag.report import user_agent
+from diag.target import parse_registrar
+
+TITLE = "Registrar answers OPTIONS on every transport"
+CHECK = Check("net.sip-options", TITLE, check_options, requires=("registrar",), timeout=None)
+CA_HINT = "install the platform's CA certificate or pass --ca FILE"
+
+# Runs the CLI with net.sip-options registered (until checks/__init__.py lists it).
+DRIVER = f"""
+import sys
+import checks
+from checks.reach import check_options
+from diag.model import Check
+
+if all(c.id != "net.sip-options" for c in checks.REGISTRY):
+    checks.REGISTRY = checks.REGISTRY + (
+        Check("net.sip-options", {TITLE!r}, check_options, requires=("registrar",), timeout=None),
+    )
+sys.argv = ["sipdiag", *sys.argv[1:]]
+from diag.cli import main
+main()
+"""
+
+
+def context(
+    registrar: str,
+    *,
+    transports: tuple[str, ...] = (),
+    ca: Path | None = None,
+    targets: list[Target] | None = None,
+    budget: float = 5.0,
+) -> Context:
+    """A run's context; ``targets`` stand in for net.dns's result (its details["targets"])."""
+    run_id = str(uuid.uuid4())
+    results = {}
+    if targets is not None:
+        dns = CheckResult(Status.PASS, "resolved", {"targets": [t.as_dict() for t in targets]})
+        results["net.dns"] = dns
+    return Context(
+        settings=Settings(registrar=registrar, transports=transports, ca=str(ca) if ca else None),
+        run_id=run_id,
+        user_agent=user_agent(run_id),
+        results=results,
+        deadline=time.monotonic() + budget,
+    )
+
+
+def kamailio_targets(kam: Kamailio, host: str | None = None) -> list[Target]:
+    return [Target(t, host or kam.host, kam.port_for(t), kam.host) for t in ("udp", "tcp", "tls")]
+
+
+def transports(result: CheckResult) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = result.details["transports"]
+    return found
+
+
+def test_kamailio_answers_on_every_transport_and_its_self_signed_tls_is_untrusted(
+    kamailio: Kamailio,
+) -> None:
+    ctx = context(f"sip:{kamailio.host}", transports=("tls",), targets=kamailio_targets(kamailio))
+    result = check_options(ctx)
+    t = transports(result)
+    for name in ("udp", "tcp"):
+        assert (t[name]["outcome"], t[name]["code"], t[name]["reason"]) == (
+            "answered",
+            200,
+            "Keepalive",
+        )
+        assert t[name]["server"] == "testbed-pbx"
+        assert t[name]["rport"] == int(t[name]["local"].rsplit(":", 1)[1])
+    assert t["tcp"]["connect_ms"] is not None and t["udp"]["connect_ms"] is None
+    tls = t["tls"]
+    assert tls["outcome"] == "tls_untrusted"
+    assert tls["code"] == 200  # the unverified retry still shows the port speaks SIP
+    cert = tls["certificate"]
+    assert (cert["verified"], cert["verify_error"]) == (False, "self-signed certificate")
+    assert cert["subject"] == cert["issuer"] == "CN=127.0.0.1" and cert["self_signed"] is True
+    assert cert["san"] == ["IP:127.0.0.1", "DNS:localhost"]
+    assert cert["days_left"] in (1, 2)  # the fixture's certificate lives 2 days
+    assert cert["not_after"].endswith("Z") and len(cert["sha256"]) == 64
+    assert result.status is Status.FAIL  # TLS is the configured transport
+    assert result.summary.startswith("udp 200 Keepalive ")
+    assert "; tls untrusted (self-signed certificate), unverified: 200 Keepalive " in result.summary
+    assert result.hint is not None and result.hint.startswith(CA_HINT)
+    assert result.details["configured_transports"] == ["tls"]
+    assert result.details["local_address"] == "127.0.0.1"
+    assert result.details["public_addresses"] == []  # Via received = our own address: no NAT
+    assert result.details["call_ids"] == [f"{ctx.run_id}-{n}@127.0.0.1" for n in t]
+
+
+def test_with_the_platform_ca_tls_verifies_and_the_check_passes(kamailio: Kamailio) -> None:
+    ctx = context(
+        f"sip:{kamailio.host}",
+        transports=("udp", "tls"),
+        ca=kamailio.ca_cert,
+        targets=kamailio_targets(kamailio),
+    )
+    result = check_options(ctx)
+    tls = transports(result)["tls"]
+    assert (tls["outcome"], tls["code"]) == ("answered", 200)
+    assert tls["certificate"]["verified"] is True and tls["certificate"]["verify_error"] is None
+    assert tls["tls_version"] in ("TLSv1.2", "TLSv1.3") and tls["handshake_ms"] is not None
+    assert result.status is Status.PASS, result.summary
+    assert result.hint is None
+
+
+def test_the_certificate_must_name_the_registrar_not_just_its_address(kamailio: Kamailio) -> None:
+    ctx = context(
+        "sip:pbx.test",
+        transports=("tls",),
+        ca=kamailio.ca_cert,
+        targets=kamailio_targets(kamailio, host="pbx.test"),
+    )
+    result = check_options(ctx)
+    cert = transports(result)["tls"]["certificate"]
+    assert cert["verify_error"].startswith("Hostname mismatch")
+    assert result.status is Status.FAIL
+    assert result.hint == (
+        "the certificate is not valid for pbx.test (it names IP:127.0.0.1, DNS:localhost): "
+        "use a registrar name the certificate names, or ask the platform to fix its certificate"
+    )
+
+
+def test_an_unreadable_ca_file_is_reported_as_such_not_as_a_network_problem(
+    kamailio: Kamailio, tmp_path: Path
+) -> None:
+    bad_ca = tmp_path / "not-a-ca.pem"
+    bad_ca.write_text("this is not a certificate\n")
+    ctx = context(
+        f"sip:{kamailio.host}", transports=("tls",), ca=bad_ca, targets=kamailio_targets(kamailio)
+    )
+    result = check_options(ctx)
+    tls = transports(result)["tls"]
+    assert tls["outcome"] == "error" and tls["error"].startswith(
+        f"cannot load the --ca file {bad_ca}"
+    )
+    assert result.hint == "give --ca a PEM file that holds the platform's CA certificate"
+
+
+def test_a_configured_transport_that_works_passes_while_a_missing_tls_port_warns(
+    kamailio: Kamailio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No DNS result: UDP/TCP go to the URI's port, TLS to 5061, where nothing listens.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    r = cli(
+        "check",
+        "--registrar",
+        f"sip:{kamailio.host}:{kamailio.port}",
+        "--only",
+        "net.sip-options",
+        "--format",
+        "json",
+        registry=[CHECK],
+    )
+    check = r.json["checks"][0]
+    t = check["details"]["transports"]
+    assert [t[n]["outcome"] for n in ("udp", "tcp", "tls")] == ["answered", "answered", "refused"]
+    assert t["tls"]["target"] == "127.0.0.1:5061" and t["tls"]["target_source"] == "derived"
+    assert check["status"] == "warn" and r.code == 0
+    assert check["hint"] == (
+        "UDP works; TLS would not: 127.0.0.1 refused TLS 5061: check the registrar's port and "
+        "allow outbound TCP 5061 (SIP over TLS) to 127.0.0.1 in the firewall"
+    )
+    assert check["summary"].endswith("; tls refused (Connection refused)")
+    assert r.json["correlation"]["call_ids"] == check["details"]["call_ids"]
+    assert "127.0.0.1" in r.json["correlation"]["local_addresses"]
+
+
+def test_explicit_uri_port_belongs_to_the_configured_transports_class() -> None:
+    configured_udp = ("udp",)
+    assert derived_port(parse_registrar("sip:pbx:5080"), "tcp", configured_udp) == 5080
+    assert derived_port(parse_registrar("sip:pbx:5080"), "tls", configured_udp) == 5061
+    assert derived_port(parse_registrar("sips:pbx:5071"), "udp", ("tls",)) == 5060
+    assert derived_port(parse_registrar("sip:pbx"), "tls", configured_udp) == 5061
+
+
+class FakeRegistrar:
+    """A UDP socket playing registrar: records what arrives, answers the second copy only."""
+
+    def __init__(self, host: str) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.sock.settimeout(3)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        data, peer = self.sock.recvfrom(65535)  # the first copy goes unanswered
+        self.received.append(data)
+        data, peer = self.sock.recvfrom(65535)  # the retransmission after 500 ms
+        self.received.append(data)
+        head = data.decode().split("\r\n")
+        via = next(h for h in head if h.startswith("Via: "))
+        echoed = [h for h in head if h.split(":", 1)[0] in ("From", "To", "Call-ID", "CSeq")]
+        stray = via.replace(";branch=z9hG4bK", ";branch=z9hG4bKnot-ours-")
+        nat_via = via.replace(";rport", ";rport=40999;received=203.0.113.9")
+        for v in (stray, nat_via):  # an answer to someone else first: it must be skipped
+            answer = [
+                "SIP/2.0 404 Not Here" if v is stray else "SIP/2.0 200 OK",
+                v,
+                *echoed,
+                "Allow: INVITE, OPTIONS",
+                "Server: fake-registrar",
+                "Content-Length: 0",
+            ]
+            self.sock.sendto(("\r\n".join(answer) + "\r\n\r\n").encode(), peer)
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_the_wire_carries_the_run_user_agent_and_the_answer_is_matched_by_probe_id(
+    host: str,
+) -> None:
+    registrar = FakeRegistrar(host)
+    literal = f"[{host}]" if ":" in host else host
+    try:
+        ctx = context(f"sip:{literal}:{registrar.port}")
+        result = check_options(ctx)
+    finally:
+        registrar.close()
+    first, second = registrar.received
+    assert first == second  # a retransmission is the same request
+    lines = first.decode().split("\r\n")
+    assert lines[0] == f"OPTIONS sip:{literal}:{registrar.port} SIP/2.0"
+    assert f"Call-ID: {ctx.run_id}-udp@{literal}" in lines
+    assert f"User-Agent: sipdiag/{__version__} run={ctx.run_id}" in lines
+    assert any(f";branch=z9hG4bK{ctx.run_id}-udp;rport" in line for line in lines)
+    udp = transports(result)["udp"]
+    assert (udp["outcome"], udp["code"], udp["server"]) == ("answered", 200, "fake-registrar")
+    assert udp["retransmitted"] is True and udp["rtt_ms"] >= 450
+    assert udp["ignored"] == ["an answer to another request"]
+    assert udp["allow"] == ["INVITE", "OPTIONS"]
+    assert (udp["received"], udp["rport"]) == ("203.0.113.9", 40999)
+    assert result.details["public_addresses"] == ["203.0.113.9"]  # the NAT evidence
+    assert result.details["local_address"] == host
+
+
+@pytest.mark.parametrize(
+    ("budget", "status", "outcome"),
+    [(1.0, Status.ERROR, "not_finished"), (2.5, Status.FAIL, "timeout")],
+)
+def test_a_silent_registrar_returns_before_the_deadline_and_a_short_budget_is_no_evidence(
+    budget: float, status: Status, outcome: str
+) -> None:
+    # UDP never answered; TCP and TLS accepted by the kernel, then nothing (no SIP, no TLS).
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tcp, tls = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    with udp, tcp, tls:
+        udp.bind(("127.0.0.1", 0))
+        ports = {"udp": udp, "tcp": tcp, "tls": tls}
+        targets = [
+            Target(t, "127.0.0.1", s.getsockname()[1], "127.0.0.1") for t, s in ports.items()
+        ]
+        ctx = context("sip:127.0.0.1", targets=targets, budget=budget)
+        result = check_options(ctx)
+        returned_at = time.monotonic()
+    assert returned_at < ctx.deadline
+    t = transports(result)
+    assert {t[n]["target_source"] for n in t} == {"dns"}
+    assert {n: t[n]["outcome"] for n in t} == dict.fromkeys(("udp", "tcp", "tls"), outcome)
+    assert result.status is status
+    if status is Status.ERROR:
+        assert result.hint == "re-run with a larger --timeout"
+    else:
+        assert result.summary == (
+            "udp no answer; tcp no answer (connected, then silence); "
+            "tls no answer (connected, then silence)"
+        )
+        assert t["tls"]["handshake_ms"] is None  # the TLS handshake itself got no answer
+
+
+def run_in_agent(pair: NetnsPair, tmp_path: Path, *args: str) -> CliResult:
+    """The CLI (with net.sip-options registered) inside the agent namespace."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    argv = [sys.executable, str(driver), "check", "--only", "net.sip-options", "--format", "json"]
+    proc = subprocess.run(
+        pair.exec_argv(pair.agent, [*argv, *args]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=subprocess_env({"XDG_DATA_HOME": str(tmp_path / "data")}),
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def serve_default_ports(pair: NetnsPair, kam: Kamailio) -> None:
+    """In ``pbx``, send 5060/5061 to Kamailio's free ports, so ``sip:PBX_IP`` needs no port.
+
+    The firewall profiles filter after this (input hook), on Kamailio's own ports.
+    """
+    rules = f"""table ip sdnat {{
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr {kam.host} udp dport 5060 dnat to {kam.host}:{kam.port}
+    ip daddr {kam.host} tcp dport 5060 dnat to {kam.host}:{kam.port}
+    ip daddr {kam.host} tcp dport 5061 dnat to {kam.host}:{kam.tls_port}
+  }}
+}}
+"""
+    done = subprocess.run(
+        pair.exec_argv(pair.pbx, ["nft", "-f", "-"]),
+        input=rules,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected", "max_seconds"),
+    [
+        ("open", {"udp": "answered", "tcp": "answered", "tls": "answered"}, 1.0),
+        ("udp-drop", {"udp": "timeout", "tcp": "answered", "tls": "answered"}, 2.5),
+        ("udp-reject", {"udp": "refused", "tcp": "answered", "tls": "answered"}, 1.0),
+        ("tcp-rst", {"udp": "answered", "tcp": "refused", "tls": "refused"}, 1.0),
+        ("drop-all", {"udp": "timeout", "tcp": "timeout", "tls": "timeout"}, 2.5),
+    ],
+)
+def test_firewall_profiles_show_per_transport_from_the_agent_namespace(
+    netns_pair: NetnsPair,
+    tmp_path: Path,
+    profile: str,
+    expected: dict[str, str],
+    max_seconds: float,
+) -> None:
+    kam = netns_pair.start_kamailio()
+    serve_default_ports(netns_pair, kam)
+    netns_pair.firewall(netns_pair.pbx, profile)
+    ca = tmp_path / "pbx-ca.pem"
+    ca.write_bytes(kam.ca_cert.read_bytes())
+    r = run_in_agent(
+        netns_pair, tmp_path, "--registrar", f"sip:{kam.host}", "--ca", str(ca), "--timeout", "4"
+    )
+    check = r.json["checks"][0]
+    t = check["details"]["transports"]
+    assert {n: t[n]["outcome"] for n in t} == expected, check["summary"]
+    assert check["duration_ms"] < max_seconds * 1000  # ICMP and RST come back at once
+    assert t["udp"]["target"] == f"{kam.host}:5060" and t["tls"]["target"] == f"{kam.host}:5061"
+    assert check["details"]["local_address"] == netns_pair.agent_ip
+    host = kam.host
+    if profile == "open":
+        assert check["status"] == "pass" and t["tls"]["certificate"]["verified"] is True
+    elif profile == "udp-drop":
+        assert check["status"] == "fail" and r.code == 1
+        assert t["udp"]["error"] == "no answer within 2.0 s"
+        assert check["hint"] == (
+            f"allow outbound UDP 5060 to {host} in the firewall, or re-run with --transport tcp"
+        )
+    elif profile == "udp-reject":
+        assert check["summary"].startswith("udp refused (Connection refused); tcp 200 Keepalive")
+        assert check["hint"].startswith(f"{host} refused UDP 5060: check the registrar's port")
+    elif profile == "tcp-rst":
+        assert check["status"] == "warn" and r.code == 0  # the configured UDP works
+        assert check["hint"].startswith(f"UDP works; TCP would not: {host} refused TCP 5060")
+    else:
+        assert check["status"] == "fail"
+        assert t["tcp"]["connect_ms"] is None  # not even the TCP handshake got through
+        assert check["hint"].startswith(f"nothing answers at {host}: allow outbound SIP")
+        assert r.json["complete"] is True
