@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, host, sip
+from checks import dns, host, reach, sip
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -19,6 +19,15 @@ REGISTRY: tuple[Check, ...] = (
         dns.check_dns,
         needs="--registrar (and --dns-server to use a specific DNS server)",
         requires=("registrar",),
+        timeout=None,
+    ),
+    Check(
+        "net.sip-options",
+        "Registrar answers OPTIONS on every transport",
+        reach.check_options,
+        needs="--registrar (and --ca for a private CA)",
+        requires=("registrar",),
+        after=("net.dns",),
         timeout=None,
     ),
     Check(

@@ -1,0 +1,314 @@
+"""Sending one OPTIONS over one transport (UDP, TCP or TLS) and recording what came back.
+
+Used by net.sip-options (checks/reach.py); the wire format is checks/sipwire.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from checks import sipwire
+from checks.sipmsg import SipMessage, via_received
+from checks.tlscert import certificate_details
+
+PROBE_TIMEOUT = 2.0  # seconds per transport: a healthy registrar answers in milliseconds
+UDP_RETRANSMIT = 0.5  # RFC 3261 T1: one retransmission, as a softphone would
+MIN_CONCLUSIVE_WAIT = 1.0  # a shorter wait that timed out is no evidence (budget too small)
+RESERVE = 0.15  # kept back from the deadline to build the result
+MAX_IGNORED = 10  # stray datagrams listed in details (a flood must not bloat the report)
+
+# What happened to one transport's probe; diagnosis keys on these words.
+ANSWERED = "answered"  # any SIP response (even 4xx/5xx): the path works
+TIMEOUT = "timeout"  # nothing came back in time
+REFUSED = "refused"  # ICMP port unreachable (UDP) or TCP RST
+UNREACHABLE = "unreachable"  # no route to the host / network unreachable
+TLS_UNTRUSTED = "tls_untrusted"  # the certificate failed verification
+TLS_FAILED = "tls_failed"  # the TLS handshake failed for another reason
+ERROR = "error"  # something else (closed without an answer, name not resolved, ...)
+NOT_FINISHED = "not_finished"  # the check's budget ran out first: no evidence either way
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+class CaFileError(Exception):
+    """The --ca file cannot be loaded: the user's input, not the network, is at fault."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where one transport's probe goes and how its TLS identity is checked."""
+
+    transport: str
+    host: str  # name the target came from (for the R-URI)
+    port: int
+    address: str | None  # None: resolve host in the probe thread
+    source: str  # "dns" (net.dns / targets_for) or "derived" (registrar + default port)
+    server_hostname: str  # the registrar host: SNI and the certificate name check
+    ca: str | None
+    probe_id: str
+    user_agent: str
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"{sipwire.host_literal(host)}:{port}"
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+class Probe:
+    """One transport's probe; fills ``self.out`` step by step, so a late result still says
+    how far it got."""
+
+    def __init__(
+        self, plan: Plan, deadline: float, clock: Callable[[], float], now: Callable[[], float]
+    ) -> None:
+        self.plan = plan
+        self.deadline = deadline
+        self.clock = clock
+        self.now = now  # wall clock (epoch seconds) for the certificate's days_left
+        self.wait = deadline - clock()
+        self.local_ip = ""
+        self.verify_error: str | None = None
+        self.out: dict[str, Any] = {
+            "target": _hostport(plan.host, plan.port),
+            "target_source": plan.source,
+            "address": plan.address,
+            "local": None,
+            "outcome": NOT_FINISHED,
+            "code": None,
+            "reason": None,
+            "rtt_ms": None,
+            "connect_ms": None,
+            "server": None,
+            "allow": [],
+            "received": None,
+            "rport": None,
+            "call_id": None,
+            "error": None,
+            "ignored": [],  # datagrams/messages that were not our answer, and why
+        }
+        if plan.transport == "udp":
+            self.out["retransmitted"] = False
+        if plan.transport == "tls":
+            self.out.update(handshake_ms=None, tls_version=None, certificate=None)
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    def _arm(self, sock: socket.socket, until: float | None = None) -> None:
+        """Time the next socket call out at ``until`` (default: the probe's deadline)."""
+        if self.clock() >= self.deadline:
+            raise TimeoutError
+        wait = min(self.deadline, until or self.deadline) - self.clock()
+        sock.settimeout(max(wait, 0.001))  # never 0: that would make the socket non-blocking
+
+    def run(self) -> None:
+        try:
+            address = self.plan.address or self._resolve()
+            self.out["address"] = address
+            if self.plan.transport == "udp":
+                self._udp(address)
+            else:
+                self._stream(address)
+        except TimeoutError:
+            if self.out["code"] is not None:  # a provisional answer, then no final one
+                self.out["error"] = f"no final answer after {self.out['code']}"
+            elif self.wait < MIN_CONCLUSIVE_WAIT:
+                self._end(NOT_FINISHED, f"only {self.wait:.1f} s of the budget was left to wait")
+            else:
+                self._end(TIMEOUT, f"no answer within {self.wait:.1f} s")
+        except ConnectionRefusedError as exc:
+            self._end(REFUSED, exc)
+        except ssl.SSLError as exc:
+            self._end(TLS_FAILED, exc)
+        except OSError as exc:
+            self._end(UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else ERROR, exc)
+        except (ValueError, CaFileError) as exc:  # a stream we cannot frame; a bad --ca file
+            self._end(ERROR, exc)
+        if self.verify_error is not None:
+            # The certificate is the evidence, whatever the unverified retry then did.
+            self.out["outcome"] = TLS_UNTRUSTED
+            if self.out["certificate"] is None:
+                self.out["certificate"] = certificate_details(
+                    None, verified=False, verify_error=self.verify_error, now=self.now()
+                )
+
+    def _resolve(self) -> str:
+        kind = socket.SOCK_DGRAM if self.plan.transport == "udp" else socket.SOCK_STREAM
+        try:
+            infos = socket.getaddrinfo(self.plan.host, self.plan.port, type=kind)
+        except socket.gaierror as exc:
+            raise OSError(f"cannot resolve {self.plan.host}: {exc.strerror}") from None
+        return str(infos[0][4][0])
+
+    def _end(self, outcome: str, exc: BaseException | str) -> None:
+        self.out["outcome"] = outcome
+        self.out["error"] = exc if isinstance(exc, str) else _describe_error(exc)
+
+    def _socket(self, address: str, kind: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return socket.socket(family, kind)
+
+    def _request(self, sock: socket.socket) -> bytes:
+        local = sock.getsockname()
+        self.out["local"] = _hostport(str(local[0]), int(local[1]))
+        self.local_ip = str(local[0])
+        uri = f"sip:{_hostport(self.plan.host, self.plan.port)}"
+        if self.plan.transport != "udp":
+            uri += f";transport={self.plan.transport}"
+        self.out["call_id"] = f"{self.plan.probe_id}@{sipwire.host_literal(self.local_ip)}"
+        return sipwire.options_request(
+            uri,
+            self.plan.transport,
+            self.local_ip,
+            int(local[1]),
+            self.plan.probe_id,
+            self.plan.user_agent,
+        )
+
+    def _udp(self, address: str) -> None:
+        with self._socket(address, socket.SOCK_DGRAM) as sock:
+            # Connected, so an ICMP port unreachable comes back as ConnectionRefusedError.
+            sock.connect((address, self.plan.port))
+            request = self._request(sock)
+            sent = self.clock()
+            sock.send(request)
+            retransmit_at: float | None = sent + UDP_RETRANSMIT
+            while True:
+                if retransmit_at is not None and self.clock() >= retransmit_at:
+                    sock.send(request)  # the same bytes: same branch, same transaction
+                    self.out["retransmitted"] = True
+                    retransmit_at = None
+                    continue
+                wake = self.deadline if retransmit_at is None else min(retransmit_at, self.deadline)
+                self._arm(sock, wake)
+                try:
+                    data = sock.recv(65535)
+                except TimeoutError:
+                    continue
+                if self._accept(data, sent):
+                    return
+
+    def _accept(self, data: bytes, sent: float) -> bool:
+        """Record ``data`` if it is our final answer; stray or provisional ones are skipped."""
+        try:
+            msg = sipwire.match_response(data, self.plan.probe_id)
+        except ValueError as exc:
+            self._ignore(str(exc))
+            return False
+        if msg is None:
+            self._ignore("an answer to another request")
+            return False
+        self._record(msg, sent)
+        return sipwire.status_code(msg) >= 200
+
+    def _ignore(self, why: str) -> None:
+        if len(self.out["ignored"]) < MAX_IGNORED:
+            self.out["ignored"].append(why)
+
+    def _record(self, msg: SipMessage, sent: float) -> None:
+        self.out["outcome"] = ANSWERED
+        self.out["error"] = None
+        self.out["code"] = sipwire.status_code(msg)
+        self.out["reason"] = sipwire.reason_phrase(msg)
+        self.out["rtt_ms"] = _ms(self.clock() - sent)
+        self.out["server"] = msg.first("server") or msg.first("user-agent")
+        self.out["allow"] = sipwire.header_list(msg, "allow")
+        via = sipwire.top_via(msg)
+        if via:
+            self.out["received"], self.out["rport"] = via_received(via)
+
+    def _connect(self, address: str) -> socket.socket:
+        sock = self._socket(address, socket.SOCK_STREAM)
+        try:
+            self._arm(sock)
+            t0 = self.clock()
+            sock.connect((address, self.plan.port))
+            self.out["connect_ms"] = _ms(self.clock() - t0)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _stream(self, address: str) -> None:
+        sock = self._connect(address)
+        try:
+            if self.plan.transport == "tls":
+                tls = self._handshake(sock, verify=True)
+                if tls is None:  # untrusted: look at the certificate without verifying
+                    sock.close()
+                    sock = self._connect(address)
+                    tls = self._handshake(sock, verify=False)
+                if tls is None:  # pragma: no cover - nothing is verified on the retry
+                    raise ssl.SSLError("handshake without verification failed")
+                sock = tls
+            self._exchange(sock)
+        finally:
+            sock.close()
+
+    def _handshake(self, sock: socket.socket, verify: bool) -> ssl.SSLSocket | None:
+        context = ssl.create_default_context()  # the system store ...
+        if self.plan.ca:
+            try:
+                context.load_verify_locations(cafile=self.plan.ca)  # ... plus --ca
+            except (ssl.SSLError, OSError) as exc:
+                raise CaFileError(f"cannot load the --ca file {self.plan.ca}: {exc}") from None
+        if not verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._arm(sock)
+        t0 = self.clock()
+        try:
+            tls = context.wrap_socket(sock, server_hostname=self.plan.server_hostname)
+        except ssl.SSLCertVerificationError as exc:
+            self.verify_error = exc.verify_message or str(exc)
+            return None
+        self.out["handshake_ms"] = _ms(self.clock() - t0)
+        self.out["tls_version"] = tls.version()
+        self.out["certificate"] = certificate_details(
+            tls.getpeercert(binary_form=True),
+            verified=verify,
+            verify_error=self.verify_error,
+            now=self.now(),
+        )
+        return tls
+
+    def _exchange(self, sock: socket.socket) -> None:
+        request = self._request(sock)
+        sent = self.clock()
+        self._arm(sock)
+        sock.sendall(request)
+        buffer = b""
+        while True:
+            size = sipwire.message_length(buffer)
+            if size is not None:
+                message, buffer = buffer[:size], buffer[size:]
+                if self._accept(message, sent):
+                    break
+                continue
+            self._arm(sock)
+            chunk = sock.recv(65535)
+            if not chunk:
+                raise OSError("the server closed the connection without answering")
+            buffer += chunk
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.errno:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
