@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clihelp import cli
+from clihelp import cli, cli_process
 from peers.dnsmasq import Dnsmasq, DnsmasqFactory, host, naptr, srv
+from peers.kamailio import Kamailio
 from peers.process import free_port
 
 from checks.dns import (
@@ -399,3 +400,41 @@ def test_cli_exits_1_with_the_hint_when_the_registrar_does_not_resolve(
     (check,) = r.json["checks"]
     assert check["status"] == "fail"
     assert check["hint"].startswith("check the registrar name and the DNS servers")
+    finding = r.json["findings"][0]
+    assert (finding["cause"], finding["family"], finding["severity"]) == (
+        "network.dns_failure",
+        "network_firewall",
+        "critical",
+    )
+    assert "SRV _sip._udp.nowhere.test" in finding["explanation"]  # the names tried
+
+
+def test_a_full_run_resolves_the_registrar_by_srv_and_registers_there(
+    dnsmasq: DnsmasqFactory, kamailio: Kamailio
+) -> None:
+    # A domain whose SRV record points at the real Kamailio: sip.register follows net.dns.
+    server = dnsmasq(
+        srv("_sip._udp.cc.test", "pbx.cc.test", kamailio.port), host("pbx.cc.test", "127.0.0.1")
+    )
+    r = cli_process(
+        "check",
+        "--registrar",
+        "sip:cc.test",
+        "--user",
+        "alice",
+        "--dns-server",
+        server.server,
+        "--only",
+        "net.dns",
+        "--only",
+        "sip.register",
+        "--format",
+        "json",
+        env={"SIPDIAG_PASSWORD": "alice-secret"},
+    )
+    by_id = {c["id"]: c for c in r.json["checks"]}
+    assert by_id["net.dns"]["details"]["targets"][0]["port"] == kamailio.port
+    attempt = by_id["sip.register"]["details"]["attempts"][0]
+    assert attempt["uri"] == f"sip:127.0.0.1:{kamailio.port}"
+    assert attempt["outcome"] == "ok", attempt
+    assert r.code == 0
