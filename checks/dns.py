@@ -24,9 +24,15 @@ SRV_PREFIXES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # 
 NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # RFC 3263 §4.1
 DNS_PORT = 53
 QUERY_LIFETIME_S = 5.0  # dnspython's own default; also the cap when there is no deadline
-MIN_LIFETIME_S = 0.1
-# net.dns stops querying this long before its deadline, so its evidence beats the runner's cutoff.
-RESULT_MARGIN_S = 0.2
+MIN_LIFETIME_S = 0.05  # less time than this left: the query is not made
+# dnspython sleeps this long before it goes round its nameservers again, and only then notices
+# that the lifetime is over: a query can end this much after its lifetime.
+RETRY_BACKOFF_S = 0.1
+# net.dns ends this long before its deadline at the latest, so its evidence beats the runner's
+# cutoff, and takes at most half of what is left (but at least DNS_MIN_SHARE_S), so the checks
+# that wait for it (sip.register, net.sip-options) keep the other half.
+RESULT_MARGIN_S = 0.5
+DNS_MIN_SHARE_S = 1.0
 DEADLINE_REACHED = "deadline reached"  # a query not made: no evidence either way
 DNS_SERVER_HINT = (
     "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
@@ -164,10 +170,13 @@ class _Lookups:
         rrs: list[Any] = []
         if self._resolver is None:
             entry["error"] = self._setup_error
-        elif t0 >= self.deadline:
+        elif self.deadline - t0 - RETRY_BACKOFF_S < MIN_LIFETIME_S:
             entry["error"] = DEADLINE_REACHED
         else:
-            lifetime = max(MIN_LIFETIME_S, min(QUERY_LIFETIME_S, self.deadline - t0))
+            lifetime = min(QUERY_LIFETIME_S, self.deadline - t0 - RETRY_BACKOFF_S)
+            # One try per nameserver, sharing the lifetime: dnspython's default 2 s tries and
+            # their growing back-off would run past the lifetime (and so past our deadline).
+            self._resolver.timeout = lifetime / max(1, len(self._resolver.nameservers))
             try:
                 answer = self._resolver.resolve(
                     dns.name.from_text(name), rdtype, search=False, lifetime=lifetime
@@ -187,6 +196,15 @@ class _Lookups:
         entry["ms"] = int((time.monotonic() - t0) * 1000)
         self.records.append(entry)
         return rrs
+
+
+def lookup_addresses(
+    host: str, nameserver: str | None, deadline: float
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """``host``'s A then AAAA addresses through the resolver net.dns uses (``nameserver``, else
+    the system's), bounded by ``deadline``: (addresses, every query made, as in Resolution)."""
+    lookups = _Lookups(nameserver, deadline)
+    return lookups.addresses(host.rstrip(".")), lookups.records
 
 
 def _answer_text(rdata: Any) -> str:
@@ -226,16 +244,18 @@ def resolve(
             out.routes[transport] = Route("A/AAAA", f"A/AAAA records for {host}")
             _add(out, transport, host, registrar.port, lookups.addresses(host))
         return out
-    naptr = naptr_srv_names(
-        NaptrRecord(
-            r.order,
-            r.preference,
-            r.flags.decode(errors="replace"),
-            r.service.decode(errors="replace"),
-            _plain(r.replacement),
+    naptr: dict[str, list[str]] = {}
+    if registrar.transport is None:  # §4.1: an explicit ;transport= means no NAPTR, only SRV
+        naptr = naptr_srv_names(
+            NaptrRecord(
+                r.order,
+                r.preference,
+                r.flags.decode(errors="replace"),
+                r.service.decode(errors="replace"),
+                _plain(r.replacement),
+            )
+            for r in lookups.query("NAPTR", host)
         )
-        for r in lookups.query("NAPTR", host)
-    )
     out.naptr_transports = list(naptr)
     for transport in wanted:
         _resolve_transport(out, lookups, host, transport, naptr.get(transport, []))
@@ -287,12 +307,19 @@ def targets_for(ctx: Context) -> list[Target]:
     ).targets
 
 
+def dns_deadline(ctx: Context) -> float:
+    """When net.dns must be done: half of what is left (at least DNS_MIN_SHARE_S), and never
+    later than RESULT_MARGIN_S before its own deadline."""
+    share = max(DNS_MIN_SHARE_S, ctx.remaining() / 2)
+    return min(ctx.deadline - RESULT_MARGIN_S, ctx.monotonic() + share)
+
+
 def check_dns(ctx: Context) -> CheckResult:
     """net.dns: every requested transport has at least one target."""
     registrar = ctx.settings.target
     assert registrar is not None  # the runner skips this check without a registrar
     transports = list(ctx.settings.effective_transports)
-    res = resolve(registrar, transports, ctx.settings.dns_server, ctx.deadline - RESULT_MARGIN_S)
+    res = resolve(registrar, transports, ctx.settings.dns_server, dns_deadline(ctx))
     details = {
         "registrar": registrar.host,
         "nameserver": ctx.settings.dns_server,

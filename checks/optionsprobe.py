@@ -1,6 +1,8 @@
-"""Sending one OPTIONS over one transport (UDP, TCP or TLS) and recording what came back.
+"""Sending one OPTIONS, or one challenge-only REGISTER, over one transport (UDP, TCP or TLS)
+and recording what came back.
 
-Used by net.sip-options (checks/reach.py); the wire format is checks/sipwire.py.
+OPTIONS: net.sip-options (checks/reach.py). REGISTER without Contact (register_probe): the
+control probe and --no-register of sip.register. The wire format is checks/sipwire.py.
 """
 
 from __future__ import annotations
@@ -9,13 +11,27 @@ import errno
 import ipaddress
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from checks import sipwire
-from checks.sipmsg import SipMessage, via_received
+from checks.sipmsg import SipMessage, parse_challenge, via_received
 from checks.tlscert import certificate_details
+from diag.outcomes import (
+    ANSWERED,
+    CHALLENGED,
+    ERROR,
+    NOT_FINISHED,
+    OK,
+    REFUSED,
+    REJECTED,
+    TIMEOUT,
+    TLS_FAILED,
+    TLS_UNTRUSTED,
+    UNREACHABLE,
+)
 
 PROBE_TIMEOUT = 2.0  # seconds per transport: a healthy registrar answers in milliseconds
 UDP_RETRANSMIT = 0.5  # RFC 3261 T1: one retransmission, as a softphone would
@@ -23,15 +39,6 @@ MIN_CONCLUSIVE_WAIT = 1.0  # a shorter wait that timed out is no evidence (budge
 RESERVE = 0.15  # kept back from the deadline to build the result
 MAX_IGNORED = 10  # stray datagrams listed in details (a flood must not bloat the report)
 
-# What happened to one transport's probe; diagnosis keys on these words.
-ANSWERED = "answered"  # any SIP response (even 4xx/5xx): the path works
-TIMEOUT = "timeout"  # nothing came back in time
-REFUSED = "refused"  # ICMP port unreachable (UDP) or TCP RST
-UNREACHABLE = "unreachable"  # no route to the host / network unreachable
-TLS_UNTRUSTED = "tls_untrusted"  # the certificate failed verification
-TLS_FAILED = "tls_failed"  # the TLS handshake failed for another reason
-ERROR = "error"  # something else (closed without an answer, name not resolved, ...)
-NOT_FINISHED = "not_finished"  # the check's budget ran out first: no evidence either way
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
@@ -52,6 +59,9 @@ class Plan:
     ca: str | None
     probe_id: str
     user_agent: str
+    method: str = "OPTIONS"  # or "REGISTER": a binding query for user@domain (no Contact)
+    user: str = ""
+    domain: str = ""
 
 
 def is_ip(host: str) -> bool:
@@ -84,6 +94,8 @@ class Probe:
         self.wait = deadline - clock()
         self.local_ip = ""
         self.verify_error: str | None = None
+        self.answer: SipMessage | None = None  # the last answer recorded (final if any)
+        self.path_outcome = NOT_FINISHED  # the outcome before an untrusted certificate wins
         self.out: dict[str, Any] = {
             "target": _hostport(plan.host, plan.port),
             "target_source": plan.source,
@@ -140,6 +152,7 @@ class Probe:
             self._end(UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else ERROR, exc)
         except (ValueError, CaFileError) as exc:  # a stream we cannot frame; a bad --ca file
             self._end(ERROR, exc)
+        self.path_outcome = self.out["outcome"]
         if self.verify_error is not None:
             # The certificate is the evidence, whatever the unverified retry then did.
             self.out["outcome"] = TLS_UNTRUSTED
@@ -172,14 +185,11 @@ class Probe:
         if self.plan.transport != "udp":
             uri += f";transport={self.plan.transport}"
         self.out["call_id"] = f"{self.plan.probe_id}@{sipwire.host_literal(self.local_ip)}"
-        return sipwire.options_request(
-            uri,
-            self.plan.transport,
-            self.local_ip,
-            int(local[1]),
-            self.plan.probe_id,
-            self.plan.user_agent,
-        )
+        plan = self.plan
+        head = (uri, plan.transport, self.local_ip, int(local[1]), plan.probe_id)
+        if plan.method == "REGISTER":
+            return sipwire.register_request(*head, plan.user, plan.domain, plan.user_agent)
+        return sipwire.options_request(*head, plan.user_agent)
 
     def _udp(self, address: str) -> None:
         with self._socket(address, socket.SOCK_DGRAM) as sock:
@@ -207,7 +217,7 @@ class Probe:
     def _accept(self, data: bytes, sent: float) -> bool:
         """Record ``data`` if it is our final answer; stray or provisional ones are skipped."""
         try:
-            msg = sipwire.match_response(data, self.plan.probe_id)
+            msg = sipwire.match_response(data, self.plan.probe_id, self.plan.method)
         except ValueError as exc:
             self._ignore(str(exc))
             return False
@@ -222,6 +232,7 @@ class Probe:
             self.out["ignored"].append(why)
 
     def _record(self, msg: SipMessage, sent: float) -> None:
+        self.answer = msg
         self.out["outcome"] = ANSWERED
         self.out["error"] = None
         self.out["code"] = sipwire.status_code(msg)
@@ -312,3 +323,74 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.errno:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def register_probe(
+    *,
+    transport: str,
+    host: str,
+    port: int,
+    address: str | None,
+    user: str,
+    domain: str,
+    probe_id: str,
+    user_agent: str,
+    ca: str | None,
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """One REGISTER without Contact or credentials for ``user@domain`` (sipwire.register_request),
+    run in the calling thread until ``deadline`` (a ``clock`` time): what the registrar says to
+    an account it is asked about, without ever touching its bindings.
+
+    ``address`` None: the OS resolver finds ``host`` (not bounded by ``deadline``). Over TLS the
+    certificate is verified as for OPTIONS (system store + ``ca``); if it fails, the probe goes
+    on unverified so the registrar's answer is still seen, with ``tls_verified`` False.
+    """
+    plan = Plan(
+        transport=transport,
+        host=host,
+        port=port,
+        address=address,
+        source="caller",
+        server_hostname=host,
+        ca=ca,
+        probe_id=probe_id,
+        user_agent=user_agent,
+        method="REGISTER",
+        user=user,
+        domain=domain,
+    )
+    probe = Probe(plan, deadline, clock, now)
+    probe.run()
+    out, msg = probe.out, probe.answer
+    code: int | None = out["code"]
+    outcome, error = probe.path_outcome, out["error"]
+    if outcome == ANSWERED and code is not None and code < 200:  # provisional, then nothing
+        outcome, code, msg = TIMEOUT, None, None
+    elif outcome == ANSWERED and code is not None:
+        outcome = OK if code < 300 else CHALLENGED if code in (401, 407) else REJECTED
+    header = "proxy-authenticate" if code == 407 else "www-authenticate"
+    challenge = msg.first(header) if msg is not None and outcome == CHALLENGED else None
+    tls_verified: bool | None = None
+    if transport == "tls" and (probe.verify_error is not None or out["certificate"]):
+        tls_verified = probe.verify_error is None
+    return {
+        "transport": transport,
+        "target": out["target"],
+        "user": user,
+        "outcome": outcome,
+        "code": code,
+        "reason": out["reason"] if msg is not None else None,
+        "challenged": outcome == CHALLENGED,
+        "challenge": parse_challenge(challenge) if challenge else None,
+        "warning": msg.all("warning") if msg is not None else [],
+        "server": out["server"] if msg is not None else None,
+        "call_id": out["call_id"],
+        "received": out["received"],
+        "rport": out["rport"],
+        "rtt_ms": out["rtt_ms"] if msg is not None else None,
+        "error": error,
+        "tls_verified": tls_verified,
+    }

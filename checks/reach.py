@@ -11,13 +11,22 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from checks import sipwire
-from checks.dns import DEFAULT_PORTS, Target, targets_for
+from checks.dns import (
+    DEADLINE_REACHED,
+    DEFAULT_PORTS,
+    DNS_SERVER_HINT,
+    Target,
+    lookup_addresses,
+    targets_for,
+    tried_summary,
+)
 from checks.optionsprobe import (
     ANSWERED,
+    ERROR,
     NOT_FINISHED,
     PROBE_TIMEOUT,
     REFUSED,
@@ -35,6 +44,9 @@ from diag.model import CheckResult, Status
 from diag.target import Registrar
 
 ALL_TRANSPORTS = ("udp", "tcp", "tls")
+DNS_UNFINISHED = "name resolution did not finish in time"
+DNS_JOIN_SLACK = 0.05  # the resolver's own deadline is this much before we stop waiting for it
+T = TypeVar("T")
 
 
 def derived_port(registrar: Registrar, transport: str, configured: tuple[str, ...]) -> int:
@@ -73,8 +85,40 @@ def find_targets(ctx: Context) -> list[Target]:
     return found
 
 
-def plan_probes(ctx: Context, dns_targets: list[Target]) -> list[Plan]:
-    """One probe per transport: DNS's first target for it, else one derived from the registrar."""
+@dataclass
+class Found:
+    """What name resolution gave net.sip-options."""
+
+    targets: list[Target]
+    host_address: str | None = None  # the registrar host's address, for derived targets
+    unresolved: str | None = None  # why the registrar host has no address
+    lookups: list[dict[str, Any]] = field(default_factory=list)  # the queries for that address
+
+
+def find_probe_targets(ctx: Context) -> Found:
+    """find_targets(ctx), plus the registrar host's address for the transports DNS gave no
+    target for: asked of the resolver net.dns uses (so --dns-server counts), by ctx.deadline.
+    One address is enough: the probe shows whether the transport works, not failover."""
+    targets = find_targets(ctx)
+    registrar = ctx.settings.target
+    assert registrar is not None
+    host = registrar.host
+    if is_ip(host):
+        return Found(targets, host)
+    known = next((t.address for t in targets if t.host == host), None)
+    if known is not None or {t.transport for t in targets} >= set(ALL_TRANSPORTS):
+        return Found(targets, known)
+    addresses, lookups = lookup_addresses(host, ctx.settings.dns_server, ctx.deadline)
+    if addresses:
+        return Found(targets, addresses[0], lookups=lookups)
+    return Found(targets, None, f"cannot resolve {host}: {tried_summary(lookups)}", lookups)
+
+
+def plan_probes(
+    ctx: Context, dns_targets: list[Target], host_address: str | None = None
+) -> list[Plan]:
+    """One probe per transport: DNS's first target for it, else one derived from the registrar
+    (at ``host_address``, when DNS gave no target for the registrar host itself)."""
     registrar = ctx.settings.target
     assert registrar is not None  # requires=("registrar",)
     configured = tuple(ctx.settings.effective_transports)
@@ -89,6 +133,7 @@ def plan_probes(ctx: Context, dns_targets: list[Target]) -> list[Plan]:
             address = next((t.address for t in dns_targets if t.host == registrar.host), None)
             if address is None and is_ip(registrar.host):
                 address = registrar.host
+            address = address or host_address
             host, port, source = (
                 registrar.host,
                 derived_port(registrar, transport, configured),
@@ -111,10 +156,10 @@ def plan_probes(ctx: Context, dns_targets: list[Target]) -> list[Plan]:
 
 
 def _run_with_deadline(
-    fn: Callable[[], list[Target]], deadline: float, clock: Callable[[], float]
-) -> tuple[list[Target], str | None]:
-    """fn() in a daemon thread, given until ``deadline``: (targets, what went wrong)."""
-    box: list[list[Target]] = []
+    fn: Callable[[], T], deadline: float, clock: Callable[[], float]
+) -> tuple[T | None, str | None]:
+    """fn() in a daemon thread, given until ``deadline``: (its value, what went wrong)."""
+    box: list[T] = []
     failure: list[str] = []
 
     def call() -> None:
@@ -128,7 +173,7 @@ def _run_with_deadline(
     thread.join(max(0.0, deadline - clock()))
     if box:
         return box[0], None
-    return [], failure[0] if failure else "name resolution did not finish in time"
+    return None, failure[0] if failure else DNS_UNFINISHED
 
 
 def check_options(ctx: Context) -> CheckResult:
@@ -139,18 +184,23 @@ def check_options(ctx: Context) -> CheckResult:
     end = ctx.deadline - RESERVE
     # DNS may take half of a probe's time at most; a probe then still gets the other half.
     dns_deadline = min(end - PROBE_TIMEOUT / 2, clock() + PROBE_TIMEOUT)
-    dns_targets, dns_error = _run_with_deadline(
-        lambda: find_targets(ctx), min(end, max(dns_deadline, clock() + 0.2)), clock
-    )
+    dns_end = min(end, max(dns_deadline, clock() + 0.2))
+    dns_ctx = replace(ctx, deadline=dns_end - DNS_JOIN_SLACK)  # the resolver ends by itself
+    found, dns_error = _run_with_deadline(lambda: find_probe_targets(dns_ctx), dns_end, clock)
+    if found is None:
+        found = Found([], unresolved=dns_error)
     probe_deadline = clock() + min(PROBE_TIMEOUT, max(0.0, end - clock()))
     now = ctx.now().timestamp() - clock()  # wall clock = monotonic + this offset
     probes = {
         plan.transport: Probe(plan, probe_deadline, clock, lambda: now + clock())
-        for plan in plan_probes(ctx, dns_targets)
+        for plan in plan_probes(ctx, found.targets, found.host_address)
     }
+    # A derived target without an address has nowhere to go: no fallback to the OS resolver,
+    # which may not know what --dns-server knows.
     threads = {
         t: threading.Thread(target=probe.run, daemon=True, name=f"sipdiag-options-{t}")
         for t, probe in probes.items()
+        if probe.plan.address is not None
     }
     for thread in threads.values():
         thread.start()
@@ -159,10 +209,21 @@ def check_options(ctx: Context) -> CheckResult:
     results = {}
     for t, probe in probes.items():
         results[t] = dict(probe.out)
-        if threads[t].is_alive():  # e.g. stuck in getaddrinfo(); its sockets time out soon
+        if t not in threads:
+            results[t].update(outcome=_unresolved_outcome(found), error=found.unresolved)
+        elif threads[t].is_alive():  # its sockets time out soon
             results[t].update(outcome=NOT_FINISHED, error="still running at the deadline")
     configured = tuple(settings.effective_transports)
-    return verdict(results, configured, registrar, bool(settings.ca), dns_error)
+    return verdict(results, configured, registrar, bool(settings.ca), dns_error, found.lookups)
+
+
+def _unresolved_outcome(found: Found) -> str:
+    """No address because time ran out is no evidence; an answer without one is."""
+    if found.unresolved == DNS_UNFINISHED:
+        return NOT_FINISHED
+    if found.lookups and all(q["error"] == DEADLINE_REACHED for q in found.lookups):
+        return NOT_FINISHED
+    return ERROR
 
 
 def verdict(
@@ -171,6 +232,7 @@ def verdict(
     registrar: Registrar,
     ca_given: bool = False,
     dns_error: str | None = None,
+    host_lookups: list[dict[str, Any]] | None = None,
 ) -> CheckResult:
     """Status, summary, hint and details from the three transports' results (pure)."""
     local_ips = {t: _local_ip(r) for t, r in results.items()}
@@ -191,6 +253,8 @@ def verdict(
     }
     if dns_error:
         details["dns_error"] = dns_error
+    if host_lookups:  # the registrar host's A/AAAA, asked for the derived targets
+        details["host_lookups"] = host_lookups
     summary = "; ".join(_summary_part(t, results[t]) for t in ALL_TRANSPORTS if t in results)
     bad = [t for t in configured if t in results and not _usable(results[t])]
     evidence = [t for t in bad if results[t]["outcome"] != NOT_FINISHED]
@@ -297,6 +361,8 @@ def _hint(
             f"the TLS handshake with {host}:{port} failed: check that this port speaks SIP over "
             f"TLS and that no proxy intercepts it{switch}"
         )
+    if str(r["error"]).startswith("cannot resolve "):
+        return DNS_SERVER_HINT
     if str(r["error"]).startswith("cannot load the --ca file"):
         return "give --ca a PEM file that holds the platform's CA certificate"
     return f"quote the error ({r['error']}) and the run id to the platform administrator{switch}"

@@ -1,4 +1,5 @@
-"""Raw SIP on the wire for our own probes: build an OPTIONS, frame and match its answer.
+"""Raw SIP on the wire for our own probes: build an OPTIONS or a challenge-only REGISTER,
+frame and match its answer.
 
 Pure functions, no I/O (aioice's stun.py is the model). The probe id is the RFC 3261 branch
 suffix, the From tag and the Call-ID's left part, so an answer is ours only if it echoes it;
@@ -19,6 +20,8 @@ MAX_PROBE_ID = 64
 MAX_HEADERS = 64 * 1024  # an OPTIONS answer's head is a few hundred bytes
 # RFC 3261 25.1 token characters: what a branch, a tag and a Call-ID word may hold.
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# RFC 3261 25.1 user part: unreserved, escaped and user-unreserved characters.
+_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+")
 _STATUS_LINE = re.compile(r"SIP/2\.0 ([1-6][0-9][0-9])(?: (.*))?")
 _BRANCH = re.compile(r";\s*branch\s*=\s*([^;,\s]+)", re.IGNORECASE)
 _CONTENT_LENGTH = re.compile(
@@ -61,15 +64,15 @@ def host_literal(host: str) -> str:
     return bare
 
 
-def options_request(
+def _checked(
     target_uri: str,
     transport: str,
     local_host: str,
     local_port: int,
     probe_id: str,
     user_agent: str,
-) -> bytes:
-    """An out-of-dialog OPTIONS to ``target_uri`` (no user part in it: a keep-alive probe)."""
+) -> tuple[str, str]:
+    """(Via protocol, local host literal) once every input of a request is valid."""
     proto = TRANSPORTS.get(transport.lower())
     if proto is None:
         raise ValueError(f"unknown transport {transport!r}; use one of {', '.join(TRANSPORTS)}")
@@ -84,7 +87,19 @@ def options_request(
         raise ValueError(f"local port {local_port} is not from 1 to 65535")
     _token(probe_id, "probe id")
     _header_value(user_agent, "User-Agent")
-    host = host_literal(local_host)
+    return proto, host_literal(local_host)
+
+
+def options_request(
+    target_uri: str,
+    transport: str,
+    local_host: str,
+    local_port: int,
+    probe_id: str,
+    user_agent: str,
+) -> bytes:
+    """An out-of-dialog OPTIONS to ``target_uri`` (no user part in it: a keep-alive probe)."""
+    proto, host = _checked(target_uri, transport, local_host, local_port, probe_id, user_agent)
     lines = [
         f"OPTIONS {target_uri} SIP/2.0",
         f"Via: SIP/2.0/{proto} {host}:{local_port};branch={MAGIC_COOKIE}{probe_id};rport",
@@ -96,6 +111,40 @@ def options_request(
         f"Contact: <sip:sipdiag@{host}:{local_port};transport={proto.lower()}>",
         f"User-Agent: {user_agent}",
         "Accept: application/sdp",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def register_request(
+    target_uri: str,
+    transport: str,
+    local_host: str,
+    local_port: int,
+    probe_id: str,
+    user: str,
+    domain: str,
+    user_agent: str,
+) -> bytes:
+    """A REGISTER for ``user@domain`` without Contact, Expires or credentials.
+
+    Without a Contact it is a binding query (RFC 3261 10.2.3): it can never create, replace or
+    remove a binding, so it is safe to send for any account. A registrar that knows the user
+    answers with its challenge (401/407); its answer says the path and the account work.
+    """
+    proto, host = _checked(target_uri, transport, local_host, local_port, probe_id, user_agent)
+    if not _USER.fullmatch(user):
+        raise ValueError(f"user {user!r} is empty or has characters outside a SIP user part")
+    aor = f"sip:{user}@{host_literal(domain)}"
+    lines = [
+        f"REGISTER {target_uri} SIP/2.0",
+        f"Via: SIP/2.0/{proto} {host}:{local_port};branch={MAGIC_COOKIE}{probe_id};rport",
+        "Max-Forwards: 70",
+        f"From: <{aor}>;tag={probe_id}",
+        f"To: <{aor}>",
+        f"Call-ID: {probe_id}@{host}",
+        "CSeq: 1 REGISTER",
+        f"User-Agent: {user_agent}",
         "Content-Length: 0",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -160,11 +209,12 @@ def parse_response(raw: bytes) -> SipMessage:
     return msg
 
 
-def match_response(raw: bytes, probe_id: str) -> SipMessage | None:
+def match_response(raw: bytes, probe_id: str, method: str | None = None) -> SipMessage | None:
     """The parsed response if it answers the request with ``probe_id``, else None.
 
     Ours means the top Via's branch and the Call-ID's left part both echo the probe id (a SIP
-    ALG may rewrite the host after the '@', never the id). ValueError if ``raw`` is not a
+    ALG may rewrite the host after the '@', never the id) and, when ``method`` is given
+    ("OPTIONS", "REGISTER"), the CSeq names that method. ValueError if ``raw`` is not a
     SIP response at all.
     """
     _token(probe_id, "probe id")
@@ -175,5 +225,7 @@ def match_response(raw: bytes, probe_id: str) -> SipMessage | None:
     if branch is None or branch.group(1) != MAGIC_COOKIE + probe_id:
         return None
     if call_id.split("@", 1)[0] != probe_id:
+        return None
+    if method is not None and (msg.first("cseq") or "").split()[-1:] != [method.upper()]:
         return None
     return msg

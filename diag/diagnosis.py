@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from diag import outcomes as o
 from diag.causes import CAUSES
 from diag.model import SEVERITY_RANK, CheckRun, Finding, Severity, Status
 
@@ -18,8 +19,6 @@ Details = Mapping[str, Any]
 _PROBLEM = frozenset({Status.WARN, Status.FAIL})
 _FAIL = frozenset({Status.FAIL})
 _ANY = frozenset({Status.PASS, Status.WARN, Status.FAIL, Status.ERROR})
-_NETWORK = ("timeout", "refused", "unreachable")
-_ANSWERED_REGISTER = ("ok", "rejected", "challenged")
 TRANSPORT_CAUSES = {
     "udp": "network.udp_blocked",
     "tcp": "network.tcp_blocked",
@@ -35,14 +34,16 @@ def _attempts(d: Details) -> list[Mapping[str, Any]]:
 
 
 def _first_rejected(d: Details) -> Mapping[str, Any] | None:
-    return next((a for a in _attempts(d) if a.get("outcome") == "rejected"), None)
+    return next((a for a in _attempts(d) if a.get("outcome") == o.REJECTED), None)
 
 
 def _credentials_rejected(d: Details) -> bool:
-    """403 after we answered a challenge, or a repeated 401/407."""
+    """403 after we answered a challenge, or a repeated 401/407 (a single 401 with
+    credentials means PJSIP could not answer the challenge at all: not a wrong password)."""
     a = _first_rejected(d)
     return a is not None and (
-        (a["code"] == 403 and bool(a.get("challenged"))) or a["code"] in (401, 407)
+        (a["code"] == 403 and bool(a.get("challenged")))
+        or (a["code"] in (401, 407) and a.get("challenges", 0) >= 2)
     )
 
 
@@ -59,9 +60,15 @@ def _rejected_with(want: Callable[[int], bool]) -> Callable[[Details], bool]:
     return when
 
 
+def _silent(a: Mapping[str, Any]) -> bool:
+    """Nothing at all came back on this path (a challenge followed by silence is no path
+    problem: the registrar was reached)."""
+    return a.get("outcome") in o.NETWORK and not a.get("registrar_answered")
+
+
 def _register_unreachable(d: Details) -> bool:
     attempts = _attempts(d)
-    return bool(attempts) and all(a.get("outcome") in _NETWORK for a in attempts)
+    return bool(attempts) and all(_silent(a) for a in attempts)
 
 
 def _register_blocked(transport: str) -> Callable[[Details], bool]:
@@ -69,15 +76,15 @@ def _register_blocked(transport: str) -> Callable[[Details], bool]:
 
     def when(d: Details) -> bool:
         attempts = _attempts(d)
-        return any(
-            a["transport"] == transport and a.get("outcome") in _NETWORK for a in attempts
-        ) and any(a.get("outcome") in _ANSWERED_REGISTER for a in attempts)
+        return any(a["transport"] == transport and _silent(a) for a in attempts) and any(
+            a.get("outcome") in o.REGISTRAR_ANSWERED for a in attempts
+        )
 
     return when
 
 
-def _register_tls_untrusted(d: Details) -> bool:
-    return any(a.get("outcome") == "tls_untrusted" for a in _attempts(d))
+def _register_outcome(outcome: str) -> Callable[[Details], bool]:
+    return lambda d: any(a.get("outcome") == outcome for a in _attempts(d))
 
 
 # ---- net.sip-options: details["transports"][t] = {outcome, ...}; configured_transports
@@ -93,10 +100,11 @@ def _options_blocked(transport: str, configured: bool) -> Callable[[Details], bo
         mine = per.get(transport, {})
         others = [v for t, v in per.items() if t != transport]
         is_configured = transport in d.get("configured_transports", [])
+        # An untrusted TLS answer still proves the path to the registrar works.
         return (
-            mine.get("outcome") in _NETWORK
+            mine.get("outcome") in o.NETWORK
             and is_configured == configured
-            and any(o.get("outcome") in ("answered", "tls_untrusted") for o in others)
+            and any(v.get("outcome") in (o.ANSWERED, o.TLS_UNTRUSTED) for v in others)
         )
 
     return when
@@ -104,11 +112,16 @@ def _options_blocked(transport: str, configured: bool) -> Callable[[Details], bo
 
 def _options_unreachable(d: Details) -> bool:
     per = _options(d)
-    return bool(per) and all(v.get("outcome") in _NETWORK for v in per.values())
+    return bool(per) and all(v.get("outcome") in o.NETWORK for v in per.values())
 
 
-def _options_tls_untrusted(d: Details) -> bool:
-    return _options(d).get("tls", {}).get("outcome") == "tls_untrusted"
+def _options_tls_untrusted(configured: bool) -> Callable[[Details], bool]:
+    def when(d: Details) -> bool:
+        is_configured = "tls" in d.get("configured_transports", [])
+        untrusted = _options(d).get("tls", {}).get("outcome") == o.TLS_UNTRUSTED
+        return untrusted and is_configured == configured
+
+    return when
 
 
 # ---- explanations that quote the evidence
@@ -130,26 +143,37 @@ def _quote(a: Mapping[str, Any]) -> str:
 def baseline_reading(d: Details) -> str:
     """What the control probe (a user that cannot exist, no credentials) tells us."""
     ours, base = _first_rejected(d), d.get("baseline")
-    if ours is None or not base or base.get("outcome") not in ("rejected", "challenged", "ok"):
+    if ours is None or not base or base.get("outcome") not in (o.REJECTED, o.CHALLENGED, o.OK):
         return ""
-    seen = f"a user that cannot exist got {base['code']} {base['reason']}" + (
-        " with a challenge"
-        if base.get("challenged") or base["code"] in (401, 407)
-        else " without a challenge"
-    )
-    if base["code"] == ours["code"] and bool(base.get("challenged")) == bool(
-        ours.get("challenged")
-    ):
+    code, b_code = ours["code"], base["code"]
+    b_challenged = base.get("outcome") == o.CHALLENGED
+    seen = f" Control probe: a user that cannot exist got {b_code} {base.get('reason') or ''}"
+    seen = seen.rstrip() + (" (a challenge)" if b_challenged else "")
+    if code == 403 and not ours.get("challenged") and b_code == 403:
         return (
-            f" Control probe: {seen}, the same as this account, so the registrar refuses "
-            "this source (IP ACL, wrong domain or blocked network), not this account."
+            f"{seen}, the same as this account, so the registrar refuses this source (IP "
+            "ACL, wrong domain or blocked network), not this account."
         )
-    if base["code"] in (401, 407, 404) or base.get("challenged"):
+    if code == 403 and (b_challenged or b_code == 404):
         return (
-            f" Control probe: {seen}, while this account got {ours['code']}, so the refusal "
-            "is specific to this account (disabled, suspended or wrong password)."
+            f"{seen}, while this account got 403, so the refusal is specific to this "
+            "account (disabled, suspended or wrong password)."
         )
-    return f" Control probe: {seen}."
+    if code in (401, 407) and b_challenged:
+        return (
+            f"{seen}: the registrar challenges every user, and this account's answer to "
+            "the challenge was not accepted."
+        )
+    if code == 404 and b_code == 404:
+        return (
+            f"{seen}, as this account did: the registrar knows no user in this domain; "
+            "check the domain and registrar address."
+        )
+    if code == 404 and b_code != 404:
+        return f"{seen}, while this account got 404: this user is unknown to the registrar."
+    if 500 <= code < 600 and 500 <= b_code < 600:
+        return f"{seen}: the registrar fails for every user, a fault on the platform's side."
+    return f"{seen}."
 
 
 def _explain_register(d: Details) -> str:
@@ -168,118 +192,48 @@ class Rule:
     explain: Callable[[Details], str] | None = None  # evidence quoted in the explanation
 
 
+# fmt: off
 RULES: tuple[Rule, ...] = (
     Rule("host.vpn_active", "host.vpn", _PROBLEM, Severity.WARNING),
     Rule("host.clock_skew", "host.clock", _PROBLEM, Severity.WARNING),
-    Rule(
-        "network.dns_failure",
-        "net.dns",
-        _FAIL,
-        Severity.CRITICAL,
-        "no requested transport has a resolvable target",
-    ),
-    Rule(
-        "sip.credentials_rejected",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "403 after we answered a challenge, or a repeated 401/407",
-        _credentials_rejected,
-        _explain_register,
-    ),
-    Rule(
-        "sip.forbidden",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "403 without any challenge",
-        _forbidden_unchallenged,
-        _explain_register,
-    ),
-    Rule(
-        "sip.not_found",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "the registrar answers 404",
-        _rejected_with(lambda c: c == 404),
-        _explain_register,
-    ),
-    Rule(
-        "sip.server_error",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "the registrar itself answers 5xx",
-        _rejected_with(lambda c: 500 <= c < 600),
-        _explain_register,
-    ),
-    Rule(
-        "network.tls_untrusted",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "PJSIP rejected the registrar's certificate",
-        _register_tls_untrusted,
-    ),
-    Rule(
-        "network.tls_untrusted",
-        "net.sip-options",
-        _PROBLEM,
-        Severity.CRITICAL,
-        "the TLS certificate failed verification",
-        _options_tls_untrusted,
-    ),
-    Rule(
-        "network.registrar_unreachable",
-        "sip.register",
-        _FAIL,
-        Severity.CRITICAL,
-        "every transport timed out, was refused or had no route",
-        _register_unreachable,
-    ),
-    Rule(
-        "network.registrar_unreachable",
-        "net.sip-options",
-        _FAIL,
-        Severity.CRITICAL,
-        "no transport answered OPTIONS",
-        _options_unreachable,
-    ),
-    *(
-        Rule(
-            cause,
-            "sip.register",
-            _FAIL,
-            Severity.CRITICAL,
-            f"REGISTER over {t.upper()} got nothing back while another transport answered",
-            _register_blocked(t),
-        )
-        for t, cause in TRANSPORT_CAUSES.items()
-    ),
-    *(
-        Rule(
-            cause,
-            "net.sip-options",
-            _PROBLEM,
-            Severity.CRITICAL,
-            f"{t.upper()} is a configured transport and got nothing back while another answered",
-            _options_blocked(t, configured=True),
-        )
-        for t, cause in TRANSPORT_CAUSES.items()
-    ),
-    *(
-        Rule(
-            cause,
-            "net.sip-options",
-            _ANY,
-            Severity.WARNING,
-            f"{t.upper()} is not configured and got nothing back while another answered",
-            _options_blocked(t, configured=False),
-        )
-        for t, cause in TRANSPORT_CAUSES.items()
-    ),
+    Rule("network.dns_failure", "net.dns", _FAIL, Severity.CRITICAL,
+         "no requested transport has a resolvable target"),
+    Rule("network.dns_failure", "sip.register", _FAIL, Severity.CRITICAL,
+         "the registrar's name did not resolve", _register_outcome(o.DNS_FAILURE)),
+    Rule("sip.credentials_rejected", "sip.register", _FAIL, Severity.CRITICAL,
+         "403 after we answered a challenge, or a repeated 401/407",
+         _credentials_rejected, _explain_register),
+    Rule("sip.forbidden", "sip.register", _FAIL, Severity.CRITICAL,
+         "403 without any challenge", _forbidden_unchallenged, _explain_register),
+    Rule("sip.not_found", "sip.register", _FAIL, Severity.CRITICAL,
+         "the registrar answers 404", _rejected_with(lambda c: c == 404), _explain_register),
+    Rule("sip.server_error", "sip.register", _FAIL, Severity.CRITICAL,
+         "the registrar itself answers 5xx", _rejected_with(lambda c: 500 <= c < 600),
+         _explain_register),
+    Rule("network.tls_untrusted", "sip.register", _FAIL, Severity.CRITICAL,
+         "PJSIP rejected the registrar's certificate", _register_outcome(o.TLS_UNTRUSTED)),
+    Rule("network.tls_untrusted", "net.sip-options", _PROBLEM, Severity.CRITICAL,
+         "TLS is configured and its certificate failed verification",
+         _options_tls_untrusted(configured=True)),
+    Rule("network.tls_untrusted", "net.sip-options", _PROBLEM, Severity.WARNING,
+         "TLS is not configured, but its certificate would fail verification",
+         _options_tls_untrusted(configured=False)),
+    Rule("network.registrar_unreachable", "sip.register", _FAIL, Severity.CRITICAL,
+         "every transport timed out, was refused or had no route, with no answer at all",
+         _register_unreachable),
+    Rule("network.registrar_unreachable", "net.sip-options", _FAIL, Severity.CRITICAL,
+         "no transport answered OPTIONS", _options_unreachable),
+    *(Rule(cause, "sip.register", _FAIL, Severity.CRITICAL,
+           f"REGISTER over {t.upper()} got nothing back while another transport answered",
+           _register_blocked(t)) for t, cause in TRANSPORT_CAUSES.items()),
+    *(Rule(cause, "net.sip-options", _PROBLEM, Severity.CRITICAL,
+           f"{t.upper()} is a configured transport and got nothing back while another answered",
+           _options_blocked(t, configured=True)) for t, cause in TRANSPORT_CAUSES.items()),
+    *(Rule(cause, "net.sip-options", _ANY, Severity.WARNING,
+           f"{t.upper()} is not configured and got nothing back while another answered",
+           _options_blocked(t, configured=False)) for t, cause in TRANSPORT_CAUSES.items()),
 )
+# fmt: on
 
 
 def diagnose(runs: Sequence[CheckRun], rules: Iterable[Rule] = RULES) -> list[Finding]:

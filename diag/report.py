@@ -44,7 +44,10 @@ def _correlation(runs: Sequence[CheckRun], host: Mapping[str, Any], ua: str) -> 
         public += [a for a in d.get("public_addresses", []) if a not in public]
         if d.get("local_address") and d["local_address"] not in local:
             local.append(d["local_address"])
-        if run.check.id == "host.clock" and isinstance(d.get("clock_offset_ms"), int):
+        # host.clock's reading wins; any other check's (sip.register) fills in without it.
+        if isinstance(d.get("clock_offset_ms"), int) and (
+            offset is None or run.check.id == "host.clock"
+        ):
             offset = d["clock_offset_ms"]
     for iface in host.get("interfaces", []):
         if iface["is_up"]:

@@ -79,21 +79,40 @@ def system_ca_file() -> str | None:
     return None
 
 
+PROBE_HEADER = "X-Sipdiag-Probe"  # on every REGISTER we send: ties the attempt to its Call-ID
+
+
 class SipTrace:
-    """What pjsip received, from its message log: responses only, parsed, never raw text.
+    """What pjsip exchanged, from its message log, reduced to what diagnosis needs.
 
     Requests we send carry Authorization headers (digest responses derived from the
-    password), so transmitted messages are never kept, not even in part.
+    password): of a transmitted message only its Call-ID and our probe header are read, and
+    nothing of it is kept. Received responses are kept parsed, keyed by Call-ID.
     """
 
     def __init__(self) -> None:
         self._responses: list[tuple[str, int, str]] = []  # (call_id, code, raw response)
+        self._call_ids: dict[str, str] = {}  # probe id -> Call-ID
         self._lock = threading.Lock()
 
     def write(self, msg: str) -> None:
-        if not msg.startswith("RX ") or " Response msg " not in msg.split("\n", 1)[0]:
-            return
-        raw = msg.split("\n", 1)[1] if "\n" in msg else ""
+        first, _, raw = msg.partition("\n")
+        if msg.startswith("TX ") and " Request msg " in first:
+            self._note_request(raw)
+        elif msg.startswith("RX ") and " Response msg " in first:
+            self._note_response(raw)
+
+    def _note_request(self, raw: str) -> None:
+        from checks.sipmsg import parse
+
+        parsed = parse(raw)  # parse() itself drops Authorization/Proxy-Authorization
+        probe = parsed.first(PROBE_HEADER) if parsed else None
+        call_id = parsed.first("call-id") if parsed else None
+        if probe and call_id:
+            with self._lock:
+                self._call_ids.setdefault(probe, call_id)
+
+    def _note_response(self, raw: str) -> None:
         from checks.sipmsg import parse
 
         parsed = parse(raw)
@@ -103,6 +122,10 @@ class SipTrace:
         code = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         with self._lock:
             self._responses.append((parsed.first("call-id") or "", code, raw))
+
+    def call_id(self, probe: str) -> str | None:
+        with self._lock:
+            return self._call_ids.get(probe)
 
     def responses(self, call_id: str) -> list[tuple[int, str]]:
         """(code, raw response) received on this Call-ID, in order."""

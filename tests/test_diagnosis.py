@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.diagnosis import RULES, diagnose, verdict
+import pytest
+
+from diag.diagnosis import RULES, baseline_reading, diagnose, verdict
 from diag.model import Check, CheckResult, CheckRun, Family, Severity, Status, passed
 
 
@@ -13,13 +15,14 @@ def _run(check_id: str, status: Status, **details: Any) -> CheckRun:
     return CheckRun(check, CheckResult(status, f"{check_id} summary", details, "do the thing"))
 
 
-def _attempt(code: int, outcome: str = "rejected") -> dict[str, Any]:
+def _attempt(code: int, outcome: str = "rejected", **extra: Any) -> dict[str, Any]:
     return {
         "transport": "udp",
         "outcome": outcome,
         "code": code,
         "reason": "R",
         "remote": outcome in ("ok", "rejected"),
+        **extra,
     }
 
 
@@ -41,15 +44,68 @@ def test_passing_checks_raise_no_findings_and_the_verdict_is_healthy() -> None:
 
 
 def test_register_answers_map_to_sip_causes() -> None:
-    cases = {
-        403: "sip.forbidden",
-        404: "sip.not_found",
-        401: "sip.credentials_rejected",
-        503: "sip.server_error",
-    }
-    for code, cause in cases.items():
-        findings = diagnose([_run("sip.register", Status.FAIL, attempts=[_attempt(code)])])
-        assert [f.cause for f in findings] == [cause], code
+    cases = [
+        (_attempt(403), "sip.forbidden"),
+        (_attempt(403, challenged=True, challenges=1), "sip.credentials_rejected"),
+        (_attempt(401, challenged=True, challenges=2), "sip.credentials_rejected"),
+        (_attempt(407, challenged=True, challenges=3), "sip.credentials_rejected"),
+        (_attempt(404), "sip.not_found"),
+        (_attempt(503), "sip.server_error"),
+    ]
+    for attempt, cause in cases:
+        findings = diagnose([_run("sip.register", Status.FAIL, attempts=[attempt])])
+        assert [f.cause for f in findings] == [cause], attempt
+
+
+def test_a_single_401_pjsip_could_not_answer_is_not_a_wrong_password() -> None:
+    attempt = _attempt(401, challenged=True, challenges=1)
+    assert diagnose([_run("sip.register", Status.FAIL, attempts=[attempt])]) == []
+
+
+def test_a_challenge_then_silence_is_not_a_path_problem() -> None:
+    attempts = [_attempt(408, "timeout", registrar_answered=True)]
+    assert diagnose([_run("sip.register", Status.FAIL, attempts=attempts)]) == []
+
+
+@pytest.mark.parametrize(
+    ("ours", "baseline", "reading"),
+    [
+        (_attempt(403), _attempt(403), "refuses this source"),
+        (_attempt(403, challenged=True), _attempt(401, "challenged"), "specific to this account"),
+        (_attempt(403), _attempt(404), "specific to this account"),
+        (
+            _attempt(401, challenged=True, challenges=2),
+            _attempt(401, "challenged"),
+            "challenges every user",
+        ),
+        (_attempt(404), _attempt(404), "knows no user in this domain"),
+        (_attempt(404), _attempt(401, "challenged"), "this user is unknown"),
+        (_attempt(503), _attempt(503), "fails for every user"),
+    ],
+)
+def test_the_control_probe_is_read_against_our_own_answer(
+    ours: dict[str, Any], baseline: dict[str, Any], reading: str
+) -> None:
+    assert reading in baseline_reading({"attempts": [ours], "baseline": baseline})
+
+
+def test_no_reading_without_a_rejection_or_a_baseline_answer() -> None:
+    assert baseline_reading({"attempts": [_attempt(200, "ok")], "baseline": None}) == ""
+    timeout = _attempt(0, "timeout")
+    assert baseline_reading({"attempts": [_attempt(403)], "baseline": timeout}) == ""
+
+
+def test_an_untrusted_tls_certificate_is_critical_only_when_tls_is_configured() -> None:
+    def options(configured: list[str]) -> CheckRun:
+        transports = {"udp": {"outcome": "answered"}, "tls": {"outcome": "tls_untrusted"}}
+        return _run(
+            "net.sip-options", Status.WARN, transports=transports, configured_transports=configured
+        )
+
+    (finding,) = diagnose([options(["udp"])])
+    assert (finding.cause, finding.severity) == ("network.tls_untrusted", Severity.WARNING)
+    (finding,) = diagnose([options(["tls"])])
+    assert (finding.cause, finding.severity) == ("network.tls_untrusted", Severity.CRITICAL)
 
 
 def test_local_timeouts_and_refusals_are_network_causes_not_sip_causes() -> None:

@@ -19,6 +19,7 @@ from checks.dns import (
     SrvRecord,
     Target,
     check_dns,
+    dns_deadline,
     naptr_srv_names,
     parse_nameserver,
     resolve,
@@ -233,6 +234,27 @@ def test_domain_with_only_an_address_record_gets_the_default_ports(
     assert {t: r.via for t, r in res.routes.items()} == {t: "A/AAAA" for t in ("udp", "tcp", "tls")}
 
 
+@pytest.mark.parametrize(
+    ("transport", "srv_name", "port"), [("tcp", "_sip._tcp", 5062), ("tls", "_sips._tcp", 5063)]
+)
+def test_explicit_transport_parameter_skips_naptr_and_asks_that_transports_srv(
+    dnsmasq: DnsmasqFactory, transport: str, srv_name: str, port: int
+) -> None:
+    # RFC 3263 4.1: the URI's ;transport= decides; the domain's NAPTR preferences do not count.
+    server = dnsmasq(*PBX, srv(f"{srv_name}.pbx.test", "decoy.pbx.test", port))
+    target = registrar(f"sip:pbx.test;transport={transport}")
+    res = resolve(target, [transport], server.server, soon())
+    assert rows(res) == [(transport, "decoy.pbx.test", port, "127.0.0.99")]
+    assert queried(res) == [
+        ("SRV", f"{srv_name}.pbx.test"),
+        ("A", "decoy.pbx.test"),
+        ("AAAA", "decoy.pbx.test"),
+    ]
+    assert res.naptr_transports == [] and res.routes[transport].via == "SRV"
+    asked = [q for q in server.queries() if q[1] != "ready.invalid"]
+    assert asked == queried(res) and not any(kind == "NAPTR" for kind, _ in asked)
+
+
 def test_explicit_port_skips_naptr_and_srv(dnsmasq: DnsmasqFactory) -> None:
     server = dnsmasq(*PBX, host("pbx.test", "127.0.0.10"))
     res = resolve(registrar("sip:pbx.test:5999"), ["udp", "tcp"], server.server, soon())
@@ -324,6 +346,32 @@ def test_unresponsive_nameserver_returns_within_the_deadline_with_a_timeout_reco
     assert {q["error"] for q in res.lookups[1:]} == {"deadline reached"}
 
 
+def test_a_query_that_would_need_a_second_try_still_ends_by_the_deadline(
+    silent_nameserver: str,
+) -> None:
+    # dnspython's own 2 s tries and back-off would end this lookup at about 2.7 s.
+    started = time.monotonic()
+    res = resolve(registrar("pbx.test"), ["udp"], silent_nameserver, started + 2.5)
+    elapsed = time.monotonic() - started
+    assert 2.3 < elapsed < 2.6, f"took {elapsed:.2f} s"
+    assert res.lookups[0]["error"] == "Timeout"
+
+
+def test_net_dns_takes_half_of_what_is_left_and_at_least_a_second_before_its_margin() -> None:
+    def at(now: float, deadline: float) -> float:
+        ctx = Context(
+            settings=Settings(), run_id="r", user_agent="ua", monotonic=lambda: now,
+            deadline=deadline,
+        )  # fmt: skip
+        return dns_deadline(ctx)
+
+    assert at(100.0, 110.0) == 105.0  # the default 10 s budget: 5 s for DNS
+    assert at(100.0, 103.0) == 101.5  # --timeout 3: 1.5 s
+    assert at(100.0, 101.8) == 101.0  # never less than 1 s ...
+    assert at(100.0, 101.2) == pytest.approx(100.7)  # ... unless that passes deadline - 0.5
+    assert at(100.0, 100.3) < 100.0  # nothing left: no query is made
+
+
 def test_unresponsive_nameserver_fails_the_check_before_its_deadline(
     silent_nameserver: str,
 ) -> None:
@@ -388,6 +436,43 @@ def test_cli_reports_the_registrars_targets_as_json(dnsmasq: DnsmasqFactory) -> 
         "127.0.0.12",
     ]
     assert check["details"]["nameserver"] == server.server
+
+
+@pytest.mark.usefixtures("data_home")
+@pytest.mark.parametrize(("timeout", "budget"), [(("--timeout", "3"), 3.0), ((), 10.0)])
+def test_cli_a_silent_nameserver_fails_net_dns_within_half_the_budget_with_its_finding(
+    silent_nameserver: str, timeout: tuple[str, ...], budget: float
+) -> None:
+    started = time.monotonic()
+    r = cli(
+        "check", "--dns-server", silent_nameserver, "--registrar", "pbx.test",
+        "--only", "net.dns", "--format", "json", *timeout,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert r.code == 1, r.err
+    (check,) = r.json["checks"]
+    assert check["status"] == "fail", check["summary"]
+    assert check["duration_ms"] < (budget / 2 + 0.5) * 1000
+    assert elapsed < budget / 2 + 1.5
+    assert check["details"]["lookups"][0]["error"] == "Timeout"
+    assert check["summary"].endswith("(Timeout, deadline reached)")
+    assert "network.dns_failure" in [f["cause"] for f in r.json["findings"]]
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_checks_waiting_for_a_silent_net_dns_still_get_half_the_budget(
+    silent_nameserver: str,
+) -> None:
+    r = cli(
+        "check", "--dns-server", silent_nameserver, "--registrar", "pbx.test",
+        "--only", "net.dns", "--only", "net.sip-options", "--timeout", "3", "--format", "json",
+    )  # fmt: skip
+    by_id = {c["id"]: c for c in r.json["checks"]}
+    assert by_id["net.dns"]["status"] == "fail"
+    options = by_id["net.sip-options"]
+    assert not options["summary"].startswith("timed out"), options["summary"]  # it ran, and
+    assert options["details"]["registrar"] == "pbx.test"  # returned its own evidence
+    assert by_id["net.dns"]["duration_ms"] + options["duration_ms"] < 3000
 
 
 @pytest.mark.usefixtures("data_home")

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from clihelp import REPO, CliResult, cli, subprocess_env
+from peers.dnsmasq import DnsmasqFactory, host, srv
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
-from checks.dns import Target
+from checks.dns import Target, check_dns
 from checks.reach import check_options, derived_port
 from diag import __version__
 from diag.config import Settings
@@ -67,6 +68,12 @@ def context(
         results=results,
         deadline=time.monotonic() + budget,
     )
+
+
+@pytest.fixture
+def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saved reports go to a temporary directory, not the real user data directory."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
 
 
 def kamailio_targets(kam: Kamailio, host: str | None = None) -> list[Target]:
@@ -188,6 +195,82 @@ def test_a_configured_transport_that_works_passes_while_a_missing_tls_port_warns
     assert check["summary"].endswith("; tls refused (Connection refused)")
     assert r.json["correlation"]["call_ids"] == check["details"]["call_ids"]
     assert "127.0.0.1" in r.json["correlation"]["local_addresses"]
+
+
+NET_DNS = Check(
+    "net.dns", "Registrar name resolves", check_dns, requires=("registrar",), timeout=None
+)
+AFTER_DNS = Check(
+    "net.sip-options",
+    TITLE,
+    check_options,
+    requires=("registrar",),
+    after=("net.dns",),
+    timeout=None,
+)
+
+
+def run_with_dns_server(server: str, registrar: str) -> dict[str, Any]:
+    """net.dns then net.sip-options through the CLI with --dns-server: the options check."""
+    r = cli(
+        "check", "--registrar", registrar, "--dns-server", server, "--format", "json",
+        registry=[NET_DNS, AFTER_DNS],
+    )  # fmt: skip
+    by_id = {c["id"]: c for c in r.json["checks"]}
+    options: dict[str, Any] = by_id["net.sip-options"]
+    return options
+
+
+@pytest.mark.usefixtures("data_home")
+def test_derived_targets_are_resolved_by_the_dns_server_given_not_the_os(
+    dnsmasq: DnsmasqFactory, kamailio: Kamailio
+) -> None:
+    # UDP by SRV to Kamailio; TCP and TLS "not offered here" (SRV target "."), so their probes
+    # are derived from cc.test, a name only this dnsmasq knows.
+    server = dnsmasq(
+        srv("_sip._udp.cc.test", "pbx.cc.test", kamailio.port),
+        srv("_sip._tcp.cc.test"),
+        srv("_sips._tcp.cc.test"),
+        host("pbx.cc.test", "127.0.0.1"),
+        host("cc.test", "127.0.0.1"),
+    )
+    check = run_with_dns_server(server.server, "sip:cc.test")
+    t = check["details"]["transports"]
+    assert (t["udp"]["outcome"], t["udp"]["target_source"]) == ("answered", "dns")
+    for name, port in (("tcp", 5060), ("tls", 5061)):
+        assert t[name]["target_source"] == "derived"
+        assert (t[name]["target"], t[name]["address"]) == (f"cc.test:{port}", "127.0.0.1")
+        assert t[name]["outcome"] != "error", t[name]  # it was sent: refused, most likely
+    lookups = check["details"]["host_lookups"]
+    assert [(q["type"], q["name"], q["answers"]) for q in lookups][0] == (
+        "A",
+        "cc.test",
+        ["127.0.0.1"],
+    )
+    assert ("A", "cc.test") in server.queries()
+
+
+@pytest.mark.usefixtures("data_home")
+def test_a_derived_target_the_dns_server_cannot_resolve_is_an_error_with_the_dns_hint(
+    dnsmasq: DnsmasqFactory, kamailio: Kamailio
+) -> None:
+    server = dnsmasq(
+        srv("_sip._udp.cc.test", "pbx.cc.test", kamailio.port),
+        srv("_sip._tcp.cc.test"),
+        srv("_sips._tcp.cc.test"),
+        host("pbx.cc.test", "127.0.0.1"),
+    )
+    check = run_with_dns_server(server.server, "sip:cc.test")
+    t = check["details"]["transports"]
+    assert t["udp"]["outcome"] == "answered"
+    for name in ("tcp", "tls"):
+        assert t[name]["outcome"] == "error" and t[name]["address"] is None
+        assert t[name]["error"].startswith("cannot resolve cc.test: tried A cc.test, AAAA cc.test")
+    assert check["status"] == "warn"
+    assert check["hint"] == (
+        "UDP works; TCP would not: check the registrar name and the DNS servers this machine "
+        "uses (or pass --dns-server)"
+    )
 
 
 def test_explicit_uri_port_belongs_to_the_configured_transports_class() -> None:

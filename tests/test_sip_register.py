@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,9 +95,8 @@ def test_register_passes_and_leaves_no_binding(kamailio: Kamailio, transport: st
     assert kamailio.bindings("alice") == []  # and it was removed at once
     assert r.code == 0
     report = r.json
-    baseline = check["details"]["baseline"]
-    assert baseline["user"].startswith("sipdiag-nobody-") and baseline["outcome"] == "challenged"
-    assert report["correlation"]["call_ids"] == [attempt["call_id"], baseline["call_id"]]
+    assert check["details"]["baseline"] is None  # no control probe when nothing was refused
+    assert report["correlation"]["call_ids"] == [attempt["call_id"]]
     assert report["correlation"]["user_agent"] == f"sipdiag/{__version__} run={report['run_id']}"
     assert report["correlation"]["public_addresses"] == []  # no NAT on loopback
     assert report["target"]["transports"] == [transport]
@@ -126,7 +127,7 @@ def test_register_reads_the_registrar_clock_from_its_date_header(kamailio: Kamai
     assert r.json["correlation"]["clock_offset_ms"] == clock["details"]["clock_offset_ms"]
 
 
-def test_no_register_only_probes_the_challenge_and_needs_no_password(kamailio: Kamailio) -> None:
+def test_no_register_only_queries_the_challenge_and_needs_no_password(kamailio: Kamailio) -> None:
     r = cli_process(
         "check",
         "--registrar",
@@ -142,8 +143,73 @@ def test_no_register_only_probes_the_challenge_and_needs_no_password(kamailio: K
     check = sip_check(r)
     assert check["status"] == "pass", check
     assert check["details"]["mode"] == "challenge_only"
-    assert first_attempt(r)["outcome"] == "challenged" and first_attempt(r)["code"] == 401
-    assert first_attempt(r)["credentials"] is False
+    attempt = first_attempt(r)
+    assert (attempt["outcome"], attempt["code"], attempt["credentials"]) == (
+        "challenged",
+        401,
+        False,
+    )
+    assert attempt["challenge"]["realm"] == "pbx.test"
+    assert kamailio.bindings("alice") == []
+
+
+def test_no_register_against_an_open_registrar_warns_and_registers_nothing(
+    sipp_uas: SippFactory,
+) -> None:
+    uas = sipp_uas("reg_200_open.xml")
+    r = cli_process(
+        "check",
+        "--registrar",
+        uas.uri,
+        "--user",
+        "alice",
+        "--only",
+        "sip.register",
+        "--no-register",
+        "--format",
+        "json",
+    )
+    check = sip_check(r)
+    assert check["status"] == "warn"
+    assert "without asking for credentials" in check["summary"]
+    assert "Contact:" not in uas.messages().split("REGISTER sip:", 1)[1].split("\n\n", 1)[0]
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_the_agents_own_softphone_binding_survives_our_check(
+    kamailio: Kamailio, transport: str
+) -> None:
+    # A default-configured pjsua2 softphone (SIP outbound, +sip.instance) holds alice's binding.
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "peers" / "softphone.py"),
+            kamailio.registrar_uri(transport),
+            "alice",
+            PASSWORD,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None
+        lines: list[str] = []
+        while (
+            not lines or lines[-1] not in ("registered", "") and not lines[-1].startswith("failed")
+        ):
+            lines.append(agent.stdout.readline().strip())  # pjlib's banner comes first
+        assert lines[-1] == "registered", lines
+        before = kamailio.bindings("alice")
+        assert len(before) == 1
+        r = register(kamailio.registrar_uri(transport))
+        assert sip_check(r)["status"] == "pass", sip_check(r)
+        after = kamailio.bindings("alice")
+        assert [b["Address"] for b in after] == [b["Address"] for b in before]
+    finally:
+        assert agent.stdin is not None
+        agent.stdin.close()
+        agent.wait(10)
     assert kamailio.bindings("alice") == []
 
 
@@ -296,6 +362,62 @@ def test_a_budget_too_small_to_finish_is_an_error_not_network_evidence(
     assert first_attempt(r)["outcome"] == "not_finished"
     assert check["hint"] == "re-run with a larger --timeout"
     assert causes(r) == []
+
+
+def test_407_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
+    r = register(sipp_uas("reg_407_403.xml").uri)
+    attempt = first_attempt(r)
+    assert (attempt["code"], attempt["challenged"]) == (403, True)
+    assert attempt["challenge"]["realm"] == "sipp.test"
+    assert causes(r) == ["sip.credentials_rejected"]
+
+
+def test_a_repeated_401_is_credentials_rejected_and_every_user_is_challenged(
+    sipp_uas: SippFactory,
+) -> None:
+    uas = sipp_uas("reg_401_loop.xml", extra_args=["-m", "2"])  # ours + the control probe
+    r = register(uas.uri)
+    attempt = first_attempt(r)
+    assert attempt["code"] == 401 and attempt["challenges"] >= 2
+    assert causes(r) == ["sip.credentials_rejected"]
+    assert (
+        "the registrar challenges every user"
+        in finding(r, "sip.credentials_rejected")["explanation"]
+    )
+
+
+def test_a_challenge_pjsip_cannot_answer_is_not_called_a_wrong_password(
+    sipp_uas: SippFactory,
+) -> None:
+    r = register(sipp_uas("reg_401_aka.xml").uri, "--timeout", "4")
+    attempt = first_attempt(r)
+    assert attempt["code"] == 401 and attempt["challenges"] == 1
+    assert "sip.credentials_rejected" not in causes(r)
+    assert "algorithm AKAv1-MD5" in sip_check(r)["hint"]
+
+
+def test_a_challenge_then_silence_is_no_transport_cause(sipp_uas: SippFactory) -> None:
+    uas = sipp_uas("reg_401_silence.xml")
+    r = register(uas.uri, "--timeout", "3")
+    attempt = first_attempt(r)
+    assert (attempt["outcome"], attempt["registrar_answered"], attempt["challenged"]) == (
+        "timeout",
+        True,
+        True,
+    )
+    assert causes(r) == []
+    assert (
+        "answered the first REGISTER over UDP, then never the authenticated one"
+        in sip_check(r)["hint"]
+    )
+
+
+def test_an_unanswered_unregister_warns_that_our_binding_stays(sipp_uas: SippFactory) -> None:
+    r = register(sipp_uas("reg_200_nounreg.xml").uri, "--timeout", "4")
+    check = sip_check(r)
+    assert check["status"] == "warn"
+    assert first_attempt(r)["unregistered"] is False
+    assert "un-REGISTER over udp got no answer" in check["summary"]
 
 
 # ---- network namespaces with nftables

@@ -1,4 +1,5 @@
-"""Building our OPTIONS and matching its answer (pure; captured answers in tests/data/sipwire/)."""
+"""Building our OPTIONS and challenge-only REGISTER and matching their answers (pure; captured
+answers in tests/data/sipwire/)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from checks.sipwire import (
     options_request,
     probe_id,
     reason_phrase,
+    register_request,
     status_code,
     top_via,
 )
@@ -177,3 +179,85 @@ def test_stream_framing_refuses_a_bad_length_or_endless_headers() -> None:
         message_length(b"SIP/2.0 200 OK\r\nContent-Length: -1\r\n\r\n")
     with pytest.raises(ValueError, match="no end of headers within 65536 bytes"):
         message_length(b"SIP/2.0 200 OK\r\n" + b"X: y\r\n" * 11000)
+
+
+# The challenge-only REGISTER (a binding query)
+
+REG_PID = f"{RUN_ID}-udp-q"
+
+
+def test_register_is_a_binding_query_without_contact_expires_or_credentials() -> None:
+    raw = register_request(
+        "sip:pbx.test:5060", "udp", "192.0.2.10", 40112, REG_PID, "alice", "pbx.test", UA
+    )
+    assert headers(raw) == [
+        "REGISTER sip:pbx.test:5060 SIP/2.0",
+        f"Via: SIP/2.0/UDP 192.0.2.10:40112;branch=z9hG4bK{REG_PID};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:alice@pbx.test>;tag={REG_PID}",
+        "To: <sip:alice@pbx.test>",
+        f"Call-ID: {REG_PID}@192.0.2.10",
+        "CSeq: 1 REGISTER",
+        f"User-Agent: {UA}",
+        "Content-Length: 0",
+    ]
+
+
+def test_register_over_tls_to_an_ipv6_domain_names_tls_and_brackets_the_domain() -> None:
+    raw = register_request(
+        "sip:[::1]:5061;transport=tls", "tls", "::1", 5062, "p", "1001", "::1", UA
+    )
+    lines = headers(raw)
+    assert lines[0] == "REGISTER sip:[::1]:5061;transport=tls SIP/2.0"
+    assert "Via: SIP/2.0/TLS [::1]:5062;branch=z9hG4bKp;rport" in lines
+    assert "To: <sip:1001@[::1]>" in lines
+    assert not any(line.lower().startswith(("contact:", "m:", "expires:")) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("user", "domain", "message"),
+    [
+        ("", "pbx.test", "user '' is empty or has characters outside a SIP user part"),
+        ("al ice", "pbx.test", "user 'al ice' is empty or has characters outside"),
+        ("alice@x", "pbx.test", "user 'alice@x' is empty or has characters outside"),
+        ("alice>", "pbx.test", "user 'alice>' is empty or has characters outside"),
+        ("alice", "pbx.test>", "invalid host 'pbx.test>'"),
+        ("alice", "", "invalid host ''"),
+    ],
+)
+def test_register_refuses_a_user_or_domain_that_cannot_be_in_the_address_of_record(
+    user: str, domain: str, message: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        register_request("sip:pbx.test", "udp", "h", 1, "p", user, domain, UA)
+    assert str(raised.value).startswith(message)
+
+
+def test_register_checks_the_same_request_inputs_as_options() -> None:
+    with pytest.raises(ValueError, match="unknown transport 'sctp'"):
+        register_request("sip:x", "sctp", "h", 1, "p", "alice", "x", UA)
+    with pytest.raises(ValueError, match="probe id 'a b' has characters outside"):
+        register_request("sip:x", "udp", "h", 1, "a b", "alice", "x", UA)
+
+
+def register_answer(cseq: str = "1 REGISTER") -> bytes:
+    lines = [
+        "SIP/2.0 401 Unauthorized",
+        f"Via: SIP/2.0/UDP 10.0.0.5:40112;branch=z9hG4bK{REG_PID};rport=40112;received=10.0.0.5",
+        f"From: <sip:alice@pbx.test>;tag={REG_PID}",
+        "To: <sip:alice@pbx.test>;tag=b27e1a1d33761e85846fc98f5f3a7e58.0e3d",
+        f"Call-ID: {REG_PID}@10.0.0.5",
+        f"CSeq: {cseq}",
+        'WWW-Authenticate: Digest realm="pbx.test", nonce="ZmFrZQ==", qop="auth"',
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_register_answer_matches_by_probe_id_and_if_asked_by_its_cseq_method() -> None:
+    msg = match_response(register_answer(), REG_PID, "REGISTER")
+    assert msg is not None and status_code(msg) == 401
+    assert match_response(register_answer(), REG_PID) is not None  # no method: any CSeq
+    assert match_response(register_answer(), REG_PID, "OPTIONS") is None
+    assert match_response(register_answer("1 OPTIONS"), REG_PID, "REGISTER") is None
+    assert match_response(register_answer("garbled"), REG_PID, "REGISTER") is None
