@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, warned
-from diag.target import Registrar, parse_registrar
+from diag.target import Registrar, is_ip, parse_registrar
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -117,14 +117,6 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 
 def hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class _Lookups:
@@ -231,7 +223,7 @@ def resolve(
             raise ValueError(f"unknown transport {transport!r}; use one of udp, tcp, tls")
     host = registrar.host.rstrip(".")
     out = Resolution()
-    if _is_ip(host):
+    if is_ip(host):
         for transport in wanted:
             port = registrar.port or DEFAULT_PORTS[transport]
             out.targets.append(Target(transport, host, port, host))
@@ -328,7 +320,7 @@ def check_dns(ctx: Context) -> CheckResult:
         "lookups": res.lookups,
         "targets": [t.as_dict() for t in res.targets],
     }
-    if _is_ip(registrar.host):
+    if is_ip(registrar.host):
         return passed(f"{registrar.host} is an IP address; no DNS needed", **details)
     found = {t: [x for x in res.targets if x.transport == t] for t in transports}
     working = [t for t in transports if found[t]]

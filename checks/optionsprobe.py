@@ -8,7 +8,6 @@ control probe and --no-register of sip.register. The wire format is checks/sipwi
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import ssl
 import time
@@ -62,14 +61,6 @@ class Plan:
     method: str = "OPTIONS"  # or "REGISTER": a binding query for user@domain (no Contact)
     user: str = ""
     domain: str = ""
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _hostport(host: str, port: int) -> str:

@@ -37,11 +37,10 @@ from checks.optionsprobe import (
     UNREACHABLE,
     Plan,
     Probe,
-    is_ip,
 )
 from diag.context import Context
 from diag.model import CheckResult, Status
-from diag.target import Registrar
+from diag.target import Registrar, is_ip
 
 ALL_TRANSPORTS = ("udp", "tcp", "tls")
 DNS_UNFINISHED = "name resolution did not finish in time"

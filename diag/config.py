@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
-from diag.target import Registrar, parse_registrar
+from diag.target import Registrar, is_ip, parse_registrar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -172,16 +172,6 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     return out
 
 
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
     """Profile values overridden by every flag the user actually gave (None / empty = not given)."""
     merged: dict[str, Any] = load_profile(profile) if profile is not None else {}
@@ -251,7 +241,7 @@ def validate(s: Settings) -> None:
                 f"invalid --dns-server '{s.dns_server}': {exc}",
                 "use an address such as 192.0.2.53 or 192.0.2.53:5353",
             ) from None
-        if not _is_ip(dns.host):
+        if not is_ip(dns.host):
             raise UsageError(
                 f"--dns-server must be an IP address, got '{dns.host}'",
                 "use an address such as 192.0.2.53 or [2001:db8::53]:53",

@@ -9,6 +9,15 @@ from dataclasses import dataclass
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+$")
 
 
+def is_ip(host: str) -> bool:
+    """An IPv4 or IPv6 address literal (without brackets), not a name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Registrar:
     scheme: str  # "sip" or "sips"
