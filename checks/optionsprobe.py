@@ -17,7 +17,7 @@ from typing import Any
 
 from checks import sipwire
 from checks.sipmsg import SipMessage, parse_challenge, via_received
-from checks.tlscert import certificate_details
+from checks.tlscert import certificate_details, chain_details, peer_chain
 from diag.outcomes import (
     ANSWERED,
     CHALLENGED,
@@ -288,6 +288,7 @@ class Probe:
             verify_error=self.verify_error,
             now=self.now(),
         )
+        self.out["certificate"]["chain"] = chain_details(peer_chain(tls))
         return tls
 
     def _exchange(self, sock: socket.socket) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ssl
 from typing import Any
 
 
@@ -57,6 +58,40 @@ def certificate_details(
         days_left=int((not_after.timestamp() - now) // 86400),
     )
     return info
+
+
+def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """The certificates the server sent, leaf first, as DER (whether or not they verified)."""
+    public = getattr(tls, "get_unverified_chain", None)  # Python 3.13+
+    if public is not None:
+        return [bytes(c) for c in public()]
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)  # 3.10-3.12
+    if private is None:
+        return []
+    import _ssl
+
+    return [c.public_bytes(_ssl.ENCODING_DER) for c in (private() or [])]
+
+
+def chain_details(chain: list[bytes]) -> list[dict[str, Any]]:
+    """Subject, issuer and expiry of each certificate the server sent, leaf first."""
+    from cryptography import x509
+
+    out: list[dict[str, Any]] = []
+    for der in chain:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError:
+            out.append({"subject": None, "issuer": None, "not_after": None})
+            continue
+        out.append(
+            {
+                "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(),
+                "not_after": _stamp(cert.not_valid_after_utc),
+            }
+        )
+    return out
 
 
 def _stamp(t: dt.datetime) -> str:

@@ -109,6 +109,10 @@ def test_kamailio_answers_on_every_transport_and_its_self_signed_tls_is_untruste
     assert cert["san"] == ["IP:127.0.0.1", "DNS:localhost"]
     assert cert["days_left"] in (1, 2)  # the fixture's certificate lives 2 days
     assert cert["not_after"].endswith("Z") and len(cert["sha256"]) == 64
+    # The chain as the server sent it: just the self-signed leaf.
+    assert [(c["subject"], c["issuer"]) for c in cert["chain"]] == [
+        ("CN=127.0.0.1", "CN=127.0.0.1")
+    ]
     assert result.status is Status.FAIL  # TLS is the configured transport
     assert result.summary.startswith("udp 200 Keepalive ")
     assert "; tls untrusted (self-signed certificate), unverified: 200 Keepalive " in result.summary
