@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, host, reach, sip
+from checks import dns, host, reach, route, sip
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -20,6 +20,15 @@ REGISTRY: tuple[Check, ...] = (
         needs="--registrar (and --dns-server to use a specific DNS server)",
         requires=("registrar",),
         timeout=None,
+    ),
+    Check(
+        "net.route",
+        "The route to the registrar is known",
+        route.check_route,
+        needs="--registrar",
+        requires=("registrar",),
+        after=("net.dns",),
+        timeout=3.0,
     ),
     Check(
         "net.sip-options",

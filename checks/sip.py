@@ -137,6 +137,7 @@ class _Registration:
                 out["unregistered"] = self.unregistered
         call_id = out.get("call_id") or stack.trace.call_id(self.probe)
         out["call_id"] = call_id
+        out["sent"] = stack.trace.sent(self.probe)
         _add_challenge(out, stack.trace.responses(call_id) if call_id else [])
         return out
 
@@ -171,6 +172,7 @@ def _describe(ev: dict[str, Any], t0: float) -> dict[str, Any]:
     via = msg.first("via")
     if via:
         out["received"], out["rport"] = via_received(via)
+        out["via_echoed"] = via  # our top Via as the registrar received it
     return out
 
 

@@ -84,20 +84,24 @@ def check(
         typer.Option(help="Environment variable holding the password [default: SIPDIAG_PASSWORD]."),
     ] = None,
     transport: Annotated[
-        list[str] | None, typer.Option(help="udp, tcp or tls; repeatable [default: udp].")
+        list[str] | None,
+        typer.Option(metavar="udp|tcp|tls", help="udp, tcp or tls; repeatable [default: udp]."),
     ] = None,
     agent_id: Annotated[str | None, typer.Option(help="The agent's id in the platform.")] = None,
     number: Annotated[
-        list[str] | None, typer.Option(help="Agent number (E.164); repeatable.")
+        list[str] | None, typer.Option(metavar="NUMBER", help="Agent number (E.164); repeatable.")
     ] = None,
     policy: Annotated[str | None, typer.Option(help="Permitted-numbers policy file.")] = None,
     stun: Annotated[
-        list[str] | None, typer.Option(help="STUN server HOST[:PORT]; repeatable.")
+        list[str] | None,
+        typer.Option(metavar="HOST[:PORT]", help="STUN server HOST[:PORT]; repeatable."),
     ] = None,
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only this check id or family.")
+        list[str] | None, typer.Option(metavar="ID", help="Run only this check id or family.")
     ] = None,
-    skip: Annotated[list[str] | None, typer.Option(help="Skip this check id or family.")] = None,
+    skip: Annotated[
+        list[str] | None, typer.Option(metavar="ID", help="Skip this check id or family.")
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Whole-run budget in seconds [default: 10].")
     ] = None,
@@ -118,6 +122,26 @@ def check(
         bool,
         typer.Option("--no-register", help="Only OPTIONS and a challenge-only probe; no REGISTER."),
     ] = False,
+    turn: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HOST[:PORT]", help="TURN server HOST[:PORT] for the media path; repeatable."
+        ),
+    ] = None,
+    turn_user: Annotated[str | None, typer.Option(help="TURN long-term credential user.")] = None,
+    turn_password_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the TURN password [default: SIPDIAG_TURN_PASSWORD]."
+        ),
+    ] = None,
+    media: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="HOST:PORT[-PORT]",
+            help="Platform media (RTP) endpoint HOST:PORT[-PORT]; repeatable.",
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
     ] = False,
@@ -145,6 +169,10 @@ def check(
         "dns_server": dns_server,
         "ca": ca,
         "no_register": no_register or None,
+        "turn": turn,
+        "turn_user": turn_user,
+        "turn_password_env": turn_password_env,
+        "media": media,
         "debug": debug or None,
     }
     raise typer.Exit(run_check_command(_env(ctx), profile, flags))

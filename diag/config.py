@@ -24,6 +24,7 @@ TRANSPORTS = ("udp", "tcp", "tls")
 FORMATS = ("text", "json", "md", "html")
 FAIL_ON = ("warn", "fail")
 DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
+DEFAULT_TURN_PASSWORD_ENV = "SIPDIAG_TURN_PASSWORD"
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 3600.0  # a diagnostic that runs longer than an hour is a hang, not a check
 KEYRING_SERVICE = "sipdiag"
@@ -69,6 +70,10 @@ class Settings:
     dns_server: str | None = None  # resolve via this DNS server instead of the system's
     ca: str | None = None  # extra CA bundle that verifies the registrar's TLS certificate
     no_register: bool = False  # OPTIONS + a challenge-only probe; never a real REGISTER
+    turn: tuple[str, ...] = ()  # TURN servers HOST[:PORT] for the media-path checks
+    turn_user: str | None = None
+    turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
+    media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
     debug: bool = False
     password: Secret | None = field(default=None, repr=False)
 
@@ -98,7 +103,7 @@ class Settings:
 
 # Profile keys: everything a flag can set except debug and the password itself.
 PROFILE_KEYS = tuple(f.name for f in fields(Settings) if f.name not in ("debug", "password"))
-_LIST_KEYS = ("transports", "numbers", "stun", "only", "skip")
+_LIST_KEYS = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -199,7 +204,7 @@ def validate(s: Settings) -> None:
         if getattr(s, name) == "":
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} is empty", f"give {flag} a value or leave it out")
-    for name in ("numbers", "stun", "transports"):
+    for name in ("numbers", "stun", "transports", "turn", "media"):
         if any(not v.strip() for v in getattr(s, name)):
             raise UsageError(f"an empty value was given for {name}", "remove the empty value")
     if s.registrar is not None:
@@ -245,6 +250,25 @@ def validate(s: Settings) -> None:
             raise UsageError(
                 f"--dns-server must be an IP address, got '{dns.host}'",
                 "use an address such as 192.0.2.53 or [2001:db8::53]:53",
+            )
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.turn_password_env):
+        raise UsageError(
+            "--turn-password-env must be the name of an environment variable (letters, digits, _)",
+            f"e.g. --turn-password-env {DEFAULT_TURN_PASSWORD_ENV}",
+        )
+    for server in (*s.stun, *s.turn):
+        try:
+            parse_registrar(server)
+        except ValueError as exc:
+            raise UsageError(
+                f"invalid STUN/TURN server '{server}': {exc}",
+                "use HOST[:PORT], e.g. stun.example.com:3478",
+            ) from None
+    for media in s.media:
+        if not re.fullmatch(r".+:\d{1,5}(-\d{1,5})?", media):
+            raise UsageError(
+                f"invalid --media '{media}'",
+                "use HOST:PORT or HOST:LOW-HIGH, e.g. media.example.com:10000-20000",
             )
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.password_env):
         # The value is not echoed: it may be the password, given here by mistake.

@@ -195,6 +195,9 @@ class Rule:
 # fmt: off
 RULES: tuple[Rule, ...] = (
     Rule("host.vpn_active", "host.vpn", _PROBLEM, Severity.WARNING),
+    Rule("host.vpn_active", "net.route", _PROBLEM, Severity.WARNING,
+         "the route to the registrar goes through a VPN interface",
+         lambda d: bool(d.get("is_vpn"))),
     Rule("host.clock_skew", "host.clock", _PROBLEM, Severity.WARNING),
     Rule("network.dns_failure", "net.dns", _FAIL, Severity.CRITICAL,
          "no requested transport has a resolvable target"),

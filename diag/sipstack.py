@@ -93,6 +93,7 @@ class SipTrace:
     def __init__(self) -> None:
         self._responses: list[tuple[str, int, str]] = []  # (call_id, code, raw response)
         self._call_ids: dict[str, str] = {}  # probe id -> Call-ID
+        self._sent: dict[str, dict[str, str | None]] = {}  # probe id -> Via/Contact we sent
         self._lock = threading.Lock()
 
     def write(self, msg: str) -> None:
@@ -108,9 +109,13 @@ class SipTrace:
         parsed = parse(raw)  # parse() itself drops Authorization/Proxy-Authorization
         probe = parsed.first(PROBE_HEADER) if parsed else None
         call_id = parsed.first("call-id") if parsed else None
-        if probe and call_id:
+        if parsed and probe and call_id:
             with self._lock:
                 self._call_ids.setdefault(probe, call_id)
+                # What left this machine, to compare with what the registrar saw (SIP ALG).
+                self._sent.setdefault(
+                    probe, {"via": parsed.first("via"), "contact": parsed.first("contact")}
+                )
 
     def _note_response(self, raw: str) -> None:
         from checks.sipmsg import parse
@@ -126,6 +131,11 @@ class SipTrace:
     def call_id(self, probe: str) -> str | None:
         with self._lock:
             return self._call_ids.get(probe)
+
+    def sent(self, probe: str) -> dict[str, str | None] | None:
+        """The Via and Contact of the first request sent for this probe."""
+        with self._lock:
+            return self._sent.get(probe)
 
     def responses(self, call_id: str) -> list[tuple[int, str]]:
         """(code, raw response) received on this Call-ID, in order."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from clihelp import cli, cli_process
+from peers.tun import held_tun
 
 from checks.host import (
     check_clock,
@@ -95,31 +95,9 @@ def test_a_machine_with_only_loopback_fails_host_interfaces() -> None:
         subprocess.run(["ip", "netns", "del", bare], check=False)
 
 
-TUN_HOLDER = """
-import fcntl, struct, sys, time
-fd = open("/dev/net/tun", "r+b", buffering=0)
-# TUNSETIFF with IFF_TUN | IFF_NO_PI
-fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", b"tun7", 0x0001 | 0x1000))
-print("ready", flush=True)
-time.sleep(60)
-"""
-
-
 def test_a_vpn_tun_interface_that_is_up_warns_and_becomes_a_finding(netns_with_tun: str) -> None:
     ns = netns_with_tun
-    # A real tun device held open by a process, as a VPN client does (else it has no carrier).
-    holder = subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", TUN_HOLDER],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        subprocess.run(
-            ["ip", "-n", ns, "addr", "add", "10.8.0.1", "peer", "10.8.0.2", "dev", "tun7"],
-            check=True,
-        )
-        subprocess.run(["ip", "-n", ns, "link", "set", "tun7", "up"], check=True)
+    with held_tun(ns, "tun7", "10.8.0.1", "10.8.0.2"):
         r = cli_process(
             "check", "--only", "host.vpn", "--format", "json", prefix=["ip", "netns", "exec", ns]
         )
@@ -144,9 +122,6 @@ def test_a_vpn_tun_interface_that_is_up_warns_and_becomes_a_finding(netns_with_t
             ).code
             == 1
         )
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_no_vpn_in_a_namespace_with_only_ethernet_passes(netns_with_tun: str) -> None:
