@@ -1,16 +1,19 @@
-"""net.sip-options: one raw OPTIONS to the registrar over UDP, TCP and TLS, side by side.
+"""net.sip-options: one raw OPTIONS to each of the registrar's targets over UDP, TCP and TLS,
+side by side.
 
 All three transports are always probed, in parallel, whatever the softphone is configured to
-use: a blocked transport only means something next to one that works. The wire format lives
-in checks/sipwire.py, one probe's sockets in checks/optionsprobe.py and the certificate evidence
-in checks/tlscert.py; this module plans the probes, runs them side by side and gives the verdict.
+use: a blocked transport only means something next to one that works. Within a transport every
+target DNS gave is probed (the first MAX_TARGETS_PER_TRANSPORT, in preference order), so a
+preferred SRV target that is down shows next to the one a softphone would fail over to. The wire
+format lives in checks/sipwire.py, one probe's sockets in checks/optionsprobe.py, the certificate
+evidence in checks/tlscert.py and the verdict in checks/optionsverdict.py; this module plans the
+probes and runs them side by side.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -18,31 +21,19 @@ from checks import sipwire
 from checks.dns import (
     DEADLINE_REACHED,
     DEFAULT_PORTS,
-    DNS_SERVER_HINT,
     Target,
     lookup_addresses,
     targets_for,
     tried_summary,
 )
-from checks.optionsprobe import (
-    ANSWERED,
-    ERROR,
-    NOT_FINISHED,
-    PROBE_TIMEOUT,
-    REFUSED,
-    RESERVE,
-    TIMEOUT,
-    TLS_FAILED,
-    TLS_UNTRUSTED,
-    UNREACHABLE,
-    Plan,
-    Probe,
-)
+from checks.optionsprobe import ERROR, NOT_FINISHED, PROBE_TIMEOUT, RESERVE, Plan, Probe
+from checks.optionsverdict import ALL_TRANSPORTS, verdict
 from diag.context import Context
-from diag.model import CheckResult, Status
+from diag.model import CheckResult
 from diag.target import Registrar, is_ip
 
-ALL_TRANSPORTS = ("udp", "tcp", "tls")
+# A softphone rarely gets further down the list; more targets would only add sockets and noise.
+MAX_TARGETS_PER_TRANSPORT = 3
 DNS_UNFINISHED = "name resolution did not finish in time"
 DNS_JOIN_SLACK = 0.05  # the resolver's own deadline is this much before we stop waiting for it
 T = TypeVar("T")
@@ -97,7 +88,7 @@ class Found:
 def find_probe_targets(ctx: Context) -> Found:
     """find_targets(ctx), plus the registrar host's address for the transports DNS gave no
     target for: asked of the resolver net.dns uses (so --dns-server counts), by ctx.deadline.
-    One address is enough: the probe shows whether the transport works, not failover."""
+    One address is enough for those: failover is judged among the targets DNS gave."""
     targets = find_targets(ctx)
     registrar = ctx.settings.target
     assert registrar is not None
@@ -116,41 +107,44 @@ def find_probe_targets(ctx: Context) -> Found:
 def plan_probes(
     ctx: Context, dns_targets: list[Target], host_address: str | None = None
 ) -> list[Plan]:
-    """One probe per transport: DNS's first target for it, else one derived from the registrar
-    (at ``host_address``, when DNS gave no target for the registrar host itself)."""
+    """Per transport, in preference order: DNS's first MAX_TARGETS_PER_TRANSPORT targets for it,
+    else one derived from the registrar (at ``host_address``, when DNS gave no target for the
+    registrar host itself).
+
+    The first probe of a transport has the probe id ``<run_id>-<transport>``, the next ones
+    ``<run_id>-<transport>-2`` and ``-3``: every request of the run can be found by its id.
+    """
     registrar = ctx.settings.target
     assert registrar is not None  # requires=("registrar",)
     configured = tuple(ctx.settings.effective_transports)
     plans = []
     for transport in ALL_TRANSPORTS:
-        found = next((t for t in dns_targets if t.transport == transport), None)
-        address: str | None
-        if found is not None:
-            host, port, address, source = found.host, found.port, found.address, "dns"
-        else:
+        found = [t for t in dns_targets if t.transport == transport]
+        places: list[tuple[str, int, str | None, str]] = [
+            (t.host, t.port, t.address, "dns") for t in found[:MAX_TARGETS_PER_TRANSPORT]
+        ]
+        if not places:
             # Reuse an address DNS already gave for the registrar host (no second lookup).
             address = next((t.address for t in dns_targets if t.host == registrar.host), None)
             if address is None and is_ip(registrar.host):
                 address = registrar.host
-            address = address or host_address
-            host, port, source = (
-                registrar.host,
-                derived_port(registrar, transport, configured),
-                "derived",
+            port = derived_port(registrar, transport, configured)
+            places = [(registrar.host, port, address or host_address, "derived")]
+        for rank, (host, port, address, source) in enumerate(places, start=1):
+            label = transport if rank == 1 else f"{transport}-{rank}"
+            plans.append(
+                Plan(
+                    transport=transport,
+                    host=host,
+                    port=port,
+                    address=address,
+                    source=source,
+                    server_hostname=registrar.host,
+                    ca=ctx.settings.ca,
+                    probe_id=sipwire.probe_id(ctx.run_id, label),
+                    user_agent=ctx.user_agent,
+                )
             )
-        plans.append(
-            Plan(
-                transport=transport,
-                host=host,
-                port=port,
-                address=address,
-                source=source,
-                server_hostname=registrar.host,
-                ca=ctx.settings.ca,
-                probe_id=sipwire.probe_id(ctx.run_id, transport),
-                user_agent=ctx.user_agent,
-            )
-        )
     return plans
 
 
@@ -190,30 +184,34 @@ def check_options(ctx: Context) -> CheckResult:
         found = Found([], unresolved=dns_error)
     probe_deadline = clock() + min(PROBE_TIMEOUT, max(0.0, end - clock()))
     now = ctx.now().timestamp() - clock()  # wall clock = monotonic + this offset
-    probes = {
-        plan.transport: Probe(plan, probe_deadline, clock, lambda: now + clock())
+    # Every probe of every transport at once, each under the same per-probe deadline.
+    probes = [
+        Probe(plan, probe_deadline, clock, lambda: now + clock())
         for plan in plan_probes(ctx, found.targets, found.host_address)
-    }
+    ]
     # A derived target without an address has nowhere to go: no fallback to the OS resolver,
     # which may not know what --dns-server knows.
     threads = {
-        t: threading.Thread(target=probe.run, daemon=True, name=f"sipdiag-options-{t}")
-        for t, probe in probes.items()
+        i: threading.Thread(
+            target=probe.run, daemon=True, name=f"sipdiag-options-{probe.plan.transport}-{i}"
+        )
+        for i, probe in enumerate(probes)
         if probe.plan.address is not None
     }
     for thread in threads.values():
         thread.start()
     for thread in threads.values():
         thread.join(max(0.0, end - clock()))
-    results = {}
-    for t, probe in probes.items():
-        results[t] = dict(probe.out)
-        if t not in threads:
-            results[t].update(outcome=_unresolved_outcome(found), error=found.unresolved)
-        elif threads[t].is_alive():  # its sockets time out soon
-            results[t].update(outcome=NOT_FINISHED, error="still running at the deadline")
+    per_target: dict[str, list[dict[str, Any]]] = {}
+    for i, probe in enumerate(probes):
+        out = dict(probe.out)
+        if i not in threads:
+            out.update(outcome=_unresolved_outcome(found), error=found.unresolved)
+        elif threads[i].is_alive():  # its sockets time out soon
+            out.update(outcome=NOT_FINISHED, error="still running at the deadline")
+        per_target.setdefault(probe.plan.transport, []).append(out)
     configured = tuple(settings.effective_transports)
-    return verdict(results, configured, registrar, bool(settings.ca), dns_error, found.lookups)
+    return verdict(per_target, configured, registrar, bool(settings.ca), dns_error, found.lookups)
 
 
 def _unresolved_outcome(found: Found) -> str:
@@ -223,168 +221,3 @@ def _unresolved_outcome(found: Found) -> str:
     if found.lookups and all(q["error"] == DEADLINE_REACHED for q in found.lookups):
         return NOT_FINISHED
     return ERROR
-
-
-def verdict(
-    results: Mapping[str, dict[str, Any]],
-    configured: tuple[str, ...],
-    registrar: Registrar,
-    ca_given: bool = False,
-    dns_error: str | None = None,
-    host_lookups: list[dict[str, Any]] | None = None,
-) -> CheckResult:
-    """Status, summary, hint and details from the three transports' results (pure)."""
-    local_ips = {t: _local_ip(r) for t, r in results.items()}
-    public = sorted(
-        {
-            r["received"]
-            for t, r in results.items()
-            if r.get("received") and not _same_ip(r["received"], local_ips[t])
-        }
-    )
-    details: dict[str, Any] = {
-        "registrar": registrar.host,
-        "configured_transports": list(configured),
-        "transports": {t: results[t] for t in ALL_TRANSPORTS if t in results},
-        "public_addresses": public,
-        "local_address": next((ip for ip in local_ips.values() if ip), None),
-        "call_ids": [r["call_id"] for r in results.values() if r.get("call_id")],
-    }
-    if dns_error:
-        details["dns_error"] = dns_error
-    if host_lookups:  # the registrar host's A/AAAA, asked for the derived targets
-        details["host_lookups"] = host_lookups
-    summary = "; ".join(_summary_part(t, results[t]) for t in ALL_TRANSPORTS if t in results)
-    bad = [t for t in configured if t in results and not _usable(results[t])]
-    evidence = [t for t in bad if results[t]["outcome"] != NOT_FINISHED]
-    if evidence:
-        hint = _hint(evidence[0], results, registrar, ca_given, suggest_switch=True)
-        return CheckResult(Status.FAIL, summary, details, hint)
-    if bad:
-        return CheckResult(Status.ERROR, summary, details, "re-run with a larger --timeout")
-    spare = [
-        t
-        for t in ALL_TRANSPORTS
-        if t not in configured
-        and t in results
-        and results[t]["outcome"] != NOT_FINISHED
-        and not _usable(results[t])
-    ]
-    if spare:
-        hint = _hint(spare[0], results, registrar, ca_given, suggest_switch=False)
-        works = "/".join(t.upper() for t in configured)
-        return CheckResult(
-            Status.WARN, summary, details, f"{works} works; {spare[0].upper()} would not: {hint}"
-        )
-    return CheckResult(Status.PASS, summary, details)
-
-
-def _local_ip(r: Mapping[str, Any]) -> str | None:
-    local = r.get("local")
-    return str(local).rsplit(":", 1)[0].strip("[]") if local else None
-
-
-def _same_ip(a: str, b: str | None) -> bool:
-    if b is None:
-        return False
-    try:
-        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b)
-    except ValueError:
-        return a == b
-
-
-def _usable(r: Mapping[str, Any]) -> bool:
-    """Answered, and for TLS over a verified certificate: what a softphone could use."""
-    return bool(r["outcome"] == ANSWERED)
-
-
-def _summary_part(transport: str, r: Mapping[str, Any]) -> str:
-    outcome = r["outcome"]
-    answer = f"{r['code']} {r['reason'] or ''}".strip() + f" {r['rtt_ms']} ms"
-    if outcome == ANSWERED:
-        return f"{transport} {answer}"
-    if outcome == TLS_UNTRUSTED:
-        why = (r.get("certificate") or {}).get("verify_error")
-        if r["code"] is not None:
-            return f"{transport} untrusted ({why}), unverified: {answer}"
-        return f"{transport} untrusted ({why})"
-    if outcome == TIMEOUT:
-        connected = " (connected, then silence)" if r.get("connect_ms") is not None else ""
-        return f"{transport} no answer{connected}"
-    label = {
-        REFUSED: "refused",
-        UNREACHABLE: "unreachable",
-        TLS_FAILED: "handshake failed",
-        NOT_FINISHED: "not finished",
-    }
-    return f"{transport} {label.get(outcome, 'error')} ({r['error']})"
-
-
-_PROTO = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
-
-
-def _hint(
-    transport: str,
-    results: Mapping[str, dict[str, Any]],
-    registrar: Registrar,
-    ca_given: bool,
-    suggest_switch: bool,
-) -> str:
-    """The next concrete action for ``transport``'s problem."""
-    r = results[transport]
-    host = registrar.host_literal  # IPv6 in brackets
-    port = r["target"].rsplit(":", 1)[1]
-    proto = "TCP" if transport == "tls" else _PROTO[transport]
-    where = f"{proto} {port}{' (SIP over TLS)' if transport == 'tls' else ''} to {host}"
-    working = [t for t in ALL_TRANSPORTS if t != transport and _usable(results[t])]
-    switch = f", or re-run with --transport {working[0]}" if working and suggest_switch else ""
-    outcome = r["outcome"]
-    if outcome == TLS_UNTRUSTED:
-        return _tls_hint(r, host, ca_given)
-    if outcome == TIMEOUT and all(x["code"] is None for x in results.values()):
-        return (
-            f"nothing answers at {host}: allow outbound SIP (UDP 5060, TCP 5060, TLS 5061) to "
-            "it in the firewall/VPN, and check that it is the right registrar"
-        )
-    if outcome == TIMEOUT:
-        return f"allow outbound {where} in the firewall{switch}"
-    if outcome == REFUSED:
-        return (
-            f"{host} refused {_PROTO[transport]} {port}: check the registrar's port and allow "
-            f"outbound {where} in the firewall{switch}"
-        )
-    if outcome == UNREACHABLE:
-        return f"there is no route to {host}: check the network connection and VPN"
-    if outcome == TLS_FAILED:
-        return (
-            f"the TLS handshake with {host}:{port} failed: check that this port speaks SIP over "
-            f"TLS and that no proxy intercepts it{switch}"
-        )
-    if str(r["error"]).startswith("cannot resolve "):
-        return DNS_SERVER_HINT
-    if str(r["error"]).startswith("cannot load the --ca file"):
-        return "give --ca a PEM file that holds the platform's CA certificate"
-    return f"quote the error ({r['error']}) and the run id to the platform administrator{switch}"
-
-
-def _tls_hint(r: Mapping[str, Any], host: str, ca_given: bool) -> str:
-    cert = r.get("certificate") or {}
-    why = (cert.get("verify_error") or "").lower()
-    if "mismatch" in why:
-        names = ", ".join(cert.get("san") or []) or cert.get("subject_cn") or "other names"
-        return (
-            f"the certificate is not valid for {host} (it names {names}): use a registrar name "
-            "the certificate names, or ask the platform to fix its certificate"
-        )
-    if "expired" in why:
-        return (
-            f"the registrar's certificate expired ({cert.get('not_after')}): ask the platform "
-            "to renew it, and check this machine's clock"
-        )
-    if "not yet valid" in why:
-        return "the registrar's certificate is not valid yet: check this machine's clock (NTP)"
-    given = " (the --ca file given does not verify it)" if ca_given else ""
-    return (
-        f"install the platform's CA certificate or pass --ca FILE{given}; if a TLS-inspecting "
-        f"proxy signs it, exempt {host} from inspection"
-    )

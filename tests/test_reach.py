@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
 from checks.dns import Target, check_dns
-from checks.reach import check_options, derived_port
+from checks.optionsverdict import verdict
+from checks.reach import check_options, derived_port, plan_probes
 from diag import __version__
 from diag.config import Settings
 from diag.context import Context
@@ -214,10 +216,10 @@ AFTER_DNS = Check(
 )
 
 
-def run_with_dns_server(server: str, registrar: str) -> dict[str, Any]:
+def run_with_dns_server(server: str, registrar: str, *args: str) -> dict[str, Any]:
     """net.dns then net.sip-options through the CLI with --dns-server: the options check."""
     r = cli(
-        "check", "--registrar", registrar, "--dns-server", server, "--format", "json",
+        "check", "--registrar", registrar, "--dns-server", server, "--format", "json", *args,
         registry=[NET_DNS, AFTER_DNS],
     )  # fmt: skip
     by_id = {c["id"]: c for c in r.json["checks"]}
@@ -275,6 +277,181 @@ def test_a_derived_target_the_dns_server_cannot_resolve_is_an_error_with_the_dns
         "UDP works; TCP would not: check the registrar name and the DNS servers this machine "
         "uses (or pass --dns-server)"
     )
+
+
+def localhost_records(kam: Kamailio, *udp: tuple[str, int, int]) -> list[str]:
+    """SRV records for the registrar ``localhost`` (a name Kamailio's certificate holds, so TLS
+    verifies with its CA): ``udp`` as (target, port, priority); TCP and TLS to Kamailio."""
+    return [
+        *(srv("_sip._udp.localhost", name, port, priority) for name, port, priority in udp),
+        srv("_sip._tcp.localhost", "pbx2.localhost", kam.port),
+        srv("_sips._tcp.localhost", "pbx2.localhost", kam.tls_port),
+        host("pbx1.localhost", "127.0.0.1"),
+        host("pbx2.localhost", "127.0.0.1"),
+    ]
+
+
+@pytest.mark.usefixtures("data_home")
+def test_a_silent_preferred_srv_target_warns_that_softphones_fail_over_slowly_over_udp(
+    dnsmasq: DnsmasqFactory, kamailio: Kamailio
+) -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # takes OPTIONS, never answers
+    with silent:
+        silent.bind(("127.0.0.1", 0))
+        quiet = silent.getsockname()[1]
+        records = localhost_records(
+            kamailio, ("pbx1.localhost", quiet, 10), ("pbx2.localhost", kamailio.port, 20)
+        )
+        server = dnsmasq(*records, local_domains=("localhost",))
+        check = run_with_dns_server(server.server, "sip:localhost", "--ca", str(kamailio.ca_cert))
+        silent.settimeout(0)
+        received = [silent.recv(65535) for _ in range(2)]  # the request and its retransmission
+    t = check["details"]["transports"]
+    udp = t["udp"]
+    first, second = udp["targets"]
+    assert (first["target"], first["outcome"]) == (f"pbx1.localhost:{quiet}", "timeout")
+    assert first["error"] == "no answer within 2.0 s" and first["retransmitted"] is True
+    assert (second["target"], second["outcome"], second["code"]) == (
+        f"pbx2.localhost:{kamailio.port}",
+        "answered",
+        200,
+    )
+    # The summary is the target that answered, as diagnosis reads it.
+    assert {k: v for k, v in udp.items() if k != "targets"} == second
+    assert all("targets" not in r for r in udp["targets"])
+    assert [len(t[n]["targets"]) for n in ("tcp", "tls")] == [1, 1]
+    assert t["tls"]["certificate"]["verified"] is True
+    assert check["status"] == "warn"
+    assert re.fullmatch(
+        rf"udp 200 Keepalive \d+ ms via pbx2\.localhost:{kamailio.port} "
+        rf"\(pbx1\.localhost:{quiet} timed out\); tcp 200 Keepalive \d+ ms; "
+        r"tls 200 Keepalive \d+ ms",
+        check["summary"],
+    ), check["summary"]
+    assert check["hint"] == (
+        f"the preferred SRV target pbx1.localhost:{quiet} does not answer over UDP, so "
+        f"softphones try it first and fail over to pbx2.localhost:{kamailio.port} slowly: ask "
+        "the platform to fix it or to remove it from the SRV records"
+    )
+    run_id = t["tcp"]["call_id"].split("@")[0].removesuffix("-tcp")
+    assert check["details"]["call_ids"] == [
+        f"{run_id}-{label}@127.0.0.1" for label in ("udp", "udp-2", "tcp", "tls")
+    ]
+    assert all(f"Call-ID: {run_id}-udp@127.0.0.1" in d.decode() for d in received)
+
+
+@pytest.mark.usefixtures("data_home")
+def test_one_srv_target_per_transport_passes_with_that_target_listed(
+    dnsmasq: DnsmasqFactory, kamailio: Kamailio
+) -> None:
+    server = dnsmasq(
+        *localhost_records(kamailio, ("pbx2.localhost", kamailio.port, 10)),
+        local_domains=("localhost",),
+    )
+    check = run_with_dns_server(server.server, "sip:localhost", "--ca", str(kamailio.ca_cert))
+    t = check["details"]["transports"]
+    assert check["status"] == "pass" and check["hint"] is None, check["summary"]
+    for name in ("udp", "tcp", "tls"):
+        (only,) = t[name]["targets"]
+        assert {k: v for k, v in t[name].items() if k != "targets"} == only
+        assert (only["outcome"], only["target_source"]) == ("answered", "dns")
+    assert " via " not in check["summary"]
+    assert len(check["details"]["call_ids"]) == 3
+
+
+def test_at_most_three_targets_per_transport_are_probed_in_preference_order() -> None:
+    dns = [Target("udp", f"pbx{n}.test", 5060, f"192.0.2.{n}") for n in range(1, 5)]
+    ctx = context("sip:pbx.test", targets=dns)
+    plans = plan_probes(ctx, dns, host_address="192.0.2.99")
+    udp = [p for p in plans if p.transport == "udp"]
+    assert [(p.host, p.address) for p in udp] == [
+        (f"pbx{n}.test", f"192.0.2.{n}") for n in (1, 2, 3)
+    ]
+    assert [p.probe_id for p in udp] == [
+        f"{ctx.run_id}-udp",
+        f"{ctx.run_id}-udp-2",
+        f"{ctx.run_id}-udp-3",
+    ]
+    others = [(p.transport, p.source, p.address, p.probe_id) for p in plans if p.transport != "udp"]
+    assert others == [
+        ("tcp", "derived", "192.0.2.99", f"{ctx.run_id}-tcp"),
+        ("tls", "derived", "192.0.2.99", f"{ctx.run_id}-tls"),
+    ]
+
+
+def probe_result(target: str, outcome: str, code: int | None = None, **more: Any) -> dict[str, Any]:
+    """One probe's result as optionsprobe.Probe records it (the keys the verdict reads)."""
+    answered = code is not None
+    return {
+        "target": target,
+        "target_source": "dns",
+        "address": "192.0.2.1",
+        "local": "192.0.2.200:40000",
+        "outcome": outcome,
+        "code": code,
+        "reason": "OK" if answered else None,
+        "rtt_ms": 3 if answered else None,
+        "connect_ms": None,
+        "received": None,
+        "call_id": None,
+        "error": None if answered else "no answer within 2.0 s",
+        **more,
+    }
+
+
+def test_failing_over_on_a_transport_not_configured_is_told_but_does_not_warn() -> None:
+    per_target = {
+        "udp": [probe_result("pbx.test:5060", "answered", 200)],
+        "tcp": [
+            probe_result("pbx1.test:5060", "refused", error="Connection refused"),
+            probe_result("pbx2.test:5060", "answered", 200),
+        ],
+    }
+    result = verdict(per_target, ("udp",), parse_registrar("sip:pbx.test"))
+    assert result.status is Status.PASS and result.hint is None
+    assert result.summary == (
+        "udp 200 OK 3 ms; tcp 200 OK 3 ms via pbx2.test:5060 (pbx1.test:5060 refused)"
+    )
+    assert result.details["transports"]["tcp"]["target"] == "pbx2.test:5060"
+
+
+def test_failing_over_between_addresses_of_one_host_names_them_next_to_a_broken_spare() -> None:
+    per_target = {
+        "udp": [
+            probe_result("pbx.test:5060", "timeout", address="192.0.2.1"),
+            probe_result("pbx.test:5060", "timeout", address="192.0.2.2"),
+            probe_result("pbx.test:5060", "answered", 200, address="192.0.2.3"),
+        ],
+        "tcp": [
+            probe_result("pbx.test:5060", "timeout", address="192.0.2.1"),
+            probe_result("pbx.test:5060", "refused", address="192.0.2.2", error="Refused"),
+        ],
+    }
+    result = verdict(per_target, ("udp",), parse_registrar("sip:pbx.test"))
+    assert result.status is Status.WARN
+    assert result.summary == (
+        "udp 200 OK 3 ms via pbx.test:5060 at 192.0.2.3 (pbx.test:5060 at 192.0.2.1 timed out, "
+        "pbx.test:5060 at 192.0.2.2 timed out); tcp no answer (+1 other target, none answered)"
+    )
+    assert result.hint == (
+        "UDP works; TCP would not: allow outbound TCP 5060 to pbx.test in the firewall; also "
+        "the preferred addresses pbx.test:5060 at 192.0.2.1 and pbx.test:5060 at 192.0.2.2 do "
+        "not answer over UDP, so softphones try them first and fail over to pbx.test:5060 at "
+        "192.0.2.3 slowly: ask the platform to fix them or to remove them from the A/AAAA "
+        "records of pbx.test"
+    )
+
+
+def test_a_preferred_target_that_ran_out_of_budget_is_no_evidence_of_failover() -> None:
+    per_target = {
+        "udp": [
+            probe_result("pbx1.test:5060", "not_finished", error="still running at the deadline"),
+            probe_result("pbx2.test:5060", "answered", 200),
+        ]
+    }
+    result = verdict(per_target, ("udp",), parse_registrar("sip:pbx.test"))
+    assert result.status is Status.PASS
+    assert result.summary == "udp 200 OK 3 ms via pbx2.test:5060 (pbx1.test:5060 not finished)"
 
 
 def test_explicit_uri_port_belongs_to_the_configured_transports_class() -> None:
