@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, host, reach, route, sip
+from checks import dns, host, media, quality, reach, route, sip
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -38,6 +38,21 @@ REGISTRY: tuple[Check, ...] = (
         requires=("registrar",),
         after=("net.dns",),
         timeout=None,
+    ),
+    Check(
+        "net.media",
+        "The media path is open",
+        media.check_media,
+        needs="--turn with --turn-user and a password env var, and/or --media",
+        timeout=5.0,
+    ),
+    Check(
+        "net.quality",
+        "Network quality is good enough for calls",
+        quality.check_quality,
+        needs="--stun",
+        requires=("stun",),
+        timeout=5.0,
     ),
     Check(
         "sip.register",

@@ -140,3 +140,30 @@ def test_every_rule_names_a_known_cause_and_a_registered_check() -> None:
     ids = {c.id for c in REGISTRY}
     for rule in RULES:
         assert rule.cause in CAUSES and rule.check in ids, rule
+
+
+@pytest.mark.parametrize(
+    ("problem", "status", "severity"),
+    [
+        ("blocked", Status.FAIL, Severity.CRITICAL),
+        ("media_blocked", Status.FAIL, Severity.CRITICAL),
+        ("rejected", Status.FAIL, Severity.CRITICAL),
+        ("udp_blocked", Status.WARN, Severity.WARNING),
+    ],
+)
+def test_a_closed_media_path_is_media_blocked(
+    problem: str, status: Status, severity: Severity
+) -> None:
+    (finding,) = diagnose([_run("net.media", status, problem=problem)])
+    assert (finding.cause, finding.severity) == ("network.media_blocked", severity)
+
+
+def test_wrong_turn_credentials_are_not_a_blocked_media_path() -> None:
+    assert diagnose([_run("net.media", Status.FAIL, problem="auth_failed")]) == []
+
+
+def test_poor_quality_is_a_warning_or_critical_by_the_checks_status() -> None:
+    (warn,) = diagnose([_run("net.quality", Status.WARN, loss_pct=2.0)])
+    (fail,) = diagnose([_run("net.quality", Status.FAIL, loss_pct=20.0)])
+    assert (warn.cause, warn.severity) == ("network.poor_quality", Severity.WARNING)
+    assert (fail.cause, fail.severity) == ("network.poor_quality", Severity.CRITICAL)
