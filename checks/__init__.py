@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, host, media, quality, reach, route, sip
+from checks import dns, fragment, host, media, quality, reach, route, sip, sipalg
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -40,6 +40,14 @@ REGISTRY: tuple[Check, ...] = (
         timeout=None,
     ),
     Check(
+        "net.udp-fragmentation",
+        "Large SIP messages over UDP get through",
+        fragment.check_udp_fragmentation,
+        needs="--registrar (UDP)",
+        requires=("registrar",),
+        after=("net.dns",),
+    ),
+    Check(
         "net.media",
         "The media path is open",
         media.check_media,
@@ -63,6 +71,14 @@ REGISTRY: tuple[Check, ...] = (
         after=("net.dns",),
         timeout=None,
         uses_sip=True,
+    ),
+    Check(
+        "net.sip-alg",
+        "No SIP ALG rewrites our signalling",
+        sipalg.check_sip_alg,
+        needs="--registrar (reads sip.register and net.stun when they ran)",
+        requires=("registrar",),
+        after=("net.dns", "sip.register", "net.stun"),
     ),
     Check(
         "host.clock",

@@ -85,6 +85,10 @@ class _Registration:
         # in every pjsua-based softphone, and a registrar would replace the agent's binding.
         cfg.regConfig.contactUriParams = f";sipdiag={ctx.run_id[:8]}"
         cfg.natConfig.sipOutboundUse = 0
+        # No re-REGISTER from the address the registrar reported: the 200 must answer the
+        # Contact and Via we sent, or plain NAT would look like a SIP ALG (net.sip-alg).
+        cfg.natConfig.contactRewriteUse = 0
+        cfg.natConfig.viaRewriteUse = 0
         cfg.sipConfig.transportId = tid  # decides the address family too
         cfg.sipConfig.authCreds.append(
             pj.AuthCredInfo("digest", "*", s.auth_user or s.user or "", 0, password.reveal())
@@ -138,6 +142,13 @@ class _Registration:
         call_id = out.get("call_id") or stack.trace.call_id(self.probe)
         out["call_id"] = call_id
         out["sent"] = stack.trace.sent(self.probe)
+        # The first 2xx on the Call-ID we sent: what the registrar made of our Via and Contact.
+        sent_call_id = stack.trace.call_id(self.probe)
+        answers = stack.trace.responses(sent_call_id) if sent_call_id else []
+        first_ok = next((raw for code, raw in answers if code // 100 == 2), None)
+        first = parse(first_ok) if first_ok else None
+        if first is not None:
+            out["first_ok"] = {"via": first.first("via"), "contacts": first.all("contact")}
         _add_challenge(out, stack.trace.responses(call_id) if call_id else [])
         return out
 

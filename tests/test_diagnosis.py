@@ -167,3 +167,17 @@ def test_poor_quality_is_a_warning_or_critical_by_the_checks_status() -> None:
     (fail,) = diagnose([_run("net.quality", Status.FAIL, loss_pct=20.0)])
     assert (warn.cause, warn.severity) == ("network.poor_quality", Severity.WARNING)
     assert (fail.cause, fail.severity) == ("network.poor_quality", Severity.CRITICAL)
+
+
+@pytest.mark.parametrize(
+    ("check", "cause"),
+    [
+        ("net.sip-alg", "network.sip_alg"),
+        ("net.udp-fragmentation", "network.udp_fragmentation"),
+    ],
+)
+def test_a_failed_alg_or_fragmentation_check_is_its_cause(check: str, cause: str) -> None:
+    (finding,) = diagnose([_run(check, Status.FAIL)])
+    assert (finding.cause, finding.severity) == (cause, Severity.CRITICAL)
+    assert diagnose([_run(check, Status.PASS)]) == []
+    assert diagnose([_run(check, Status.WARN)]) == []
