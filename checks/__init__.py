@@ -5,7 +5,7 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, fragment, host, media, quality, reach, route, sip, sipalg
+from checks import dns, fragment, host, media, nat, quality, reach, route, sip, sipalg, stun
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -46,6 +46,21 @@ REGISTRY: tuple[Check, ...] = (
         needs="--registrar (UDP)",
         requires=("registrar",),
         after=("net.dns",),
+    ),
+    Check(
+        "net.stun",
+        "STUN servers answer",
+        stun.check_stun,
+        needs="--stun",
+        requires=("stun",),
+    ),
+    Check(
+        "net.nat",
+        "NAT lets calls in",
+        nat.check_nat,
+        needs="--stun (a server with two addresses, RFC 5780)",
+        requires=("stun",),
+        after=("net.stun",),
     ),
     Check(
         "net.media",

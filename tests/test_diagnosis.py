@@ -181,3 +181,11 @@ def test_a_failed_alg_or_fragmentation_check_is_its_cause(check: str, cause: str
     assert (finding.cause, finding.severity) == (cause, Severity.CRITICAL)
     assert diagnose([_run(check, Status.PASS)]) == []
     assert diagnose([_run(check, Status.WARN)]) == []
+
+
+def test_stun_and_nat_problems_are_warnings() -> None:
+    (stun,) = diagnose([_run("net.stun", Status.FAIL)])
+    (nat,) = diagnose([_run("net.nat", Status.WARN, mapping="address_and_port_dependent")])
+    assert (stun.cause, stun.severity) == ("network.stun_unreachable", Severity.WARNING)
+    assert (nat.cause, nat.severity) == ("network.nat_restrictive", Severity.WARNING)
+    assert diagnose([_run("net.stun", Status.WARN)]) == []  # some server still answers
