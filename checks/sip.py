@@ -2,203 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from typing import Any
 
 from checks.dns import DEFAULT_PORTS, Target, targets_for
 from checks.host import clock_offset_ms
-from checks.sipmsg import parse, parse_challenge, via_received
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
-from diag.sipstack import INSTALL_HINT, PROBE_HEADER, SipStack, SipUnavailable
+from diag.sipstack import INSTALL_HINT
 from diag.target import Registrar
 
 EVIDENCE = o.NETWORK | {o.OK, o.REJECTED, o.CHALLENGED, o.TLS_UNTRUSTED, o.DNS_FAILURE}
-UNREGISTER_RESERVE = 0.3  # seconds kept back to remove our binding again
-UNREGISTER_WAIT = 1.0  # at most this long for the un-REGISTER's answer
 BASELINE_RESERVE = 1.0  # kept for the control probe, in case a REGISTER is rejected
-REGISTER_EXPIRES = 60  # short: a binding we fail to remove disappears soon by itself
-
-
-def _local_outcome(code: int, reason: str) -> str:
-    """Classify an answer pjsip made up itself (no packet from the registrar)."""
-    lowered = reason.lower()
-    if "certificate" in lowered or "ecertverif" in lowered:
-        return o.TLS_UNTRUSTED
-    if "resolve" in lowered or "gethostbyname" in lowered or "unknown host" in lowered:
-        return o.DNS_FAILURE
-    if code == 408 or "timed out" in lowered or "timeout" in lowered:
-        return o.TIMEOUT
-    if "refused" in lowered or "reset" in lowered:
-        return o.REFUSED
-    if "no route" in lowered or "unreachable" in lowered:
-        return o.UNREACHABLE
-    return o.LOCAL_ERROR
-
-
-class _Registration:
-    """One pjsua2 account registering over one transport; every attempt runs side by side."""
-
-    def __init__(
-        self,
-        ctx: Context,
-        pj: Any,
-        transport: str,
-        tid: int,
-        target: dict[str, Any],
-        uri: str,
-        password: Secret,
-    ) -> None:
-        s = ctx.settings
-        self.ctx, self.transport, self.target, self.uri = ctx, transport, target, uri
-        self.probe = f"{ctx.run_id}-{transport}"
-        events: list[dict[str, Any]] = []
-        self.events = events
-
-        class Account(pj.Account):
-            def onRegState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 callback name
-                events.append(
-                    {
-                        "code": prm.code,
-                        "reason": prm.reason,
-                        "expiration": prm.expiration,
-                        "raw": prm.rdata.wholeMsg,
-                        "src": prm.rdata.srcAddress,
-                        "local_time": ctx.now(),
-                        "t": ctx.monotonic(),
-                    }
-                )
-
-        cfg = pj.AccountConfig()
-        cfg.idUri = s.sip_uri or ""
-        cfg.regConfig.registrarUri = uri
-        cfg.regConfig.registerOnAdd = True
-        cfg.regConfig.retryIntervalSec = 0  # a failed REGISTER is not retried: never flood
-        cfg.regConfig.timeoutSec = REGISTER_EXPIRES
-        header = pj.SipHeader()
-        header.hName, header.hValue = PROBE_HEADER, self.probe
-        cfg.regConfig.headers.append(header)
-        # A Contact of our own and no SIP outbound: pjsua's default +sip.instance is the same
-        # in every pjsua-based softphone, and a registrar would replace the agent's binding.
-        cfg.regConfig.contactUriParams = f";sipdiag={ctx.run_id[:8]}"
-        cfg.natConfig.sipOutboundUse = 0
-        # No re-REGISTER from the address the registrar reported: the 200 must answer the
-        # Contact and Via we sent, or plain NAT would look like a SIP ALG (net.sip-alg).
-        cfg.natConfig.contactRewriteUse = 0
-        cfg.natConfig.viaRewriteUse = 0
-        cfg.sipConfig.transportId = tid  # decides the address family too
-        cfg.sipConfig.authCreds.append(
-            pj.AuthCredInfo("digest", "*", s.auth_user or s.user or "", 0, password.reveal())
-        )
-        self.account = Account()
-        self.t0 = ctx.monotonic()
-        self.error: str | None = None
-        try:
-            self.account.create(cfg)
-        except pj.Error as exc:
-            self.error = str(getattr(exc, "reason", "") or getattr(exc, "title", "") or exc)
-
-    @property
-    def finished(self) -> bool:
-        return self.error is not None or bool(self.events)
-
-    @property
-    def accepted(self) -> bool:
-        return bool(self.events) and self.events[0]["code"] // 100 == 2
-
-    def unregister(self) -> None:
-        self.account.setRegistration(False)
-
-    @property
-    def unregistered(self) -> bool:
-        return len(self.events) > 1 and self.events[1]["code"] // 100 == 2
-
-    def result(self, stack: SipStack, budget: float) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "transport": self.transport,
-            "uri": self.uri,
-            "target": self.target,
-            "credentials": True,
-        }
-        if self.error is not None:
-            out.update(
-                outcome=o.LOCAL_ERROR, code=0, remote=False, reason=self.error, duration_ms=0
-            )
-        elif not self.events:
-            out.update(
-                outcome=o.NOT_FINISHED,
-                code=0,
-                remote=False,
-                duration_ms=int(budget * 1000),
-                reason=f"no final answer within the {budget:.1f} s this attempt had",
-            )
-        else:
-            out.update(_describe(self.events[0], self.t0))
-            if out["outcome"] == o.OK:
-                out["unregistered"] = self.unregistered
-        call_id = out.get("call_id") or stack.trace.call_id(self.probe)
-        out["call_id"] = call_id
-        out["sent"] = stack.trace.sent(self.probe)
-        # The first 2xx on the Call-ID we sent: what the registrar made of our Via and Contact.
-        sent_call_id = stack.trace.call_id(self.probe)
-        answers = stack.trace.responses(sent_call_id) if sent_call_id else []
-        first_ok = next((raw for code, raw in answers if code // 100 == 2), None)
-        first = parse(first_ok) if first_ok else None
-        if first is not None:
-            out["first_ok"] = {"via": first.first("via"), "contacts": first.all("contact")}
-        _add_challenge(out, stack.trace.responses(call_id) if call_id else [])
-        return out
-
-
-def _describe(ev: dict[str, Any], t0: float) -> dict[str, Any]:
-    msg = parse(ev["raw"])
-    code = int(ev["code"])
-    out: dict[str, Any] = {
-        "code": code,
-        "reason": ev["reason"],
-        "remote": msg is not None,  # False: pjsip made this answer up (timeout, refused)
-        "duration_ms": int((ev["t"] - t0) * 1000),
-        "local_time": ev["local_time"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
-    if msg is None:
-        out["outcome"] = _local_outcome(code, ev["reason"])
-        return out
-    out["outcome"] = o.OK if code // 100 == 2 else o.REJECTED
-    out.update(
-        {
-            "source": ev["src"],
-            "warning": msg.all("warning"),
-            "reason_header": msg.all("reason"),
-            "server": msg.first("server") or msg.first("user-agent"),
-            "call_id": msg.first("call-id"),
-            "server_date": msg.first("date"),
-        }
-    )
-    if code // 100 == 2:
-        out["expires"] = ev["expiration"]
-        out["bindings"] = msg.all("contact")
-    via = msg.first("via")
-    if via:
-        out["received"], out["rport"] = via_received(via)
-        out["via_echoed"] = via  # our top Via as the registrar received it
-    return out
-
-
-def _add_challenge(result: dict[str, Any], responses: list[tuple[int, str]]) -> None:
-    """Whether the registrar challenged this REGISTER, and with what (pjsua answers 401/407
-    itself, so onRegState never sees them), and whether it answered anything at all."""
-    challenges = [raw for code, raw in responses if code in (401, 407)]
-    result["challenged"] = bool(challenges)
-    result["challenges"] = len(challenges)
-    result["registrar_answered"] = bool(responses)  # e.g. a challenge, then silence
-    result["challenge"] = None
-    if challenges:
-        msg = parse(challenges[0])
-        header = msg and (msg.first("www-authenticate") or msg.first("proxy-authenticate"))
-        result["challenge"] = parse_challenge(header) if header else None
+WORKER_GRACE = 0.5  # the worker process may take this long past its deadline to exit
 
 
 def _plan(
@@ -219,54 +42,6 @@ def _plan(
     target = {"host": found.host, "port": found.port, "address": found.address}
     uri = Registrar(configured.scheme, host, found.port, None, configured.params).uri(transport)
     return target, uri
-
-
-def _register_all(
-    ctx: Context,
-    pj: Any,
-    stack: SipStack,
-    configured: Registrar,
-    transports: list[str],
-    password: Secret,
-) -> list[dict[str, Any]]:
-    resolved = targets_for(ctx)
-    keep = UNREGISTER_RESERVE + min(BASELINE_RESERVE, ctx.remaining() * 0.25)
-    budget = max(0.05, ctx.remaining() - keep)
-    stack.set_transaction_budget(budget)
-    attempts: dict[str, dict[str, Any]] = {}
-    runs: list[_Registration] = []
-    try:
-        for transport in transports:
-            target, uri = _plan(ctx, configured, transport, resolved)
-            tid = stack.transport_ids.get(transport)
-            if tid is None:
-                attempts[transport] = {
-                    "transport": transport,
-                    "uri": uri,
-                    "target": target,
-                    "outcome": o.LOCAL_ERROR,
-                    "code": 0,
-                    "remote": False,
-                    "duration_ms": 0,
-                    "reason": f"no {transport} transport in this PJSIP build",
-                }
-                continue
-            runs.append(_Registration(ctx, pj, transport, tid, target, uri, password))
-        t0 = ctx.monotonic()
-        stack.pump(lambda: all(r.finished for r in runs), t0 + budget)
-        accepted = [r for r in runs if r.accepted]
-        for r in accepted:
-            # Remove our binding at once: the diagnostic must never take the agent's calls.
-            r.unregister()
-        wait_until = min(ctx.deadline - 0.1, ctx.monotonic() + UNREGISTER_WAIT)
-        stack.pump(lambda: all(r.unregistered for r in accepted), wait_until)
-        for r in runs:
-            attempts[r.transport] = r.result(stack, budget)
-    finally:
-        for r in runs:
-            # No Account may outlive this function: pjsua2 aborts if one survives libDestroy.
-            r.account.shutdown()
-    return [attempts[t] for t in transports]
 
 
 def _challenge_only(
@@ -345,11 +120,80 @@ def _control_probe(ctx: Context, attempts: list[dict[str, Any]]) -> dict[str, An
     return _query(ctx, rejected["transport"], rejected["target"], ghost, deadline, label="ctl")
 
 
+def _register(
+    ctx: Context, configured: Registrar, transports: list[str], password: Secret
+) -> tuple[list[dict[str, Any]], str | None] | CheckResult:
+    """The REGISTER attempts, run by checks/sipworker.py in a child process: a PJSIP abort()
+    there becomes an `error` result here instead of killing the run before its report."""
+    resolved = targets_for(ctx)
+    plans = []
+    for transport in transports:
+        target, uri = _plan(ctx, configured, transport, resolved)
+        plans.append({"transport": transport, "uri": uri, "target": target})
+    keep = min(BASELINE_RESERVE, ctx.remaining() * 0.25)
+    deadline = ctx.monotonic() + max(0.1, ctx.remaining() - keep)
+    s = ctx.settings
+    job = {
+        "user_agent": ctx.user_agent,
+        "run_id": ctx.run_id,
+        "sip_uri": s.sip_uri or "",
+        "auth_user": s.auth_user or s.user or "",
+        "password": password.reveal(),
+        "ca": s.ca,
+        "route": next((t.address for t in resolved), None),
+        "deadline": deadline,
+        "plans": plans,
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "checks.sipworker"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            env=_worker_env(ctx),
+            timeout=max(0.05, min(deadline + WORKER_GRACE, ctx.deadline - 0.05) - ctx.monotonic()),
+        )
+    except subprocess.TimeoutExpired:
+        return [
+            _broken(p, o.NOT_FINISHED, "the PJSIP worker did not finish in time") for p in plans
+        ], None
+    try:
+        answer = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        return [_broken(p, o.ERROR, f"PJSIP crashed ({why}): {last}") for p in plans], None
+    if "unavailable" in answer:
+        return skipped(answer["unavailable"], INSTALL_HINT)
+    return answer["attempts"], answer.get("local_address")
+
+
+def _worker_env(ctx: Context) -> dict[str, str]:
+    """The worker finds this package however sipdiag itself was found (installed or not)."""
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _broken(plan: dict[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+    return {
+        **plan,
+        "outcome": outcome,
+        "code": 0,
+        "remote": False,
+        "duration_ms": 0,
+        "reason": reason,
+        "credentials": True,
+    }
+
+
 def check_register(ctx: Context) -> CheckResult:
     s = ctx.settings
     configured = s.target
     assert configured is not None  # `requires=("registrar", ...)`
     transports = list(s.effective_transports)
+    local = None
     if s.no_register:
         attempts = _challenge_only(ctx, configured, transports, s.user or "")
     elif s.password is None:
@@ -359,15 +203,11 @@ def check_register(ctx: Context) -> CheckResult:
             "run on a terminal to be prompted, or use --no-register",
         )
     else:
-        stack = ctx.sip()
-        route = next((t.address for t in targets_for(ctx)), None)
-        try:
-            with stack.session(route) as pj:
-                attempts = _register_all(ctx, pj, stack, configured, transports, s.password)
-        except SipUnavailable as exc:
-            return skipped(str(exc), INSTALL_HINT)
+        outcome = _register(ctx, configured, transports, s.password)
+        if isinstance(outcome, CheckResult):
+            return outcome
+        attempts, local = outcome
     baseline = _control_probe(ctx, attempts)
-    local = ctx.sip_stack.local_address if ctx.sip_stack and not s.no_register else None
     return _result(ctx, transports, attempts, baseline, local)
 
 

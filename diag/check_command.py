@@ -76,7 +76,6 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
             _write(env.stderr, "\r\033[K")
         env.abandoned.extend(outcome.abandoned)
         report, problem = _finish(env, settings, run_id, outcome, marks)
-        outcome.release()  # after the report exists: native teardown may still abort
     finally:
         _restore_sigint(previous)
     if problem is not None:

@@ -11,13 +11,9 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from diag.config import Settings
 from diag.model import CheckResult
-
-if TYPE_CHECKING:
-    from diag.sipstack import SipStack
 
 
 def utc_now() -> dt.datetime:
@@ -35,7 +31,6 @@ class Context:
     # Results of the checks named in Check.after, filled in by the runner before the check starts.
     results: Mapping[str, CheckResult] = field(default_factory=dict)
     deadline: float = float("inf")  # monotonic time by which this check must return
-    sip_stack: SipStack | None = None
 
     def remaining(self) -> float:
         """Seconds left before this check's deadline (never negative)."""
@@ -43,8 +38,3 @@ class Context:
 
     def for_check(self, deadline: float, results: Mapping[str, CheckResult]) -> Context:
         return replace(self, deadline=deadline, results=dict(results))
-
-    def sip(self) -> SipStack:
-        if self.sip_stack is None:
-            raise RuntimeError("this check was not declared uses_sip=True")
-        return self.sip_stack

@@ -78,7 +78,7 @@ class Check:
     requires: tuple[str, ...] = ()  # settings that must be set, else skip "no X configured"
     after: tuple[str, ...] = ()  # checks whose results this one reads (ctx.results)
     timeout: float | None = 5.0  # own deadline (s), capped by --timeout; None = the whole budget
-    uses_sip: bool = False  # needs the run's pjsua2 endpoint
+    uses_sip: bool = False  # registers with the SIP password (resolved before the run)
 
     @property
     def family(self) -> str:

@@ -11,15 +11,11 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from diag.context import Context
 from diag.errors import UsageError
 from diag.model import Check, CheckResult, CheckRun, Status
-
-if TYPE_CHECKING:
-    from diag.sipstack import SipStack
 
 # How each `requires` setting is named in the skip reason ("no registrar configured").
 SETTING_LABELS = {
@@ -65,17 +61,6 @@ class RunOutcome:
     complete: bool
     # Threads of checks that overran and are still inside a probe (the process must not wait).
     abandoned: list[threading.Thread] = field(default_factory=list)
-    sip_stack: SipStack | None = None
-
-    def release(self) -> None:
-        """Tear down the run's pjsua2 endpoint. Call it after the report is written: a native
-        library may still abort the process here, and the report must exist by then."""
-        stack, self.sip_stack = self.sip_stack, None
-        if stack is None:
-            return
-        if any(t.name.startswith("check:sip.") for t in self.abandoned):
-            return  # a SIP probe is still inside pjsip; the process exits without waiting
-        stack.close()
 
 
 @dataclass
@@ -129,13 +114,6 @@ def run_checks(
     budget: float,
     progress: Progress | None = None,
 ) -> RunOutcome:
-    if ctx.sip_stack is None and any(c.uses_sip for c in checks):
-        # One pjsua2 endpoint per run (it is process-global); created on first use.
-        from diag.sipstack import SipStack
-
-        target = ctx.settings.target
-        host = target.host if target else None
-        ctx = replace(ctx, sip_stack=SipStack(ctx.user_agent, host, ctx.settings.ca))
     started_at = ctx.now()
     t0 = time.monotonic()
     run_end = t0 + budget
@@ -239,5 +217,4 @@ def run_checks(
         duration_ms=int((time.monotonic() - t0) * 1000),
         complete=not interrupted,
         abandoned=[t for t in abandoned if t.is_alive()],
-        sip_stack=ctx.sip_stack,
     )

@@ -1,6 +1,7 @@
 """The run's one pjsua2 Endpoint: created lazily, shared by SIP checks, torn down once.
 
-pjsua2's Endpoint is process-global, so the runner owns exactly one per run. pjsua2 is a
+pjsua2's Endpoint is process-global: the run's one endpoint lives in the SIP worker process
+(checks/sipworker.py), so a PJSIP abort() cannot take the run and its report down. pjsua2 is a
 native library and is only imported here, on first use by a check.
 """
 

@@ -543,3 +543,34 @@ def test_the_saved_report_matches_stdout(kamailio: Kamailio, tmp_path: Path) -> 
     saved = r.saved_report()
     assert saved == r.json
     assert json.dumps(saved).count(PASSWORD) == 0
+
+
+def test_a_pjsip_crash_is_an_error_result_and_the_report_is_still_written(
+    kamailio: Kamailio, tmp_path: Path
+) -> None:
+    # A native abort() inside PJSIP (as an assertion would do) takes only the worker process.
+    (tmp_path / "pjsua2.py").write_text("import os\nos.abort()\n")
+    r = cli_process(
+        "check",
+        "--registrar",
+        kamailio.registrar_uri("udp"),
+        "--user",
+        "alice",
+        "--only",
+        "sip.register",
+        "--only",
+        "host.os",
+        "--format",
+        "json",
+        env={
+            "SIPDIAG_PASSWORD": PASSWORD,
+            "PYTHONPATH": str(tmp_path),
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+        },
+    )
+    check = sip_check(r)
+    assert check["status"] == "error"
+    assert first_attempt(r)["reason"].startswith("PJSIP crashed (signal 6)")
+    assert next(c for c in r.json["checks"] if c["id"] == "host.os")["status"] == "pass"
+    assert r.saved_report()["run_id"] == r.json["run_id"] and r.code == 1
+    assert PASSWORD not in r.out + r.err
