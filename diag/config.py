@@ -251,11 +251,6 @@ def validate(s: Settings) -> None:
                 f"--dns-server must be an IP address, got '{dns.host}'",
                 "use an address such as 192.0.2.53 or [2001:db8::53]:53",
             )
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.turn_password_env):
-        raise UsageError(
-            "--turn-password-env must be the name of an environment variable (letters, digits, _)",
-            f"e.g. --turn-password-env {DEFAULT_TURN_PASSWORD_ENV}",
-        )
     for server in (*s.stun, *s.turn):
         try:
             parse_registrar(server)
@@ -270,11 +265,16 @@ def validate(s: Settings) -> None:
                 f"invalid --media '{media}'",
                 "use HOST:PORT or HOST:LOW-HIGH, e.g. media.example.com:10000-20000",
             )
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", s.password_env):
+    _check_env_name(s.password_env, "--password-env", DEFAULT_PASSWORD_ENV)
+    _check_env_name(s.turn_password_env, "--turn-password-env", DEFAULT_TURN_PASSWORD_ENV)
+
+
+def _check_env_name(value: str, flag: str, default: str) -> None:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         # The value is not echoed: it may be the password, given here by mistake.
         raise UsageError(
-            "--password-env must be the name of an environment variable (letters, digits, _)",
-            f"e.g. --password-env {DEFAULT_PASSWORD_ENV}; never pass the password itself",
+            f"{flag} must be the name of an environment variable (letters, digits, _)",
+            f"e.g. {flag} {default}; never pass the password itself",
         )
 
 

@@ -228,9 +228,11 @@ def test_bare_sipdiag_shows_the_help() -> None:
 
 
 def test_a_password_given_to_password_env_by_mistake_is_not_echoed() -> None:
-    for value in ("Tr0ub4dor&3", "my secret"):
-        r = cli("check", "--password-env", value)
-        assert r.code == 64 and value not in r.err + r.out
+    for flag in ("--password-env", "--turn-password-env"):
+        for value in ("Tr0ub4dor&3", "my secret"):
+            r = cli("check", flag, value)
+            assert r.code == 64 and value not in r.err + r.out
+            assert r.err.startswith(f"sipdiag: error: {flag} must be the name of")
 
 
 NATIVE_BLOCKERS = ("pjsua2", "sounddevice", "psutil", "numpy")
