@@ -12,17 +12,13 @@ clash with the host or with another topology.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import signal
 import socket
-import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .process import Daemon, PeerStartError, ReadyCheck, all_of, netns_prefix, socket_in_netns
+from .netns import delete_namespaces, run_checked
+from .process import Daemon, ReadyCheck, all_of, netns_prefix, socket_in_netns
 from .stun import binding_request_message, parse_binding_success
 
 CLIENT_IP = "10.97.0.1"
@@ -32,14 +28,6 @@ SERVER_IP = "10.96.0.2"
 SERVER_ALT_IP = "10.96.0.3"
 STUN_PORT = 3478  # the namespace is ours, so the real STUN port is free
 STUN_ALT_PORT = 3479
-
-
-def _run(argv: Sequence[str], stdin: str | None = None) -> None:
-    done = subprocess.run(
-        argv, input=stdin, capture_output=True, text=True, timeout=10, check=False
-    )
-    if done.returncode != 0:
-        raise PeerStartError(f"{' '.join(argv)} -> exit {done.returncode}: {done.stderr.strip()}")
 
 
 def nat_rules(outside_dev: str, statement: str = "masquerade") -> str:
@@ -85,17 +73,17 @@ class NatRouter:
         )  # fmt: skip
         try:
             for ns in topo.namespaces:
-                _run(["ip", "netns", "add", ns])
-                _run(
+                run_checked(["ip", "netns", "add", ns])
+                run_checked(
                     [*netns_prefix(ns), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                      "net.ipv6.conf.default.disable_ipv6=1"]
                 )  # fmt: skip
-                _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+                run_checked(["ip", "-n", ns, "link", "set", "lo", "up"])
             for a_ns, a_dev, b_ns, b_dev in (
                 (topo.client, client_dev, topo.router, router_in),
                 (topo.router, router_out, topo.server, server_dev),
             ):
-                _run(
+                run_checked(
                     ["ip", "link", "add", a_dev, "netns", a_ns, "type", "veth",
                      "peer", "name", b_dev, "netns", b_ns]
                 )  # fmt: skip
@@ -106,12 +94,16 @@ class NatRouter:
                 (topo.server, server_dev, (SERVER_IP, SERVER_ALT_IP)),
             ):
                 for address in addresses:
-                    _run(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
-                _run(["ip", "-n", ns, "link", "set", dev, "up"])
-            _run(["ip", "-n", topo.client, "route", "add", "default", "via", ROUTER_INSIDE_IP])
+                    run_checked(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
+                run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
+            run_checked(
+                ["ip", "-n", topo.client, "route", "add", "default", "via", ROUTER_INSIDE_IP]
+            )
             # Without NAT the server must route its answers back to the client's subnet.
-            _run(["ip", "-n", topo.server, "route", "add", "default", "via", ROUTER_OUTSIDE_IP])
-            _run([*netns_prefix(topo.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            run_checked(
+                ["ip", "-n", topo.server, "route", "add", "default", "via", ROUTER_OUTSIDE_IP]
+            )
+            run_checked([*netns_prefix(topo.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
             if nat is not None:
                 topo.nft(topo.router, nat_rules(router_out, nat))
         except BaseException:
@@ -129,7 +121,7 @@ class NatRouter:
         return f"{SERVER_IP}:{STUN_PORT}"
 
     def nft(self, netns: str, script: str) -> None:
-        _run([*netns_prefix(netns), "nft", "-f", "-"], stdin=script)
+        run_checked([*netns_prefix(netns), "nft", "-f", "-"], stdin=script)
 
     def block_client_output(self, rule: str) -> None:
         """``rule`` (e.g. ``udp dport 3478 drop``) on the client's output hook: the sender gets
@@ -162,22 +154,7 @@ class NatRouter:
         """Stop coturn, kill anything left in the namespaces (only ours), delete them."""
         if self.stun is not None:
             self.stun.stop()
-        errors = []
-        for ns in self.namespaces:
-            if not Path("/run/netns", ns).exists():
-                continue
-            pids = subprocess.run(
-                ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10, check=False
-            ).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            try:
-                _run(["ip", "netns", "del", ns])
-            except PeerStartError as exc:
-                errors.append(str(exc))
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        delete_namespaces(self.namespaces)
 
 
 def _answers(netns: str, host: str) -> ReadyCheck:

@@ -28,7 +28,8 @@ def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
     return [*netns_prefix(netns), *argv]
 
 
-def _run(argv: Sequence[str], stdin: str | None = None) -> None:
+def run_checked(argv: Sequence[str], stdin: str | None = None) -> None:
+    """Run a setup command (ip, nft); a failure raises PeerStartError with its stderr."""
     done = subprocess.run(
         argv, input=stdin, capture_output=True, text=True, timeout=10, check=False
     )
@@ -65,7 +66,7 @@ def firewall_rules(profile: str, ports: Iterable[int]) -> str:
 
 def apply_firewall(netns: str, profile: str, ports: Iterable[int] = ()) -> None:
     """Apply a profile to incoming traffic in ``netns``, atomically (one ``nft -f -``)."""
-    _run(exec_argv(netns, ["nft", "-f", "-"]), stdin=firewall_rules(profile, ports))
+    run_checked(exec_argv(netns, ["nft", "-f", "-"]), stdin=firewall_rules(profile, ports))
 
 
 @dataclass
@@ -86,10 +87,10 @@ class NetnsPair:
         pair = cls(f"sdA{token}", f"sdP{token}", f"{net}.1", f"{net}.2", work_dir)
         veth_agent, veth_pbx = f"vA{token}", f"vP{token}"
         try:
-            _run(["ip", "netns", "add", pair.agent])
-            _run(["ip", "netns", "add", pair.pbx])
+            run_checked(["ip", "netns", "add", pair.agent])
+            run_checked(["ip", "netns", "add", pair.pbx])
             # Create both ends inside the namespaces: the veth never appears on the host.
-            _run(
+            run_checked(
                 ["ip", "link", "add", veth_agent, "netns", pair.agent, "type", "veth",
                  "peer", "name", veth_pbx, "netns", pair.pbx]
             )  # fmt: skip
@@ -97,13 +98,13 @@ class NetnsPair:
                 (pair.agent, veth_agent, pair.agent_ip),
                 (pair.pbx, veth_pbx, pair.pbx_ip),
             ):
-                _run(
+                run_checked(
                     exec_argv(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                                    "net.ipv6.conf.default.disable_ipv6=1"])
                 )  # fmt: skip
-                _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-                _run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
-                _run(["ip", "-n", ns, "link", "set", dev, "up"])
+                run_checked(["ip", "-n", ns, "link", "set", "lo", "up"])
+                run_checked(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
+                run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
         except BaseException:
             pair.destroy()
             raise
@@ -148,19 +149,25 @@ class NetnsPair:
         """Stop Kamailio, kill anything still running in the namespaces, delete them."""
         if self.kamailio is not None:
             self.kamailio.stop()
-        errors = []
-        for ns in self.namespaces:
-            if not Path("/run/netns", ns).exists():
-                continue
-            pids = subprocess.run(
-                ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10, check=False
-            ).stdout.split()
-            for pid in pids:  # only our own test processes can be in a namespace we made
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            try:
-                _run(["ip", "netns", "del", ns])
-            except PeerStartError as exc:
-                errors.append(str(exc))
-        if errors:
-            raise RuntimeError("; ".join(errors))
+        delete_namespaces(self.namespaces)
+
+
+def delete_namespaces(namespaces: Iterable[str]) -> None:
+    """Kill anything still running in each namespace (only our own test processes can be in a
+    namespace we made), then delete it; every namespace is tried before errors are raised."""
+    errors = []
+    for ns in namespaces:
+        if not Path("/run/netns", ns).exists():
+            continue
+        pids = subprocess.run(
+            ["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        try:
+            run_checked(["ip", "netns", "del", ns])
+        except PeerStartError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise RuntimeError("; ".join(errors))
