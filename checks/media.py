@@ -137,7 +137,9 @@ async def _probe_all(
     until = min(deadline, loop.time() + PROBE_TIMEOUT_S)
     short = until - loop.time() < MIN_SILENCE_S  # then silence is no evidence
     hosts = sorted({*(x.host for x in servers), *(x.host for x in ranges)})
-    found = await asyncio.gather(*(resolve_address(h, until) for h in hosts))
+    found = await asyncio.gather(
+        *(resolve_address(h, until, ctx.settings.dns_server) for h in hosts)
+    )
     addr = dict(zip(hosts, found, strict=True))
     jobs: list[Awaitable[Row]] = []
     for srv in servers:

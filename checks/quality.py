@@ -213,7 +213,7 @@ async def _measure(ctx: Context) -> CheckResult:
     port = target.port or DEFAULT_STUN_PORT
     thresholds = {"warn": dict(WARN_AT), "fail": dict(FAIL_AT)}
     details: dict[str, Any] = {"server": server, "thresholds": thresholds}
-    address = await resolve_address(target.host, until)
+    address = await resolve_address(target.host, until, ctx.settings.dns_server)
     if address is None:
         hint = f"check the STUN server name {target.host} and this machine's DNS"
         return CheckResult(

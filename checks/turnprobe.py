@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -57,11 +56,13 @@ async def guard(
         return {**row, "outcome": o.UNREACHABLE if lost else o.ERROR, "error": str(exc)}
 
 
-async def resolve_address(host: str, until: float) -> str | None:
-    """The OS resolver's first address for ``host``, asked in a daemon thread so that a hung
-    resolver is abandoned at the deadline, not waited for."""
+async def resolve_address(host: str, until: float, nameserver: str | None) -> str | None:
+    """``host``'s first address through the resolver net.dns uses (``--dns-server``, else the
+    system's), asked in a daemon thread so that a hung resolver is abandoned at the deadline."""
     if is_ip(host):
         return host
+    from checks.dns import lookup_addresses
+
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[str | None] = loop.create_future()
 
@@ -70,12 +71,9 @@ async def resolve_address(host: str, until: float) -> str | None:
             answer.set_result(value)
 
     def work() -> None:
-        try:
-            value: str | None = str(socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0])
-        except OSError:
-            value = None
+        addresses, _ = lookup_addresses(host, nameserver, until)  # loop.time() is monotonic
         with contextlib.suppress(RuntimeError):  # the loop is closed: the check returned
-            loop.call_soon_threadsafe(deliver, value)
+            loop.call_soon_threadsafe(deliver, addresses[0] if addresses else None)
 
     threading.Thread(target=work, name=f"resolve:{host}", daemon=True).start()
     try:

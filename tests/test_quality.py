@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from clihelp import CliResult, cli, cli_process
 from peers.delay_relay import DelayRelay
+from peers.dnsmasq import DnsmasqFactory, host
 from peers.netcheck_driver import DRIVER, extra_checks
 from peers.netns import NetnsPair
 from peers.process import PeerStartError, free_port
@@ -236,3 +237,15 @@ def test_a_fifth_of_the_packets_dropped_by_nftables_shows_as_loss_near_20_percen
     assert f"loss {d['loss_pct']:g} % > 1 %" in d["crossed"]
     assert f"loss {d['loss_pct']:g} % ({d['received']}/50 answered)" in check["summary"]
     assert check["duration_ms"] < 2500
+
+
+def test_the_stun_server_name_resolves_through_the_dns_server_given(
+    stun: Stun, dnsmasq: DnsmasqFactory
+) -> None:
+    # A name only the test's DNS server knows: net.quality asks it as net.stun does.
+    server = dnsmasq(host("stun.cc.test", stun.host))
+    r = quality_cli("--stun", f"stun.cc.test:{stun.port}", "--dns-server", server.server)
+    check = only_check(r)
+    assert check["status"] == "pass", check["summary"]
+    assert check["details"]["received"] == 50
+    assert ("A", "stun.cc.test") in server.queries()
