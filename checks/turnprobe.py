@@ -11,6 +11,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from checks.stun import address_text
 from diag import outcomes as o
 from diag.config import Secret
 from diag.target import is_ip
@@ -152,7 +153,7 @@ async def binding(at: tuple[str, int], until: float) -> Row:
     try:
         request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
         response = await _ask(client, request, broken, until)
-        mapped = _hostport(response.attributes.get("XOR-MAPPED-ADDRESS"))
+        mapped = address_text(response.attributes.get("XOR-MAPPED-ADDRESS"))
         return {"outcome": o.ANSWERED, "mapped": mapped, "rtt_ms": _ms(loop.time() - t0)}
     finally:
         sock.close()
@@ -182,8 +183,8 @@ async def allocate(
             return {"outcome": outcome, "error_code": code, "error": f"{code} {reason}"}
         found = {
             "outcome": o.OK,
-            "relayed": _hostport(response.attributes.get("XOR-RELAYED-ADDRESS")),
-            "mapped": _hostport(response.attributes.get("XOR-MAPPED-ADDRESS")),
+            "relayed": address_text(response.attributes.get("XOR-RELAYED-ADDRESS")),
+            "mapped": address_text(response.attributes.get("XOR-MAPPED-ADDRESS")),
             "lifetime_s": response.attributes.get("LIFETIME"),
             "rtt_ms": _ms(loop.time() - t0),  # the challenge and the authenticated Allocate
             "released": False,  # unless the Refresh(0) below is answered
@@ -203,9 +204,3 @@ def _left(until: float, loop: asyncio.AbstractEventLoop) -> float:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
-
-
-def _hostport(addr: tuple[str, int] | None) -> str | None:
-    if addr is None:
-        return None
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
