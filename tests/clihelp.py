@@ -60,6 +60,14 @@ def cli(
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def registered(*ids: str) -> list[Any]:
+    """The registry's own Check records, so in-process runs test exactly what ships."""
+    from checks import REGISTRY
+
+    by_id = {c.id: c for c in REGISTRY}
+    return [by_id[i] for i in ids]
+
+
 def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPDIAG_")}
     env.update(extra or {})

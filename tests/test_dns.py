@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clihelp import cli, cli_process
+from clihelp import cli, cli_process, registered
 from peers.dnsmasq import Dnsmasq, DnsmasqFactory, host, naptr, srv
 from peers.kamailio import Kamailio
 from peers.process import free_port
@@ -28,7 +28,7 @@ from checks.dns import (
 )
 from diag.config import Settings
 from diag.context import Context
-from diag.model import Check, CheckResult, Status
+from diag.model import CheckResult, Status
 from diag.target import Registrar, parse_registrar
 
 # pbx.test: NAPTR for all three transports, pointing at non-default SRV names; decoy well-known SRV
@@ -403,9 +403,7 @@ def test_targets_for_reuses_net_dns_targets_or_resolves_now(dnsmasq: DnsmasqFact
 
 # Through the CLI
 
-NET_DNS = [
-    Check("net.dns", "Registrar name resolves", check_dns, requires=("registrar",), timeout=None)
-]
+NET_DNS = registered("net.dns")
 
 
 def run_net_dns(server: Dnsmasq, registrar: str, *extra: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import REPO, CliResult, subprocess_env
+from clihelp import CliResult, cli_process
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
@@ -34,23 +33,6 @@ from diag.context import Context
 from diag.model import CheckResult, Status
 from diag.report import user_agent
 
-TITLE = "Large SIP messages over UDP get through"
-# The CLI with net.udp-fragmentation registered (until checks/__init__.py lists it).
-DRIVER = f"""
-import sys
-import checks
-from checks.fragment import check_udp_fragmentation
-from diag.model import Check
-
-if all(c.id != "net.udp-fragmentation" for c in checks.REGISTRY):
-    checks.REGISTRY = checks.REGISTRY + (
-        Check("net.udp-fragmentation", {TITLE!r}, check_udp_fragmentation,
-              requires=("registrar",), after=("net.dns",)),
-    )
-sys.argv = ["sipdiag", *sys.argv[1:]]
-from diag.cli import main
-main()
-"""
 SIZES = [500, 1300, 1600, 3000, 6000]
 # nftables in pbx: a firewall that drops IP fragments (before the kernel reassembles them,
 # hence prerouting ahead of conntrack's defrag at -400), or one that drops large UDP datagrams.
@@ -238,20 +220,11 @@ def test_without_udp_in_the_transports_there_is_nothing_to_fragment() -> None:
 
 
 def run_in_agent(pair: NetnsPair, tmp_path: Path, registrar: str) -> CliResult:
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    argv = [sys.executable, str(driver), "check", "--registrar", registrar,
-            "--only", "net.udp-fragmentation", "--format", "json"]  # fmt: skip
-    proc = subprocess.run(
-        pair.exec_argv(pair.agent, argv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=subprocess_env({"XDG_DATA_HOME": str(tmp_path / "data")}),
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return cli_process(
+        "check", "--registrar", registrar, "--only", "net.udp-fragmentation", "--format", "json",
+        env={"XDG_DATA_HOME": str(tmp_path / "data")}, timeout=60,
+        prefix=pair.exec_argv(pair.agent, []),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("firewall", ["none", "fragments", "large-udp"])

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import CliResult, cli, cli_process
-from peers.netcheck_driver import DRIVER, extra_checks
+from clihelp import CliResult, cli, cli_process, registered
 from peers.netns import NetnsPair, apply_firewall
 from peers.process import PeerStartError, free_port
 from peers.turn import PASSWORD, USER, Turn
@@ -22,7 +20,7 @@ from diag.config import Settings
 from diag.context import Context
 from diag.model import Status
 
-MEDIA_CHECK = extra_checks()[0]
+(MEDIA_CHECK,) = registered("net.media")
 PW_ENV = "SIPDIAG_TEST_TURN_PW"
 WRONG_PASSWORD = "Wr0ng-turn-Secret-5e1d"
 
@@ -124,7 +122,6 @@ def test_a_wrong_turn_password_fails_as_auth_failed_and_is_never_shown(
         "check", "--only", "net.media", "--format", "json", "--debug", "--out", str(out),
         "--turn", turn.server, "--turn-user", USER, "--turn-password-env", PW_ENV,
         env={PW_ENV: WRONG_PASSWORD, "XDG_DATA_HOME": str(tmp_path / "data")},
-        prefix=[sys.executable, str(DRIVER)],
     )  # fmt: skip
     check = only_check(r)
     assert check["status"] == "fail" and r.code == 1, check["summary"]
@@ -237,7 +234,7 @@ def run_in_agent(pair: NetnsPair, tmp_path: Path, *args: str) -> CliResult:
         "check", "--only", "net.media", "--format", "json", "--timeout", "4",
         "--turn-user", USER, "--turn-password-env", PW_ENV, *args,
         env={PW_ENV: PASSWORD, "XDG_DATA_HOME": str(tmp_path / "data")},
-        prefix=pair.exec_argv(pair.agent, [sys.executable, str(DRIVER)]),
+        prefix=pair.exec_argv(pair.agent, []),
     )  # fmt: skip
 
 

@@ -4,17 +4,15 @@ a delaying relay and across namespaces with nftables dropping a fifth of the pac
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import CliResult, cli, cli_process
+from clihelp import CliResult, cli, cli_process, registered
 from peers.delay_relay import DelayRelay
 from peers.dnsmasq import DnsmasqFactory, host
-from peers.netcheck_driver import DRIVER, extra_checks
 from peers.netns import NetnsPair
 from peers.process import PeerStartError, free_port
 from peers.stun import Stun
@@ -36,7 +34,7 @@ from diag.config import Settings
 from diag.context import Context
 from diag.model import Status
 
-QUALITY_CHECK = extra_checks()[1]
+(QUALITY_CHECK,) = registered("net.quality")
 
 
 def quality_cli(*args: str) -> CliResult:
@@ -225,7 +223,7 @@ def test_a_fifth_of_the_packets_dropped_by_nftables_shows_as_loss_near_20_percen
         r = cli_process(
             "check", "--only", "net.quality", "--format", "json", "--stun", server.server,
             env={"XDG_DATA_HOME": str(tmp_path / "data")},
-            prefix=netns_pair.exec_argv(netns_pair.agent, [sys.executable, str(DRIVER)]),
+            prefix=netns_pair.exec_argv(netns_pair.agent, []),
         )  # fmt: skip
     finally:
         server.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -13,40 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import REPO, CliResult, cli, subprocess_env
+from clihelp import CliResult, cli, cli_process, registered
 from peers.dnsmasq import DnsmasqFactory, host, srv
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
-from checks.dns import Target, check_dns
+from checks.dns import Target
 from checks.optionsverdict import verdict
 from checks.reach import check_options, derived_port, plan_probes
 from diag import __version__
 from diag.config import Settings
 from diag.context import Context
-from diag.model import Check, CheckResult, Status
+from diag.model import CheckResult, Status
 from diag.report import user_agent
 from diag.target import parse_registrar
 
-TITLE = "Registrar answers OPTIONS on every transport"
-CHECK = Check("net.sip-options", TITLE, check_options, requires=("registrar",), timeout=None)
+(CHECK,) = registered("net.sip-options")
 CA_HINT = "install the platform's CA certificate or pass --ca FILE"
-
-# Runs the CLI with net.sip-options registered (until checks/__init__.py lists it).
-DRIVER = f"""
-import sys
-import checks
-from checks.reach import check_options
-from diag.model import Check
-
-if all(c.id != "net.sip-options" for c in checks.REGISTRY):
-    checks.REGISTRY = checks.REGISTRY + (
-        Check("net.sip-options", {TITLE!r}, check_options, requires=("registrar",), timeout=None),
-    )
-sys.argv = ["sipdiag", *sys.argv[1:]]
-from diag.cli import main
-main()
-"""
 
 
 def context(
@@ -203,17 +185,7 @@ def test_a_configured_transport_that_works_passes_while_a_missing_tls_port_warns
     assert "127.0.0.1" in r.json["correlation"]["local_addresses"]
 
 
-NET_DNS = Check(
-    "net.dns", "Registrar name resolves", check_dns, requires=("registrar",), timeout=None
-)
-AFTER_DNS = Check(
-    "net.sip-options",
-    TITLE,
-    check_options,
-    requires=("registrar",),
-    after=("net.dns",),
-    timeout=None,
-)
+NET_DNS, AFTER_DNS = registered("net.dns", "net.sip-options")
 
 
 def run_with_dns_server(server: str, registrar: str, *args: str) -> dict[str, Any]:
@@ -564,20 +536,11 @@ def test_a_silent_registrar_returns_before_the_deadline_and_a_short_budget_is_no
 
 
 def run_in_agent(pair: NetnsPair, tmp_path: Path, *args: str) -> CliResult:
-    """The CLI (with net.sip-options registered) inside the agent namespace."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    argv = [sys.executable, str(driver), "check", "--only", "net.sip-options", "--format", "json"]
-    proc = subprocess.run(
-        pair.exec_argv(pair.agent, [*argv, *args]),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO,
-        env=subprocess_env({"XDG_DATA_HOME": str(tmp_path / "data")}),
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    """The CLI's net.sip-options inside the agent namespace."""
+    return cli_process(
+        "check", "--only", "net.sip-options", "--format", "json", *args,
+        env={"XDG_DATA_HOME": str(tmp_path / "data")}, prefix=pair.exec_argv(pair.agent, []),
+    )  # fmt: skip
 
 
 def serve_default_ports(pair: NetnsPair, kam: Kamailio) -> None:

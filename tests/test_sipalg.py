@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -11,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import REPO, CliResult, cli, subprocess_env
+from clihelp import CliResult, cli, cli_process, registered
 from peers.alg_relay import CONTACT, VIA, AlgRelay, alg_rewrite
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
@@ -29,25 +27,8 @@ from diag.context import Context
 from diag.model import Check, CheckResult, Status, passed
 from diag.report import user_agent
 
-TITLE = "No SIP ALG rewrites our signalling"
-AFTER = ("net.dns", "sip.register", "net.stun")
-CHECK = Check("net.sip-alg", TITLE, check_sip_alg, requires=("registrar",), after=AFTER)
+(CHECK,) = registered("net.sip-alg")
 PASS_SUMMARY = "Via and Contact arrived unchanged"
-# The CLI with net.sip-alg registered after sip.register (until checks/__init__.py lists it).
-DRIVER = f"""
-import sys
-import checks
-from checks.sipalg import check_sip_alg
-from diag.model import Check
-
-if all(c.id != "net.sip-alg" for c in checks.REGISTRY):
-    checks.REGISTRY = checks.REGISTRY + (
-        Check("net.sip-alg", {TITLE!r}, check_sip_alg, requires=("registrar",), after={AFTER!r}),
-    )
-sys.argv = ["sipdiag", *sys.argv[1:]]
-from diag.cli import main
-main()
-"""
 SENT_VIA = "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKabc;rport"
 SENT_CONTACT = "<sip:alice@10.0.0.5:5060;ob;sipdiag=run12345>"
 
@@ -306,21 +287,12 @@ def test_a_stun_check_that_saw_an_alg_fails_the_run_through_the_cli(
 
 
 def run_in_agent(pair: NetnsPair, tmp_path: Path, registrar: str) -> CliResult:
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    argv = [sys.executable, str(driver), "check", "--registrar", registrar, "--user", "alice",
-            "--only", "sip.register", "--only", "net.sip-alg", "--format", "json"]  # fmt: skip
-    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "SIPDIAG_PASSWORD": "alice-secret"}
-    proc = subprocess.run(
-        pair.exec_argv(pair.agent, argv),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env=subprocess_env(env),
-        stdin=subprocess.DEVNULL,
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+    return cli_process(
+        "check", "--registrar", registrar, "--user", "alice",
+        "--only", "sip.register", "--only", "net.sip-alg", "--format", "json",
+        env={"XDG_DATA_HOME": str(tmp_path / "data"), "SIPDIAG_PASSWORD": "alice-secret"},
+        timeout=60, prefix=pair.exec_argv(pair.agent, []),
+    )  # fmt: skip
 
 
 OPTIONS_VIA, REGISTER_VIA, REGISTER_CONTACT = (
