@@ -1,8 +1,11 @@
 """net.sip-alg: does a middlebox (a router's "SIP ALG") rewrite our signalling on the way?
 
 Three sources of evidence, each a comparison of what we sent with what arrived:
-(a) our own OPTIONS over UDP: the top Via the registrar echoes must equal the one we sent, byte
-    for byte, apart from the received/rport parameters a server adds (RFC 3261 §18.2.1, RFC 3581);
+(a) our own OPTIONS over UDP, with an SDP offer: the top Via the registrar echoes must equal the
+    one we sent, byte for byte, apart from the received/rport parameters a server adds (RFC 3261
+    §18.2.1, RFC 3581). A server that reflects the request as it arrived (a message/sipfrag
+    body, asked for with X-Sipdiag-Reflect) also shows its Via, Contact and SDP o=/c=/m= lines,
+    which no response header can: ALGs rewrite those to the public address;
 (b) sip.register's attempts: the Via sent-by the registrar echoes, and our Contact (the one with
     ``;sipdiag=``) among the bindings of its 200 OK. Only ``first_ok`` (the 2xx on the Call-ID of
     the REGISTER in ``sent``) is sure to answer what we sent: pjsua's NAT "contact rewrite" moves
@@ -24,7 +27,7 @@ from checks import sipwire
 from checks.dns import Target, dns_deadline, hostport, targets_for
 from checks.fragment import PROBE_TIMEOUT, RESERVE, Exchange, exchange
 from checks.reach import derived_port
-from checks.sipmsg import parse, via_received
+from checks.sipmsg import SipMessage, parse, via_received
 from diag.context import Context
 from diag.model import CheckResult, failed, passed, skipped
 
@@ -133,12 +136,68 @@ def options_evidence(
         "echoed_via": echoed,
         "compared": bool(sent_via and echoed),
     }
-    if not (sent_via and echoed):
-        return probe, []
-    changed = via_changes(sent_via, echoed)
-    if not changed:
-        return probe, []
-    return probe, [_rewrite("options", "Via", sent_via, echoed, changed, transport="udp")]
+    rewrites: list[dict[str, Any]] = []
+    if sent_via and echoed:
+        changed = via_changes(sent_via, echoed)
+        if changed:
+            rewrites.append(_rewrite("options", "Via", sent_via, echoed, changed, transport="udp"))
+    reflected = (
+        sipwire.reflected_request(exchanged.answer, exchanged.probe_id)
+        if exchanged.answer
+        else None
+    )
+    probe["reflected"] = reflected is not None
+    probe["contact"] = probe["sdp"] = NOT_COMPARED
+    if msg is not None and reflected is not None:
+        rewrites += _reflection_rewrites(msg, reflected, probe, already=bool(rewrites))
+        probe["compared"] = True
+    return probe, rewrites
+
+
+def sdp_addresses(body: str) -> dict[str, str]:
+    """The SDP lines an ALG rewrites (session o=, c=, first m=), by type, as written."""
+    found: dict[str, str] = {}
+    for line in body.replace("\r\n", "\n").split("\n"):
+        kind = line[:2]
+        if kind in ("o=", "c=", "m=") and kind not in found:
+            found[kind] = line.strip()
+    return found
+
+
+def _reflection_rewrites(
+    sent: SipMessage, seen: SipMessage, probe: dict[str, Any], already: bool
+) -> list[dict[str, Any]]:
+    """Source (a'), from the request the server reflected: the Via (unless its echo already
+    showed the change), the Contact and the SDP exactly as they arrived."""
+    out: list[dict[str, Any]] = []
+    where = {"transport": "udp", "seen_in": "reflection"}
+    sent_via, seen_via = sipwire.top_via(sent), sipwire.top_via(seen)
+    if sent_via and seen_via and not already:
+        changed = via_changes(sent_via, seen_via)
+        if changed:
+            out.append(_rewrite("options", "Via", sent_via, seen_via, changed, **where))
+    sent_contact, seen_contact = sent.first("contact"), seen.first("contact")
+    if sent_contact and seen_contact:
+        a, b = contact_uri(sent_contact), contact_uri(seen_contact)
+        probe["contact"] = UNCHANGED if a == b else REWRITTEN
+        if a != b:
+            out.append(_rewrite("options", "Contact", a, b, contact_changes(a, b), **where))
+    ours, theirs = sdp_addresses(sent.body), sdp_addresses(seen.body)
+    if ours:
+        changed = [k for k in ours if ours[k] != theirs.get(k)]
+        probe["sdp"] = REWRITTEN if changed else UNCHANGED
+        if changed:
+            out.append(
+                _rewrite(
+                    "options",
+                    "SDP",
+                    " / ".join(ours[k] for k in changed),
+                    " / ".join(theirs.get(k, "(missing)") for k in changed),
+                    changed,
+                    **where,
+                )
+            )
+    return out
 
 
 def _public(via: str) -> str:
@@ -266,8 +325,10 @@ def _describe(rewrite: Mapping[str, Any]) -> str:
         if sent_by(rewrite["sent"]) == sent_by(rewrite["seen"]):
             what = f"Via {'/'.join(rewrite['changed'])} changed on the way"
         return f"{what} ({rewrite['source'].upper()})"
-    if rewrite["field"] == "Contact":
+    if rewrite["field"] == "Contact" and rewrite["source"] == "register":
         return f"Contact {rewrite['sent']} was registered as {rewrite['seen']} (REGISTER)"
+    if rewrite["field"] in ("Contact", "SDP"):
+        return f"{rewrite['field']} {rewrite['sent']} arrived as {rewrite['seen']} (OPTIONS)"
     return (
         f"STUN server {rewrite.get('server')} sent MAPPED-ADDRESS {rewrite['seen']} "
         f"but XOR-MAPPED-ADDRESS {rewrite['sent']}"
@@ -301,7 +362,9 @@ def check_sip_alg(ctx: Context) -> CheckResult:
         pid = sipwire.probe_id(ctx.run_id, "alg")
         probe = Exchange(
             pid,
-            lambda host, port: sipwire.options_request(uri, "udp", host, port, pid, ctx.user_agent),
+            lambda host, port: sipwire.options_request(
+                uri, "udp", host, port, pid, ctx.user_agent, sdp=sipwire.sdp_offer(host, port, "1")
+            ),
         )
         deadline = min(ctx.deadline - RESERVE, ctx.monotonic() + PROBE_TIMEOUT)
         exchange([probe], target.address, target.port, deadline, ctx.monotonic)

@@ -28,6 +28,7 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 class SipMessage:
     start_line: str
     headers: dict[str, list[str]] = field(default_factory=dict)
+    body: str = ""
 
     def first(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -38,8 +39,9 @@ class SipMessage:
 
 
 def parse(raw: str) -> SipMessage | None:
-    """Parse the start line and headers (folded lines joined); None for an empty message."""
-    head = raw.split("\r\n\r\n", 1)[0].replace("\r\n", "\n")
+    """Parse the start line, headers (folded lines joined) and body; None for an empty message."""
+    head, _, body = raw.partition("\r\n\r\n")
+    head = head.replace("\r\n", "\n")
     lines = head.split("\n")
     if not lines or not lines[0].strip():
         return None
@@ -59,7 +61,7 @@ def parse(raw: str) -> SipMessage | None:
             continue
         headers.setdefault(key, []).append(value.strip())
         last = key
-    return SipMessage(lines[0].strip(), headers)
+    return SipMessage(lines[0].strip(), headers, body)
 
 
 def via_received(via: str) -> tuple[str | None, int | None]:

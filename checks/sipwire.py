@@ -14,6 +14,7 @@ import re
 
 from checks.sipmsg import SipMessage, parse
 
+REFLECT_HEADER = "X-Sipdiag-Reflect"  # asks a server to echo the request as it arrived
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7: every compliant branch starts with it
 TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
 MAX_PROBE_ID = 64
@@ -97,9 +98,16 @@ def options_request(
     local_port: int,
     probe_id: str,
     user_agent: str,
+    sdp: str | None = None,
 ) -> bytes:
-    """An out-of-dialog OPTIONS to ``target_uri`` (no user part in it: a keep-alive probe)."""
+    """An out-of-dialog OPTIONS to ``target_uri`` (no user part in it: a keep-alive probe).
+
+    With ``sdp`` it carries that offer as its body (RFC 3261 11.1 allows one) and asks the
+    server to reflect the request as it arrived (REFLECT_HEADER), so a middlebox's rewriting of
+    the Contact or the SDP can be seen; servers that do not know the header just ignore it.
+    """
     proto, host = _checked(target_uri, transport, local_host, local_port, probe_id, user_agent)
+    body = (sdp or "").encode()
     lines = [
         f"OPTIONS {target_uri} SIP/2.0",
         f"Via: SIP/2.0/{proto} {host}:{local_port};branch={MAGIC_COOKIE}{probe_id};rport",
@@ -111,9 +119,39 @@ def options_request(
         f"Contact: <sip:sipdiag@{host}:{local_port};transport={proto.lower()}>",
         f"User-Agent: {user_agent}",
         "Accept: application/sdp",
-        "Content-Length: 0",
+        *([f"{REFLECT_HEADER}: request", "Content-Type: application/sdp"] if body else []),
+        f"Content-Length: {len(body)}",
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def sdp_offer(local_host: str, media_port: int, session_id: str) -> str:
+    """A minimal audio offer (PCMU) from ``local_host``: the lines an ALG rewrites (o=, c=, m=)."""
+    host = host_literal(local_host).strip("[]")
+    family = "IP6" if ":" in host else "IP4"
+    lines = [
+        "v=0",
+        f"o=sipdiag {session_id} 1 IN {family} {host}",
+        "s=sipdiag",
+        f"c=IN {family} {host}",
+        "t=0 0",
+        f"m=audio {media_port} RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def reflected_request(answer: SipMessage, probe_id: str) -> SipMessage | None:
+    """The request as the server received it, when its answer reflects it (message/sipfrag or
+    message/sip body holding our request: same Call-ID), else None."""
+    kind = (answer.first("content-type") or "").split(";", 1)[0].strip().lower()
+    if kind not in ("message/sipfrag", "message/sip") or not answer.body:
+        return None
+    inner = parse(answer.body)
+    if inner is None or inner.start_line.split(" ", 1)[0] != "OPTIONS":
+        return None
+    call_id = inner.first("call-id") or ""
+    return inner if call_id.split("@", 1)[0] == probe_id else None
 
 
 def register_request(

@@ -200,7 +200,7 @@ RULES: tuple[Rule, ...] = (
          lambda d: bool(d.get("is_vpn"))),
     Rule("host.clock_skew", "host.clock", _PROBLEM, Severity.WARNING),
     Rule("network.sip_alg", "net.sip-alg", _FAIL, Severity.CRITICAL,
-         "the Via, Contact or STUN MAPPED-ADDRESS arrived rewritten"),
+         "the Via, Contact, SDP or STUN MAPPED-ADDRESS arrived rewritten"),
     Rule("network.udp_fragmentation", "net.udp-fragmentation", _FAIL, Severity.CRITICAL,
          "small UDP messages are answered, larger ones (fragmented) are lost"),
     Rule("network.stun_unreachable", "net.stun", _FAIL, Severity.WARNING,

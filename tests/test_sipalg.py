@@ -10,14 +10,18 @@ from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
-from peers.alg_relay import CONTACT, VIA, AlgRelay, alg_rewrite
+from peers.alg_relay import CONTACT, VIA, AlgRelay, alg_rewrite, alg_rewrite_sdp
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
+from checks import sipmsg, sipwire
+from checks.dns import Target
+from checks.fragment import Exchange
 from checks.sipalg import (
     check_sip_alg,
     contact_uri,
     hint,
+    options_evidence,
     sent_by,
     split_contacts,
     via_changes,
@@ -245,22 +249,103 @@ def test_options_straight_to_kamailio_arrive_unchanged(kamailio: Kamailio) -> No
     options = result.details["probes"]["options"]
     assert options["compared"] is True and options["code"] == 200
     assert options["echoed_via"].startswith(options["sent_via"] + "=")  # ;rport=PORT;received=
+    # Kamailio reflects the request (X-Sipdiag-Reflect): Contact and SDP arrived as sent.
+    assert (options["reflected"], options["contact"], options["sdp"]) == (
+        True,
+        "unchanged",
+        "unchanged",
+    )
     assert time.monotonic() - t0 < 0.5
+
+
+def test_a_server_that_does_not_reflect_leaves_contact_and_sdp_uncompared() -> None:
+    sent = sipwire.options_request(
+        "sip:192.0.2.10",
+        "udp",
+        "10.0.0.5",
+        5060,
+        "p1",
+        "ua",
+        sdp=sipwire.sdp_offer("10.0.0.5", 5060, "1"),
+    )
+    answer = (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKp1;rport=5060\r\n"
+        "Call-ID: p1@10.0.0.5\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    exchanged = Exchange("p1", lambda h, p: sent, request=sent, outcome="answered", code=200)
+    exchanged.answer = sipmsg.parse(answer)
+    probe, rewrites = options_evidence(
+        exchanged, Target("udp", "192.0.2.10", 5060, "192.0.2.10"), "dns"
+    )
+    assert rewrites == []
+    assert (probe["compared"], probe["reflected"], probe["contact"], probe["sdp"]) == (
+        True,
+        False,
+        "not compared",
+        "not compared",
+    )
+
+
+def test_the_alg_emulator_rewrites_the_sdp_addresses_and_fixes_the_length() -> None:
+    body = sipwire.sdp_offer("10.0.0.5", 4000, "1").encode()
+    request = b"OPTIONS sip:x SIP/2.0\r\nl: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    out = alg_rewrite_sdp(request, "10.0.0.5", "203.0.113.99")
+    head, _, new_body = out.partition(b"\r\n\r\n")
+    assert b"c=IN IP4 203.0.113.99" in new_body and b"o=sipdiag 1 1 IN IP4 203.0.113.99" in new_body
+    assert b"10.0.0.5" not in new_body and head.endswith(b"l: " + str(len(new_body)).encode())
 
 
 def test_options_through_the_alg_show_the_rewritten_via(alg: AlgRelay) -> None:
     result = check_sip_alg(context(f"sip:127.0.0.1:{alg.port}"))
     assert result.status is Status.FAIL and alg.rewritten == 1
-    [rewrite] = result.details["rewrites"]
+    via, contact, sdp = result.details["rewrites"]
     local = result.details["probes"]["options"]["local"]
-    assert (rewrite["source"], rewrite["field"], rewrite["changed"]) == (
-        "options",
-        "Via",
-        ["sent-by"],
-    )
-    assert sent_by(rewrite["sent"]) == local
-    assert sent_by(rewrite["seen"]).startswith("127.0.0.2:")
+    assert (via["source"], via["field"], via["changed"]) == ("options", "Via", ["sent-by"])
+    assert sent_by(via["sent"]) == local
+    assert sent_by(via["seen"]).startswith("127.0.0.2:")
     assert result.summary.startswith(f"a middlebox rewrites our signalling: Via sent-by {local}")
+    # The reflected request shows what the ALG did to the Contact and the SDP.
+    assert (contact["field"], contact["changed"], contact["seen_in"]) == (
+        "Contact",
+        ["host:port"],
+        "reflection",
+    )
+    assert contact["sent"].startswith(f"sip:sipdiag@{local}") and "127.0.0.2:" in contact["seen"]
+    assert (sdp["field"], sdp["changed"]) == ("SDP", ["o=", "c="])
+    assert sdp["sent"] == "o=sipdiag 1 1 IN IP4 127.0.0.1 / c=IN IP4 127.0.0.1"
+    assert sdp["seen"] == "o=sipdiag 1 1 IN IP4 127.0.0.2 / c=IN IP4 127.0.0.2"
+
+
+def test_an_alg_that_restores_the_via_is_caught_by_the_reflected_request(
+    kamailio: Kamailio,
+) -> None:
+    upstream = (kamailio.host, kamailio.port)
+    with AlgRelay("127.0.0.1", upstream, "127.0.0.2", restore_via=True).start() as relay:
+        result = check_sip_alg(context(f"sip:127.0.0.1:{relay.port}"))
+    assert result.status is Status.FAIL
+    rewrites = result.details["rewrites"]
+    assert [(w["field"], w["seen_in"]) for w in rewrites] == [
+        ("Via", "reflection"),
+        ("Contact", "reflection"),
+        ("SDP", "reflection"),
+    ]
+    assert result.details["probes"]["options"]["echoed_via"] is not None  # restored: no help
+    assert result.summary.endswith("(OPTIONS) (+2 more)") and "127.0.0.2" in result.summary
+
+
+def test_an_alg_rewriting_only_the_sdp_is_found(kamailio: Kamailio) -> None:
+    upstream = (kamailio.host, kamailio.port)
+    with AlgRelay("127.0.0.1", upstream, "127.0.0.2", rewrite_headers=False).start() as relay:
+        result = check_sip_alg(context(f"sip:127.0.0.1:{relay.port}"))
+    assert result.status is Status.FAIL and relay.rewritten == 1
+    assert [w["field"] for w in result.details["rewrites"]] == ["SDP"]
+    assert result.summary == (
+        "a middlebox rewrites our signalling: SDP o=sipdiag 1 1 IN IP4 127.0.0.1 / "
+        "c=IN IP4 127.0.0.1 arrived as o=sipdiag 1 1 IN IP4 127.0.0.2 / c=IN IP4 127.0.0.2 "
+        "(OPTIONS)"
+    )
+    options = result.details["probes"]["options"]
+    assert (options["contact"], options["sdp"]) == ("unchanged", "rewritten")
 
 
 def test_a_stun_check_that_saw_an_alg_fails_the_run_through_the_cli(
@@ -300,6 +385,9 @@ OPTIONS_VIA, REGISTER_VIA, REGISTER_CONTACT = (
     ("register", "Via"),
     ("register", "Contact"),
 )
+# What the request Kamailio reflects shows (the OPTIONS's Via is there only when its echo did not
+# already show it).
+REFLECTED = [("options", "Contact"), ("options", "SDP")]
 
 
 @pytest.mark.parametrize(
@@ -311,13 +399,19 @@ OPTIONS_VIA, REGISTER_VIA, REGISTER_CONTACT = (
         ("nat", [], ("ambiguous", "ambiguous"), []),
         (
             "rewrite",
-            [OPTIONS_VIA],
+            [OPTIONS_VIA, *REFLECTED],
             ("ambiguous", "ambiguous"),
-            [OPTIONS_VIA, REGISTER_VIA, REGISTER_CONTACT],
+            [OPTIONS_VIA, *REFLECTED, REGISTER_VIA, REGISTER_CONTACT],
         ),
-        # An ALG that puts our Via back in responses hides from OPTIONS; only the 2xx to the
-        # REGISTER it rewrote (sip.register's "first_ok") lists the Contact it stored.
-        ("rewrite, restore Via", [], ("unchanged", "ambiguous"), [REGISTER_CONTACT]),
+        # An ALG that puts our Via back in responses hides from the OPTIONS's echo, not from the
+        # request Kamailio reflects; the 2xx to the REGISTER it rewrote (sip.register's
+        # "first_ok") lists the Contact it stored.
+        (
+            "rewrite, restore Via",
+            [OPTIONS_VIA, *REFLECTED],
+            ("unchanged", "ambiguous"),
+            [OPTIONS_VIA, *REFLECTED, REGISTER_CONTACT],
+        ),
     ],
 )
 def test_from_the_agent_namespace_an_alg_shows_and_a_nat_does_not(

@@ -3,9 +3,10 @@
 It stands where the router would: clients send to ``listen_ip:port``; each client gets its own
 upstream socket on ``public_ip`` (the router's outside address and NAT mapping), connected to the
 registrar. Like a router's "SIP helper", it rewrites the client's own address:port in the Via and
-Contact lines of every request to that mapping, so the registrar sees and stores the public
-address. On the way back it can restore the Via and/or the Contact (many ALGs restore the Via,
-so the phone accepts the response; fewer restore the Contacts a 200 OK lists) or leave them.
+Contact lines of every request to that mapping, and its address in the SDP o=/c= lines, so the
+registrar sees and stores the public address. On the way back it can restore the Via and/or the
+Contact (many ALGs restore the Via, so the phone accepts the response; fewer restore the Contacts
+a 200 OK lists) or leave them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,25 @@ def alg_rewrite(
     return b"\r\n".join(lines) + sep + body
 
 
+def alg_rewrite_sdp(message: bytes, old_ip: str, new_ip: str) -> bytes:
+    """``old_ip`` replaced by ``new_ip`` in the SDP o=/c= lines of ``message``'s body, with the
+    Content-Length corrected, as a router's SIP helper does for the media address."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if not sep or not body:
+        return message
+    lines = body.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if line[:2] in (b"o=", b"c="):
+            lines[i] = line.replace(old_ip.encode(), new_ip.encode())
+    new_body = b"\r\n".join(lines)
+    heads = head.split(b"\r\n")
+    for i, line in enumerate(heads):
+        name, colon, _ = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            heads[i] = name + b": " + str(len(new_body)).encode()
+    return b"\r\n".join(heads) + sep + new_body
+
+
 @dataclass
 class AlgRelay:
     """Start with ``AlgRelay(...).start()``; ``port`` is where clients send; stop() ends it."""
@@ -49,10 +69,12 @@ class AlgRelay:
     public_ip: str
     netns: str | None = None
     rewrite: bool = True  # False: a plain NAT, no ALG
+    rewrite_headers: bool = True  # with rewrite: the Via/Contact lines
+    rewrite_sdp: bool = True  # with rewrite: the SDP o=/c= addresses
     restore_via: bool = False
     restore_contact: bool = False
     port: int = 0
-    rewritten: int = 0  # requests whose Via or Contact the ALG changed
+    rewritten: int = 0  # requests whose Via, Contact or SDP the ALG changed
     _listen: socket.socket | None = field(default=None, repr=False)
     _clients: dict[tuple[str, int], socket.socket] = field(default_factory=dict, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -95,7 +117,11 @@ class AlgRelay:
         data, client = self._listen.recvfrom(65535)
         up = self._upstream_for(client)
         if self.rewrite and not data.startswith(b"SIP/2.0 "):
-            changed = alg_rewrite(data, client, up.getsockname()[:2], (*VIA, *CONTACT))
+            changed = data
+            if self.rewrite_headers:
+                changed = alg_rewrite(changed, client, up.getsockname()[:2], (*VIA, *CONTACT))
+            if self.rewrite_sdp:
+                changed = alg_rewrite_sdp(changed, client[0], up.getsockname()[0])
             self.rewritten += changed != data
             data = changed
         up.send(data)
