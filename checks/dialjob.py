@@ -16,6 +16,9 @@ from diag.sipstack import PROBE_HEADER, SipStack
 
 UNREGISTER_WAIT = 1.0  # at most this long for the un-REGISTER's answer
 END_WAIT = 1.0  # after CANCEL/BYE, this long for the call to end cleanly
+# Hang up this much before the maximum duration: events are pumped in 20 ms slices, and the
+# CANCEL must be on the wire before the limit, not after it.
+HANGUP_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -27,15 +30,24 @@ class DialPlan:
     max_duration: float
 
 
-def _cseq_method(raw: str) -> str:
+def _cseq(raw: str) -> tuple[int, str]:
     msg = parse(raw)
-    cseq = (msg.first("cseq") if msg else None) or ""
-    return cseq.split()[-1].upper() if cseq.split() else ""
+    parts = ((msg.first("cseq") if msg else None) or "").split()
+    number = int(parts[0]) if parts and parts[0].isdigit() else -1
+    return number, parts[-1].upper() if parts else ""
 
 
-def _answers(stack: SipStack, call_id: str) -> list[tuple[int, str]]:
-    """Responses to our INVITE (not to its CANCEL or BYE, which share the Call-ID)."""
-    return [(c, raw) for c, raw in stack.trace.responses(call_id) if _cseq_method(raw) == "INVITE"]
+def _answers(stack: SipStack, call_id: str) -> tuple[list[tuple[int, str]], bool]:
+    """Responses to our latest INVITE (a challenged INVITE is re-sent with the next CSeq; the
+    CANCEL and BYE share the Call-ID but not the method), and whether we were challenged."""
+    invites = [
+        (_cseq(raw)[0], code, raw)
+        for code, raw in stack.trace.responses(call_id)
+        if _cseq(raw)[1] == "INVITE"
+    ]
+    latest = max((n for n, _, _ in invites), default=-1)
+    challenged = any(code in (401, 407) for n, code, _ in invites if n < latest)
+    return [(code, raw) for n, code, raw in invites if n == latest], challenged
 
 
 def place_call(stack: SipStack, pj: Any, account: Any, plan: DialPlan, probe: str) -> dict:
@@ -77,23 +89,23 @@ def place_call(stack: SipStack, pj: Any, account: Any, plan: DialPlan, probe: st
         stack.pump(lambda: disconnected in states, time.monotonic() + 0.02)
         now = time.monotonic()
         if ended_by is None:
-            codes = [c for c, _ in _answers(stack, call_id)]
+            codes = [c for c, _ in _answers(stack, call_id)[0]]
             if any(c >= 200 and c < 300 for c in codes):
                 hang_up("bye")  # answered: hang up at once
             elif any(100 < c < 200 for c in codes):
                 hang_up("cancel")  # ringing or progress: that is all we needed to know
-            elif now >= limit:
+            elif now >= limit - HANGUP_MARGIN:
                 hang_up("max_duration")
         elif now >= max(limit, ended_at or now) + END_WAIT:
             break  # e.g. no provisional answer ever came, so no CANCEL could be sent
     t_end = time.monotonic()
-    answers = _answers(stack, call_id)
+    answers, challenged = _answers(stack, call_id)
     provisional = [c for c, _ in answers if c < 200]
     finals = [(c, raw) for c, raw in answers if c >= 200]
     out.update(
         provisional=provisional,
         finals=[c for c, _ in finals],
-        challenged=any(c in (401, 407) for c, _ in finals),
+        challenged=challenged,
         ended_by=ended_by,
         ended_after_ms=int(((ended_at or t_end) - t0) * 1000),
         duration_ms=int((t_end - t0) * 1000),

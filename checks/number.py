@@ -35,6 +35,9 @@ def describe(number: str, region: str | None) -> dict[str, Any]:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException as exc:
         out["error"] = _PARSE_REASONS.get(exc.error_type, str(exc))
+        code = re.match(r"\s*\+\s*(\d{1,3})", number)
+        if exc.error_type == exc.INVALID_COUNTRY_CODE and code:
+            out["error"] = f"+{code.group(1)} is no country code"
         return out
     out["e164"] = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
     out["country"] = phonenumbers.region_code_for_number(parsed)
@@ -52,7 +55,8 @@ def describe(number: str, region: str | None) -> dict[str, Any]:
             ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "it can only be dialled locally",
         }.get(reason, "it has a length no number there has")
     elif not out["valid"]:
-        where = out["country"] if out["country"] not in (None, "ZZ", "001") else "its country"
+        region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+        where = region if region not in ("ZZ", "001") else f"+{parsed.country_code}"
         out["error"] = f"it is in no number range allocated in {where}"
     return out
 
