@@ -96,7 +96,7 @@ def check_dial(ctx: Context) -> CheckResult:
         )
     if "unavailable" in answer:
         return skipped(answer["unavailable"], INSTALL_HINT)
-    return verdict(s.dial_test, to, answer)
+    return verdict(s.dial_test, to, answer, s.dial_max_duration)
 
 
 def evidence_text(call: dict[str, Any]) -> str:
@@ -107,7 +107,7 @@ def evidence_text(call: dict[str, Any]) -> str:
     return text + (f" ({'; '.join(quoted)})" if quoted else "")
 
 
-def verdict(number: str, to: str, answer: dict[str, Any]) -> CheckResult:
+def verdict(number: str, to: str, answer: dict[str, Any], requested: float) -> CheckResult:
     """The platform's answer to the test call -> pass / warn / fail (mapping in the README)."""
     reg, call = answer.get("register") or {}, answer.get("call")
     details: dict[str, Any] = {"number": number, "uri": to, "register": reg, "call": call}
@@ -137,8 +137,10 @@ def verdict(number: str, to: str, answer: dict[str, Any]) -> CheckResult:
             f"check the --dial-test value ({number})",
         )
     if call.get("outcome") == "no_answer":
+        cut = call.get("max_duration_s", 0) < requested
         return warned(
-            f"test call to {to}: {call.get('reason')}",
+            f"test call to {to}: {call.get('reason')}"
+            + (" (cut short to fit --timeout)" if cut else ""),
             "re-run with a larger --dial-max-duration, or ask the platform why the call "
             "gets no answer",
             **details,

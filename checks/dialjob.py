@@ -27,7 +27,8 @@ class DialPlan:
     register_uri: str
     target: dict[str, Any]
     dial_uri: str
-    max_duration: float
+    max_duration: float  # already cut to what the run's budget leaves
+    deadline: float  # monotonic: the worker's own deadline, never passed waiting for the end
 
 
 def _cseq(raw: str) -> tuple[int, str]:
@@ -96,7 +97,7 @@ def place_call(stack: SipStack, pj: Any, account: Any, plan: DialPlan, probe: st
                 hang_up("cancel")  # ringing or progress: that is all we needed to know
             elif now >= limit - HANGUP_MARGIN:
                 hang_up("max_duration")
-        elif now >= max(limit, ended_at or now) + END_WAIT:
+        elif now >= min(max(limit, ended_at or now) + END_WAIT, plan.deadline):
             break  # e.g. no provisional answer ever came, so no CANCEL could be sent
     t_end = time.monotonic()
     answers, challenged = _answers(stack, call_id)
@@ -126,9 +127,9 @@ def place_call(stack: SipStack, pj: Any, account: Any, plan: DialPlan, probe: st
         out.update(
             outcome="no_answer",
             code=0,
-            reason=f"no answer beyond 100 Trying within {plan.max_duration:g} s"
+            reason=f"no answer beyond 100 Trying within {round(plan.max_duration, 1):g} s"
             if provisional
-            else f"no answer within {plan.max_duration:g} s",
+            else f"no answer within {round(plan.max_duration, 1):g} s",
         )
     return out  # `call` dies with this frame: no Call may outlive the endpoint
 

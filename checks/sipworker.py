@@ -325,13 +325,21 @@ def _register_and_call(
     out["register"] = reg.result(stack, budget)
     if not reg.accepted:
         return
-    # The call never runs past the run's deadline, whatever --dial-max-duration says.
-    limit = min(max_duration, job.deadline - time.monotonic() - UNREGISTER_WAIT)
+    # The call never runs past the run's deadline, whatever --dial-max-duration says; the
+    # un-REGISTER keeps a short reserve (it takes milliseconds when the registrar is there).
+    limit = min(max_duration, job.deadline - time.monotonic() - UNREGISTER_RESERVE)
     out["call"] = place_call(
         stack,
         pj,
         reg.account,
-        DialPlan(plan["transport"], plan["uri"], plan["target"], dial_uri, max(0.1, limit)),
+        DialPlan(
+            plan["transport"],
+            plan["uri"],
+            plan["target"],
+            dial_uri,
+            max(0.1, limit),
+            job.deadline - UNREGISTER_RESERVE,
+        ),
         f"{job.run_id}-dial",
     )
     reg.unregister()

@@ -198,3 +198,16 @@ def test_without_dial_test_no_invite_is_ever_sent(sipp_uas: SippFactory, tmp_pat
     check = dial_check(r)
     assert (check["status"], check["summary"]) == ("skip", "no test-call number configured")
     assert "INVITE" not in sipp.messages()
+
+
+def test_the_test_call_is_cut_short_to_fit_the_run_timeout(sipp_uas: SippFactory) -> None:
+    sipp = sipp_uas("dial_100_only.xml", extra_args=SIPP_CALLS)
+    r = dial(sipp.uri, "+442079460123", "--dial-max-duration", "5", "--timeout", "2")
+    check = dial_check(r)
+    assert check["status"] == "warn"
+    assert check["summary"].endswith("(cut short to fit --timeout)")
+    assert check["details"]["call"]["max_duration_s"] < 2
+    assert sipp.wait(5) == 0, sipp.errors()
+    log = sipp_log(sipp)
+    lasted = (when(log, "received", "CANCEL ") - when(log, "received", "INVITE ")).total_seconds()
+    assert lasted < 2
