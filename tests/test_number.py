@@ -320,3 +320,21 @@ def test_region_policy_and_max_duration_come_from_the_profile(tmp_path: Path) ->
     r = cli("check", "--profile", str(profile), "--only", "number", "--format", "json")
     assert by_id(r, "number.format")["details"]["numbers"][0]["e164"] == "+442079460999"
     assert by_id(r, "number.policy")["details"]["numbers"][0]["rule"] == 'allow.countries "GB"'
+
+
+def test_no_password_prompt_when_no_test_call_will_be_placed() -> None:
+    """On a terminal, only a SIP check that will run may prompt: `number.dial-test` without
+    --dial-test must not (a prompt here would read pytest's captured stdin and break the run)."""
+    import io
+
+    from diag.cli import Environment, run_cli
+
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdout=out, stderr=err, environ={}, stdin_isatty=True)
+    code = run_cli(
+        ["check", "--only", "number", "--number", GB_MOBILE, "--user", "alice",
+         "--registrar", "sip:127.0.0.1:9", "--format", "json"],
+        env,
+    )  # fmt: skip
+    assert code == 0, err.getvalue()
+    assert "password" not in err.getvalue().lower()
