@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import CliResult, cli
+from clihelp import CliResult, cli, cli_process
 from peers.kamailio import Kamailio
 from peers.sipp import Sipp, SippFactory
 
@@ -211,3 +211,32 @@ def test_the_test_call_is_cut_short_to_fit_the_run_timeout(sipp_uas: SippFactory
     log = sipp_log(sipp)
     lasted = (when(log, "received", "CANCEL ") - when(log, "received", "INVITE ")).total_seconds()
     assert lasted < 2
+
+
+def test_acceptance_policy_and_the_platforms_real_answer_in_one_run(
+    kamailio: Kamailio, tmp_path: Path
+) -> None:
+    """`sipdiag check --only number --number … --policy … --registrar … --dial-test …` as a
+    real process: the policy's verdict and Kamailio's own 403 side by side."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "allow"\n[deny]\nnumbers = ["+442079460999"]\n')
+    r = cli_process(
+        "check", "--only", "number", "--number", FORBIDDEN, "--policy", str(policy),
+        "--registrar", kamailio.registrar_uri("udp"), "--user", "alice",
+        "--dial-test", FORBIDDEN, "--format", "json",
+        env={"SIPDIAG_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert r.code == 1, r.err
+    statuses = {c["id"]: c["status"] for c in r.json["checks"]}
+    assert statuses == {
+        "number.format": "pass",
+        "number.policy": "fail",
+        "number.identity": "skip",  # alice is not a number
+        "number.dial-test": "fail",
+    }
+    [finding] = r.json["findings"]
+    assert finding["cause"] == "number.not_permitted"
+    assert finding["evidence"]["checks"] == ["number.policy", "number.dial-test"]
+    assert 'deny.numbers "+442079460999"' in finding["explanation"]
+    assert "403 Number Not Permitted" in finding["explanation"]
+    assert PASSWORD not in r.out + r.err + json.dumps(r.saved_report())
