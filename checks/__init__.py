@@ -6,6 +6,8 @@ A new probe costs one module, one line here and one test file.
 from __future__ import annotations
 
 from checks import dns, fragment, host, media, nat, quality, reach, route, sip, sipalg, stun
+from checks.dial import check_dial
+from checks.number import check_format, check_identity, check_policy
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -94,6 +96,40 @@ REGISTRY: tuple[Check, ...] = (
         needs="--registrar (reads sip.register and net.stun when they ran)",
         requires=("registrar",),
         after=("net.dns", "sip.register", "net.stun"),
+    ),
+    Check(
+        "number.format",
+        "Agent numbers are valid E.164 numbers",
+        check_format,
+        needs="--number (and --region for national numbers)",
+        requires=("numbers",),
+        timeout=3.0,
+    ),
+    Check(
+        "number.policy",
+        "Agent numbers are permitted by the policy",
+        check_policy,
+        needs="--number and --policy",
+        requires=("numbers", "policy"),
+        timeout=3.0,
+    ),
+    Check(
+        "number.identity",
+        "The registered SIP identity covers the agent numbers",
+        check_identity,
+        needs="--number and --user",
+        requires=("numbers", "user"),
+        timeout=3.0,
+    ),
+    Check(
+        "number.dial-test",
+        "The platform lets a test call reach the number",
+        check_dial,
+        needs="--dial-test NUMBER with --registrar, --user and a password (opt-in)",
+        requires=("dial_test", "registrar", "user"),
+        after=("net.dns", "sip.register"),
+        timeout=None,
+        uses_sip=True,
     ),
     Check(
         "host.clock",

@@ -75,6 +75,7 @@ class _Registration:
         tid: int,
         target: dict[str, Any],
         uri: str,
+        proxy: str | None = None,
     ) -> None:
         self.transport, self.target, self.uri = transport, target, uri
         self.probe = f"{job.run_id}-{transport}"
@@ -113,6 +114,8 @@ class _Registration:
         cfg.natConfig.contactRewriteUse = 0
         cfg.natConfig.viaRewriteUse = 0
         cfg.sipConfig.transportId = tid  # decides the address family too
+        if proxy:  # a test call goes through the registrar, as the softphone's calls do
+            cfg.sipConfig.proxies.append(proxy)
         cfg.sipConfig.authCreds.append(
             pj.AuthCredInfo("digest", "*", job.auth_user, 0, job.password.reveal())
         )
@@ -271,9 +274,91 @@ def register_all(job: Job) -> dict[str, Any]:
     return {"attempts": [attempts[p["transport"]] for p in job.plans], "local_address": local}
 
 
+def dial(job: Job, dial_uri: str, max_duration: float) -> dict[str, Any]:
+    """number.dial-test: register over the one planned transport, place one call through that
+    account (checks/dialjob.py), then remove the binding again. No call without a binding."""
+    plan = job.plans[0]
+    stack = SipStack(job.user_agent, job.route, job.ca)
+    out: dict[str, Any] = {"register": None, "call": None}
+    try:
+        with stack.session(job.route) as pj:
+            budget = max(0.05, job.deadline - time.monotonic() - UNREGISTER_RESERVE)
+            stack.set_transaction_budget(budget)
+            tid = stack.transport_ids.get(plan["transport"])
+            if tid is None:
+                out["register"] = {
+                    "transport": plan["transport"],
+                    "outcome": o.LOCAL_ERROR,
+                    "code": 0,
+                    "reason": f"no {plan['transport']} transport in this PJSIP build",
+                }
+            else:
+                proxy = plan["uri"] + ";lr"
+                reg = _Registration(
+                    job, pj, plan["transport"], tid, plan["target"], plan["uri"], proxy
+                )
+                try:
+                    _register_and_call(stack, pj, job, reg, budget, dial_uri, max_duration, out)
+                finally:
+                    reg.account.shutdown()  # no Account may outlive the endpoint
+    except SipUnavailable as exc:
+        return {"unavailable": str(exc)}
+    out["local_address"] = stack.local_address
+    stack.close()
+    return out
+
+
+def _register_and_call(
+    stack: SipStack,
+    pj: Any,
+    job: Job,
+    reg: _Registration,
+    budget: float,
+    dial_uri: str,
+    max_duration: float,
+    out: dict[str, Any],
+) -> None:
+    from checks.dialjob import DialPlan, place_call
+
+    plan = job.plans[0]
+    stack.pump(lambda: reg.finished, time.monotonic() + budget)
+    out["register"] = reg.result(stack, budget)
+    if not reg.accepted:
+        return
+    # The call never runs past the run's deadline, whatever --dial-max-duration says; the
+    # un-REGISTER keeps a short reserve (it takes milliseconds when the registrar is there).
+    limit = min(max_duration, job.deadline - time.monotonic() - UNREGISTER_RESERVE)
+    out["call"] = place_call(
+        stack,
+        pj,
+        reg.account,
+        DialPlan(
+            plan["transport"],
+            plan["uri"],
+            plan["target"],
+            dial_uri,
+            max(0.1, limit),
+            job.deadline - UNREGISTER_RESERVE,
+        ),
+        f"{job.run_id}-dial",
+    )
+    reg.unregister()
+    stack.pump(
+        lambda: reg.unregistered,
+        min(job.deadline - 0.1, time.monotonic() + UNREGISTER_WAIT),
+    )
+    out["register"]["unregistered"] = reg.unregistered
+
+
 def main() -> None:
-    job = Job.from_json(sys.stdin.read())
-    sys.stdout.write(json.dumps(register_all(job)) + "\n")
+    raw = json.loads(sys.stdin.read())
+    dial_job = raw.pop("dial", None)  # {"uri", "max_duration"} for number.dial-test
+    job = Job.from_json(json.dumps(raw))
+    if dial_job is not None:
+        answer = dial(job, dial_job["uri"], float(dial_job["max_duration"]))
+    else:
+        answer = register_all(job)
+    sys.stdout.write(json.dumps(answer) + "\n")
     sys.stdout.flush()
 
 

@@ -53,7 +53,8 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
     settings = build_settings(profile, flags)
     selected: list[Check] = select_checks(env.checks(), settings.only, settings.skip)
     _check_out_path(settings.out)
-    if any(c.uses_sip for c in selected):
+    # Only a SIP check that will really run asks for the password (no prompt for a skipped one).
+    if any(c.uses_sip and all(getattr(settings, r) for r in c.requires) for c in selected):
         settings = resolve_password(settings, env.environ, env.stdin_isatty)
 
     run_id = str(uuid.uuid4())

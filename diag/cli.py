@@ -142,6 +142,21 @@ def check(
             help="Platform media (RTP) endpoint HOST:PORT[-PORT]; repeatable.",
         ),
     ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(metavar="CC", help="Default region for national numbers, e.g. GB."),
+    ] = None,
+    dial_test: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NUMBER",
+            help="Place ONE test call to NUMBER through the registered account (opt-in).",
+        ),
+    ] = None,
+    dial_max_duration: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Longest the test call may last [default: 5]."),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
     ] = False,
@@ -174,8 +189,21 @@ def check(
         "turn_password_env": turn_password_env,
         "media": media,
         "debug": debug or None,
+        "region": region,
+        "dial_test": _one_dial_test(dial_test),
+        "dial_max_duration": dial_max_duration,
     }
     raise typer.Exit(run_check_command(_env(ctx), profile, flags))
+
+
+def _one_dial_test(values: list[str] | None) -> str | None:
+    """At most one test call per run: a repeated --dial-test is refused, not half-ignored."""
+    if values and len(values) > 1:
+        raise UsageError(
+            f"--dial-test was given {len(values)} times; a run places at most one test call",
+            "give --dial-test once; run sipdiag again for another number",
+        )
+    return values[0] if values else None
 
 
 @app.command("checks")

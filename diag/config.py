@@ -27,6 +27,8 @@ DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
 DEFAULT_TURN_PASSWORD_ENV = "SIPDIAG_TURN_PASSWORD"
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 3600.0  # a diagnostic that runs longer than an hour is a hang, not a check
+DEFAULT_DIAL_MAX_DURATION = 5.0  # seconds a --dial-test call may last, at most
+MAX_DIAL_DURATION = 60.0
 KEYRING_SERVICE = "sipdiag"
 # Keys that would put a secret into a file on disk; refused outright.
 SECRET_KEYS = ("password", "passwd", "pass", "secret", "pin")
@@ -75,6 +77,9 @@ class Settings:
     turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
     media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
     debug: bool = False
+    region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
+    dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)
+    dial_max_duration: float = DEFAULT_DIAL_MAX_DURATION
     password: Secret | None = field(default=None, repr=False)
 
     @property
@@ -102,7 +107,10 @@ class Settings:
 
 
 # Profile keys: everything a flag can set except debug and the password itself.
-PROFILE_KEYS = tuple(f.name for f in fields(Settings) if f.name not in ("debug", "password"))
+# A test call is never a profile default: --dial-test must be asked for on each run.
+PROFILE_KEYS = tuple(
+    f.name for f in fields(Settings) if f.name not in ("debug", "password", "dial_test")
+)
 _LIST_KEYS = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
 
 
@@ -170,6 +178,10 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{source}: 'timeout' must be a number of seconds", "e.g. 10")
             out[key] = float(value)
+        elif key == "dial_max_duration":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(f"{source}: '{key}' must be a number of seconds", "e.g. 5")
+            out[key] = float(value)
         else:
             if not isinstance(value, str):
                 raise UsageError(f"{source}: '{key}' must be a string", f"quote the value of {key}")
@@ -200,6 +212,8 @@ def validate(s: Settings) -> None:
         "out",
         "dns_server",
         "ca",
+        "region",
+        "dial_test",
     ):
         if getattr(s, name) == "":
             flag = "--" + name.replace("_", "-")
@@ -267,6 +281,36 @@ def validate(s: Settings) -> None:
             )
     _check_env_name(s.password_env, "--password-env", DEFAULT_PASSWORD_ENV)
     _check_env_name(s.turn_password_env, "--turn-password-env", DEFAULT_TURN_PASSWORD_ENV)
+    _validate_numbers(s)
+
+
+def _validate_numbers(s: Settings) -> None:
+    """--region, --dial-test, --dial-max-duration and the policy file (read here, so a
+    malformed one stops the run with exit 64 and its line, before any check runs)."""
+    if s.region is not None:
+        import phonenumbers
+
+        if s.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise UsageError(
+                f"unknown --region '{s.region}'", "use an ISO 3166 code such as GB, DE or US"
+            )
+    if s.dial_test is not None and not re.fullmatch(
+        r"sips?:\S+|\+?[0-9][0-9 ().-]*|[A-Za-z0-9._~-]+", s.dial_test
+    ):
+        raise UsageError(
+            f"invalid --dial-test '{s.dial_test}'",
+            "give one number (e.g. +442079460123), an extension, or a sip: URI",
+        )
+    if not (math.isfinite(s.dial_max_duration) and 0 < s.dial_max_duration <= MAX_DIAL_DURATION):
+        raise UsageError(
+            f"--dial-max-duration must be between 0 and {MAX_DIAL_DURATION:g} seconds, "
+            f"got {s.dial_max_duration:g}",
+            f"e.g. --dial-max-duration {DEFAULT_DIAL_MAX_DURATION:g}",
+        )
+    if s.policy and Path(s.policy).is_file():
+        from diag.policy import load_policy
+
+        load_policy(Path(s.policy))
 
 
 def _check_env_name(value: str, flag: str, default: str) -> None:

@@ -181,6 +181,20 @@ def _explain_register(d: Details) -> str:
     return (f" Evidence: {_quote(a)}." if a else "") + baseline_reading(d)
 
 
+# ---- number.dial-test: details = {code, reason, warning, reason_header, call, ...}
+
+
+def _dial_code(want: Callable[[int], bool]) -> Callable[[Details], bool]:
+    return lambda d: want(int(d.get("code") or 0))
+
+
+def _explain_dial(d: Details) -> str:
+    from checks.dial import evidence_text
+
+    call = d.get("call") or {}
+    return f" Evidence: the test call to {call.get('uri')} got {evidence_text(call)}."
+
+
 @dataclass(frozen=True)
 class Rule:
     cause: str
@@ -253,6 +267,16 @@ RULES: tuple[Rule, ...] = (
     *(Rule(cause, "net.sip-options", _ANY, Severity.WARNING,
            f"{t.upper()} is not configured and got nothing back while another answered",
            _options_blocked(t, configured=False)) for t, cause in TRANSPORT_CAUSES.items()),
+    Rule("number.invalid", "number.format", _FAIL, Severity.CRITICAL,
+         "an agent number does not parse, or is not a valid number"),
+    Rule("number.invalid", "number.dial-test", _FAIL, Severity.CRITICAL,
+         "the test call got 404 or 484", _dial_code(lambda c: c in (404, 484)), _explain_dial),
+    Rule("number.not_permitted", "number.policy", _FAIL, Severity.CRITICAL,
+         "a deny rule (or the default) matches an agent number"),
+    Rule("number.not_permitted", "number.dial-test", _FAIL, Severity.CRITICAL,
+         "the test call got 403", _dial_code(lambda c: c == 403), _explain_dial),
+    Rule("number.identity_mismatch", "number.identity", _FAIL, Severity.CRITICAL,
+         "an agent number is not the registered SIP user's number"),
 )
 # fmt: on
 

@@ -25,6 +25,7 @@ SETTING_LABELS = {
     "stun": ("STUN server", "--stun"),
     "agent_id": ("agent id", "--agent-id"),
     "policy": ("number policy", "--policy"),
+    "dial_test": ("test-call number", "--dial-test"),
 }
 
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)
