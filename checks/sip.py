@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from typing import Any
 
 from checks.dns import DEFAULT_PORTS, Target, targets_for
 from checks.host import clock_offset_ms
+from checks.sipworker import command as worker_command
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
@@ -143,10 +143,11 @@ def _register(
         "route": next((t.address for t in resolved), None),
         "deadline": deadline,
         "plans": plans,
+        "trace_path": str(ctx.sip_log) if ctx.sip_log else None,
     }
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "checks.sipworker"],
+            worker_command(),
             input=json.dumps(job),
             capture_output=True,
             text=True,

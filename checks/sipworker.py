@@ -40,6 +40,7 @@ class Job:
     route: str | None  # an address: the endpoint binds to the local address routing there
     deadline: float
     plans: list[dict[str, Any]]  # [{"transport", "uri", "target"}]
+    trace_path: str | None = None  # append the scrubbed SIP message trace here
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -227,6 +228,8 @@ def _add_challenge(result: dict[str, Any], responses: list[tuple[int, str]]) -> 
 def register_all(job: Job) -> dict[str, Any]:
     """Every planned transport registers side by side, then every accepted binding is removed."""
     stack = SipStack(job.user_agent, job.route, job.ca)
+    if job.trace_path:
+        stack.trace.log_to(job.trace_path, (job.password.reveal(),))
     attempts: dict[str, dict[str, Any]] = {}
     runs: list[_Registration] = []
     try:
@@ -269,6 +272,16 @@ def register_all(job: Job) -> dict[str, Any]:
     local = stack.local_address
     stack.close()
     return {"attempts": [attempts[p["transport"]] for p in job.plans], "local_address": local}
+
+
+FROZEN_WORKER_ARG = "--sipdiag-sip-worker"
+
+
+def command() -> list[str]:
+    """How to start this worker: a one-file (PyInstaller) build runs itself with a marker."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_WORKER_ARG]
+    return [sys.executable, "-m", "checks.sipworker"]
 
 
 def main() -> None:

@@ -74,6 +74,7 @@ class Settings:
     turn_user: str | None = None
     turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
     media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
+    quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
     debug: bool = False
     password: Secret | None = field(default=None, repr=False)
 
