@@ -43,13 +43,8 @@ def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         ),
     ]
     if agent.get("id") or agent.get("sip_uri") or agent.get("numbers"):
-        rows.append(
-            (
-                "Agent",
-                f"{agent.get('id') or '-'} {agent.get('sip_uri') or ''} "
-                f"{_join(agent.get('numbers'))}".strip(),
-            )
-        )
+        parts = [agent.get("id") or "", agent.get("sip_uri") or "", *(agent.get("numbers") or [])]
+        rows.append(("Agent", " ".join(p for p in parts if p)))
     rows.append(("sipdiag", str((report.get("tool") or {}).get("version", "?"))))
     return rows
 
