@@ -49,6 +49,7 @@ class Redactor:
 
     def __init__(self, hostnames: Iterable[str] = (), users: Iterable[str] = ()) -> None:
         self.tokens: dict[str, str] = {}
+        self._seen: dict[str, str] = {}  # candidate text -> replacement (traces repeat a lot)
         self._names: list[tuple[str, str]] = []
         for label, values in (("host", hostnames), ("user", users)):
             for value in values:
@@ -65,6 +66,12 @@ class Redactor:
 
     def _address(self, match: re.Match[str]) -> str:
         text = match.group(0)
+        cached = self._seen.get(text)
+        if cached is None:
+            cached = self._seen[text] = self._classify(text)
+        return cached
+
+    def _classify(self, text: str) -> str:
         bare = text.split("%", 1)[0]
         try:
             address = ipaddress.ip_address(bare)
