@@ -229,7 +229,10 @@ def register_all(job: Job) -> dict[str, Any]:
     """Every planned transport registers side by side, then every accepted binding is removed."""
     stack = SipStack(job.user_agent, job.route, job.ca)
     if job.trace_path:
-        stack.trace.log_to(job.trace_path, (job.password.reveal(),))
+        try:
+            stack.trace.log_to(job.trace_path, (job.password.reveal(),))
+        except OSError:
+            pass  # the trace is for support bundles; never a reason to lose the REGISTER
     attempts: dict[str, dict[str, Any]] = {}
     runs: list[_Registration] = []
     try:
