@@ -111,8 +111,11 @@ class SipTrace:
             from diag.scrub import scrub_sip
 
             with self._lock:
-                self._log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
-                self._log.flush()
+                try:
+                    self._log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
+                    self._log.flush()
+                except OSError:  # e.g. disk full: stop tracing, never break the probe
+                    self._log = None
         first, _, raw = msg.partition("\n")
         if msg.startswith("TX ") and " Request msg " in first:
             self._note_request(raw)
