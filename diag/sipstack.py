@@ -111,9 +111,11 @@ class SipTrace:
             from diag.scrub import scrub_sip
 
             with self._lock:
+                log = self._log  # re-read under the lock: a failed write clears it
                 try:
-                    self._log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
-                    self._log.flush()
+                    if log is not None:
+                        log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
+                        log.flush()
                 except OSError:  # e.g. disk full: stop tracing, never break the probe
                     self._log = None
         first, _, raw = msg.partition("\n")
