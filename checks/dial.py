@@ -7,14 +7,11 @@ real answer decides: 403 -> not permitted, 404/484 -> invalid, 480/486/18x/200 -
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from typing import Any
 
 from checks.dns import targets_for
-from checks.sip import WORKER_GRACE, _plan, _worker_env
+from checks.sip import _plan, run_worker, worker_job
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 from diag.sipstack import INSTALL_HINT
@@ -37,28 +34,6 @@ def dial_uri(number: str, region: str | None, host: str) -> str:
     return f"sip:{user}@{host}"
 
 
-def _run_worker(ctx: Context, job: dict[str, Any], deadline: float) -> dict[str, Any] | str:
-    """The worker's answer, or why there is none."""
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "checks.sipworker"],
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            env=_worker_env(ctx),
-            timeout=max(0.05, min(deadline + WORKER_GRACE, ctx.deadline - 0.05) - ctx.monotonic()),
-        )
-    except subprocess.TimeoutExpired:
-        return "the PJSIP worker did not finish in time"
-    try:
-        answer: dict[str, Any] = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        return f"PJSIP crashed ({why}): {last}"
-    return answer
-
-
 def check_dial(ctx: Context) -> CheckResult:
     s = ctx.settings
     configured = s.target
@@ -74,19 +49,10 @@ def check_dial(ctx: Context) -> CheckResult:
     host = (s.sip_uri or "").rpartition("@")[2] or configured.host_literal
     to = dial_uri(s.dial_test, s.region, host)
     deadline = ctx.monotonic() + max(0.1, ctx.remaining() - 0.2)
-    job = {
-        "user_agent": ctx.user_agent,
-        "run_id": ctx.run_id,
-        "sip_uri": s.sip_uri or "",
-        "auth_user": s.auth_user or s.user or "",
-        "password": s.password.reveal(),
-        "ca": s.ca,
-        "route": target.get("address"),
-        "deadline": deadline,
-        "plans": [{"transport": transport, "uri": uri, "target": target}],
-        "dial": {"uri": to, "max_duration": s.dial_max_duration},
-    }
-    answer = _run_worker(ctx, job, deadline)
+    plans = [{"transport": transport, "uri": uri, "target": target}]
+    dial = {"uri": to, "max_duration": s.dial_max_duration}
+    job = worker_job(ctx, s.password, plans, target.get("address"), deadline, dial=dial)
+    answer = run_worker(ctx, job, deadline)
     if isinstance(answer, str):
         return CheckResult(
             Status.ERROR,

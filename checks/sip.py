@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import uuid
 from typing import Any
 
 from checks.dns import DEFAULT_PORTS, Target, targets_for
 from checks.host import clock_offset_ms
+from checks.sipworker import command as worker_command
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
@@ -132,21 +132,50 @@ def _register(
         plans.append({"transport": transport, "uri": uri, "target": target})
     keep = min(BASELINE_RESERVE, ctx.remaining() * 0.25)
     deadline = ctx.monotonic() + max(0.1, ctx.remaining() - keep)
+    job = worker_job(ctx, password, plans, next((t.address for t in resolved), None), deadline)
+    answer = run_worker(ctx, job, deadline)
+    if isinstance(answer, str):
+        outcome = o.NOT_FINISHED if answer == WORKER_LATE else o.ERROR
+        return [_broken(p, outcome, answer) for p in plans], None
+    if "unavailable" in answer:
+        return skipped(answer["unavailable"], INSTALL_HINT)
+    return answer["attempts"], answer.get("local_address")
+
+
+WORKER_LATE = "the PJSIP worker did not finish in time"
+
+
+def worker_job(
+    ctx: Context,
+    password: Secret,
+    plans: list[dict[str, Any]],
+    route: str | None,
+    deadline: float,
+    **more: Any,
+) -> dict[str, Any]:
+    """The job checks/sipworker.py reads on stdin (the one place the password leaves memory:
+    a pipe to our own child)."""
     s = ctx.settings
-    job = {
+    return {
         "user_agent": ctx.user_agent,
         "run_id": ctx.run_id,
         "sip_uri": s.sip_uri or "",
         "auth_user": s.auth_user or s.user or "",
         "password": password.reveal(),
         "ca": s.ca,
-        "route": next((t.address for t in resolved), None),
+        "route": route,
         "deadline": deadline,
         "plans": plans,
+        "trace_path": str(ctx.sip_log) if ctx.sip_log else None,
+        **more,
     }
+
+
+def run_worker(ctx: Context, job: dict[str, Any], deadline: float) -> dict[str, Any] | str:
+    """The worker's answer, or why there is none (WORKER_LATE, or how PJSIP crashed)."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "checks.sipworker"],
+            worker_command(),
             input=json.dumps(job),
             capture_output=True,
             text=True,
@@ -154,18 +183,14 @@ def _register(
             timeout=max(0.05, min(deadline + WORKER_GRACE, ctx.deadline - 0.05) - ctx.monotonic()),
         )
     except subprocess.TimeoutExpired:
-        return [
-            _broken(p, o.NOT_FINISHED, "the PJSIP worker did not finish in time") for p in plans
-        ], None
+        return WORKER_LATE
     try:
-        answer = json.loads(proc.stdout)
+        answer: dict[str, Any] = json.loads(proc.stdout)
     except json.JSONDecodeError:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        return [_broken(p, o.ERROR, f"PJSIP crashed ({why}): {last}") for p in plans], None
-    if "unavailable" in answer:
-        return skipped(answer["unavailable"], INSTALL_HINT)
-    return answer["attempts"], answer.get("local_address")
+        return f"PJSIP crashed ({why}): {last}"
+    return answer
 
 
 def _worker_env(ctx: Context) -> dict[str, str]:

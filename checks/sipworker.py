@@ -40,6 +40,7 @@ class Job:
     route: str | None  # an address: the endpoint binds to the local address routing there
     deadline: float
     plans: list[dict[str, Any]]  # [{"transport", "uri", "target"}]
+    trace_path: str | None = None  # append the scrubbed SIP message trace here
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -227,9 +228,20 @@ def _add_challenge(result: dict[str, Any], responses: list[tuple[int, str]]) -> 
         result["challenge"] = parse_challenge(header) if header else None
 
 
+def _stack(job: Job) -> SipStack:
+    """The job's PJSIP stack, appending its scrubbed message trace to ``job.trace_path``."""
+    stack = SipStack(job.user_agent, job.route, job.ca)
+    if job.trace_path:
+        try:
+            stack.trace.log_to(job.trace_path, (job.password.reveal(),))
+        except OSError:
+            pass  # the trace is for support bundles; never a reason to lose the REGISTER
+    return stack
+
+
 def register_all(job: Job) -> dict[str, Any]:
     """Every planned transport registers side by side, then every accepted binding is removed."""
-    stack = SipStack(job.user_agent, job.route, job.ca)
+    stack = _stack(job)
     attempts: dict[str, dict[str, Any]] = {}
     runs: list[_Registration] = []
     try:
@@ -278,7 +290,7 @@ def dial(job: Job, dial_uri: str, max_duration: float) -> dict[str, Any]:
     """number.dial-test: register over the one planned transport, place one call through that
     account (checks/dialjob.py), then remove the binding again. No call without a binding."""
     plan = job.plans[0]
-    stack = SipStack(job.user_agent, job.route, job.ca)
+    stack = _stack(job)
     out: dict[str, Any] = {"register": None, "call": None}
     try:
         with stack.session(job.route) as pj:
@@ -348,6 +360,16 @@ def _register_and_call(
         min(job.deadline - 0.1, time.monotonic() + UNREGISTER_WAIT),
     )
     out["register"]["unregistered"] = reg.unregistered
+
+
+FROZEN_WORKER_ARG = "--sipdiag-sip-worker"
+
+
+def command() -> list[str]:
+    """How to start this worker: a one-file (PyInstaller) build runs itself with a marker."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, FROZEN_WORKER_ARG]
+    return [sys.executable, "-m", "checks.sipworker"]
 
 
 def main() -> None:

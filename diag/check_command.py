@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 from diag.config import Settings, build_settings, resolve_password
 from diag.context import Context
 from diag.errors import ExitCode, SipdiagError, UsageError
-from diag.model import Check, CheckResult
-from diag.render import Marks, format_for_path, progress_line, render
-from diag.report import build, saved_report_path, to_json, user_agent, write_atomic
+from diag.model import Check
+from diag.progress import TerminalProgress
+from diag.render import Marks, format_for_path, render
+from diag.report import (
+    build,
+    reports_dir,
+    saved_report_path,
+    sip_log_path,
+    to_json,
+    user_agent,
+    write_atomic,
+)
 from diag.runner import RunOutcome, run_checks, select_checks
 
 if TYPE_CHECKING:
@@ -59,22 +68,34 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
 
     run_id = str(uuid.uuid4())
     ctx = Context(
-        settings=settings, run_id=run_id, user_agent=user_agent(run_id), environ=env.environ
+        settings=settings,
+        run_id=run_id,
+        user_agent=user_agent(run_id),
+        environ=env.environ,
+        sip_log=_pending_sip_log(run_id),
     )
     marks = Marks.for_encoding(getattr(env.stdout, "encoding", None))
-    show_progress = settings.format == "text" and _isatty(env.stdout)
-
-    def progress(event: str, check: Check, result: CheckResult | None) -> None:
-        status = result.status.value if result else None
-        _write(env.stderr, "\r\033[K" + progress_line(event, check, status, marks))
+    stderr_marks = Marks.for_encoding(getattr(env.stderr, "encoding", None))
+    show_progress = not settings.quiet and (
+        _isatty(env.stderr) or (settings.format == "text" and _isatty(env.stdout))
+    )
+    progress = (
+        TerminalProgress(
+            env.stderr, selected, stderr_marks, use_color(env.stderr, env.environ), _write
+        )
+        if show_progress
+        else None
+    )
 
     _sigterm_as_interrupt()
-    outcome = run_checks(selected, ctx, settings.timeout, progress if show_progress else None)
+    try:
+        outcome = run_checks(selected, ctx, settings.timeout, progress)
+    finally:
+        if progress is not None:
+            progress.close()
     # From here on the report must get written: a second Ctrl-C waits for it.
     previous = _ignore_sigint()
     try:
-        if show_progress:
-            _write(env.stderr, "\r\033[K")
         env.abandoned.extend(outcome.abandoned)
         report, problem = _finish(env, settings, run_id, outcome, marks)
     finally:
@@ -108,7 +129,9 @@ def _finish(
     saved = saved_report_path(run_id, outcome.started_at)
     try:
         write_atomic(saved, to_json(report))
-        _write(env.stderr, f"sipdiag: report saved to {saved}\n")
+        _keep_sip_log(run_id, saved)
+        if not settings.quiet:
+            _write(env.stderr, f"sipdiag: report saved to {saved}\n")
     except OSError as exc:
         problems.append(
             SipdiagError(
@@ -122,7 +145,8 @@ def _finish(
                 Path(settings.out).expanduser(),
                 render(report, format_for_path(settings.out, settings.format), marks),
             )
-            _write(env.stderr, f"sipdiag: report written to {settings.out}\n")
+            if not settings.quiet:
+                _write(env.stderr, f"sipdiag: report written to {settings.out}\n")
         except OSError as exc:
             problems.append(
                 SipdiagError(
@@ -130,7 +154,8 @@ def _finish(
                     "choose another --out path",
                 )
             )
-    if not _write(env.stdout, render(report, settings.format, marks)):
+    color = settings.format == "text" and use_color(env.stdout, env.environ)
+    if not _write(env.stdout, render(report, settings.format, marks, color)):
         problems.append(
             SipdiagError(
                 "cannot write the report to standard output",
@@ -142,6 +167,25 @@ def _finish(
             if r.result.traceback:
                 _write(env.stderr, f"--- traceback of {r.check.id}\n{r.result.traceback}")
     return report, problems[0] if problems else None
+
+
+def _pending_sip_log(run_id: str) -> Path | None:
+    """The SIP worker appends the run's trace here; it is renamed next to the report once the
+    report is saved. None when the reports directory cannot be made (the run goes on)."""
+    try:
+        directory = reports_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory / f".sipdiag-{run_id}.sip.log.part"
+
+
+def _keep_sip_log(run_id: str, saved: Path) -> None:
+    pending = saved.parent / f".sipdiag-{run_id}.sip.log.part"
+    try:
+        os.replace(pending, sip_log_path(saved))
+    except FileNotFoundError:
+        pass  # no pjsua2 REGISTER in this run: nothing was traced
 
 
 def write_report_file(path: Path, text: str) -> None:
@@ -193,6 +237,11 @@ def _sigterm_as_interrupt() -> None:
 
     if _in_main_thread():
         signal.signal(signal.SIGTERM, handler)
+
+
+def use_color(stream: Any, environ: Mapping[str, str]) -> bool:
+    """Colours only on a terminal, and never with NO_COLOR set (no-color.org) or TERM=dumb."""
+    return _isatty(stream) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
 
 
 def _isatty(stream: Any) -> bool:

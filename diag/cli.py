@@ -17,8 +17,9 @@ from diag import __version__
 from diag.errors import ExitCode, SipdiagError, UsageError
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
+# Shell completion: `sipdiag --install-completion` / `--show-completion` (typer).
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
@@ -157,6 +158,10 @@ def check(
         float | None,
         typer.Option(metavar="SECONDS", help="Longest the test call may last [default: 5]."),
     ] = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors still."),
+    ] = False,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
     ] = False,
@@ -188,6 +193,7 @@ def check(
         "turn_user": turn_user,
         "turn_password_env": turn_password_env,
         "media": media,
+        "quiet": quiet or None,
         "debug": debug or None,
         "region": region,
         "dial_test": _one_dial_test(dial_test),
@@ -247,6 +253,50 @@ def explain(
             )
         entries.append(entry)
     env.stdout.write(render_explanation(entries, {c.family for c in env.checks()}))
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[REPORT.json]", help="A saved JSON report [default: the newest saved one]."
+        ),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(help="text, md, html or json [default: by --out, else text]."),
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Re-render a saved report for people (Markdown or HTML for a ticket)."""
+    from diag.saved_commands import run_report_command
+
+    raise typer.Exit(run_report_command(_env(ctx), path, format, out))
+
+
+@app.command()
+def bundle(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[REPORT.json]", help="A saved JSON report [default: the newest saved one]."
+        ),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option(help="The zip to write [default: <report>-bundle.zip here].")
+    ] = None,
+    redact: Annotated[
+        bool,
+        typer.Option("--redact", help="Replace hostname, user name and IP addresses by tokens."),
+    ] = False,
+) -> None:
+    """Zip a report (JSON + HTML), its scrubbed SIP trace and a manifest for a support ticket."""
+    from diag.saved_commands import run_bundle_command
+
+    raise typer.Exit(run_bundle_command(_env(ctx), path, out, redact))
 
 
 def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:

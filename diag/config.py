@@ -76,6 +76,7 @@ class Settings:
     turn_user: str | None = None
     turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
     media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
+    quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
     debug: bool = False
     region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
     dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from diag.config import Settings
 from diag.model import CheckResult
@@ -31,6 +32,7 @@ class Context:
     # Results of the checks named in Check.after, filled in by the runner before the check starts.
     results: Mapping[str, CheckResult] = field(default_factory=dict)
     deadline: float = float("inf")  # monotonic time by which this check must return
+    sip_log: Path | None = None  # where the SIP worker appends the run's scrubbed SIP trace
 
     def remaining(self) -> float:
         """Seconds left before this check's deadline (never negative)."""

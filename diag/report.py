@@ -148,8 +148,17 @@ def write_atomic(path: Path, text: str) -> None:
 
 def saved_report_path(run_id: str, started_at: dt.datetime) -> Path:
     """Every run's JSON report, under the user data directory (XDG_DATA_HOME on Linux)."""
+    stamp = started_at.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return reports_dir() / f"sipdiag-{stamp}-{run_id[:8]}.json"
+
+
+def reports_dir() -> Path:
+    """Where every run's report (and its SIP trace, `<report>.sip.log`) is saved."""
     import platformdirs
 
-    stamp = started_at.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = Path(platformdirs.user_data_dir("sipdiag", appauthor=False))
-    return base / "reports" / f"sipdiag-{stamp}-{run_id[:8]}.json"
+    return Path(platformdirs.user_data_dir("sipdiag", appauthor=False)) / "reports"
+
+
+def sip_log_path(report_path: Path) -> Path:
+    """The run's scrubbed SIP message trace, saved next to its report."""
+    return report_path.with_suffix(".sip.log")

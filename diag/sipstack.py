@@ -96,8 +96,28 @@ class SipTrace:
         self._call_ids: dict[str, str] = {}  # probe id -> Call-ID
         self._sent: dict[str, dict[str, str | None]] = {}  # probe id -> Via/Contact we sent
         self._lock = threading.Lock()
+        self._log: Any = None  # the run's SIP trace file (support bundles), if asked for
+        self._secrets: tuple[str, ...] = ()
+
+    def log_to(self, path: str, secrets: tuple[str, ...]) -> None:
+        """Also append every SIP message to `path`, credentials scrubbed before they are
+        written (owner-only file: it still names the account and addresses)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._log = os.fdopen(fd, "a", encoding="utf-8")
+        self._secrets = secrets
 
     def write(self, msg: str) -> None:
+        if self._log is not None and (msg.startswith("TX ") or msg.startswith("RX ")):
+            from diag.scrub import scrub_sip
+
+            with self._lock:
+                log = self._log  # re-read under the lock: a failed write clears it
+                try:
+                    if log is not None:
+                        log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
+                        log.flush()
+                except OSError:  # e.g. disk full: stop tracing, never break the probe
+                    self._log = None
         first, _, raw = msg.partition("\n")
         if msg.startswith("TX ") and " Request msg " in first:
             self._note_request(raw)

@@ -20,14 +20,16 @@ EXTENSIONS = {
 }
 
 
-def render(report: Mapping[str, Any], fmt: str, marks: Marks | None = None) -> str:
+def render(
+    report: Mapping[str, Any], fmt: str, marks: Marks | None = None, color: bool = False
+) -> str:
     if fmt == "json":
         return to_json(report)
     if fmt == "md":
         return render_markdown(report)
     if fmt == "html":
         return render_html(report)
-    return render_text(report, marks or Marks.for_encoding("utf-8"))
+    return render_text(report, marks or Marks.for_encoding("utf-8"), color)
 
 
 def format_for_path(path: str, default: str) -> str:

@@ -1,44 +1,119 @@
-"""Self-contained HTML report (no external assets)."""
+"""Self-contained HTML report: one file, inline CSS, no scripts, no external assets.
+
+Order (what support reads first): verdict, findings (cause, explanation, action, evidence), every
+check with its details, then the correlation block for searching the platform's logs.
+Readable on a laptop and printable: tables have a fixed layout and long values wrap.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
-    ".pass{color:#176d1a}.warn{color:#a35b00}.fail,.error{color:#b00020}.skip{color:#666}"
-)
+from diag.render.sections import correlation_rows, run_facts, status_counts
+
+# Status colours are also the DOM contract the Chromium test asserts on (class names).
+_STYLE = """
+html{--pass:#176d1a;--warn:#9a5200;--fail:#b00020;--error:#6a1b9a;--skip:#5f6368}
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+ padding:1.5em;max-width:72em;color:#1f1f1f;background:#fff}
+h1{margin:.2em 0}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+code,pre{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:.3em 0;background:#f6f8fa;padding:.5em;
+ border-radius:4px}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+td,th{border:1px solid #ccc;padding:.35em .6em;text-align:left;vertical-align:top;
+ overflow-wrap:anywhere}
+th{background:#f2f2f2}
+.verdict{padding:.8em 1em;border-radius:6px;color:#fff;font-size:1.2em}
+.verdict.healthy{background:var(--pass)}.verdict.degraded{background:var(--warn)}
+.verdict.failing{background:var(--fail)}
+.badge{display:inline-block;min-width:4.5em;text-align:center;padding:.1em .4em;border-radius:3px;
+ color:#fff;font-weight:600;font-size:.85em;text-transform:uppercase}
+.badge.pass{background:var(--pass)}.badge.warn{background:var(--warn)}
+.badge.fail{background:var(--fail)}.badge.error{background:var(--error)}
+.badge.skip{background:var(--skip)}
+.badge.critical{background:var(--fail)}.badge.warning{background:var(--warn)}
+.badge.info{background:var(--skip)}
+.finding{border-left:6px solid var(--skip);padding:.2em 1em;margin:1em 0;background:#fafafa}
+.finding.critical{border-color:var(--fail)}.finding.warning{border-color:var(--warn)}
+details summary{cursor:pointer}
+col.status{width:7em}col.check{width:30%}
+@media print{body{padding:0;max-width:none;font-size:11pt}
+ details>*{display:block}.finding,tr{break-inside:avoid}
+ .verdict,.badge{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
+"""
+
+
+def _e(value: Any) -> str:
+    return escape(str(value if value is not None else ""))
+
+
+def _details(details: Mapping[str, Any]) -> str:
+    if not details:
+        return ""
+    body = json.dumps(details, indent=2, ensure_ascii=False, default=str)
+    # <details open>: on screen it folds, in print everything shows.
+    return f"<details open><summary>details</summary><pre>{_e(body)}</pre></details>"
+
+
+def _finding(f: Mapping[str, Any]) -> str:
+    evidence = {k: v for k, v in f["evidence"].items() if k != "checks"}
+    checks = ", ".join(f"<code>{_e(c)}</code>" for c in f["evidence"].get("checks", []))
+    return (
+        f"<section class='finding {_e(f['severity'])}' data-cause='{_e(f['cause'])}'>"
+        f"<h3><span class='badge {_e(f['severity'])}'>{_e(f['severity'])}</span> "
+        f"{_e(f['title'])}</h3>"
+        f"<p><strong>Cause:</strong> <code>{_e(f['cause'])}</code> ({_e(f['family'])})</p>"
+        f"<p><strong>Why:</strong> {_e(f['explanation'])}</p>"
+        f"<p><strong>Action:</strong> {_e(f['action'])}</p>"
+        f"<p><strong>Evidence:</strong> {checks}</p>"
+        f"{_details(evidence)}</section>"
+    )
+
+
+def _check_row(c: Mapping[str, Any]) -> str:
+    hint = f"<p><strong>Next:</strong> {_e(c['hint'])}</p>" if c.get("hint") else ""
+    return (
+        f"<tr class='check {_e(c['status'])}' data-check='{_e(c['id'])}'>"
+        f"<td><span class='badge {_e(c['status'])}'>{_e(c['status'])}</span></td>"
+        f"<td>{_e(c['title'])}<br><code>{_e(c['id'])}</code><br>"
+        f"<small>{_e(c.get('duration_ms', 0))} ms</small></td>"
+        f"<td>{_e(c['summary'])}{hint}{_details(c.get('details') or {})}</td></tr>"
+    )
 
 
 def render_html(report: Mapping[str, Any]) -> str:
-    def e(value: Any) -> str:
-        return escape(str(value if value is not None else ""))
-
-    rows = "".join(
-        f"<tr class='{e(c['status'])}'><td>{e(c['status'])}</td><td>{e(c['title'])}"
-        f"<br><code>{e(c['id'])}</code></td><td>{e(c['summary'])}</td><td>{e(c['hint'])}</td></tr>"
-        for c in report["checks"]
+    verdict = report["verdict"]
+    incomplete = "" if report["complete"] else " (incomplete: the run was interrupted)"
+    tally = ", ".join(f"{n} {s}" for s, n in status_counts(report).items() if n)
+    findings = "".join(_finding(f) for f in report["findings"]) or (
+        "<p class='no-findings'>No problems found.</p>"
     )
-    findings = (
-        "".join(
-            f"<section><h3>{e(f['severity'])}: {e(f['title'])} <code>{e(f['cause'])}</code></h3>"
-            f"<p>{e(f['explanation'])}</p>"
-            f"<p><strong>Action:</strong> {e(f['action'])}</p></section>"
-            for f in report["findings"]
-        )
-        or "<p>No problems found.</p>"
+    facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in run_facts(report))
+    corr = "".join(
+        f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>"
+        for k, v in correlation_rows(report)
     )
-    incomplete = "" if report["complete"] else " <strong>(incomplete)</strong>"
+    checks = "".join(_check_row(c) for c in report["checks"])
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>sipdiag report {e(report['run_id'])}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>sipdiag report: {e(report['verdict'])}{incomplete}</h1>"
-        f"<p>Run <code>{e(report['run_id'])}</code> at {e(report['started_at'])} on "
-        f"{e(report['host']['hostname'])}; registrar {e(report['target']['registrar'] or 'none')}; "
-        f"User-Agent <code>{e(report['correlation']['user_agent'])}</code></p>"
-        "<h2>Checks</h2><table><tr><th>Status</th><th>Check</th><th>Summary</th>"
-        f"<th>Next action</th></tr>{rows}</table><h2>Findings</h2>{findings}</body></html>\n"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>sipdiag report {_e(report['run_id'])}: {_e(verdict)}</title>"
+        f"<style>{_STYLE}</style></head><body>"
+        f"<h1>sipdiag report</h1>"
+        f"<p id='verdict' class='verdict {_e(verdict)}'>Verdict: <strong>{_e(verdict)}</strong>"
+        f"{_e(incomplete)} — {_e(tally)}</p>"
+        f"<table class='facts'><colgroup><col style='width:12em'><col></colgroup>{facts}</table>"
+        f"<h2 id='findings'>Findings</h2>{findings}"
+        "<h2 id='checks'>Checks</h2><table class='checks'><colgroup><col class='status'>"
+        "<col class='check'><col></colgroup>"
+        f"<tr><th>Status</th><th>Check</th><th>Result</th></tr>{checks}</table>"
+        "<h2 id='correlation'>Correlation</h2>"
+        "<p>Search the platform's SIP logs for these values.</p>"
+        f"<table class='correlation'><colgroup><col style='width:12em'><col></colgroup>{corr}"
+        "</table></body></html>\n"
     )

@@ -7,6 +7,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from diag.model import Check
+from diag.render.sections import correlation_rows, status_counts
+
+# ANSI colours for a terminal only (the caller decides: a tty and no NO_COLOR).
+_COLOUR = {
+    "pass": "32",
+    "warn": "33",
+    "fail": "31",
+    "error": "35",
+    "skip": "2",
+    "critical": "31",
+    "warning": "33",
+    "info": "2",
+    "healthy": "1;32",
+    "degraded": "1;33",
+    "failing": "1;31",
+}
+
+
+def paint(text: str, key: str, color: bool) -> str:
+    code = _COLOUR.get(key)
+    return f"\033[{code}m{text}\033[0m" if color and code else text
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,7 @@ class Marks:
         )
 
 
-def render_text(report: Mapping[str, Any], marks: Marks) -> str:
+def render_text(report: Mapping[str, Any], marks: Marks, color: bool = False) -> str:
     lines = [f"sipdiag {report['tool']['version']}  run {report['run_id']}"]
     if report["target"]["registrar"]:
         lines.append(
@@ -44,7 +65,8 @@ def render_text(report: Mapping[str, Any], marks: Marks) -> str:
     for c in report["checks"]:
         mark = marks.by_status[c["status"]]
         label = {"skip": "skipped: ", "error": "error: "}.get(c["status"], "")
-        lines.append(f"[{mark}] {c['title']} {marks.dash} {label}{c['summary']}")
+        line = f"[{mark}] {c['title']} {marks.dash} {label}{c['summary']}"
+        lines.append(paint(line, c["status"], color))
         if c["hint"] and c["status"] in ("warn", "fail", "error"):
             lines.append(f"    {marks.arrow} {c['hint']}")
     findings = report["findings"]
@@ -54,17 +76,18 @@ def render_text(report: Mapping[str, Any], marks: Marks) -> str:
         for f in findings:
             sev = f["severity"]
             mark = marks.by_severity[sev]
-            lines.append(f"  {mark} {sev:<8} {f['cause']} {marks.dash} {f['title']}")
+            head = f"  {mark} {sev:<8} {f['cause']} {marks.dash} {f['title']}"
+            lines.append(paint(head, sev, color))
             lines.append(f"      {f['explanation']}")
             lines.append(f"      Action: {f['action']}")
         lines.append("")
-    counts = {
-        s: sum(c["status"] == s for c in report["checks"])
-        for s in ("pass", "warn", "fail", "error", "skip")
-    }
-    tally = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    lines.append("Correlation (search the platform's SIP logs for these):")
+    lines += [f"  {k + ':':<17} {v}" for k, v in correlation_rows(report)]
+    lines.append("")
+    tally = ", ".join(f"{n} {s}" for s, n in status_counts(report).items() if n)
     state = "" if report["complete"] else " (INCOMPLETE: interrupted)"
-    lines.append(f"Verdict: {report['verdict']}{state} {marks.dash} {tally}")
+    verdict = f"Verdict: {report['verdict']}{state} {marks.dash} {tally}"
+    lines.append(paint(verdict, report["verdict"], color))
     return "\n".join(lines) + "\n"
 
 
@@ -72,6 +95,20 @@ def progress_line(event: str, check: Check, status: str | None, marks: Marks) ->
     if event == "start":
         return f"  … {check.id}"
     return f"  {marks.by_status.get(status or '', '?')} {check.id}"
+
+
+def progress_family_line(
+    family: str, statuses: Sequence[str], elapsed: float, marks: Marks, color: bool
+) -> str:
+    """One line when every selected check of a family has finished."""
+    worst = next((s for s in ("error", "fail", "warn", "pass", "skip") if s in statuses), "skip")
+    tally = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
+    line = f"  [{marks.by_status[worst]}] {family:<7} {tally}  ({elapsed:.1f} s)"
+    return paint(line, worst, color)
+
+
+def progress_running_line(running: Sequence[str], elapsed: float, spinner: str) -> str:
+    return f"  {spinner} {elapsed:5.1f} s  running: {', '.join(running)}"
 
 
 def render_checks_table(checks: Sequence[Check]) -> str:

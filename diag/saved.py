@@ -1,0 +1,55 @@
+"""Saved reports: finding the newest one and reading one back for `report` and `bundle`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from diag.errors import UsageError
+from diag.report import SCHEMA_VERSION, reports_dir, schema
+
+
+def newest_report() -> Path:
+    """The most recently saved report of this user (what `sipdiag check` just wrote)."""
+    directory = reports_dir()
+    candidates = [p for p in directory.glob("sipdiag-*.json") if p.is_file()]
+    if not candidates:
+        raise UsageError(
+            f"no saved report in {directory}",
+            "run `sipdiag check` first, or give the report's path",
+        )
+    return max(candidates, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A saved report, checked enough that rendering it cannot fail half-way."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"report {path} not found", "check the path to the report") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"cannot read report {path}: {getattr(exc, 'strerror', None) or exc}",
+            "give a JSON report written by `sipdiag check`",
+        ) from None
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"report {path} is not valid JSON (line {exc.lineno})",
+            "give a JSON report written by `sipdiag check` (--format json or the saved copy)",
+        ) from None
+    if not isinstance(report, dict) or report.get("schema_version") != SCHEMA_VERSION:
+        raise UsageError(
+            f"{path} is not a sipdiag report (schema_version {SCHEMA_VERSION})",
+            "give a JSON report written by `sipdiag check`",
+        )
+    missing = [k for k in schema()["required"] if k not in report]
+    lists_ok = all(isinstance(report.get(k), list) for k in ("checks", "findings"))
+    if missing or not lists_ok:
+        raise UsageError(
+            f"report {path} is incomplete (missing {', '.join(missing) or 'checks/findings'})",
+            "give the report exactly as `sipdiag check` wrote it",
+        )
+    return report

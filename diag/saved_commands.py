@@ -1,0 +1,78 @@
+"""`sipdiag report` and `sipdiag bundle`: work on a saved report, never run checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from diag.errors import SipdiagError, UsageError
+from diag.saved import load_report, newest_report
+
+if TYPE_CHECKING:
+    from diag.cli import Environment
+
+REPORT_FORMATS = ("text", "md", "html", "json")
+
+
+def run_report_command(
+    env: Environment, path: Path | None, fmt: str | None, out: str | None
+) -> int:
+    from diag.check_command import _write, use_color, write_report_file
+    from diag.render import Marks, format_for_path, render
+
+    if fmt is not None and fmt not in REPORT_FORMATS:
+        raise UsageError(f"unknown format '{fmt}'", f"use one of {', '.join(REPORT_FORMATS)}")
+    source = path or newest_report()
+    report = load_report(source)
+    fmt = fmt or (format_for_path(out, "text") if out else "text")
+    marks = Marks.for_encoding("utf-8" if out else getattr(env.stdout, "encoding", None))
+    color = out is None and fmt == "text" and use_color(env.stdout, env.environ)
+    try:
+        text = render(report, fmt, marks, color)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(
+            f"report {source} is malformed ({type(exc).__name__}: {exc})",
+            "give the report exactly as `sipdiag check` wrote it",
+        ) from None
+    if out is None:
+        if not _write(env.stdout, text):
+            raise SipdiagError("cannot write to standard output", "use --out FILE")
+        return 0
+    target = Path(out).expanduser()
+    if target.is_dir() or not target.resolve().parent.is_dir():
+        raise UsageError(f"cannot write --out {out}", "give a file in an existing directory")
+    try:
+        write_report_file(target, text)
+    except OSError as exc:
+        raise SipdiagError(
+            f"cannot write --out {out}: {exc.strerror or exc}", "choose another --out path"
+        ) from None
+    _write(env.stderr, f"sipdiag: report written to {out}\n")
+    return 0
+
+
+def run_bundle_command(env: Environment, path: Path | None, out: str | None, redact: bool) -> int:
+    from diag.bundle import build_bundle
+    from diag.check_command import _write
+
+    source = path or newest_report()
+    report = load_report(source)
+    target = Path(out).expanduser() if out else Path(f"{source.stem}-bundle.zip")
+    if target.is_dir() or not target.resolve().parent.is_dir():
+        raise UsageError(
+            f"cannot write --out {target}", "give a .zip file in an existing directory"
+        )
+    try:
+        result = build_bundle(report, source, target, redact=redact, environ=env.environ)
+    except OSError as exc:
+        raise SipdiagError(
+            f"cannot write the bundle {target}: {exc.strerror or exc}", "choose another --out path"
+        ) from None
+    for note in result.notes:
+        _write(env.stderr, f"sipdiag: note: {note}\n")
+    state = "redacted" if redact else "not redacted: contains hostname, user name and addresses"
+    _write(
+        env.stderr,
+        f"sipdiag: bundle written to {target} ({', '.join(result.files)}; {state})\n",
+    )
+    return 0

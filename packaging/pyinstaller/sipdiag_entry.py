@@ -1,0 +1,15 @@
+"""Entry point of the one-file build. The SIP worker (checks/sipworker.py) is the same binary
+started with a marker argument, because a frozen program has no `python -m`."""
+
+import sys
+
+from checks.sipworker import FROZEN_WORKER_ARG
+
+if sys.argv[1:2] == [FROZEN_WORKER_ARG]:
+    from checks.sipworker import main as worker_main
+
+    worker_main()
+else:
+    from diag.cli import main
+
+    main()
