@@ -25,6 +25,8 @@ SETTING_LABELS = {
     "stun": ("STUN server", "--stun"),
     "agent_id": ("agent id", "--agent-id"),
     "policy": ("number policy", "--policy"),
+    "ws_url": ("WebSocket URL", "--ws-url"),
+    "softphone_url": ("softphone URL", "--softphone-url"),
 }
 
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)
