@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -64,8 +65,11 @@ def proxy_for(target: WsTarget, environ: Mapping[str, str]) -> dict[str, str] | 
     )
     found = next(((n, env(n)) for n in names if env(n)), None)
     source = "environment"
-    if found is None and not any(env(n) for n in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")):
-        system = urllib.request.getproxies()  # the OS settings where there are any
+    quiet = not any(env(n) for n in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"))
+    if found is None and quiet and sys.platform in ("win32", "darwin"):
+        # The OS proxy settings (registry, System Configuration); on Linux urllib would only
+        # read this process's environment again, not the one the run was given.
+        system = urllib.request.getproxies()
         scheme = "https" if target.transport == "wss" else "http"
         value = system.get(scheme) or system.get("all")
         if value and not urllib.request.proxy_bypass(target.host):
