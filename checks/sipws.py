@@ -17,12 +17,13 @@ from typing import Any
 from checks import sipwire
 from checks.sip import hint_for
 from checks.sipmsg import SipMessage, parse_challenge, via_received
-from checks.wsprobe import WsFailure, WsSession, WsTarget, proxy_for, ws_session
+from checks.wsprobe import CLOSE_TIMEOUT, WsFailure, WsSession, WsTarget, proxy_for, ws_session
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 
+MAX_IGNORED = 10  # stray messages listed in details (a flood must not bloat the report)
 REGISTER_EXPIRES = 60  # as sip.register: a binding we fail to remove disappears soon by itself
 OPTIONS_WAIT = 2.0  # a healthy server answers the keep-alive in milliseconds
 UNREGISTER_RESERVE = 0.4  # kept back to remove our binding again
@@ -45,6 +46,7 @@ class _Registration:
         self.nc = 0
         self.cnonce = secrets.token_hex(8)
         self.uri = f"sip:{sipwire.host_literal(self.domain)}"
+        self.ignored: list[str] = []  # messages that were not the answer awaited, and why
 
     def request(
         self,
@@ -71,7 +73,10 @@ class _Registration:
             call_id=self.call_id,
             cseq=self.cseq,
         )
-        answer, rtt, _ = self.session.exchange(data, probe, "REGISTER", self.call_id, deadline)
+        answer, rtt, ignored = self.session.exchange(
+            data, probe, "REGISTER", self.call_id, deadline
+        )
+        self.ignored.extend(ignored[: MAX_IGNORED - len(self.ignored)])
         return answer, rtt
 
     def authorization(self, challenge: SipMessage, auth_user: str, password: Secret) -> str:
@@ -153,6 +158,7 @@ def _register(
             break
         answer, _ = reg.request("wsreg", deadline - keep, contact, REGISTER_EXPIRES, authorization)
     out["duration_ms"] = round((time.monotonic() - t0) * 1000)
+    out["ignored"] = reg.ignored
     out["registrar_answered"] = out["challenged"] or answer is not None
     if answer is None:
         out.update(
@@ -250,7 +256,7 @@ def check_register_ws(ctx: Context) -> CheckResult:
     s = ctx.settings
     assert s.ws_url is not None  # `requires=("ws_url", ...)`
     target = WsTarget.parse(s.ws_url)
-    deadline = ctx.deadline - 0.1
+    deadline = ctx.deadline - 0.1 - CLOSE_TIMEOUT  # the connection must close in time too
     user = s.user or ""
     base: dict[str, Any] = {
         "transport": target.transport,
@@ -268,9 +274,9 @@ def check_register_ws(ctx: Context) -> CheckResult:
         )
     attempt = {**base, **_attempt(ctx, target, user, s.password, deadline)}
     baseline = None
-    if attempt["outcome"] == o.REJECTED and ctx.remaining() > 0.3:
+    if attempt["outcome"] == o.REJECTED and ctx.remaining() > 0.3 + CLOSE_TIMEOUT:
         ghost = f"sipdiag-nobody-{uuid.uuid4().hex[:8]}"
-        limit = ctx.monotonic() + min(ctx.remaining() - 0.2, 2.0)
+        limit = ctx.monotonic() + min(ctx.remaining() - 0.2 - CLOSE_TIMEOUT, 2.0)
         baseline = {**base, **_query(ctx, target, ghost, limit)}
     return _result(ctx, target, attempt, baseline)
 

@@ -28,6 +28,7 @@ from diag import outcomes as o
 
 SUBPROTOCOL = "sip"  # RFC 7118 section 4
 DEFAULT_PORTS = {"ws": 80, "wss": 443}
+CLOSE_TIMEOUT = 0.5  # closing the WebSocket may wait this long: callers keep it in reserve
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
@@ -182,7 +183,7 @@ def ws_session(
             user_agent_header=user_agent,
             compression=None,  # a softphone's SIP messages are small; keep the handshake plain
             ping_interval=None,
-            close_timeout=0.5,
+            close_timeout=CLOSE_TIMEOUT,
         )
     except wx.InvalidProxyStatus as exc:
         status = exc.response.status_code
