@@ -318,6 +318,11 @@ def ws_hint(attempt: dict[str, Any], target: WsTarget, ca_given: bool) -> str:
     stage, outcome = ws.get("stage"), attempt["outcome"]
     proto = f"TCP {target.port} ({target.transport.upper()})"
     proxy = ws.get("proxy")
+    if stage == "proxy" and outcome == o.ERROR:
+        return (
+            f"sipdiag cannot use this proxy ({attempt['error']}): pip install python-socks for a "
+            "SOCKS proxy, or re-run with HTTPS_PROXY set to the HTTP proxy the browser uses"
+        )
     if stage == "proxy" and proxy:
         return (
             f"the proxy {proxy['url']} ({proxy['source']}) refused the WebSocket tunnel to "

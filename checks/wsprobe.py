@@ -232,6 +232,8 @@ def ws_session(
     except OSError as exc:
         outcome = o.UNREACHABLE if exc.errno in _UNREACHABLE else o.ERROR
         raise WsFailure(outcome, "connect", exc.strerror or str(exc), **info) from None
+    except ImportError as exc:  # a SOCKS proxy needs the optional python-socks package
+        raise WsFailure(o.ERROR, "proxy", f"cannot use {via}: {exc}", **info) from None
     except wx.WebSocketException as exc:  # e.g. closed during the handshake
         raise WsFailure(o.ERROR, "upgrade", f"{type(exc).__name__}: {exc}", **info) from None
     info["handshake_ms"] = round((time.monotonic() - t0) * 1000)

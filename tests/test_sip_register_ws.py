@@ -404,3 +404,24 @@ def test_ws_url_comes_from_the_profile(kam_ws: Kamailio, tmp_path: Path) -> None
         env={"SIPDIAG_PASSWORD": PASSWORD},
     )
     assert ws_check(r)["status"] == "pass"
+
+
+def test_a_socks_proxy_without_python_socks_is_an_error_with_an_install_hint() -> None:
+    from clihelp import cli, registered
+
+    r = cli(
+        "check",
+        "--ws-url",
+        "wss://127.0.0.1:9/",
+        "--user",
+        "alice",
+        "--format",
+        "json",
+        environ={"SIPDIAG_PASSWORD": PASSWORD, "HTTPS_PROXY": "socks5://127.0.0.1:1080"},
+        registry=registered("sip.register-ws"),
+    )
+    check = ws_check(r)
+    assert check["status"] == "error"
+    assert attempt_of(r)["websocket"]["stage"] == "proxy"
+    assert "pip install python-socks" in check["hint"]
+    assert r.json["findings"] == []
