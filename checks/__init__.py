@@ -6,8 +6,10 @@ A new probe costs one module, one line here and one test file.
 from __future__ import annotations
 
 from checks import dns, fragment, host, media, nat, quality, reach, route, sip, sipalg, stun
+from checks.browser import check_browser_mic
 from checks.dial import check_dial
 from checks.number import check_format, check_identity, check_policy
+from checks.sipws import check_register_ws
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -138,5 +140,22 @@ REGISTRY: tuple[Check, ...] = (
         needs="a registrar that sends a Date header (via sip.register)",
         after=("sip.register",),
         timeout=2.0,
+    ),
+    Check(
+        "sip.register-ws",
+        "Registrar accepts our REGISTER over WebSocket",
+        check_register_ws,
+        needs="--ws-url (ws:// or wss://), --user and a password, or --no-register",
+        requires=("ws_url", "user"),
+        timeout=None,
+        uses_sip=True,
+    ),
+    Check(
+        "audio.browser-mic",
+        "The browser lets the softphone use the microphone",
+        check_browser_mic,
+        needs="--softphone-url (the WebRTC softphone's web address)",
+        requires=("softphone_url",),
+        timeout=3.0,
     ),
 )

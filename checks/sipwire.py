@@ -9,6 +9,7 @@ Malformed input raises ValueError saying what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 
@@ -16,7 +17,7 @@ from checks.sipmsg import SipMessage, parse
 
 REFLECT_HEADER = "X-Sipdiag-Reflect"  # asks a server to echo the request as it arrived
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7: every compliant branch starts with it
-TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
+TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS", "ws": "WS", "wss": "WSS"}  # RFC 7118
 MAX_PROBE_ID = 64
 MAX_HEADERS = 64 * 1024  # an OPTIONS answer's head is a few hundred bytes
 # RFC 3261 25.1 token characters: what a branch, a tag and a Call-ID word may hold.
@@ -163,16 +164,30 @@ def register_request(
     user: str,
     domain: str,
     user_agent: str,
+    *,
+    contact: str | None = None,
+    expires: int | None = None,
+    authorization: str | None = None,
+    call_id: str | None = None,
+    cseq: int = 1,
 ) -> bytes:
-    """A REGISTER for ``user@domain`` without Contact, Expires or credentials.
+    """A REGISTER for ``user@domain``; by default without Contact, Expires or credentials.
 
     Without a Contact it is a binding query (RFC 3261 10.2.3): it can never create, replace or
     remove a binding, so it is safe to send for any account. A registrar that knows the user
     answers with its challenge (401/407); its answer says the path and the account work.
+
+    A real registration (SIP over WebSocket, where there is no PJSIP) adds ``contact``,
+    ``expires`` and the digest ``authorization``, and keeps ``call_id`` across its requests
+    (RFC 3261 10.2) with a rising ``cseq``; ``probe_id`` still gives each request its branch.
     """
     proto, host = _checked(target_uri, transport, local_host, local_port, probe_id, user_agent)
     if not _USER.fullmatch(user):
         raise ValueError(f"user {user!r} is empty or has characters outside a SIP user part")
+    if call_id is not None:
+        _header_value(call_id, "Call-ID")
+    if not 0 < cseq < 2**31:
+        raise ValueError(f"CSeq {cseq} is not from 1 to 2**31-1")
     aor = f"sip:{user}@{host_literal(domain)}"
     lines = [
         f"REGISTER {target_uri} SIP/2.0",
@@ -180,11 +195,17 @@ def register_request(
         "Max-Forwards: 70",
         f"From: <{aor}>;tag={probe_id}",
         f"To: <{aor}>",
-        f"Call-ID: {probe_id}@{host}",
-        "CSeq: 1 REGISTER",
+        f"Call-ID: {call_id or f'{probe_id}@{host}'}",
+        f"CSeq: {cseq} REGISTER",
         f"User-Agent: {user_agent}",
-        "Content-Length: 0",
     ]
+    if contact is not None:
+        lines.append(f"Contact: {_header_value(contact, 'Contact')}")
+    if expires is not None:
+        lines.append(f"Expires: {int(expires)}")
+    if authorization is not None:
+        lines.append(f"Authorization: {_header_value(authorization, 'Authorization')}")
+    lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -247,23 +268,97 @@ def parse_response(raw: bytes) -> SipMessage:
     return msg
 
 
-def match_response(raw: bytes, probe_id: str, method: str | None = None) -> SipMessage | None:
+def match_response(
+    raw: bytes, probe_id: str, method: str | None = None, call_id: str | None = None
+) -> SipMessage | None:
     """The parsed response if it answers the request with ``probe_id``, else None.
 
     Ours means the top Via's branch and the Call-ID's left part both echo the probe id (a SIP
     ALG may rewrite the host after the '@', never the id) and, when ``method`` is given
-    ("OPTIONS", "REGISTER"), the CSeq names that method. ValueError if ``raw`` is not a
-    SIP response at all.
+    ("OPTIONS", "REGISTER"), the CSeq names that method. With ``call_id`` (a request that
+    kept a registration's Call-ID) the Call-ID must equal it instead. ValueError if ``raw`` is
+    not a SIP response at all.
     """
     _token(probe_id, "probe id")
     msg = parse_response(raw)
     via = top_via(msg)
     branch = _BRANCH.search(via) if via else None
-    call_id = msg.first("call-id") or ""
+    answered_id = msg.first("call-id") or ""
     if branch is None or branch.group(1) != MAGIC_COOKIE + probe_id:
         return None
-    if call_id.split("@", 1)[0] != probe_id:
+    if call_id is None and answered_id.split("@", 1)[0] != probe_id:
+        return None
+    if call_id is not None and answered_id != call_id:
         return None
     if method is not None and (msg.first("cseq") or "").split()[-1:] != [method.upper()]:
         return None
     return msg
+
+
+# RFC 7616 3.4.1 / RFC 8760: the digest algorithms a SIP registrar may ask for.
+_DIGEST_HASHES = {"MD5": "md5", "SHA-256": "sha256", "SHA-512-256": "sha512_256"}
+_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+def challenge_params(value: str) -> tuple[str, dict[str, str]]:
+    """A WWW-/Proxy-Authenticate value: (scheme, parameters with lower-case names)."""
+    scheme, _, rest = value.strip().partition(" ")
+    params = {
+        m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+        for m in _PARAM.finditer(rest)
+    }
+    return scheme, params
+
+
+def digest_authorization(
+    challenge: str,
+    *,
+    method: str,
+    uri: str,
+    username: str,
+    password: str,
+    cnonce: str,
+    nc: int = 1,
+) -> str:
+    """The Authorization value answering a Digest ``challenge`` (RFC 7616, RFC 2617 compatible):
+    MD5 or SHA-256 (and their -sess forms), qop auth or none. ValueError for anything else, so
+    the caller reports a challenge it cannot answer instead of sending a wrong response."""
+    scheme, p = challenge_params(challenge)
+    if scheme.lower() != "digest":
+        raise ValueError(f"authentication scheme {scheme!r} is not Digest")
+    if "realm" not in p or "nonce" not in p:
+        raise ValueError("the Digest challenge has no realm or nonce")
+    algorithm = p.get("algorithm", "MD5")
+    base, sess = algorithm.upper().removesuffix("-SESS"), algorithm.upper().endswith("-SESS")
+    if base not in _DIGEST_HASHES:
+        raise ValueError(f"digest algorithm {algorithm!r} is not supported")
+    qops = [q.strip() for q in p.get("qop", "").split(",") if q.strip()]
+    if qops and "auth" not in qops:
+        raise ValueError(f"qop {p['qop']!r} is not supported (only auth)")
+
+    def h(text: str) -> str:
+        return hashlib.new(_DIGEST_HASHES[base], text.encode()).hexdigest()
+
+    realm, nonce = p["realm"], p["nonce"]
+    ha1 = h(f"{username}:{realm}:{password}")
+    if sess:
+        ha1 = h(f"{ha1}:{nonce}:{cnonce}")
+    ha2 = h(f"{method}:{uri}")
+    count = f"{nc:08x}"
+    if qops:
+        response = h(f"{ha1}:{nonce}:{count}:{cnonce}:auth:{ha2}")
+    else:
+        response = h(f"{ha1}:{nonce}:{ha2}")
+    fields = [
+        f'username="{username}"',
+        f'realm="{realm}"',
+        f'nonce="{nonce}"',
+        f'uri="{uri}"',
+        f'response="{response}"',
+        f"algorithm={algorithm}",
+    ]
+    if qops:
+        fields += ["qop=auth", f"nc={count}", f'cnonce="{cnonce}"']
+    if "opaque" in p:
+        fields.append(f'opaque="{p["opaque"]}"')
+    return "Digest " + ", ".join(fields)

@@ -144,6 +144,16 @@ CAUSES: dict[str, Cause] = {
             "Install the platform's CA certificate or exempt the registrar from TLS inspection.",
         ),
         Cause(
+            "network.wss_blocked",
+            _F,
+            "SIP over WebSocket blocked",
+            "The WebRTC softphone's WebSocket to its SIP server does not open: the connection "
+            "is refused or silent, a proxy refuses the tunnel, the server refuses the upgrade, or "
+            "the TLS handshake fails.",
+            "Allow outbound HTTPS/WSS to the softphone's SIP server (and CONNECT to it on the "
+            "web proxy), or exempt it from the proxy.",
+        ),
+        Cause(
             "network.sip_alg",
             _F,
             "SIP ALG rewrites signalling",

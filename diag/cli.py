@@ -86,7 +86,10 @@ def check(
     ] = None,
     transport: Annotated[
         list[str] | None,
-        typer.Option(metavar="udp|tcp|tls", help="udp, tcp or tls; repeatable [default: udp]."),
+        typer.Option(
+            metavar="udp|tcp|tls|ws|wss",
+            help="udp, tcp, tls (native SIP) or ws/wss (with --ws-url); repeatable [default: udp].",
+        ),
     ] = None,
     agent_id: Annotated[str | None, typer.Option(help="The agent's id in the platform.")] = None,
     number: Annotated[
@@ -162,6 +165,14 @@ def check(
         bool,
         typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors still."),
     ] = False,
+    ws_url: Annotated[
+        str | None,
+        typer.Option(help="SIP over WebSocket URL of a WebRTC softphone, wss://host[:port]/path."),
+    ] = None,
+    softphone_url: Annotated[
+        str | None,
+        typer.Option(help="The WebRTC softphone's web address (browser microphone permission)."),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
     ] = False,
@@ -194,6 +205,8 @@ def check(
         "turn_password_env": turn_password_env,
         "media": media,
         "quiet": quiet or None,
+        "ws_url": ws_url,
+        "softphone_url": softphone_url,
         "debug": debug or None,
         "region": region,
         "dial_test": _one_dial_test(dial_test),

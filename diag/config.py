@@ -21,6 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TRANSPORTS = ("udp", "tcp", "tls")
+WS_TRANSPORTS = ("ws", "wss")  # SIP over WebSocket (RFC 7118): sip.register-ws, with --ws-url
 FORMATS = ("text", "json", "md", "html")
 FAIL_ON = ("warn", "fail")
 DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
@@ -77,6 +78,8 @@ class Settings:
     turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
     media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
     quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
+    ws_url: str | None = None  # ws[s]://host[:port]/path of a WebRTC softphone's SIP server
+    softphone_url: str | None = None  # the WebRTC softphone's web origin (browser mic permission)
     debug: bool = False
     region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
     dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)
@@ -91,12 +94,20 @@ class Settings:
     @property
     def effective_transports(self) -> tuple[str, ...]:
         """--transport (each once), else the URI's ;transport=, else TLS for sips:, else UDP."""
-        if self.transports:
-            return tuple(dict.fromkeys(self.transports))
+        if self.transports and set(self.transports) - set(WS_TRANSPORTS):
+            return tuple(t for t in dict.fromkeys(self.transports) if t not in WS_TRANSPORTS)
         target = self.target
         if target and target.transport:
             return (target.transport,)
         return ("tls",) if target and target.scheme == "sips" else ("udp",)
+
+    @property
+    def ws_transport(self) -> str | None:
+        """ws or wss: the --ws-url's scheme (validate() keeps --transport ws|wss in step)."""
+        if not self.ws_url:
+            return None
+        scheme = self.ws_url.partition("://")[0].lower()
+        return scheme if scheme in WS_TRANSPORTS else None
 
     @property
     def sip_uri(self) -> str | None:
@@ -215,6 +226,8 @@ def validate(s: Settings) -> None:
         "ca",
         "region",
         "dial_test",
+        "ws_url",
+        "softphone_url",
     ):
         if getattr(s, name) == "":
             flag = "--" + name.replace("_", "-")
@@ -238,6 +251,7 @@ def validate(s: Settings) -> None:
     for t in s.effective_transports:
         if t not in TRANSPORTS:
             raise UsageError(f"unknown transport '{t}'", f"use one of {', '.join(TRANSPORTS)}")
+    _validate_web(s)
     if s.format not in FORMATS:
         raise UsageError(f"unknown format '{s.format}'", f"use one of {', '.join(FORMATS)}")
     if s.fail_on not in FAIL_ON:
@@ -312,6 +326,53 @@ def _validate_numbers(s: Settings) -> None:
         from diag.policy import load_policy
 
         load_policy(Path(s.policy))
+
+
+def _validate_web(s: Settings) -> None:
+    """--ws-url / --transport ws|wss / --softphone-url (the WebRTC softphone checks)."""
+    from urllib.parse import urlsplit
+
+    asked = [t for t in dict.fromkeys(s.transports) if t in WS_TRANSPORTS]
+    if s.ws_url is not None:
+        try:
+            url = urlsplit(s.ws_url)
+            port = url.port
+        except ValueError as exc:
+            raise UsageError(
+                f"invalid --ws-url '{s.ws_url}': {exc}", "use wss://host[:port]/path"
+            ) from None
+        if url.scheme.lower() not in WS_TRANSPORTS or not url.hostname:
+            raise UsageError(
+                f"invalid --ws-url '{s.ws_url}': not a ws:// or wss:// URL with a host",
+                "use wss://host[:port]/path, e.g. wss://sip.example.com:7443/ws",
+            )
+        if port == 0:
+            raise UsageError(f"invalid --ws-url '{s.ws_url}': port 0", "use a port 1-65535")
+        other = [t for t in asked if t != s.ws_transport]
+        if other:
+            raise UsageError(
+                f"--transport {other[0]} does not match --ws-url '{s.ws_url}'",
+                f"use --transport {s.ws_transport} or a {other[0]}:// URL",
+            )
+    elif asked:
+        raise UsageError(
+            f"--transport {asked[0]} needs --ws-url",
+            f"give the softphone's WebSocket URL, e.g. --ws-url {asked[0]}://sip.example.com/ws",
+        )
+    if s.softphone_url is not None:
+        try:
+            web = urlsplit(s.softphone_url)
+            web.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise UsageError(
+                f"invalid --softphone-url '{s.softphone_url}': {exc}",
+                "use the softphone's web address, e.g. https://agent.example.com",
+            ) from None
+        if web.scheme.lower() not in ("http", "https") or not web.hostname:
+            raise UsageError(
+                f"invalid --softphone-url '{s.softphone_url}': not an http(s):// URL",
+                "use the softphone's web address, e.g. https://agent.example.com",
+            )
 
 
 def _check_env_name(value: str, flag: str, default: str) -> None:

@@ -7,7 +7,7 @@ The rules are data: support staff can read RULES as
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from diag import outcomes as o
@@ -277,6 +277,43 @@ RULES: tuple[Rule, ...] = (
          "the test call got 403", _dial_code(lambda c: c == 403), _explain_dial),
     Rule("number.identity_mismatch", "number.identity", _FAIL, Severity.CRITICAL,
          "an agent number is not the registered SIP user's number"),
+)
+# fmt: on
+
+
+# ---- sip.register-ws: the same attempt shape over SIP over WebSocket, so the same SIP rules
+WS_SHARED_CAUSES = frozenset(
+    {
+        "network.dns_failure",
+        "sip.credentials_rejected",
+        "sip.forbidden",
+        "sip.not_found",
+        "sip.server_error",
+        "network.tls_untrusted",
+    }
+)
+
+
+def _ws_blocked(d: Details) -> bool:
+    """The WebSocket never carried a SIP answer: refused, silent, proxy or upgrade refused,
+    TLS handshake failed (an untrusted certificate is network.tls_untrusted instead)."""
+    return any(
+        a.get("outcome") in o.NETWORK | {o.TLS_FAILED} and not a.get("registrar_answered")
+        for a in _attempts(d)
+    )
+
+
+# fmt: off
+RULES = RULES + tuple(
+    replace(r, check="sip.register-ws",
+            condition=r.condition.replace("PJSIP rejected", "the WebSocket's TLS rejected"))
+    for r in RULES if r.check == "sip.register" and r.cause in WS_SHARED_CAUSES
+) + (
+    Rule("network.wss_blocked", "sip.register-ws", _FAIL, Severity.CRITICAL,
+         "the WebSocket was refused, silent, refused by a proxy or at the upgrade, or its TLS "
+         "handshake failed", _ws_blocked),
+    Rule("audio.permission_denied", "audio.browser-mic", _FAIL, Severity.CRITICAL,
+         "a browser profile blocks the microphone for the softphone's site"),
 )
 # fmt: on
 

@@ -97,6 +97,7 @@ def build(
             "registrar": settings.registrar,
             "domain": settings.domain,
             "transports": list(settings.effective_transports),
+            "ws_url": settings.ws_url,
         },
         "checks": [
             {

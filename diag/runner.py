@@ -26,6 +26,8 @@ SETTING_LABELS = {
     "agent_id": ("agent id", "--agent-id"),
     "policy": ("number policy", "--policy"),
     "dial_test": ("test-call number", "--dial-test"),
+    "ws_url": ("WebSocket URL", "--ws-url"),
+    "softphone_url": ("softphone URL", "--softphone-url"),
 }
 
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)

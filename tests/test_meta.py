@@ -22,6 +22,7 @@ network.tcp_blocked network.tls_blocked network.tls_untrusted network.sip_alg
 network.udp_fragmentation network.stun_unreachable network.nat_restrictive network.media_blocked
 network.poor_quality sip.credentials_rejected sip.forbidden sip.not_found sip.server_error
 number.invalid number.not_permitted number.identity_mismatch
+network.wss_blocked
 """.split()
 
 

@@ -66,6 +66,8 @@ class Kamailio:
     ca_cert: Path
     daemon: Daemon
     netns: str | None = None
+    ws_port: int | None = None  # SIP over WebSocket (websocket=True)
+    wss_port: int | None = None  # SIP over secure WebSocket, same certificate as TLS
 
     @classmethod
     def start(
@@ -75,8 +77,13 @@ class Kamailio:
         host: str = "127.0.0.1",
         netns: str | None = None,
         timeout: float = 10.0,
+        websocket: bool = False,
+        digest_algorithm: str = "MD5",
     ) -> Kamailio:
-        """Write cert + tls.cfg into ``work_dir``, start Kamailio (inside ``netns`` if given)."""
+        """Write cert + tls.cfg into ``work_dir``, start Kamailio (inside ``netns`` if given).
+
+        ``websocket``: also SIP over WS and WSS (Kamailio's websocket + xhttp modules) on ports
+        of their own; ``digest_algorithm`` "SHA-256" challenges with RFC 7616 SHA-256."""
         work_dir.mkdir(parents=True, exist_ok=True)
         run_dir = work_dir / "run"
         check_unix_path(run_dir / "kamailio_ctl")
@@ -87,6 +94,11 @@ class Kamailio:
         tls_port = free_port([host], ("tcp",), netns=netns)
         while tls_port == port:
             tls_port = free_port([host], ("tcp",), netns=netns)
+        ws_ports: list[int] = []
+        while websocket and len(ws_ports) < 2:
+            candidate = free_port([host], ("tcp",), netns=netns)
+            if candidate not in (port, tls_port, *ws_ports):
+                ws_ports.append(candidate)
         substitutions = {
             "SIP_IP": host,
             "SIP_PORT": str(port),
@@ -94,8 +106,14 @@ class Kamailio:
             "RUN_DIR": str(run_dir),
             "TLS_CFG": str(tls_cfg),
         }
+        defines = ["-A", "WITH_TLS"]
+        if websocket:
+            substitutions.update(WS_PORT=str(ws_ports[0]), WSS_PORT=str(ws_ports[1]))
+            defines += ["-A", "WITH_WEBSOCKET"]
+        if digest_algorithm == "SHA-256":
+            defines += ["-A", "AUTH_SHA256"]
         argv = [
-            "kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "32", "-M", "4", "-A", "WITH_TLS",
+            "kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "32", "-M", "4", *defines,
             *(f"--substdef=!{name}!{value}!g" for name, value in substitutions.items()),
             "-P", str(run_dir / "kamailio.pid"), "-Y", str(run_dir),
         ]  # fmt: skip
@@ -112,10 +130,14 @@ class Kamailio:
                 ),
                 tcp_accepts(host, port, netns),
                 tcp_accepts(host, tls_port, netns),
+                *(tcp_accepts(host, p, netns) for p in ws_ports),
             ),
             timeout,
         )
-        return cls(host, port, tls_port, run_dir, cert, daemon, netns)
+        server = cls(host, port, tls_port, run_dir, cert, daemon, netns)
+        if websocket:
+            server.ws_port, server.wss_port = ws_ports
+        return server
 
     @property
     def udp_port(self) -> int:
@@ -136,6 +158,13 @@ class Kamailio:
         """E.g. ``sip:127.0.0.1:PORT;transport=tcp``; the port follows the transport."""
         transport = transport.lower()
         return f"sip:{self.host}:{self.port_for(transport)};transport={transport}"
+
+    def ws_url(self, transport: str = "wss") -> str:
+        """``ws://host:WS_PORT/`` or ``wss://host:WSS_PORT/`` (started with websocket=True)."""
+        port = self.wss_port if transport == "wss" else self.ws_port
+        if port is None:
+            raise RuntimeError("this Kamailio was started without websocket=True")
+        return f"{transport}://{self.host}:{port}/"
 
     def kamcmd(self, *args: str) -> str:
         """Run one RPC over the ctl socket, e.g. ``kamcmd("htable.dump", "users")``."""
