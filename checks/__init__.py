@@ -5,7 +5,22 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, fragment, host, media, nat, quality, reach, route, sip, sipalg, stun
+from checks import (
+    audio,
+    dns,
+    fragment,
+    host,
+    media,
+    micpermission,
+    nat,
+    quality,
+    reach,
+    route,
+    sip,
+    sipalg,
+    softphone,
+    stun,
+)
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
@@ -102,5 +117,45 @@ REGISTRY: tuple[Check, ...] = (
         needs="a registrar that sends a Date header (via sip.register)",
         after=("sip.register",),
         timeout=2.0,
+    ),
+    # PortAudio is not thread-safe: the audio checks run one after another (after=...).
+    Check("audio.backend", "PortAudio and an audio host API are available", audio.check_backend),
+    Check(
+        "audio.devices",
+        "A microphone and a speaker are present",
+        audio.check_devices,
+        needs="nothing (--input-device/--output-device name the headset)",
+        after=("audio.backend",),
+        timeout=3.0,
+    ),
+    Check(
+        "audio.input",
+        "The microphone records sound",
+        audio.check_input,
+        needs="an input device (--capture-seconds sets the window)",
+        after=("audio.devices",),
+        timeout=None,  # the capture window, bounded by the run's budget inside the check
+    ),
+    Check(
+        "audio.output",
+        "The speaker or headset plays",
+        audio.check_output,
+        needs="an output device (--play-tone to hear it)",
+        after=("audio.input",),
+        timeout=None,  # bounded inside the check: silence ~0.1 s; --play-tone up to ~4 s
+    ),
+    Check(
+        "audio.permission",
+        "The OS lets the softphone use the microphone",
+        micpermission.check_permission,
+        needs="macOS or Windows (--softphone-process names the app)",
+        timeout=3.0,
+    ),
+    Check(
+        "host.softphone",
+        "The softphone is running",
+        softphone.check_softphone,
+        needs="--softphone-process (and --softphone-port for ports beyond 5060/5061)",
+        timeout=5.0,
     ),
 )

@@ -181,6 +181,10 @@ def _explain_register(d: Details) -> str:
     return (f" Evidence: {_quote(a)}." if a else "") + baseline_reading(d)
 
 
+def _has_problem(*names: str) -> Callable[[Details], bool]:
+    return lambda d: any(p in names for p in d.get("problems", []))
+
+
 @dataclass(frozen=True)
 class Rule:
     cause: str
@@ -253,6 +257,25 @@ RULES: tuple[Rule, ...] = (
     *(Rule(cause, "net.sip-options", _ANY, Severity.WARNING,
            f"{t.upper()} is not configured and got nothing back while another answered",
            _options_blocked(t, configured=False)) for t, cause in TRANSPORT_CAUSES.items()),
+    # Audio devices and the softphone (issue 5).
+    Rule("audio.backend_unavailable", "audio.backend", _FAIL, Severity.CRITICAL,
+         "PortAudio cannot be loaded, or offers no host API"),
+    Rule("audio.no_input_device", "audio.devices", _FAIL, Severity.CRITICAL,
+         "no input device, or none matching --input-device",
+         _has_problem("no_input", "input_not_found")),
+    Rule("audio.no_output_device", "audio.devices", _FAIL, Severity.CRITICAL,
+         "no output device, or none matching --output-device",
+         _has_problem("no_output", "output_not_found")),
+    Rule("audio.input_unavailable", "audio.input", _FAIL, Severity.CRITICAL,
+         "the microphone cannot be opened or delivers no samples"),
+    Rule("audio.input_silent", "audio.input", frozenset({Status.WARN}), Severity.WARNING,
+         "digital silence or RMS below -70 dBFS", lambda d: d.get("problem") == "silent"),
+    Rule("audio.permission_denied", "audio.permission", _FAIL, Severity.CRITICAL,
+         "the OS privacy settings deny the microphone to the softphone (or to all apps)"),
+    Rule("audio.permission_denied", "audio.permission", frozenset({Status.WARN}),
+         Severity.WARNING, "some apps are denied the microphone and no softphone is named"),
+    Rule("host.softphone_not_running", "host.softphone", _FAIL, Severity.CRITICAL,
+         "no process has a configured softphone name", lambda d: d.get("problem") == "not_running"),
 )
 # fmt: on
 

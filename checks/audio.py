@@ -1,0 +1,446 @@
+"""Audio checks through PortAudio (sounddevice): backend, devices, microphone level, output.
+
+sounddevice loads PortAudio and enumerates the devices once, when it is first imported, and the
+enumeration holds for the life of the process; so it is imported here, inside the checks, where a
+missing library becomes `audio.backend_unavailable` instead of breaking the run. PortAudio's API
+is not thread-safe: the registry runs these checks one after another (Check.after).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from diag.context import Context
+from diag.model import CheckResult, failed, passed, skipped, warned
+
+SILENT_RMS_DBFS = -70.0  # below a headset's noise floor in a quiet room: muted or dead
+DBFS_FLOOR = -120.0  # reported instead of -inf for digital silence (JSON has no -inf)
+CLIP_LEVEL = 0.999  # |sample| at or above this (of full scale) counts as clipped
+CLIP_WARN_RATIO = 0.01
+FALLBACK_RATES = (48000.0, 44100.0, 16000.0, 8000.0)
+SILENCE_SECONDS = 0.05  # the buffer written to the output: long enough for a callback or two
+TONE_SECONDS, TONE_HZ, TONE_AMPLITUDE = 0.5, 440.0, 0.1  # a quiet (-20 dBFS) half-second beep
+STREAM_SLACK_S = 1.0  # beyond the window: stream start-up, the last buffer, closing
+DRAIN_SLACK_S = 3.0  # PulseAudio takes ~2.5 s to drain a played buffer
+
+
+class BackendUnavailable(Exception):
+    """PortAudio (or the sounddevice binding) cannot be loaded in this process."""
+
+
+def load_sounddevice() -> ModuleType:
+    try:
+        import sounddevice
+    except Exception as exc:  # noqa: BLE001 - OSError (no library), ImportError, PortAudioError
+        raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return sounddevice
+
+
+def install_hint(system: str | None = None) -> str:
+    system = system or platform.system()
+    if system == "Linux":
+        return (
+            "install PortAudio: `sudo apt install libportaudio2` (Debian/Ubuntu), "
+            "`sudo dnf install portaudio` (Fedora) or `sudo pacman -S portaudio` (Arch), "
+            "then re-run"
+        )
+    # The sounddevice wheels for macOS and Windows bundle PortAudio: a failure means a broken
+    # install, or no audio service.
+    service = "Windows Audio service" if system == "Windows" else "CoreAudio (coreaudiod)"
+    return (
+        f"reinstall sipdiag (`pip install --force-reinstall sounddevice`) and check the {service}"
+    )
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What PortAudio enumerated: host APIs, devices and its default input/output."""
+
+    portaudio: str
+    hostapis: list[str]
+    devices: list[dict[str, Any]]
+    default_input: int | None
+    default_output: int | None
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [d for d in self.devices if d[f"max_{kind}_channels"] > 0]
+
+
+def inventory(sd: ModuleType) -> Inventory:
+    hostapis = [h["name"] for h in sd.query_hostapis()]
+    devices = [
+        {
+            "index": int(d["index"]),
+            "name": str(d["name"]),
+            "hostapi": hostapis[d["hostapi"]],
+            "max_input_channels": int(d["max_input_channels"]),
+            "max_output_channels": int(d["max_output_channels"]),
+            "default_samplerate": float(d["default_samplerate"]),
+        }
+        for d in sd.query_devices()
+    ]
+    default_in, default_out = (int(i) for i in sd.default.device)
+    return Inventory(
+        portaudio=str(sd.get_portaudio_version()[1]),
+        hostapis=hostapis,
+        devices=devices,
+        default_input=default_in if default_in >= 0 else None,
+        default_output=default_out if default_out >= 0 else None,
+    )
+
+
+def choose_device(inv: Inventory, kind: str, wanted: str | None) -> dict[str, Any] | None:
+    """The device the softphone would use: the first whose name contains `wanted`
+    (case-insensitive), else PortAudio's default, else the first device of that kind."""
+    candidates = inv.of_kind(kind)
+    if wanted:
+        return next((d for d in candidates if wanted.lower() in d["name"].lower()), None)
+    default = inv.default_input if kind == "input" else inv.default_output
+    chosen = next((d for d in candidates if d["index"] == default), None)
+    return chosen or (candidates[0] if candidates else None)
+
+
+def _backend_or_skip() -> tuple[ModuleType, Inventory] | CheckResult:
+    try:
+        sd = load_sounddevice()
+        return sd, inventory(sd)
+    except BackendUnavailable as exc:
+        return skipped(f"PortAudio is not available ({exc}); see audio.backend", install_hint())
+
+
+def check_backend(ctx: Context) -> CheckResult:
+    try:
+        sd = load_sounddevice()
+    except BackendUnavailable as exc:
+        return failed(
+            f"PortAudio cannot be loaded: {exc}", install_hint(), error=str(exc), hostapis=[]
+        )
+    inv = inventory(sd)
+    if not inv.hostapis:
+        return failed(
+            f"{inv.portaudio} loaded but offers no audio host API",
+            "install or start the OS audio service (PulseAudio/PipeWire, CoreAudio, Windows "
+            "Audio) and re-run",
+            portaudio=inv.portaudio,
+            hostapis=[],
+        )
+    return passed(
+        f"{inv.portaudio}; host APIs: {', '.join(inv.hostapis)}",
+        portaudio=inv.portaudio,
+        hostapis=inv.hostapis,
+    )
+
+
+def _describe(d: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if d is None else {"index": d["index"], "name": d["name"], "hostapi": d["hostapi"]}
+
+
+def _names(devices: Sequence[dict[str, Any]]) -> str:
+    return ", ".join(f"'{d['name']}'" for d in devices) or "none"
+
+
+def check_devices(ctx: Context) -> CheckResult:
+    loaded = _backend_or_skip()
+    if isinstance(loaded, CheckResult):
+        return loaded
+    _, inv = loaded
+    s = ctx.settings
+    problems: list[str] = []
+    lines: list[str] = []
+    hints: list[str] = []
+    chosen: dict[str, dict[str, Any] | None] = {}
+    for kind, wanted, thing in (
+        ("input", s.input_device, "microphone"),
+        ("output", s.output_device, "speaker"),
+    ):
+        present = inv.of_kind(kind)
+        chosen[kind] = choose_device(inv, kind, wanted)
+        if not present:
+            problems.append(f"no_{kind}")
+            lines.append(f"no {kind} device")
+            hints.append(f"connect a headset or {thing} (no {kind} device is present)")
+        elif chosen[kind] is None:
+            problems.append(f"{kind}_not_found")
+            lines.append(
+                f"{kind} device '{wanted}' not found (headset unplugged?); "
+                f"{kind}s present: {_names(present)}"
+            )
+            hints.append(
+                f"plug in the headset that contains '{wanted}' in its name, or set "
+                f"--{kind}-device to one of {_names(present)}"
+            )
+        else:
+            lines.append(f"{kind}: '{chosen[kind]['name']}' ({chosen[kind]['hostapi']})")  # type: ignore[index]
+    details = {
+        "hostapis": inv.hostapis,
+        "devices": inv.devices,
+        "default_input": _describe(
+            next((d for d in inv.devices if d["index"] == inv.default_input), None)
+        ),
+        "default_output": _describe(
+            next((d for d in inv.devices if d["index"] == inv.default_output), None)
+        ),
+        "input_device": _describe(chosen["input"]),
+        "output_device": _describe(chosen["output"]),
+        "problems": problems,
+    }
+    if problems:
+        return failed("; ".join(lines), "; ".join(hints), **details)
+    return passed("; ".join(lines), **details)
+
+
+def _device_or_skip(ctx: Context, kind: str) -> tuple[ModuleType, dict[str, Any]] | CheckResult:
+    loaded = _backend_or_skip()
+    if isinstance(loaded, CheckResult):
+        return loaded
+    sd, inv = loaded
+    wanted = ctx.settings.input_device if kind == "input" else ctx.settings.output_device
+    device = choose_device(inv, kind, wanted)
+    if device is None:
+        what = (
+            f"the configured {kind} device '{wanted}' is not present"
+            if wanted
+            else f"no {kind} device"
+        )
+        return skipped(f"{what}; see audio.devices")
+    return sd, device
+
+
+def _open_params(sd: ModuleType, kind: str, device: dict[str, Any]) -> tuple[float, int] | str:
+    """A (samplerate, channels) the device accepts, preferring its default rate and mono;
+    else PortAudio's error text."""
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    most = device[f"max_{kind}_channels"]
+    error = ""
+    for rate in dict.fromkeys((device["default_samplerate"], *FALLBACK_RATES)):
+        for channels in dict.fromkeys((1, min(2, most))):
+            try:
+                check(device=device["index"], channels=channels, samplerate=rate, dtype="float32")
+                return rate, channels
+            except Exception as exc:  # noqa: BLE001 - PortAudioError/ValueError carry the text
+                error = error or str(exc)
+    return error
+
+
+@dataclass(frozen=True)
+class Levels:
+    rms_dbfs: float
+    peak_dbfs: float
+    clipping_ratio: float
+    digital_silence: bool
+
+
+def dbfs(amplitude: float) -> float:
+    """Relative to full scale (1.0); a full-scale sine has RMS -3.0 dBFS on this scale."""
+    return round(max(DBFS_FLOOR, 20 * math.log10(amplitude)) if amplitude > 0 else DBFS_FLOOR, 1)
+
+
+def levels(samples: Any) -> Levels:
+    """RMS and peak in dBFS and the clipped fraction of float32 samples in [-1, 1]."""
+    import numpy as np
+
+    x = np.abs(np.asarray(samples, dtype=np.float64))
+    if x.size == 0:
+        return Levels(DBFS_FLOOR, DBFS_FLOOR, 0.0, True)
+    peak = float(x.max())
+    return Levels(
+        rms_dbfs=dbfs(float(np.sqrt(np.mean(x * x)))),
+        peak_dbfs=dbfs(peak),
+        clipping_ratio=round(float(np.mean(x >= CLIP_LEVEL)), 4),
+        digital_silence=peak == 0.0,
+    )
+
+
+def check_input(ctx: Context) -> CheckResult:
+    got = _device_or_skip(ctx, "input")
+    if isinstance(got, CheckResult):
+        return got
+    sd, device = got
+    params = _open_params(sd, "input", device)
+    base: dict[str, Any] = {"device": _describe(device)}
+    if isinstance(params, str):
+        return _unavailable(device, params, base)
+    rate, channels = params
+    # The window shrinks to fit the run's budget rather than overrunning it.
+    window = min(ctx.settings.capture_seconds, max(0.1, ctx.remaining() - STREAM_SLACK_S))
+    wanted_frames = max(1, int(window * rate))
+    chunks: list[bytes] = []
+    frames = [0]
+    overflows = [0]
+    full = threading.Event()
+
+    def on_audio(indata: Any, count: int, _time: Any, status: Any) -> None:
+        if status.input_overflow:
+            overflows[0] += 1
+        if frames[0] < wanted_frames:
+            chunks.append(bytes(indata))
+            frames[0] += count
+            if frames[0] >= wanted_frames:
+                full.set()
+
+    base.update(samplerate=rate, channels=channels, window_s=round(window, 3))
+    t0 = time.monotonic()
+    try:
+        stream = sd.RawInputStream(
+            device=device["index"],
+            samplerate=rate,
+            channels=channels,
+            dtype="float32",
+            callback=on_audio,
+        )
+    except Exception as exc:  # noqa: BLE001 - busy, exclusive, invalid: PortAudio says which
+        return _unavailable(device, str(exc), base)
+    try:
+        stream.start()
+        import numpy as np  # imported while the window runs, not before it
+
+        full.wait(max(0.0, min(window + STREAM_SLACK_S, ctx.remaining() - 0.1)))
+    except Exception as exc:  # noqa: BLE001
+        return _unavailable(device, str(exc), base)
+    finally:
+        stream.abort(ignore_errors=True)
+        stream.close(ignore_errors=True)
+    base.update(
+        captured_s=round(frames[0] / rate, 3),
+        elapsed_s=round(time.monotonic() - t0, 3),
+        overflows=overflows[0],
+    )
+    if frames[0] < wanted_frames:
+        return _unavailable(
+            device,
+            f"the stream opened but delivered {frames[0]} of {wanted_frames} frames in time",
+            base,
+        )
+    samples = np.frombuffer(b"".join(chunks), dtype=np.float32)[: wanted_frames * channels]
+    lv = levels(samples)
+    base.update(
+        rms_dbfs=lv.rms_dbfs,
+        peak_dbfs=lv.peak_dbfs,
+        clipping_ratio=lv.clipping_ratio,
+        digital_silence=lv.digital_silence,
+    )
+    measured = f"RMS {lv.rms_dbfs:.1f} dBFS, peak {lv.peak_dbfs:.1f} dBFS over {window:g} s"
+    name = device["name"]
+    if lv.digital_silence or lv.rms_dbfs < SILENT_RMS_DBFS:
+        kind = "digital silence (all zeros)" if lv.digital_silence else "near silence"
+        return warned(
+            f"'{name}' records {kind}: {measured}",
+            f"unmute the headset and raise the input level of '{name}' in the OS sound "
+            "settings, or select the right microphone (--input-device)",
+            problem="silent",
+            **base,
+        )
+    if lv.clipping_ratio > CLIP_WARN_RATIO:
+        return warned(
+            f"'{name}' clips: {lv.clipping_ratio:.1%} of samples at full scale; {measured}",
+            f"lower the input level of '{name}' in the OS sound settings",
+            problem="clipping",
+            **base,
+        )
+    return passed(f"'{name}' records sound: {measured}", problem=None, **base)
+
+
+def _unavailable(device: dict[str, Any], error: str, details: dict[str, Any]) -> CheckResult:
+    return failed(
+        f"'{device['name']}' cannot be opened for recording: {error}",
+        "close other applications that use the microphone (exclusive mode), re-plug the "
+        "headset, then re-run",
+        problem="unavailable",
+        error=error,
+        **details,
+    )
+
+
+def tone(rate: float, channels: int) -> Any:
+    """TONE_SECONDS of a quiet sine with 10 ms fades (no clicks), interleaved float32."""
+    import numpy as np
+
+    t = np.arange(int(TONE_SECONDS * rate)) / rate
+    wave = TONE_AMPLITUDE * np.sin(2 * np.pi * TONE_HZ * t)
+    fade = min(len(t) // 2, int(0.01 * rate))
+    ramp = np.linspace(0.0, 1.0, fade)
+    wave[:fade] *= ramp
+    wave[len(wave) - fade :] *= ramp[::-1]
+    return np.repeat(wave.astype(np.float32)[:, None], channels, axis=1).reshape(-1)
+
+
+def check_output(ctx: Context) -> CheckResult:
+    got = _device_or_skip(ctx, "output")
+    if isinstance(got, CheckResult):
+        return got
+    sd, device = got
+    params = _open_params(sd, "output", device)
+    details: dict[str, Any] = {"device": _describe(device), "played_tone": ctx.settings.play_tone}
+    if isinstance(params, str):
+        return _output_failed(device, params, details)
+    rate, channels = params
+    if ctx.settings.play_tone:
+        payload = tone(rate, channels).tobytes()
+    else:
+        payload = bytes(4 * channels * int(SILENCE_SECONDS * rate))  # float32 zeros
+    position = [0]
+    taken = threading.Event()  # the device asked for audio: the stream works
+    done = threading.Event()  # the whole payload was handed over
+
+    def on_request(outdata: Any, count: int, _time: Any, _status: Any) -> None:
+        chunk = payload[position[0] : position[0] + len(outdata)]
+        outdata[: len(chunk)] = chunk
+        outdata[len(chunk) :] = bytes(len(outdata) - len(chunk))
+        position[0] += len(chunk)
+        taken.set()
+        if position[0] >= len(payload):
+            done.set()
+
+    details.update(samplerate=rate, channels=channels)
+    try:
+        stream = sd.RawOutputStream(
+            device=device["index"],
+            samplerate=rate,
+            channels=channels,
+            dtype="float32",
+            callback=on_request,
+        )
+    except Exception as exc:  # noqa: BLE001
+        return _output_failed(device, str(exc), details)
+    try:
+        stream.start()
+        # Silence only needs the device to take a buffer; a tone must be handed over whole,
+        # which on PulseAudio waits for its ~2 s start-up latency.
+        budget = (TONE_SECONDS + DRAIN_SLACK_S) if ctx.settings.play_tone else STREAM_SLACK_S
+        finished = done if ctx.settings.play_tone else taken
+        finished.wait(max(0.0, min(budget, ctx.remaining() - 0.1)))
+        if done.is_set() and ctx.settings.play_tone:
+            # Let the tone be heard: it has been handed over, not yet played.
+            time.sleep(min(TONE_SECONDS, max(0.0, ctx.remaining() - 0.2)))
+    except Exception as exc:  # noqa: BLE001
+        return _output_failed(device, str(exc), details)
+    finally:
+        # abort, not stop: stop() waits for the server to drain its buffer (seconds on
+        # PulseAudio); silence needs no draining.
+        stream.abort(ignore_errors=True)
+        stream.close(ignore_errors=True)
+    if not finished.is_set():
+        return _output_failed(
+            device, "the stream opened but the device did not take the audio in time", details
+        )
+    what = (
+        "played a quiet 440 Hz tone on" if ctx.settings.play_tone else "opened and wrote silence to"
+    )
+    return passed(f"{what} '{device['name']}' ({device['hostapi']})", **details)
+
+
+def _output_failed(device: dict[str, Any], error: str, details: dict[str, Any]) -> CheckResult:
+    return failed(
+        f"'{device['name']}' cannot be opened for playback: {error}",
+        "close other applications that use the speaker or headset exclusively, re-plug it, "
+        "then re-run",
+        error=error,
+        **details,
+    )
