@@ -417,13 +417,13 @@ def check_output(ctx: Context) -> CheckResult:
         finished = done if ctx.settings.play_tone else taken
         finished.wait(max(0.0, min(budget, ctx.remaining() - 0.1)))
         if done.is_set() and ctx.settings.play_tone:
-            # Let the tone be heard: it has been handed over, not yet played.
-            time.sleep(min(TONE_SECONDS, max(0.0, ctx.remaining() - 0.2)))
+            # The tone has been handed over, not yet played: stop() waits until it has been
+            # (seconds on PulseAudio; the runner's deadline still bounds this check).
+            stream.stop()
     except Exception as exc:  # noqa: BLE001
         return _output_failed(device, str(exc), details)
     finally:
-        # abort, not stop: stop() waits for the server to drain its buffer (seconds on
-        # PulseAudio); silence needs no draining.
+        # abort, not stop, for silence: nothing to hear, so no waiting for the drain.
         stream.abort(ignore_errors=True)
         stream.close(ignore_errors=True)
     if not finished.is_set():
