@@ -25,6 +25,12 @@ DBFS_FLOOR = -120.0  # reported instead of -inf for digital silence (JSON has no
 CLIP_LEVEL = 0.999  # |sample| at or above this (of full scale) counts as clipped
 CLIP_WARN_RATIO = 0.01
 FALLBACK_RATES = (48000.0, 44100.0, 16000.0, 8000.0)
+VOICE_RATE = 16000.0  # wideband voice: what softphones capture (G.722, Opus WB)
+# The microphone is read as 16-bit integers, the native format of USB headsets and most codecs
+# (float32 from a misbehaving driver can carry values far outside full scale).
+INPUT_DTYPE = "int16"
+INT16_FULL_SCALE = 32768.0
+OUTPUT_DTYPE = "float32"
 SILENCE_SECONDS = 0.05  # the buffer written to the output: long enough for a callback or two
 TONE_SECONDS, TONE_HZ, TONE_AMPLITUDE = 0.5, 440.0, 0.1  # a quiet (-20 dBFS) half-second beep
 STREAM_SLACK_S = 1.0  # beyond the window: stream start-up, the last buffer, closing
@@ -214,15 +220,21 @@ def _device_or_skip(ctx: Context, kind: str) -> tuple[ModuleType, dict[str, Any]
 
 
 def _open_params(sd: ModuleType, kind: str, device: dict[str, Any]) -> tuple[float, int] | str:
-    """A (samplerate, channels) the device accepts, preferring its default rate and mono;
-    else PortAudio's error text."""
-    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    """A (samplerate, channels) the device accepts, preferring mono and, for the microphone,
+    16 kHz, else the device's default rate; else PortAudio's error text."""
+    rates: tuple[float, ...]
+    if kind == "input":
+        check, dtype = sd.check_input_settings, INPUT_DTYPE
+        rates = (VOICE_RATE, device["default_samplerate"], *FALLBACK_RATES)
+    else:
+        check, dtype = sd.check_output_settings, OUTPUT_DTYPE
+        rates = (device["default_samplerate"], *FALLBACK_RATES)
     most = device[f"max_{kind}_channels"]
     error = ""
-    for rate in dict.fromkeys((device["default_samplerate"], *FALLBACK_RATES)):
+    for rate in dict.fromkeys(rates):
         for channels in dict.fromkeys((1, min(2, most))):
             try:
-                check(device=device["index"], channels=channels, samplerate=rate, dtype="float32")
+                check(device=device["index"], channels=channels, samplerate=rate, dtype=dtype)
                 return rate, channels
             except Exception as exc:  # noqa: BLE001 - PortAudioError/ValueError carry the text
                 error = error or str(exc)
@@ -243,7 +255,7 @@ def dbfs(amplitude: float) -> float:
 
 
 def levels(samples: Any) -> Levels:
-    """RMS and peak in dBFS and the clipped fraction of float32 samples in [-1, 1]."""
+    """RMS and peak in dBFS and the clipped fraction of samples scaled to [-1, 1]."""
     import numpy as np
 
     x = np.abs(np.asarray(samples, dtype=np.float64))
@@ -292,7 +304,7 @@ def check_input(ctx: Context) -> CheckResult:
             device=device["index"],
             samplerate=rate,
             channels=channels,
-            dtype="float32",
+            dtype=INPUT_DTYPE,
             callback=on_audio,
         )
     except Exception as exc:  # noqa: BLE001 - busy, exclusive, invalid: PortAudio says which
@@ -318,7 +330,8 @@ def check_input(ctx: Context) -> CheckResult:
             f"the stream opened but delivered {frames[0]} of {wanted_frames} frames in time",
             base,
         )
-    samples = np.frombuffer(b"".join(chunks), dtype=np.float32)[: wanted_frames * channels]
+    raw = np.frombuffer(b"".join(chunks), dtype=np.int16)[: wanted_frames * channels]
+    samples = raw / INT16_FULL_SCALE
     lv = levels(samples)
     base.update(
         rms_dbfs=lv.rms_dbfs,
@@ -404,7 +417,7 @@ def check_output(ctx: Context) -> CheckResult:
             device=device["index"],
             samplerate=rate,
             channels=channels,
-            dtype="float32",
+            dtype=OUTPUT_DTYPE,
             callback=on_request,
         )
     except Exception as exc:  # noqa: BLE001

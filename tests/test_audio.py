@@ -39,6 +39,28 @@ pcm.brokenmic {
 """
 
 
+# An ALSA-only virtual microphone that plays back a file (TESTBED §5): no kernel module, no
+# server. The file plugin hands the raw bytes over in the format and rate the app opened, so the
+# file is written as audio.input opens a microphone: 16-bit mono at 16 kHz.
+ASOUNDRC_FILE_MIC = """\
+pcm.nulldev {{
+    type null
+}}
+pcm.filemic {{
+    type file
+    slave.pcm "nulldev"
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+}}
+pcm.!default {{
+    type asym
+    playback.pcm "nulldev"
+    capture.pcm "filemic"
+}}
+"""
+
+
 def no_server_env(home: Path) -> dict[str, str]:
     """A headless machine: no audio server reachable, ALSA reads only HOME's config."""
     home.mkdir(parents=True, exist_ok=True)
@@ -231,6 +253,28 @@ def test_alsa_with_playback_only_is_no_input_device_and_no_crash(tmp_path: Path)
     assert checks["audio.output"]["status"] == "pass"
     assert set(findings(r)) == {"audio.no_input_device"}
     assert "Traceback" not in r.err
+
+
+def test_an_alsa_file_microphone_with_a_tone_passes_at_the_tone_level(tmp_path: Path) -> None:
+    import numpy as np
+
+    env = no_server_env(tmp_path / "home")
+    infile = tmp_path / "home" / "tone440_16k_s16le.raw"
+    t = np.arange(32000) / 16000
+    (TONE_AMPLITUDE * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2").tofile(infile)
+    (tmp_path / "home" / ".asoundrc").write_text(ASOUNDRC_FILE_MIC.format(infile=infile))
+    r = run_audio(env)
+    assert r.code == 0, r.err
+    checks = by_id(r)
+    assert {"filemic", "default"} <= {
+        d["name"] for d in checks["audio.devices"]["details"]["devices"]
+    }
+    mic = checks["audio.input"]
+    assert mic["status"] == "pass", mic
+    assert (mic["details"]["samplerate"], mic["details"]["channels"]) == (16000, 1)
+    assert mic["details"]["rms_dbfs"] == pytest.approx(-13.5, abs=0.5)
+    assert mic["details"]["peak_dbfs"] == pytest.approx(-10.5, abs=0.5)
+    assert r.json["findings"] == []
 
 
 def test_a_device_that_fails_to_open_is_input_unavailable_with_the_error_text(
