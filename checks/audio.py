@@ -137,11 +137,24 @@ def check_backend(ctx: Context) -> CheckResult:
             portaudio=inv.portaudio,
             hostapis=[],
         )
+    servers = sound_servers(inv)
+    via = f"; sound server via ALSA: {', '.join(servers)}" if servers else ""
     return passed(
-        f"{inv.portaudio}; host APIs: {', '.join(inv.hostapis)}",
+        f"{inv.portaudio}; host APIs: {', '.join(inv.hostapis)}{via}",
         portaudio=inv.portaudio,
         hostapis=inv.hostapis,
+        sound_servers=servers,
     )
+
+
+# PortAudio's Linux build reaches PulseAudio/PipeWire/JACK through ALSA plugins, whose pcm
+# names show which server answered when PortAudio enumerated.
+ALSA_SERVER_PCMS = {"pulse": "PulseAudio", "pipewire": "PipeWire", "jack": "JACK"}
+
+
+def sound_servers(inv: Inventory) -> list[str]:
+    names = {d["name"].lower() for d in inv.devices if d["hostapi"] == "ALSA"}
+    return [label for pcm, label in ALSA_SERVER_PCMS.items() if pcm in names]
 
 
 def _describe(d: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -219,9 +232,10 @@ def _device_or_skip(ctx: Context, kind: str) -> tuple[ModuleType, dict[str, Any]
     return sd, device
 
 
-def _open_params(sd: ModuleType, kind: str, device: dict[str, Any]) -> tuple[float, int] | str:
+def _open_params(sd: ModuleType, kind: str, device: dict[str, Any]) -> tuple[float, int]:
     """A (samplerate, channels) the device accepts, preferring mono and, for the microphone,
-    16 kHz, else the device's default rate; else PortAudio's error text."""
+    16 kHz, else the device's default rate. When nothing passes PortAudio's format probe, its
+    default rate in mono: opening the stream then fails with the error that matters."""
     rates: tuple[float, ...]
     if kind == "input":
         check, dtype = sd.check_input_settings, INPUT_DTYPE
@@ -230,15 +244,14 @@ def _open_params(sd: ModuleType, kind: str, device: dict[str, Any]) -> tuple[flo
         check, dtype = sd.check_output_settings, OUTPUT_DTYPE
         rates = (device["default_samplerate"], *FALLBACK_RATES)
     most = device[f"max_{kind}_channels"]
-    error = ""
     for rate in dict.fromkeys(rates):
         for channels in dict.fromkeys((1, min(2, most))):
             try:
                 check(device=device["index"], channels=channels, samplerate=rate, dtype=dtype)
                 return rate, channels
-            except Exception as exc:  # noqa: BLE001 - PortAudioError/ValueError carry the text
-                error = error or str(exc)
-    return error
+            except Exception:  # noqa: BLE001 - PortAudioError/ValueError: try the next
+                continue
+    return device["default_samplerate"], 1
 
 
 @dataclass(frozen=True)
@@ -275,11 +288,8 @@ def check_input(ctx: Context) -> CheckResult:
     if isinstance(got, CheckResult):
         return got
     sd, device = got
-    params = _open_params(sd, "input", device)
+    rate, channels = _open_params(sd, "input", device)
     base: dict[str, Any] = {"device": _describe(device)}
-    if isinstance(params, str):
-        return _unavailable(device, params, base)
-    rate, channels = params
     # The window shrinks to fit the run's budget rather than overrunning it.
     window = min(ctx.settings.capture_seconds, max(0.1, ctx.remaining() - STREAM_SLACK_S))
     wanted_frames = max(1, int(window * rate))
@@ -389,11 +399,8 @@ def check_output(ctx: Context) -> CheckResult:
     if isinstance(got, CheckResult):
         return got
     sd, device = got
-    params = _open_params(sd, "output", device)
+    rate, channels = _open_params(sd, "output", device)
     details: dict[str, Any] = {"device": _describe(device), "played_tone": ctx.settings.play_tone}
-    if isinstance(params, str):
-        return _output_failed(device, params, details)
-    rate, channels = params
     if ctx.settings.play_tone:
         payload = tone(rate, channels).tobytes()
     else:

@@ -51,35 +51,59 @@ def find_processes(wanted: Sequence[str]) -> list[dict[str, Any]]:
     return found
 
 
-def port_holders(ranges: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
-    """Local sockets bound to the ports: UDP sockets and listening TCP sockets, with the owning
-    process (pid None when the OS hides other users' processes without admin rights)."""
+def _inet_sockets() -> tuple[list[tuple[Any, int, str, int | None]], bool]:
+    """(laddr, type, status, pid) of every inet socket, and whether the list is complete.
+    macOS refuses the system-wide list to non-admins: then each process we may inspect is
+    asked instead."""
     import psutil
 
-    holders = []
-    for conn in psutil.net_connections(kind="inet"):
-        if not conn.laddr or not _in_ranges(conn.laddr.port, ranges):
+    try:
+        return [
+            (c.laddr, c.type, c.status, c.pid) for c in psutil.net_connections(kind="inet")
+        ], True
+    except psutil.AccessDenied:
+        pass
+    sockets: list[tuple[Any, int, str, int | None]] = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.Error:
             continue
-        udp = conn.type == socket.SOCK_DGRAM
-        if not udp and conn.status != psutil.CONN_LISTEN:
+        sockets.extend((c.laddr, c.type, c.status, proc.pid) for c in conns)
+    return sockets, False
+
+
+def port_holders(ranges: Sequence[tuple[int, int]]) -> tuple[list[dict[str, Any]], bool]:
+    """Local sockets bound to the ports: UDP sockets and listening TCP sockets, with the owning
+    process (pid None when the OS hides other users' processes without admin rights); and
+    whether every process could be inspected."""
+    import psutil
+
+    sockets, complete = _inet_sockets()
+    holders = []
+    for laddr, kind, status, pid in sockets:
+        if not laddr or not _in_ranges(laddr.port, ranges):
+            continue
+        udp = kind == socket.SOCK_DGRAM
+        if not udp and status != psutil.CONN_LISTEN:
             continue  # an outgoing TCP connection from that port holds nothing
         name = None
-        if conn.pid:
+        if pid:
             try:
-                name = psutil.Process(conn.pid).name()
+                name = psutil.Process(pid).name()
             except psutil.Error:
                 pass
         holders.append(
             {
                 "protocol": "udp" if udp else "tcp",
-                "address": conn.laddr.ip,
-                "port": conn.laddr.port,
-                "pid": conn.pid,
+                "address": laddr.ip,
+                "port": laddr.port,
+                "pid": pid,
                 "process": name,
             }
         )
     holders.sort(key=lambda h: (h["port"], h["protocol"], h["address"]))
-    return holders
+    return holders, complete
 
 
 def _holder_text(h: dict[str, Any]) -> str:
@@ -90,12 +114,14 @@ def _holder_text(h: dict[str, Any]) -> str:
 def check_softphone(ctx: Context) -> CheckResult:
     wanted = ctx.settings.softphone_processes
     ranges = port_ranges(ctx.settings.softphone_ports)
-    holders = port_holders(ranges)
+    holders, complete = port_holders(ranges)
     ports = [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in ranges]
     details: dict[str, Any] = {
         "softphone_processes": list(wanted),
         "ports": ports,
         "port_holders": holders,
+        # False: only this user's processes could be inspected (macOS without admin rights).
+        "port_scan_complete": complete,
     }
     held = (
         "; ".join(_holder_text(h) for h in holders) or f"no local process holds {', '.join(ports)}"

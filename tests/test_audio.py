@@ -95,6 +95,7 @@ def test_a_headless_machine_without_audio_server_reports_missing_devices_and_exi
     checks = by_id(r)
     assert checks["audio.backend"]["status"] == "pass"
     assert "ALSA" in checks["audio.backend"]["details"]["hostapis"]
+    assert checks["audio.backend"]["details"]["sound_servers"] == []
     assert checks["audio.devices"]["status"] == "fail"
     assert checks["audio.devices"]["details"]["devices"] == []
     assert checks["audio.input"]["status"] == "skip"
@@ -120,6 +121,7 @@ def test_with_pulseaudio_devices_are_listed_and_silence_is_input_silent(
     checks = by_id(r)
     names = {d["name"] for d in checks["audio.devices"]["details"]["devices"]}
     assert {"pulse", "default"} <= names
+    assert checks["audio.backend"]["details"]["sound_servers"] == ["PulseAudio"]
     assert checks["audio.devices"]["details"]["default_input"]["name"] == "default"
     assert checks["audio.output"]["status"] == "pass", checks["audio.output"]
     mic = checks["audio.input"]

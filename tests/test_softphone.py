@@ -16,7 +16,7 @@ import pytest
 from clihelp import cli, registered
 from peers.process import free_port
 
-from checks.softphone import matches, port_ranges
+from checks.softphone import matches, port_holders, port_ranges
 
 SECRET = "s3cr3t-Passw0rd-on-argv"
 
@@ -200,3 +200,22 @@ def test_a_bad_softphone_port_is_a_usage_error(bad: str) -> None:
         f"sipdiag: error: invalid --softphone-port '{bad}' "
         "(hint: use a port 1-65535 or a range LOW-HIGH, e.g. 5080 or 10000-20000)"
     )
+
+
+def test_without_admin_rights_on_macos_each_inspectable_process_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The OS boundary that cannot exist here: macOS refuses net_connections() to non-admins.
+    import psutil
+
+    def refused(kind: str = "inet") -> list[Any]:
+        raise psutil.AccessDenied()
+
+    port = free_port(kinds=("udp",), span=2)
+    monkeypatch.setattr(psutil, "net_connections", refused)
+    with hold_udp_port("otherphone", port) as holder:
+        holders, complete = port_holders(port_ranges([str(port)]))
+    assert complete is False
+    assert [(h["port"], h["pid"], h["process"]) for h in holders if h["port"] == port] == [
+        (port, holder.pid, "otherphone")
+    ]
