@@ -133,7 +133,7 @@ REGISTRY: tuple[Check, ...] = (
         "The microphone records sound",
         audio.check_input,
         needs="an input device (--capture-seconds sets the window)",
-        after=("audio.devices",),
+        after=("audio.backend", "audio.devices"),
         timeout=None,  # the capture window, bounded by the run's budget inside the check
     ),
     Check(
@@ -141,7 +141,7 @@ REGISTRY: tuple[Check, ...] = (
         "The speaker or headset plays",
         audio.check_output,
         needs="an output device (--play-tone to hear it)",
-        after=("audio.input",),
+        after=("audio.backend", "audio.input"),
         timeout=None,  # bounded inside the check: silence ~0.1 s; --play-tone up to ~4 s
     ),
     Check(

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from diag.context import Context
-from diag.model import CheckResult, failed, passed, skipped, warned
+from diag.model import CheckResult, Status, failed, passed, skipped, warned
 
 SILENT_RMS_DBFS = -70.0  # below a headset's noise floor in a quiet room: muted or dead
 DBFS_FLOOR = -120.0  # reported instead of -inf for digital silence (JSON has no -inf)
@@ -35,6 +35,7 @@ SILENCE_SECONDS = 0.05  # the buffer written to the output: long enough for a ca
 TONE_SECONDS, TONE_HZ, TONE_AMPLITUDE = 0.5, 440.0, 0.1  # a quiet (-20 dBFS) half-second beep
 STREAM_SLACK_S = 1.0  # beyond the window: stream start-up, the last buffer, closing
 DRAIN_SLACK_S = 3.0  # PulseAudio takes ~2.5 s to drain a played buffer
+BACKEND_MARGIN_S = 0.2  # left of audio.backend's deadline to report a hang ourselves
 
 
 class BackendUnavailable(Exception):
@@ -113,7 +114,12 @@ def choose_device(inv: Inventory, kind: str, wanted: str | None) -> dict[str, An
     return chosen or (candidates[0] if candidates else None)
 
 
-def _backend_or_skip() -> tuple[ModuleType, Inventory] | CheckResult:
+def _backend_or_skip(ctx: Context) -> tuple[ModuleType, Inventory] | CheckResult:
+    backend = ctx.results.get("audio.backend")
+    if backend is not None and backend.status is not Status.PASS:
+        # Failed, or hung inside PortAudio's initialisation (which holds the import lock):
+        # importing again would only wait for the same hang.
+        return skipped(f"PortAudio is not available ({backend.summary}); see audio.backend")
     try:
         sd = load_sounddevice()
         return sd, inventory(sd)
@@ -121,19 +127,60 @@ def _backend_or_skip() -> tuple[ModuleType, Inventory] | CheckResult:
         return skipped(f"PortAudio is not available ({exc}); see audio.backend", install_hint())
 
 
-def check_backend(ctx: Context) -> CheckResult:
-    try:
-        sd = load_sounddevice()
-    except BackendUnavailable as exc:
-        return failed(
-            f"PortAudio cannot be loaded: {exc}", install_hint(), error=str(exc), hostapis=[]
+def restart_hint(system: str | None = None) -> str:
+    system = system or platform.system()
+    if system == "Windows":
+        return (
+            "restart the Windows Audio service (services.msc > Windows Audio > Restart), "
+            "then re-run"
         )
-    inv = inventory(sd)
+    if system == "Darwin":
+        return "restart CoreAudio (`sudo killall coreaudiod`), then re-run"
+    return (
+        "restart the sound server (`systemctl --user restart pipewire pipewire-pulse`, or "
+        "`pulseaudio -k`), then re-run"
+    )
+
+
+def check_backend(ctx: Context) -> CheckResult:
+    # PortAudio enumerates devices while it loads; a sound server that accepts the connection
+    # but never answers makes that hang in native code, so it runs on its own thread.
+    box: list[ModuleType | BackendUnavailable] = []
+
+    def load() -> None:
+        try:
+            box.append(load_sounddevice())
+        except BackendUnavailable as exc:
+            box.append(exc)
+
+    loader = threading.Thread(target=load, name="portaudio-init", daemon=True)
+    loader.start()
+    waited = max(0.0, ctx.remaining() - BACKEND_MARGIN_S)
+    loader.join(waited)
+    if not box:
+        return failed(
+            f"PortAudio did not finish loading within {waited:.1f} s: the sound server does "
+            "not answer",
+            restart_hint(),
+            problem="hung",
+            hostapis=[],
+        )
+    if isinstance(box[0], BackendUnavailable):
+        exc = box[0]
+        return failed(
+            f"PortAudio cannot be loaded: {exc}",
+            install_hint(),
+            problem="not_loaded",
+            error=str(exc),
+            hostapis=[],
+        )
+    inv = inventory(box[0])
     if not inv.hostapis:
         return failed(
             f"{inv.portaudio} loaded but offers no audio host API",
             "install or start the OS audio service (PulseAudio/PipeWire, CoreAudio, Windows "
             "Audio) and re-run",
+            problem="no_hostapi",
             portaudio=inv.portaudio,
             hostapis=[],
         )
@@ -166,7 +213,7 @@ def _names(devices: Sequence[dict[str, Any]]) -> str:
 
 
 def check_devices(ctx: Context) -> CheckResult:
-    loaded = _backend_or_skip()
+    loaded = _backend_or_skip(ctx)
     if isinstance(loaded, CheckResult):
         return loaded
     _, inv = loaded
@@ -216,7 +263,7 @@ def check_devices(ctx: Context) -> CheckResult:
 
 
 def _device_or_skip(ctx: Context, kind: str) -> tuple[ModuleType, dict[str, Any]] | CheckResult:
-    loaded = _backend_or_skip()
+    loaded = _backend_or_skip(ctx)
     if isinstance(loaded, CheckResult):
         return loaded
     sd, inv = loaded

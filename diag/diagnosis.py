@@ -259,7 +259,7 @@ RULES: tuple[Rule, ...] = (
            _options_blocked(t, configured=False)) for t, cause in TRANSPORT_CAUSES.items()),
     # Audio devices and the softphone (issue 5).
     Rule("audio.backend_unavailable", "audio.backend", _FAIL, Severity.CRITICAL,
-         "PortAudio cannot be loaded, or offers no host API"),
+         "PortAudio cannot be loaded, offers no host API, or hangs loading"),
     Rule("audio.no_input_device", "audio.devices", _FAIL, Severity.CRITICAL,
          "no input device, or none matching --input-device",
          _has_problem("no_input", "input_not_found")),

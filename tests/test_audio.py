@@ -7,6 +7,7 @@ process (cli_process) with HOME (which `.asoundrc` ALSA reads) and PULSE_* point
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -361,6 +362,7 @@ def test_without_portaudio_the_backend_is_unavailable_and_the_run_completes(
     backend = checks["audio.backend"]
     assert backend["status"] == "fail"
     assert backend["details"]["error"] == "OSError: PortAudio library not found"
+    assert backend["details"]["problem"] == "not_loaded"
     assert "sudo apt install libportaudio2" in backend["hint"]
     for cid in ("audio.devices", "audio.input", "audio.output"):
         assert checks[cid]["status"] == "skip", checks[cid]
@@ -378,6 +380,30 @@ def test_without_portaudio_help_and_explain_still_work(tmp_path: Path) -> None:
     prefix = hide_portaudio(tmp_path)
     assert cli_process("--help", prefix=prefix).code == 0
     assert cli_process("explain", "SIP 403", prefix=prefix).code == 0
+
+
+def test_a_sound_server_that_hangs_is_backend_unavailable_within_the_deadline(
+    pulse: Pulse, pulse_env: dict[str, str]
+) -> None:
+    # A stopped PulseAudio accepts the connection (the kernel's listen backlog) and never
+    # answers: PortAudio's initialisation hangs inside the ALSA pulse plugin.
+    os.kill(pulse.daemon.pid, signal.SIGSTOP)
+    try:
+        r = run_audio(pulse_env, "--timeout", "8", only=("audio", "host.os"))
+    finally:
+        os.kill(pulse.daemon.pid, signal.SIGCONT)
+    assert r.code == 1
+    checks = by_id(r)
+    backend = checks["audio.backend"]
+    assert backend["status"] == "fail", backend
+    assert backend["details"]["problem"] == "hung"
+    assert "the sound server does not answer" in backend["summary"]
+    assert "restart the sound server" in backend["hint"]
+    for cid in ("audio.devices", "audio.input", "audio.output"):
+        assert checks[cid]["status"] == "skip", checks[cid]
+    assert checks["host.os"]["status"] == "pass"
+    assert set(findings(r)) == {"audio.backend_unavailable"}
+    assert r.json["duration_ms"] < 6000  # audio.backend's own 5 s deadline, not the budget
 
 
 def test_a_capture_window_longer_than_the_budget_shrinks_to_fit(
@@ -447,8 +473,9 @@ def test_the_audio_checks_are_registered_in_run_order() -> None:
     after = {c.id: c.after for c in REGISTRY}
     # PortAudio is not thread-safe: each audio check waits for the previous one.
     assert after["audio.devices"] == ("audio.backend",)
-    assert after["audio.input"] == ("audio.devices",)
-    assert after["audio.output"] == ("audio.input",)
+    # ...and reads audio.backend's result, so a backend that failed or hung is not retried.
+    assert after["audio.input"] == ("audio.backend", "audio.devices")
+    assert after["audio.output"] == ("audio.backend", "audio.input")
 
 
 def test_sounddevice_is_not_imported_by_the_cli_or_the_registry() -> None:
