@@ -151,7 +151,8 @@ def check(
         typer.Option(metavar="NAME", help="Speaker/headset the softphone uses (substring)."),
     ] = None,
     capture_seconds: Annotated[
-        float | None, typer.Option(help="Microphone capture window in seconds [default: 1].")
+        float | None,
+        typer.Option(metavar="S", help="Microphone capture window in seconds [default: 1]."),
     ] = None,
     play_tone: Annotated[
         bool, typer.Option("--play-tone", help="Play a short quiet tone on the output device.")
