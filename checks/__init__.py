@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from checks import (
     audio,
+    audiostream,
     dns,
     fragment,
     host,
@@ -131,7 +132,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "audio.input",
         "The microphone records sound",
-        audio.check_input,
+        audiostream.check_input,
         needs="an input device (--capture-seconds sets the window)",
         after=("audio.backend", "audio.devices"),
         timeout=None,  # the capture window, bounded by the run's budget inside the check
@@ -139,7 +140,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "audio.output",
         "The speaker or headset plays",
-        audio.check_output,
+        audiostream.check_output,
         needs="an output device (--play-tone to hear it)",
         after=("audio.backend", "audio.input"),
         timeout=None,  # bounded inside the check: silence ~0.1 s; --play-tone up to ~4 s
