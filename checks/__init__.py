@@ -5,7 +5,23 @@ A new probe costs one module, one line here and one test file.
 
 from __future__ import annotations
 
-from checks import dns, fragment, host, media, nat, quality, reach, route, sip, sipalg, stun
+from checks import (
+    audio,
+    audiostream,
+    dns,
+    fragment,
+    host,
+    media,
+    micpermission,
+    nat,
+    quality,
+    reach,
+    route,
+    sip,
+    sipalg,
+    softphone,
+    stun,
+)
 from checks.browser import check_browser_mic
 from checks.dial import check_dial
 from checks.number import check_format, check_identity, check_policy
@@ -157,5 +173,45 @@ REGISTRY: tuple[Check, ...] = (
         needs="--softphone-url (the WebRTC softphone's web address)",
         requires=("softphone_url",),
         timeout=3.0,
+    ),
+    # PortAudio is not thread-safe: the audio checks run one after another (after=...).
+    Check("audio.backend", "PortAudio and an audio host API are available", audio.check_backend),
+    Check(
+        "audio.devices",
+        "A microphone and a speaker are present",
+        audio.check_devices,
+        needs="nothing (--input-device/--output-device name the headset)",
+        after=("audio.backend",),
+        timeout=3.0,
+    ),
+    Check(
+        "audio.input",
+        "The microphone records sound",
+        audiostream.check_input,
+        needs="an input device (--capture-seconds sets the window)",
+        after=("audio.backend", "audio.devices"),
+        timeout=None,  # the capture window, bounded by the run's budget inside the check
+    ),
+    Check(
+        "audio.output",
+        "The speaker or headset plays",
+        audiostream.check_output,
+        needs="an output device (--play-tone to hear it)",
+        after=("audio.backend", "audio.input"),
+        timeout=None,  # bounded inside the check: silence ~0.1 s; --play-tone up to ~4 s
+    ),
+    Check(
+        "audio.permission",
+        "The OS lets the softphone use the microphone",
+        micpermission.check_permission,
+        needs="macOS or Windows (--softphone-process names the app)",
+        timeout=3.0,
+    ),
+    Check(
+        "host.softphone",
+        "The softphone is running",
+        softphone.check_softphone,
+        needs="--softphone-process (and --softphone-port for ports beyond 5060/5061)",
+        timeout=5.0,
     ),
 )

@@ -173,6 +173,32 @@ def check(
         str | None,
         typer.Option(help="The WebRTC softphone's web address (browser microphone permission)."),
     ] = None,
+    input_device: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Microphone/headset the softphone uses (substring)."),
+    ] = None,
+    output_device: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Speaker/headset the softphone uses (substring)."),
+    ] = None,
+    capture_seconds: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Microphone capture window in seconds [default: 1]."),
+    ] = None,
+    play_tone: Annotated[
+        bool, typer.Option("--play-tone", help="Play a short quiet tone on the output device.")
+    ] = False,
+    softphone_process: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME", help="Softphone process name (e.g. zoiper); repeatable."),
+    ] = None,
+    softphone_port: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PORT[-PORT]",
+            help="Local SIP/RTP port(s) the softphone needs, besides 5060/5061; repeatable.",
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
     ] = False,
@@ -207,6 +233,12 @@ def check(
         "quiet": quiet or None,
         "ws_url": ws_url,
         "softphone_url": softphone_url,
+        "input_device": input_device,
+        "output_device": output_device,
+        "capture_seconds": capture_seconds,
+        "play_tone": play_tone or None,
+        "softphone_processes": softphone_process,
+        "softphone_ports": softphone_port,
         "debug": debug or None,
         "region": region,
         "dial_test": _one_dial_test(dial_test),

@@ -27,6 +27,8 @@ FAIL_ON = ("warn", "fail")
 DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
 DEFAULT_TURN_PASSWORD_ENV = "SIPDIAG_TURN_PASSWORD"
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_CAPTURE_SECONDS = 1.0
+MAX_CAPTURE_SECONDS = 30.0  # a level check, not a recording
 MAX_TIMEOUT = 3600.0  # a diagnostic that runs longer than an hour is a hang, not a check
 DEFAULT_DIAL_MAX_DURATION = 5.0  # seconds a --dial-test call may last, at most
 MAX_DIAL_DURATION = 60.0
@@ -80,6 +82,13 @@ class Settings:
     quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
     ws_url: str | None = None  # ws[s]://host[:port]/path of a WebRTC softphone's SIP server
     softphone_url: str | None = None  # the WebRTC softphone's web origin (browser mic permission)
+    # Audio and softphone host checks (issue 5).
+    input_device: str | None = None  # substring of the headset/mic the softphone uses
+    output_device: str | None = None
+    capture_seconds: float = DEFAULT_CAPTURE_SECONDS
+    play_tone: bool = False
+    softphone_processes: tuple[str, ...] = ()  # process names, e.g. "zoiper", "chrome"
+    softphone_ports: tuple[str, ...] = ()  # local PORT or LOW-HIGH, added to 5060 and 5061
     debug: bool = False
     region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
     dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)
@@ -123,7 +132,8 @@ class Settings:
 PROFILE_KEYS = tuple(
     f.name for f in fields(Settings) if f.name not in ("debug", "password", "dial_test")
 )
-_LIST_KEYS = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
+_LIST_KEYS: tuple[str, ...] = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
+_LIST_KEYS += ("softphone_processes", "softphone_ports")
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -176,6 +186,9 @@ def _all_keys(data: Any) -> list[str]:
 def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if key == "softphone_ports" and isinstance(value, list):
+            # Ports are numbers in TOML; ranges ("10000-10100") are strings.
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         if key in _LIST_KEYS:
             if isinstance(value, str):
                 value = [value]
@@ -186,6 +199,16 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise UsageError(f"{source}: 'no_register' must be true or false", "e.g. true")
             out[key] = value
+        elif key == "play_tone":
+            if not isinstance(value, bool):
+                raise UsageError(f"{source}: 'play_tone' must be true or false", "e.g. true")
+            out[key] = value
+        elif key == "capture_seconds":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise UsageError(
+                    f"{source}: 'capture_seconds' must be a number of seconds", "e.g. 1.0"
+                )
+            out[key] = float(value)
         elif key == "timeout":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise UsageError(f"{source}: 'timeout' must be a number of seconds", "e.g. 10")
@@ -294,6 +317,7 @@ def validate(s: Settings) -> None:
                 f"invalid --media '{media}'",
                 "use HOST:PORT or HOST:LOW-HIGH, e.g. media.example.com:10000-20000",
             )
+    _validate_audio_and_softphone(s)
     _check_env_name(s.password_env, "--password-env", DEFAULT_PASSWORD_ENV)
     _check_env_name(s.turn_password_env, "--turn-password-env", DEFAULT_TURN_PASSWORD_ENV)
     _validate_numbers(s)
@@ -373,6 +397,39 @@ def _validate_web(s: Settings) -> None:
                 f"invalid --softphone-url '{s.softphone_url}': not an http(s):// URL",
                 "use the softphone's web address, e.g. https://agent.example.com",
             )
+
+
+def _validate_audio_and_softphone(s: Settings) -> None:
+    for name in ("input_device", "output_device"):
+        if getattr(s, name) is not None and not getattr(s, name).strip():
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} is empty", f"give part of the device name, e.g. {flag} Jabra")
+    if not (math.isfinite(s.capture_seconds) and 0 < s.capture_seconds <= MAX_CAPTURE_SECONDS):
+        raise UsageError(
+            f"--capture-seconds must be between 0 and {MAX_CAPTURE_SECONDS:g}, "
+            f"got {s.capture_seconds:g}",
+            "e.g. --capture-seconds 1",
+        )
+    if any(not v.strip() for v in s.softphone_processes):
+        raise UsageError(
+            "an empty --softphone-process was given", "e.g. --softphone-process zoiper"
+        )
+    for spec in s.softphone_ports:
+        if parse_port_range(spec) is None:
+            raise UsageError(
+                f"invalid --softphone-port '{spec}'",
+                "use a port 1-65535 or a range LOW-HIGH, e.g. 5080 or 10000-20000",
+            )
+
+
+def parse_port_range(spec: str) -> tuple[int, int] | None:
+    """'5060' -> (5060, 5060); '10000-20000' -> (10000, 20000); anything else -> None."""
+    m = re.fullmatch(r"\s*(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*", spec)
+    if not m:
+        return None
+    low = int(m.group(1))
+    high = int(m.group(2) or low)
+    return (low, high) if 1 <= low <= high <= 65535 else None
 
 
 def _check_env_name(value: str, flag: str, default: str) -> None:

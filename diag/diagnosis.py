@@ -195,6 +195,10 @@ def _explain_dial(d: Details) -> str:
     return f" Evidence: the test call to {call.get('uri')} got {evidence_text(call)}."
 
 
+def _has_problem(*names: str) -> Callable[[Details], bool]:
+    return lambda d: any(p in names for p in d.get("problems", []))
+
+
 @dataclass(frozen=True)
 class Rule:
     cause: str
@@ -314,6 +318,25 @@ RULES = RULES + tuple(
          "handshake failed", _ws_blocked),
     Rule("audio.permission_denied", "audio.browser-mic", _FAIL, Severity.CRITICAL,
          "a browser profile blocks the microphone for the softphone's site"),
+    # Audio devices and the softphone (issue 5).
+    Rule("audio.backend_unavailable", "audio.backend", _FAIL, Severity.CRITICAL,
+         "PortAudio cannot be loaded, offers no host API, or hangs loading"),
+    Rule("audio.no_input_device", "audio.devices", _FAIL, Severity.CRITICAL,
+         "no input device, or none matching --input-device",
+         _has_problem("no_input", "input_not_found")),
+    Rule("audio.no_output_device", "audio.devices", _FAIL, Severity.CRITICAL,
+         "no output device, or none matching --output-device",
+         _has_problem("no_output", "output_not_found")),
+    Rule("audio.input_unavailable", "audio.input", _FAIL, Severity.CRITICAL,
+         "the microphone cannot be opened or delivers no samples"),
+    Rule("audio.input_silent", "audio.input", frozenset({Status.WARN}), Severity.WARNING,
+         "digital silence or RMS below -70 dBFS", lambda d: d.get("problem") == "silent"),
+    Rule("audio.permission_denied", "audio.permission", _FAIL, Severity.CRITICAL,
+         "the OS privacy settings deny the microphone to the softphone (or to all apps)"),
+    Rule("audio.permission_denied", "audio.permission", frozenset({Status.WARN}),
+         Severity.WARNING, "some apps are denied the microphone and no softphone is named"),
+    Rule("host.softphone_not_running", "host.softphone", _FAIL, Severity.CRITICAL,
+         "no process has a configured softphone name", lambda d: d.get("problem") == "not_running"),
 )
 # fmt: on
 
