@@ -73,8 +73,10 @@ CAUSES: dict[str, Cause] = {
             "audio.permission_denied",
             _A,
             "Microphone access denied",
-            "The OS privacy settings deny microphone access to the softphone.",
-            "Allow microphone access for the softphone in the OS privacy settings.",
+            "The OS privacy settings, or the browser hosting a WebRTC softphone, deny microphone "
+            "access to the softphone.",
+            "Allow microphone access for the softphone in the OS privacy settings, or for the "
+            "softphone's site in the browser's site settings.",
         ),
         Cause(
             "host.softphone_not_running",

@@ -28,6 +28,19 @@ class CliResult:
     def json(self) -> Any:
         return json.loads(self.out)
 
+    def check(self, check_id: str) -> dict[str, Any]:
+        """The JSON report's entry for one check."""
+        found: dict[str, Any] = next(c for c in self.json["checks"] if c["id"] == check_id)
+        return found
+
+    def causes(self) -> list[str]:
+        """The cause IDs of the JSON report's findings, in the report's order."""
+        return [f["cause"] for f in self.json["findings"]]
+
+    def finding(self, cause: str) -> dict[str, Any]:
+        found: dict[str, Any] = next(f for f in self.json["findings"] if f["cause"] == cause)
+        return found
+
     def saved_report(self) -> dict[str, Any]:
         """The JSON report the run saved under the user data directory."""
         for line in self.err.splitlines():

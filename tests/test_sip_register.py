@@ -51,23 +51,9 @@ def register(
     )
 
 
-def sip_check(r: CliResult) -> dict[str, Any]:
-    check: dict[str, Any] = next(c for c in r.json["checks"] if c["id"] == "sip.register")
-    return check
-
-
 def first_attempt(r: CliResult) -> dict[str, Any]:
-    attempt: dict[str, Any] = sip_check(r)["details"]["attempts"][0]
+    attempt: dict[str, Any] = r.check("sip.register")["details"]["attempts"][0]
     return attempt
-
-
-def causes(r: CliResult) -> list[str]:
-    return [f["cause"] for f in r.json["findings"]]
-
-
-def finding(r: CliResult, cause: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(f for f in r.json["findings"] if f["cause"] == cause)
-    return found
 
 
 # ---- Kamailio: the right password, over every transport
@@ -76,7 +62,7 @@ def finding(r: CliResult, cause: str) -> dict[str, Any]:
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_register_passes_and_leaves_no_binding(kamailio: Kamailio, transport: str) -> None:
     r = register(kamailio.registrar_uri(transport))
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "pass", check
     attempt = first_attempt(r)
     assert (attempt["transport"], attempt["code"], attempt["unregistered"]) == (
@@ -108,13 +94,15 @@ def test_register_over_tls_is_untrusted_with_a_self_signed_certificate(kamailio:
     attempt = first_attempt(r)
     assert attempt["outcome"] == "tls_untrusted"
     assert "certificate" in attempt["reason"].lower()
-    assert "network.tls_untrusted" in causes(r)
-    assert sip_check(r)["hint"].startswith("the registrar's TLS certificate is not trusted")
+    assert "network.tls_untrusted" in r.causes()
+    assert r.check("sip.register")["hint"].startswith(
+        "the registrar's TLS certificate is not trusted"
+    )
 
 
 def test_register_over_tls_passes_when_the_ca_is_given(kamailio: Kamailio) -> None:
     r = register(kamailio.registrar_uri("tls"), "--ca", str(kamailio.ca_cert))
-    assert sip_check(r)["status"] == "pass", sip_check(r)
+    assert r.check("sip.register")["status"] == "pass", r.check("sip.register")
     assert first_attempt(r)["transport"] == "tls"
     assert kamailio.bindings("alice") == []
 
@@ -140,7 +128,7 @@ def test_no_register_only_queries_the_challenge_and_needs_no_password(kamailio: 
         "--format",
         "json",
     )
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "pass", check
     assert check["details"]["mode"] == "challenge_only"
     attempt = first_attempt(r)
@@ -169,7 +157,7 @@ def test_no_register_against_an_open_registrar_warns_and_registers_nothing(
         "--format",
         "json",
     )
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "warn"
     assert "without asking for credentials" in check["summary"]
     assert "Contact:" not in uas.messages().split("REGISTER sip:", 1)[1].split("\n\n", 1)[0]
@@ -203,7 +191,7 @@ def test_the_agents_own_softphone_binding_survives_our_check(
         before = kamailio.bindings("alice")
         assert len(before) == 1
         r = register(kamailio.registrar_uri(transport))
-        assert sip_check(r)["status"] == "pass", sip_check(r)
+        assert r.check("sip.register")["status"] == "pass", r.check("sip.register")
         after = kamailio.bindings("alice")
         assert [b["Address"] for b in after] == [b["Address"] for b in before]
     finally:
@@ -220,13 +208,13 @@ def test_wrong_password_is_credentials_rejected_and_account_specific(
     kamailio: Kamailio, tmp_path: Path
 ) -> None:
     r = register(kamailio.registrar_uri("udp"), "--debug", password=WRONG, data=tmp_path)
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "fail"
     attempt = first_attempt(r)
     assert (attempt["code"], attempt["reason"], attempt["challenged"]) == (403, "Forbidden", True)
     assert attempt["warning"] == ['399 pbx.test "Wrong password for alice"']
-    assert causes(r) == ["sip.credentials_rejected"]
-    f = finding(r, "sip.credentials_rejected")
+    assert r.causes() == ["sip.credentials_rejected"]
+    f = r.finding("sip.credentials_rejected")
     assert f["family"] == "registration" and f["severity"] == "critical"
     assert (
         'UDP REGISTER got 403 Forbidden (Warning: 399 pbx.test "Wrong password for alice") '
@@ -262,8 +250,8 @@ def test_account_level_refusals_quote_the_registrars_warning(
     r = register(kamailio.registrar_uri("udp"), user=user, password=password)
     attempt = first_attempt(r)
     assert (attempt["code"], attempt["challenged"], attempt["warning"]) == (403, True, [warning])
-    assert causes(r) == ["sip.credentials_rejected"]
-    assert warning in finding(r, "sip.credentials_rejected")["explanation"]
+    assert r.causes() == ["sip.credentials_rejected"]
+    assert warning in r.finding("sip.credentials_rejected")["explanation"]
 
 
 @pytest.fixture
@@ -281,10 +269,10 @@ def test_a_refused_source_is_forbidden_and_the_control_probe_says_so(
     r = register(kamailio.registrar_uri("udp"))
     attempt = first_attempt(r)
     assert (attempt["code"], attempt["challenged"]) == (403, False)
-    baseline = sip_check(r)["details"]["baseline"]
+    baseline = r.check("sip.register")["details"]["baseline"]
     assert (baseline["code"], baseline["challenged"]) == (403, False)
-    assert causes(r) == ["sip.forbidden"]
-    explanation = finding(r, "sip.forbidden")["explanation"]
+    assert r.causes() == ["sip.forbidden"]
+    explanation = r.finding("sip.forbidden")["explanation"]
     assert "without any challenge" in explanation
     assert "the registrar refuses this source" in explanation
     assert '"Source 127.0.0.1 is not allowed"' in explanation
@@ -302,9 +290,9 @@ def test_every_sip_request_carries_the_run_user_agent(sipp_uas: SippFactory) -> 
     attempt = first_attempt(r)
     assert attempt["warning"] == ['399 sipp-pbx "Account suspended: outstanding balance"']
     assert (attempt["server"], attempt["challenged"]) == ("sipp-pbx", False)
-    assert causes(r) == ["sip.forbidden"]
+    assert r.causes() == ["sip.forbidden"]
     # This registrar refuses everyone alike: the control probe shows it is not the account.
-    assert "the registrar refuses this source" in finding(r, "sip.forbidden")["explanation"]
+    assert "the registrar refuses this source" in r.finding("sip.forbidden")["explanation"]
 
 
 def test_401_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
@@ -313,7 +301,7 @@ def test_401_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
     attempt = first_attempt(r)
     assert (attempt["code"], attempt["challenged"]) == (403, True)
     assert attempt["challenge"]["realm"] == "sipp.test"
-    assert causes(r) == ["sip.credentials_rejected"]
+    assert r.causes() == ["sip.credentials_rejected"]
     assert "Authorization" not in json.dumps(r.json)  # digest responses are never kept
 
 
@@ -330,7 +318,7 @@ def test_registrar_error_answers_map_to_sip_causes(
     uas = sipp_uas(scenario)
     r = register(uas.uri)
     assert first_attempt(r)["code"] == code
-    assert cause in causes(r)
+    assert cause in r.causes()
     assert r.code == 1
 
 
@@ -340,7 +328,7 @@ def test_a_silent_registrar_finishes_inside_the_budget(sipp_uas: SippFactory) ->
     r = register(uas.uri, "--timeout", "3")
     elapsed = time.monotonic() - t0
     assert elapsed < 3 + 1.5, elapsed  # interpreter start-up + the 3 s budget
-    check = sip_check(r)
+    check = r.check("sip.register")
     attempt = first_attempt(r)
     assert (attempt["outcome"], attempt["code"], attempt["remote"]) == ("timeout", 408, False)
     assert check["hint"] == (
@@ -348,7 +336,7 @@ def test_a_silent_registrar_finishes_inside_the_budget(sipp_uas: SippFactory) ->
         "firewall/VPN, or re-run with --transport tcp"
     )
     assert check["details"]["baseline"] is None  # nothing to compare with
-    assert causes(r) == ["network.registrar_unreachable"]
+    assert r.causes() == ["network.registrar_unreachable"]
     assert r.json["complete"] is True
 
 
@@ -357,11 +345,11 @@ def test_a_budget_too_small_to_finish_is_an_error_not_network_evidence(
 ) -> None:
     uas = sipp_uas("reg_no_answer.xml", extra_args=["-d", "5000"])
     r = register(uas.uri, "--timeout", "0.5")
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "error"
     assert first_attempt(r)["outcome"] == "not_finished"
     assert check["hint"] == "re-run with a larger --timeout"
-    assert causes(r) == []
+    assert r.causes() == []
 
 
 def test_407_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
@@ -369,7 +357,7 @@ def test_407_then_403_is_credentials_rejected(sipp_uas: SippFactory) -> None:
     attempt = first_attempt(r)
     assert (attempt["code"], attempt["challenged"]) == (403, True)
     assert attempt["challenge"]["realm"] == "sipp.test"
-    assert causes(r) == ["sip.credentials_rejected"]
+    assert r.causes() == ["sip.credentials_rejected"]
 
 
 def test_a_repeated_401_is_credentials_rejected_and_every_user_is_challenged(
@@ -379,10 +367,10 @@ def test_a_repeated_401_is_credentials_rejected_and_every_user_is_challenged(
     r = register(uas.uri)
     attempt = first_attempt(r)
     assert attempt["code"] == 401 and attempt["challenges"] >= 2
-    assert causes(r) == ["sip.credentials_rejected"]
+    assert r.causes() == ["sip.credentials_rejected"]
     assert (
         "the registrar challenges every user"
-        in finding(r, "sip.credentials_rejected")["explanation"]
+        in r.finding("sip.credentials_rejected")["explanation"]
     )
 
 
@@ -392,8 +380,8 @@ def test_a_challenge_pjsip_cannot_answer_is_not_called_a_wrong_password(
     r = register(sipp_uas("reg_401_aka.xml").uri, "--timeout", "4")
     attempt = first_attempt(r)
     assert attempt["code"] == 401 and attempt["challenges"] == 1
-    assert "sip.credentials_rejected" not in causes(r)
-    assert "algorithm AKAv1-MD5" in sip_check(r)["hint"]
+    assert "sip.credentials_rejected" not in r.causes()
+    assert "algorithm AKAv1-MD5" in r.check("sip.register")["hint"]
 
 
 def test_a_challenge_then_silence_is_no_transport_cause(sipp_uas: SippFactory) -> None:
@@ -405,16 +393,16 @@ def test_a_challenge_then_silence_is_no_transport_cause(sipp_uas: SippFactory) -
         True,
         True,
     )
-    assert causes(r) == []
+    assert r.causes() == []
     assert (
         "answered the first REGISTER over UDP, then never the authenticated one"
-        in sip_check(r)["hint"]
+        in r.check("sip.register")["hint"]
     )
 
 
 def test_an_unanswered_unregister_warns_that_our_binding_stays(sipp_uas: SippFactory) -> None:
     r = register(sipp_uas("reg_200_nounreg.xml").uri, "--timeout", "4")
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "warn"
     assert first_attempt(r)["unregistered"] is False
     assert "un-REGISTER over udp got no answer" in check["summary"]
@@ -444,12 +432,12 @@ def test_udp_dropped_by_the_firewall_is_udp_blocked_while_tcp_registers(
         prefix=_in_agent(netns_pair),
     )
     assert time.monotonic() - t0 < 4 + 1.5
-    attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
+    attempts = {a["transport"]: a for a in r.check("sip.register")["details"]["attempts"]}
     assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["outcome"] == "ok"
     assert (attempts["udp"]["outcome"], attempts["udp"]["remote"]) == ("timeout", False)
-    assert sip_check(r)["status"] == "fail"
-    assert causes(r) == ["network.udp_blocked"]
-    assert finding(r, "network.udp_blocked")["family"] == "network_firewall"
+    assert r.check("sip.register")["status"] == "fail"
+    assert r.causes() == ["network.udp_blocked"]
+    assert r.finding("network.udp_blocked")["family"] == "network_firewall"
     assert r.json["correlation"]["local_addresses"][0] == netns_pair.agent_ip
 
 
@@ -464,10 +452,10 @@ def test_a_tcp_reset_is_refused_at_once(netns_pair: NetnsPair) -> None:
         "udp",
         prefix=_in_agent(netns_pair),
     )
-    attempts = {a["transport"]: a for a in sip_check(r)["details"]["attempts"]}
+    attempts = {a["transport"]: a for a in r.check("sip.register")["details"]["attempts"]}
     assert attempts["tcp"]["outcome"] == "refused" and attempts["tcp"]["duration_ms"] < 500
     assert attempts["udp"]["outcome"] == "ok"
-    assert causes(r) == ["network.tcp_blocked"]
+    assert r.causes() == ["network.tcp_blocked"]
 
 
 def test_everything_dropped_is_registrar_unreachable_within_the_budget(
@@ -487,8 +475,8 @@ def test_everything_dropped_is_registrar_unreachable_within_the_budget(
         prefix=_in_agent(netns_pair),
     )
     assert time.monotonic() - t0 < 4 + 1.5
-    assert {a["outcome"] for a in sip_check(r)["details"]["attempts"]} == {"timeout"}
-    assert causes(r) == ["network.registrar_unreachable"]
+    assert {a["outcome"] for a in r.check("sip.register")["details"]["attempts"]} == {"timeout"}
+    assert r.causes() == ["network.registrar_unreachable"]
 
 
 # ---- without pjsua2, without a password
@@ -512,7 +500,7 @@ def test_without_pjsua2_the_sip_check_skips_with_an_install_hint(
         "json",
         env={"SIPDIAG_PASSWORD": PASSWORD, "PYTHONPATH": str(tmp_path)},
     )
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "skip"
     assert "pjsua2 cannot be loaded" in check["summary"]
     assert check["hint"].startswith("install PJSIP's Python binding: pip install pjsua2-python")
@@ -533,7 +521,7 @@ def test_no_password_skips_with_where_to_put_it(kamailio: Kamailio) -> None:
         "--password-env",
         "NOPE_PW",
     )
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert (check["status"], check["summary"]) == ("skip", "no password available for alice")
     assert check["hint"].startswith("export NOPE_PW")
 
@@ -568,7 +556,7 @@ def test_a_pjsip_crash_is_an_error_result_and_the_report_is_still_written(
             "XDG_DATA_HOME": str(tmp_path / "data"),
         },
     )
-    check = sip_check(r)
+    check = r.check("sip.register")
     assert check["status"] == "error"
     assert first_attempt(r)["reason"].startswith("PJSIP crashed (signal 6)")
     assert next(c for c in r.json["checks"] if c["id"] == "host.os")["status"] == "pass"

@@ -84,23 +84,9 @@ def register_ws(
     )
 
 
-def ws_check(r: CliResult) -> dict[str, Any]:
-    check: dict[str, Any] = next(c for c in r.json["checks"] if c["id"] == "sip.register-ws")
-    return check
-
-
 def attempt_of(r: CliResult) -> dict[str, Any]:
-    attempt: dict[str, Any] = ws_check(r)["details"]["attempts"][0]
+    attempt: dict[str, Any] = r.check("sip.register-ws")["details"]["attempts"][0]
     return attempt
-
-
-def causes(r: CliResult) -> list[str]:
-    return [f["cause"] for f in r.json["findings"]]
-
-
-def finding(r: CliResult, cause: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(f for f in r.json["findings"] if f["cause"] == cause)
-    return found
 
 
 # ---- the right password
@@ -112,7 +98,7 @@ def test_register_over_websocket_passes_and_removes_its_binding(
 ) -> None:
     assert kam_ws.bindings("alice") == []
     r = register_ws(kam_ws.ws_url(transport), "--ca", str(kam_ws.ca_cert))
-    check = ws_check(r)
+    check = r.check("sip.register-ws")
     assert r.code == 0, r.err
     assert check["status"] == "pass", check
     attempt = attempt_of(r)
@@ -137,7 +123,7 @@ def test_register_over_websocket_passes_and_removes_its_binding(
 def test_register_over_wss_answers_a_sha256_digest_challenge(kam_sha256: Kamailio) -> None:
     r = register_ws(kam_sha256.ws_url("wss"), "--ca", str(kam_sha256.ca_cert))
     attempt = attempt_of(r)
-    assert ws_check(r)["status"] == "pass", ws_check(r)
+    assert r.check("sip.register-ws")["status"] == "pass", r.check("sip.register-ws")
     assert attempt["challenge"]["algorithm"] == "SHA-256"
     assert attempt["code"] == 200 and attempt["unregistered"] is True
     assert kam_sha256.bindings("alice") == []
@@ -145,7 +131,7 @@ def test_register_over_wss_answers_a_sha256_digest_challenge(kam_sha256: Kamaili
 
 def test_transport_flag_matching_the_url_is_accepted(kam_ws: Kamailio) -> None:
     r = register_ws(kam_ws.ws_url("ws"), "--transport", "ws")
-    assert ws_check(r)["status"] == "pass"
+    assert r.check("sip.register-ws")["status"] == "pass"
 
 
 # ---- the registrar refuses: the same causes as sip.register
@@ -155,14 +141,14 @@ def test_wrong_password_over_wss_is_credentials_rejected_with_the_control_probe(
     kam_ws: Kamailio,
 ) -> None:
     r = register_ws(kam_ws.ws_url("wss"), "--ca", str(kam_ws.ca_cert), password=WRONG)
-    assert "attempts" in ws_check(r)["details"], ws_check(r)
+    assert "attempts" in r.check("sip.register-ws")["details"], r.check("sip.register-ws")
     attempt = attempt_of(r)
     assert (attempt["code"], attempt["challenged"]) == (403, True)
     assert attempt["warning"] == ['399 pbx.test "Wrong password for alice"']
-    assert causes(r) == ["sip.credentials_rejected"]
-    baseline = ws_check(r)["details"]["baseline"]
+    assert r.causes() == ["sip.credentials_rejected"]
+    baseline = r.check("sip.register-ws")["details"]["baseline"]
     assert baseline["outcome"] == "challenged" and baseline["user"].startswith("sipdiag-nobody-")
-    f = finding(r, "sip.credentials_rejected")
+    f = r.finding("sip.credentials_rejected")
     assert "Wrong password for alice" in f["explanation"]
     assert "specific to this account" in f["explanation"]
     assert (
@@ -187,10 +173,10 @@ def test_403_to_everyone_over_ws_is_forbidden_and_the_control_probe_says_so(
     r = register_ws(kam_ws.ws_url("ws"))
     attempt = attempt_of(r)
     assert (attempt["code"], attempt["challenged"]) == (403, False)
-    baseline = ws_check(r)["details"]["baseline"]
+    baseline = r.check("sip.register-ws")["details"]["baseline"]
     assert (baseline["code"], baseline["challenged"]) == (403, False)
-    assert causes(r) == ["sip.forbidden"]
-    explanation = finding(r, "sip.forbidden")["explanation"]
+    assert r.causes() == ["sip.forbidden"]
+    explanation = r.finding("sip.forbidden")["explanation"]
     assert "WS REGISTER got 403 Forbidden" in explanation
     assert "the registrar refuses this source" in explanation
     assert '"Source 127.0.0.1 is not allowed"' in explanation
@@ -198,7 +184,7 @@ def test_403_to_everyone_over_ws_is_forbidden_and_the_control_probe_says_so(
 
 def test_no_register_over_ws_only_queries_the_challenge(kam_ws: Kamailio) -> None:
     r = register_ws(kam_ws.ws_url("ws"), "--no-register", password=None)
-    check = ws_check(r)
+    check = r.check("sip.register-ws")
     assert check["status"] == "pass", check
     assert check["details"]["mode"] == "challenge_only"
     assert attempt_of(r)["outcome"] == "challenged"
@@ -216,8 +202,8 @@ def test_a_self_signed_wss_certificate_is_tls_untrusted_not_wss_blocked(kam_ws: 
     assert cert["verified"] is False and cert["self_signed"] is True
     assert cert["subject_cn"] == "127.0.0.1"
     assert "self-signed" in cert["verify_error"] or "self signed" in cert["verify_error"]
-    assert causes(r) == ["network.tls_untrusted"]
-    assert "--ca FILE" in finding(r, "network.tls_untrusted")["action"]
+    assert r.causes() == ["network.tls_untrusted"]
+    assert "--ca FILE" in r.finding("network.tls_untrusted")["action"]
 
 
 # ---- the path: refused, upgrade refused, proxies, firewall
@@ -227,8 +213,8 @@ def test_a_refused_ws_port_is_wss_blocked(kam_ws: Kamailio) -> None:
     closed = f"ws://127.0.0.1:{kam_ws.port}/"  # SIP over TCP: no HTTP upgrade there ...
     r = register_ws(closed.replace(str(kam_ws.port), "1"))  # ... port 1: nothing listens
     assert attempt_of(r)["outcome"] == "refused"
-    assert causes(r) == ["network.wss_blocked"]
-    assert "refused the connection" in finding(r, "network.wss_blocked")["action"]
+    assert r.causes() == ["network.wss_blocked"]
+    assert "refused the connection" in r.finding("network.wss_blocked")["action"]
 
 
 def test_an_http_port_that_refuses_the_upgrade_is_wss_blocked_with_the_http_status(
@@ -239,8 +225,8 @@ def test_an_http_port_that_refuses_the_upgrade_is_wss_blocked_with_the_http_stat
     attempt = attempt_of(r)
     assert attempt["websocket"]["stage"] == "upgrade"
     assert attempt["websocket"]["http_status"] == 403
-    assert causes(r) == ["network.wss_blocked"]
-    assert "HTTP 403" in finding(r, "network.wss_blocked")["explanation"]
+    assert r.causes() == ["network.wss_blocked"]
+    assert "HTTP 403" in r.finding("network.wss_blocked")["explanation"]
 
 
 @pytest.fixture
@@ -276,8 +262,8 @@ def test_a_proxy_that_refuses_connect_is_wss_blocked_and_named(
         "source": "HTTPS_PROXY",
         "answer": "403 Access violation",
     }
-    assert causes(r) == ["network.wss_blocked"]
-    f = finding(r, "network.wss_blocked")
+    assert r.causes() == ["network.wss_blocked"]
+    f = r.finding("network.wss_blocked")
     assert proxy.url in f["explanation"] and "403 Access violation" in f["explanation"]
     assert f"the proxy {proxy.url} (HTTPS_PROXY) refused the WebSocket tunnel" in f["action"]
     assert f"CONNECT 127.0.0.1:{kam_ws.wss_port}" in proxy.daemon.log_text()
@@ -291,7 +277,7 @@ def test_a_proxy_that_allows_connect_carries_the_registration(
     r = register_ws(
         kam_ws.ws_url("wss"), "--ca", str(kam_ws.ca_cert), env={"https_proxy": proxy.url}
     )
-    assert ws_check(r)["status"] == "pass", ws_check(r)
+    assert r.check("sip.register-ws")["status"] == "pass", r.check("sip.register-ws")
     assert attempt_of(r)["websocket"]["proxy"]["answer"] == "CONNECT accepted"
     assert f"CONNECT 127.0.0.1:{kam_ws.wss_port}" in proxy.daemon.log_text()
 
@@ -304,7 +290,7 @@ def test_no_proxy_sends_the_websocket_direct(kam_ws: Kamailio, proxy_factory: An
         str(kam_ws.ca_cert),
         env={"HTTPS_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"},
     )
-    assert ws_check(r)["status"] == "pass"
+    assert r.check("sip.register-ws")["status"] == "pass"
     assert attempt_of(r)["websocket"]["proxy"] is None
     assert f"CONNECT 127.0.0.1:{kam_ws.wss_port}" not in proxy.daemon.log_text()
 
@@ -325,11 +311,11 @@ def test_the_wss_port_dropped_by_the_firewall_is_wss_blocked_within_the_budget(
     r = register_ws(kam.ws_url("wss"), "--ca", str(kam.ca_cert), "--timeout", "3", prefix=agent)
     assert r.json["duration_ms"] <= 3000 + 300  # the run's own budget, not Python's start-up
     assert attempt_of(r)["outcome"] == "timeout"
-    assert causes(r) == ["network.wss_blocked"]
-    assert f"allow outbound TCP {kam.wss_port} (WSS)" in finding(r, "network.wss_blocked")["action"]
+    assert r.causes() == ["network.wss_blocked"]
+    assert f"allow outbound TCP {kam.wss_port} (WSS)" in r.finding("network.wss_blocked")["action"]
     # Only the WSS port is dropped: plain WS from the same namespace still registers.
     ok = register_ws(kam.ws_url("ws"), "--timeout", "3", prefix=agent)
-    assert ws_check(ok)["status"] == "pass", ws_check(ok)
+    assert ok.check("sip.register-ws")["status"] == "pass", ok.check("sip.register-ws")
 
 
 # ---- secrets and usage
@@ -385,7 +371,7 @@ def test_bad_websocket_flags_are_one_line_usage_errors(args: tuple[str, ...], me
 
 def test_without_ws_url_the_check_skips(tmp_path: Path) -> None:
     r = cli_process("check", "--only", "sip.register-ws", "--format", "json")
-    check = ws_check(r)
+    check = r.check("sip.register-ws")
     assert check["status"] == "skip"
     assert check["summary"] == "no WebSocket URL configured"
 
@@ -403,7 +389,7 @@ def test_ws_url_comes_from_the_profile(kam_ws: Kamailio, tmp_path: Path) -> None
         "json",
         env={"SIPDIAG_PASSWORD": PASSWORD},
     )
-    assert ws_check(r)["status"] == "pass"
+    assert r.check("sip.register-ws")["status"] == "pass"
 
 
 def test_a_socks_proxy_without_python_socks_is_an_error_with_an_install_hint() -> None:
@@ -420,7 +406,7 @@ def test_a_socks_proxy_without_python_socks_is_an_error_with_an_install_hint() -
         environ={"SIPDIAG_PASSWORD": PASSWORD, "HTTPS_PROXY": "socks5://127.0.0.1:1080"},
         registry=registered("sip.register-ws"),
     )
-    check = ws_check(r)
+    check = r.check("sip.register-ws")
     assert check["status"] == "error"
     assert attempt_of(r)["websocket"]["stage"] == "proxy"
     assert "pip install python-socks" in check["hint"]
