@@ -204,6 +204,7 @@ def check_devices(ctx: Context) -> CheckResult:
     problems: list[str] = []
     lines: list[str] = []
     hints: list[str] = []
+    actions: dict[str, str] = {}  # per cause: each finding names only its own next step
     chosen: dict[str, dict[str, Any] | None] = {}
     for kind, wanted, thing in (
         ("input", s.input_device, "microphone"),
@@ -215,6 +216,7 @@ def check_devices(ctx: Context) -> CheckResult:
             problems.append(f"no_{kind}")
             lines.append(f"no {kind} device")
             hints.append(f"connect a headset or {thing} (no {kind} device is present)")
+            actions[f"audio.no_{kind}_device"] = hints[-1]
         elif chosen[kind] is None:
             problems.append(f"{kind}_not_found")
             lines.append(
@@ -225,6 +227,7 @@ def check_devices(ctx: Context) -> CheckResult:
                 f"plug in the headset that contains '{wanted}' in its name, or set "
                 f"--{kind}-device to one of {_names(present)}"
             )
+            actions[f"audio.no_{kind}_device"] = hints[-1]
         else:
             lines.append(f"{kind}: '{chosen[kind]['name']}' ({chosen[kind]['hostapi']})")  # type: ignore[index]
     details = {
@@ -239,6 +242,7 @@ def check_devices(ctx: Context) -> CheckResult:
         "input_device": describe(chosen["input"]),
         "output_device": describe(chosen["output"]),
         "problems": problems,
+        "actions": actions,
     }
     if problems:
         return failed("; ".join(lines), "; ".join(hints), **details)

@@ -361,7 +361,12 @@ def _finding(hits: list[tuple[Rule, CheckRun]]) -> Finding:
     severity = max((rule.severity for rule, _ in hits), key=lambda s: SEVERITY_RANK[s])
     observed = "; ".join(f"{run.check.id}: {run.result.summary}" for _, run in hits)
     quoted = "".join(rule.explain(run.result.details) for rule, run in hits if rule.explain)
-    hints = [run.result.hint for _, run in hits if run.result.hint]
+    # A check that can find several causes at once names each one's step in details.actions.
+    hints: list[str] = [
+        h
+        for _, run in hits
+        if (h := (run.result.details.get("actions") or {}).get(cause.id) or run.result.hint)
+    ]
     evidence: dict[str, Any] = {"checks": [run.check.id for _, run in hits]}
     for _, run in hits:
         evidence[run.check.id] = {

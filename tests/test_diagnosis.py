@@ -38,6 +38,19 @@ def test_a_vpn_warning_becomes_a_host_vpn_active_warning_finding() -> None:
     assert "host.vpn summary" in f.explanation
 
 
+def test_a_check_with_several_causes_gives_each_finding_its_own_action() -> None:
+    actions = {
+        "audio.no_input_device": "plug in a mic",
+        "audio.no_output_device": "plug in a speaker",
+    }
+    run = _run("audio.devices", Status.FAIL, problems=["no_input", "no_output"], actions=actions)
+    findings = diagnose([run])
+    assert {f.cause: f.action for f in findings} == actions
+    # Without a per-cause action the check's own hint stays the action of both.
+    run = _run("audio.devices", Status.FAIL, problems=["no_input", "no_output"])
+    assert {f.action for f in diagnose([run])} == {"do the thing"}
+
+
 def test_passing_checks_raise_no_findings_and_the_verdict_is_healthy() -> None:
     findings = diagnose([_run("host.vpn", Status.PASS), _run("sip.register", Status.PASS)])
     assert findings == [] and verdict(findings) == "healthy"
