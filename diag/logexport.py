@@ -42,6 +42,14 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
+_CONTAINS = {
+    "time": ("timestamp", "datetime"),
+    "agent": ("agent",),
+    "status": ("status", "result", "outcome"),
+    "call_id": ("callid",),
+    "number": ("number",),
+}
+
 # Naive formats tried after ISO 8601; day-first, as UK/EU platform exports write dates.
 NAIVE_FORMATS = (
     "%d/%m/%Y %H:%M:%S",
@@ -87,6 +95,11 @@ def detect_columns(available: list[str], overrides: Mapping[str, str]) -> dict[s
             if found is not None and found not in chosen.values():
                 chosen[fld] = found
                 break
+    for fld, words in _CONTAINS.items():  # then a header containing the word: "Offer status"
+        for col in available:
+            if fld not in chosen and col not in chosen.values():
+                if any(w in _norm(col) for w in words):
+                    chosen[fld] = col
     missing = [f for f in REQUIRED if f not in chosen]
     if missing:
         raise UsageError(

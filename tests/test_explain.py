@@ -17,6 +17,9 @@ GOLDEN = Path(__file__).resolve().parent / "data" / "explain" / "catalogue.json"
 FAMILIES = {"audio", "host", "net", "sip", "number"}  # test_meta's check-id families
 REQUIRED_CODES = [400, 401, 403, 404, 407, 408, 480, 481, 484, 486, 487, 488, 500, 502, 503]
 REQUIRED_CODES += [504, 600, 603, 604, 606]
+CONSOLE = "Failure (Rejected by Agent Console)"
+DECLINE = "Failure (Rejected – SIP 603 Decline)"
+FORBIDDEN = "Failure (Rejected – SIP 403 Forbidden)"
 
 
 def explain_json(*statuses: str) -> list[dict[str, Any]]:
@@ -61,15 +64,15 @@ def test_catalogue_references_only_existing_cause_ids_and_check_families() -> No
 @pytest.mark.parametrize(
     ("spelling", "status", "category"),
     [
-        ("Failure (Rejected by Agent Console)", "Failure (Rejected by Agent Console)", "agent_action"),
+        (CONSOLE, CONSOLE, "agent_action"),
         ("rejected by agent console", "Failure (Rejected by Agent Console)", "agent_action"),
-        ("Failure (Rejected – SIP 603 Decline)", "Failure (Rejected – SIP 603 Decline)", "agent_action"),
-        ("Failure (Rejected - SIP 603 Decline)", "Failure (Rejected – SIP 603 Decline)", "agent_action"),
+        (DECLINE, DECLINE, "agent_action"),
+        ("Failure (Rejected - SIP 603 Decline)", DECLINE, "agent_action"),
         ("603", "Failure (Rejected – SIP 603 Decline)", "agent_action"),
         ("Failure (No Answer)", "Failure (No Answer)", "timeout"),
         ("NO ANSWER", "Failure (No Answer)", "timeout"),
-        ("Failure (Rejected – SIP 403 Forbidden)", "Failure (Rejected – SIP 403 Forbidden)", "configuration"),
-        ("Failure (Rejected - SIP 403 Forbidden)", "Failure (Rejected – SIP 403 Forbidden)", "configuration"),
+        (FORBIDDEN, FORBIDDEN, "configuration"),
+        ("Failure (Rejected - SIP 403 Forbidden)", FORBIDDEN, "configuration"),
         ("Rejected — SIP 403 Forbidden", "Failure (Rejected – SIP 403 Forbidden)", "configuration"),
         ("SIP 403", "Failure (Rejected – SIP 403 Forbidden)", "configuration"),
         ("403 Forbidden", "Failure (Rejected – SIP 403 Forbidden)", "configuration"),
