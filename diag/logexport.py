@@ -165,8 +165,8 @@ def time_expression(column: str, tz: str, first: int | None = None) -> str:
     """SQL turning a VARCHAR time into UTC epoch µs (NULL when unreadable); `first`: the
     strategy the sample fits, tried before the others (COALESCE only evaluates what it needs)."""
     ways = _strategies(f"trim({column})", tz)
-    if first is not None:
-        ways.insert(0, ways.pop(first))
+    if first is not None:  # the sample's format, on the untrimmed value: the common case, fast
+        ways.insert(0, _strategies(column, tz)[first])
     return "coalesce(" + ", ".join(ways) + ")"
 
 
@@ -205,12 +205,11 @@ def load(
     kind = _sniff_kind(path)
     try:
         if kind == "csv":
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM read_csv(?, header=true, "
-                "all_varchar=true, store_rejects=true, ignore_errors=true)",
-                [str(path)],
-            ).fetchall()
-            available = [r[0] for r in con.execute("DESCRIBE log_raw").fetchall()]
+            reader = "read_csv(?, header=true, all_varchar=true, ignore_errors=true"
+            available = [
+                r[0]
+                for r in con.execute(f"DESCRIBE SELECT * FROM {reader})", [str(path)]).fetchall()
+            ]
             first_line = 2  # after the header
         else:
             con.execute(
@@ -232,6 +231,13 @@ def load(
         ) from None
 
     columns = detect_columns(available, overrides)
+    if kind == "csv":  # only the columns used: the rest is parsed but never stored
+        used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
+            f"FROM {reader}, store_rejects=true)",
+            [str(path)],
+        ).fetchall()
 
     def col(fld: str) -> str:
         if fld not in columns:

@@ -7,8 +7,8 @@ report times corrected by `clock_offset_ms`) within the window.
 
 from __future__ import annotations
 
+import json
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,8 +44,11 @@ def _keys_sql(expr: str) -> str:
 
 @dataclass
 class MatchResult:
+    """`con` holds table `match_rows` (one row per failure); renderers read it with SQL, as
+    building 10^5-10^6 Python dicts would dominate the run."""
+
     summary: dict[str, Any]
-    rows: list[dict[str, Any]]
+    con: Any
     malformed: list[dict[str, Any]]
     skipped_reports: list[dict[str, str]]
 
@@ -124,13 +127,16 @@ def run_match(
             UNION ALL SELECT unnest(numbers), true_us, run_id FROM reports))
         WHERE k IS NOT NULL AND k <> ''"""
     ).fetchall()
-    rows = con.execute(
-        f"""
-        WITH fkeys AS (
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE paired AS
+        WITH names AS (  -- normalise each distinct agent/number once, not once per row
+          SELECT v, unnest({_keys_sql("v")}) AS k FROM (
+            SELECT DISTINCT agent AS v FROM failures UNION SELECT DISTINCT number FROM failures)
+          WHERE v IS NOT NULL),
+        fkeys AS (
           SELECT DISTINCT n, ts_us, k AS key FROM (
-            SELECT n, ts_us, unnest({_keys_sql("v")}) AS k FROM (
-              SELECT n, ts_us, agent AS v FROM failures
-              UNION ALL SELECT n, ts_us, number FROM failures))
+            SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.agent = m.v
+            UNION ALL SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v)
           WHERE k IS NOT NULL AND k <> ''),
         before AS (
           SELECT f.n, r.run_id, r.t - f.ts_us AS d FROM fkeys f
@@ -147,68 +153,75 @@ def run_match(
           SELECT f.n, arg_min(c.run_id, abs(c.true_us - f.ts_us)) AS run_id,
                  arg_min(c.true_us - f.ts_us, abs(c.true_us - f.ts_us)) AS d
           FROM failures f JOIN cids c ON f.call_id = c.call_id GROUP BY f.n)
-        SELECT f.n, strftime(make_timestamp(f.ts_us), '%Y-%m-%dT%H:%M:%SZ'), f.agent, f.status,
-               f.call_id, f.number,
+        SELECT f.n, f.ts_us, f.agent, f.status, f.call_id, f.number,
                coalesce(c.run_id, t.run_id) AS run_id,
                CASE WHEN c.run_id IS NOT NULL THEN 'call_id'
                     WHEN t.run_id IS NOT NULL THEN 'time' END AS matched_by,
                coalesce(c.d, t.d) AS d
-        FROM failures f LEFT JOIN by_call c USING (n) LEFT JOIN by_time t USING (n)
-        ORDER BY f.n"""
+        FROM failures f LEFT JOIN by_call c USING (n) LEFT JOIN by_time t USING (n)"""
     ).fetchall()
 
-    matched_runs = {r[6] for r in rows if r[6] is not None}
+    # What a row says depends only on its status and its report: decide each pair once.
+    pairs = con.execute("SELECT DISTINCT status, run_id FROM paired").fetchall()
+    runs = sorted({run for _, run in pairs if run is not None})
     findings_of = dict(
         con.execute(
-            "SELECT run_id, findings FROM reports WHERE list_contains(?, run_id)",
-            [sorted(matched_runs)],
+            "SELECT run_id, findings FROM reports WHERE list_contains(?, run_id)", [runs]
         ).fetchall()
     )
-    line_of = _line_numbers(con, export)
-    out: list[dict[str, Any]] = []
-    cause_memo: dict[tuple[str, str | None], tuple[str, list[dict[str, Any]]]] = {}
-    categories: Counter[str] = Counter()
-    matched = by_call = 0
-    for n, time_text, agent, status, call_id, number, run_id, matched_by, d in rows:
+    lists: dict[str, list[Any]] = {k: [] for k in ("s", "r", "e", "c", "l", "f", "fc")}
+    for status, run_id in pairs:
         entry = entries[status]
-        memo_key = (status, run_id)
-        if memo_key not in cause_memo:
-            found = findings_of.get(run_id, []) if run_id else []
-            relevant = _relevant(entry, found)
-            cause_memo[memo_key] = (
-                likely_cause(entry, run_id, relevant or found),
-                [{k: f[k] for k in ("cause", "severity", "title")} for f in relevant],
-            )
-        cause, relevant_findings = cause_memo[memo_key]
-        category = entry.category if entry else "unknown"
-        categories[category] += 1
-        matched += run_id is not None
-        by_call += matched_by == "call_id"
-        out.append(
-            {
-                "line": line_of(n),
-                "time": time_text,
-                "agent": agent,
-                "status": status,
-                "explained_as": entry.status if entry else None,
-                "category": category,
-                "call_id": call_id,
-                "number": number,
-                "run_id": run_id,
-                "matched_by": matched_by,
-                "report_offset_s": None if d is None else round(d / 1e6, 3),
-                "findings": relevant_findings,
-                "likely_cause": cause,
-            }
-        )
+        found = findings_of.get(run_id, []) if run_id else []
+        relevant = _relevant(entry, found)
+        short = [{k: f[k] for k in ("cause", "severity", "title")} for f in relevant]
+        for key, value in (
+            ("s", status),
+            ("r", run_id or ""),
+            ("e", entry.status if entry else None),
+            ("c", entry.category if entry else "unknown"),
+            ("l", likely_cause(entry, run_id, relevant or found)),
+            ("f", json.dumps(short, ensure_ascii=False)),
+            ("fc", ";".join(f["cause"] for f in short)),
+        ):
+            lists[key].append(value)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE said AS SELECT unnest(?) AS status, unnest(?) AS run_key, "
+        "unnest(?) AS explained_as, unnest(?) AS category, unnest(?) AS likely_cause, "
+        "unnest(?) AS findings_json, unnest(?) AS finding_causes",
+        [lists[k] for k in ("s", "r", "e", "c", "l", "f", "fc")],
+    ).fetchall()
+    has_rejects = _line_table(con, export)
+    # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW match_rows AS
+        SELECT p.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
+                 (SELECT first FROM line_base) AS line,
+               strftime(make_timestamp(p.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
+               p.agent, p.status, s.explained_as, s.category, p.call_id, p.number, p.run_id,
+               p.matched_by, round(p.d / 1e6, 3) AS report_offset_s,
+               s.findings_json, s.finding_causes, s.likely_cause
+        FROM paired p
+        JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '')
+        {"ASOF LEFT JOIN rejected_before j ON p.n >= j.k" if has_rejects else ""}"""
+    ).fetchall()
+    counts = con.execute(
+        "SELECT s.category, count(*), count(p.run_id), count(*) FILTER (p.matched_by = 'call_id') "
+        "FROM paired p JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '') "
+        "GROUP BY s.category ORDER BY s.category"
+    ).fetchall()
+    categories = {c: n for c, n, _, _ in counts}
+    failures = sum(categories.values())
+    matched = sum(m for _, _, m, _ in counts)
+    by_call = sum(b for _, _, _, b in counts)
     summary = {
         "rows_read": export.rows_read,
         "rows_skipped": len(export.malformed),
-        "failures": len(out),
-        "by_category": dict(sorted(categories.items())),
+        "failures": failures,
+        "by_category": categories,
         "matched": matched,
         "matched_by_call_id": by_call,
-        "unmatched": len(out) - matched,
+        "unmatched": failures - matched,
         "reports_read": reports.count,
         "reports_skipped": len(reports.skipped),
         "window_s": window_s,
@@ -216,15 +229,25 @@ def run_match(
         "columns": export.columns,
         "format": export.kind,
     }
-    return MatchResult(summary, out, export.malformed, reports.skipped)
+    return MatchResult(summary, con, export.malformed, reports.skipped)
 
 
-def _line_numbers(con: Any, export: logexport.LogExport) -> Any:
-    rejected = sorted(m["line"] for m in export.malformed if m["reason"] not in _ROW_REASONS)
+def _line_table(con: Any, export: logexport.LogExport) -> bool:
+    """Line numbers: an accepted row's index plus the header, plus the lines the CSV reader
+    rejected before it (a rejected line i-th in order comes after k = line - first - i rows)."""
     first = 2 if export.kind == "csv" else 1
-    if not rejected:
-        return lambda n: first + n
-    return lambda n: logexport.line_of(n, first, rejected)
+    rejected = sorted(m["line"] for m in export.malformed if m["reason"] not in _ROW_REASONS)
+    con.execute("CREATE OR REPLACE TEMP TABLE line_base AS SELECT ? AS first", [first]).fetchall()
+    if rejected:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE rejected_before AS SELECT k, max(before) AS before "
+            "FROM (SELECT unnest(?)::BIGINT AS k, unnest(?)::BIGINT AS before) GROUP BY k",
+            [
+                [line - first - i for i, line in enumerate(rejected)],
+                list(range(1, len(rejected) + 1)),
+            ],
+        ).fetchall()
+    return bool(rejected)
 
 
 _ROW_REASONS = ("not valid JSON", "unreadable time", "no agent", "no status")

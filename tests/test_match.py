@@ -196,19 +196,24 @@ def test_malformed_rows_are_counted_and_listed_with_line_numbers(
         f"{t},A-18,Failure (No Answer),extra,columns\n"  # line 5: too many columns
         f"{t},,Failure (No Answer)\n"  # line 6: no agent
         f"{t},A-18,Failure (No Answer)\n"  # line 7: fine
+        f"{t},A-18,Failure (No Answer),x\n"  # line 8: too many columns
+        f"{t}\n"  # line 9: missing columns
+        f"{t},A-18,Failure (No Answer)\n"  # line 10: fine
     )
     result = match_json(log, str(reports.directory))
     s = result["summary"]
-    assert (s["rows_read"], s["rows_skipped"], s["failures"]) == (6, 4, 2)
+    assert (s["rows_read"], s["rows_skipped"], s["failures"]) == (9, 6, 3)
     assert [(m["line"], m["reason"]) for m in result["malformed"]] == [
         (3, "missing columns"),
         (4, "unreadable time"),
         (5, "too many columns"),
         (6, "no agent"),
+        (8, "too many columns"),
+        (9, "missing columns"),
     ]
-    assert [r["line"] for r in result["rows"]] == [2, 7]
+    assert [r["line"] for r in result["rows"]] == [2, 7, 10]
     text = match(log, str(reports.directory)).out
-    assert "skipped as malformed 4" in text and "malformed line 4: unreadable time" in text
+    assert "skipped as malformed 6" in text and "malformed line 4: unreadable time" in text
 
 
 def test_columns_can_be_named_when_the_headers_are_unusual(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import tempfile
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,30 +75,64 @@ MATCH_COLUMNS = (
 )  # fmt: skip
 
 
-def _match_cells(row: Mapping[str, Any]) -> list[Any]:
-    causes = ";".join(f["cause"] for f in row["findings"])
-    return [causes if c == "findings" else row[c] for c in MATCH_COLUMNS]
+def _sql_text(col: str) -> str:
+    return f"coalesce(CAST({col} AS VARCHAR), '')"
+
+
+def _sql_md(col: str) -> str:
+    return f"regexp_replace(replace({_sql_text(col)}, '|', '\\|'), '[\r\n]+', ' ', 'g')"
+
+
+_CELL = {c: "finding_causes" if c == "findings" else c for c in MATCH_COLUMNS}
+_JSON_COLUMNS = ", ".join(
+    "json(findings_json) AS findings" if c == "findings" else c
+    for c in (
+        "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
+        "run_id", "matched_by", "report_offset_s", "findings", "likely_cause",
+    )
+)  # fmt: skip
+_TEXT_ROW = (
+    "time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category || ']  '"
+    " || coalesce(left(run_id, 8), 'no report') || '  -> ' || likely_cause"
+)
+
+
+def _joined(result: MatchResult, row_sql: str, sep: str) -> str:
+    """All rows rendered by DuckDB into one string: no per-row Python objects."""
+    sql = f"SELECT string_agg({row_sql}, ? ORDER BY line) FROM match_rows"
+    text = result.con.execute(sql, [sep]).fetchall()[0][0]
+    return text or ""
+
+
+def _copied(result: MatchResult, select: str, options: str) -> str:
+    """DuckDB's own writer (parallel, does the quoting) into a temporary file, read back."""
+    with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
+        out = Path(tmp) / "rows"
+        result.con.execute(
+            f"COPY (SELECT {select} FROM match_rows ORDER BY line) TO '{out}' ({options})"
+        ).fetchall()
+        return out.read_text("utf-8")
 
 
 def render_match(result: MatchResult, fmt: str) -> str:
     if fmt == "json":
-        return _json(
-            {
-                "summary": result.summary,
-                "rows": result.rows,
-                "malformed": result.malformed,
-                "skipped_reports": result.skipped_reports,
-            }
-        )
+        rows = _copied(result, _JSON_COLUMNS, "FORMAT json").rstrip("\n")
+        head = {
+            "summary": result.summary,
+            "malformed": result.malformed,
+            "skipped_reports": result.skipped_reports,
+        }
+        text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # reopen the object
+        rows = rows.replace("\n", ",\n    ")
+        return text + ',\n  "rows": [' + (f"\n    {rows}\n  " if rows else "") + "]\n}\n"
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(MATCH_COLUMNS)
-        writer.writerows(_match_cells(r) for r in result.rows)
-        return buf.getvalue()
+        select = ", ".join(f"{_CELL[c]} AS {c}" for c in MATCH_COLUMNS)
+        body = _copied(result, select, "FORMAT csv, HEADER false")
+        return ",".join(MATCH_COLUMNS) + "\n" + body
     if fmt == "md":
         return _match_md(result)
-    return _match_text(result)
+    body = _joined(result, _TEXT_ROW, "\n")
+    return (body + "\n" if body else "") + "\n".join(["", *_summary_lines(result)]) + "\n"
 
 
 def _summary_lines(result: MatchResult) -> list[str]:
@@ -118,18 +152,9 @@ def _summary_lines(result: MatchResult) -> list[str]:
     return lines
 
 
-def _match_text(result: MatchResult) -> str:
-    lines = []
-    for r in result.rows:
-        run = r["run_id"][:8] if r["run_id"] else "no report"
-        lines.append(
-            f"{r['time']}  {r['agent']}  {r['status']}  [{r['category']}]  {run}  "
-            f"-> {r['likely_cause']}"
-        )
-    return "\n".join([*lines, "", *_summary_lines(result)]) + "\n"
-
-
 def _match_md(result: MatchResult) -> str:
+    row = "'| ' || " + " || ' | ' || ".join(_sql_md(_CELL[c]) for c in MATCH_COLUMNS) + " || ' |'"
+    body = _joined(result, row, "\n")
     out = [
         "# sipdiag match",
         "",
@@ -138,8 +163,7 @@ def _match_md(result: MatchResult) -> str:
         "| " + " | ".join(MATCH_COLUMNS) + " |",
         "|" + "---|" * len(MATCH_COLUMNS),
     ]
-    out += ["| " + " | ".join(_cell(c) for c in _match_cells(r)) + " |" for r in result.rows]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + (body + "\n" if body else "")
 
 
 # ---- fleet
