@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -18,11 +19,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STATUSES = [
-    "Success",
-    "Success",
-    "Success",
-    "Success",
+FAILURES = [
     "Failure (Rejected by Agent Console)",
     "Failure (Rejected – SIP 603 Decline)",
     "Failure (No Answer)",
@@ -87,17 +84,19 @@ def make_reports(directory: Path, count: int, start: float) -> None:
         (directory / f"sipdiag-{i:05d}.json").write_text(json.dumps(report, indent=2))
 
 
-def make_log(path: Path, rows: int, agents: int, start: float) -> None:
+def make_log(path: Path, rows: int, agents: int, start: float, failure_share: float) -> None:
     import duckdb
 
-    statuses = "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in STATUSES) + "]"
+    failures = "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in FAILURES) + "]"
     duckdb.sql(
         f"""COPY (
           SELECT strftime(to_timestamp({start} + random() * 7 * 86400), '%d/%m/%Y %H:%M:%S')
                    AS "Date/Time",
                  'A-' || lpad(CAST(CAST(floor(random() * {agents}) AS INT) AS VARCHAR), 5, '0')
                    AS "Agent",
-                 {statuses}[CAST(floor(random() * {len(STATUSES)}) AS INT) + 1] AS "Status",
+                 CASE WHEN random() < {failure_share}
+                      THEN {failures}[CAST(floor(random() * {len(FAILURES)}) AS INT) + 1]
+                      ELSE 'Success' END AS "Status",
                  'q' || CAST(i % 37 AS VARCHAR) AS "Queue",
                  CAST(i AS VARCHAR) || '@platform' AS "Call ID"
           FROM range({rows}) t(i)
@@ -122,29 +121,39 @@ def main() -> None:
     p.add_argument("--format", default="csv")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dir", type=Path, default=None)
+    p.add_argument("--failure-share", type=float, default=0.2)
     args = p.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="bench-match-"))
-    log, reports = base / f"log-{args.rows}.csv", base / f"reports-{args.reports}"
+    log = base / f"log-{args.rows}-{args.failure_share}.csv"
+    reports = base / f"reports-{args.reports}"
     start = time.time() - 7 * 86400
     if not log.exists():
-        make_log(log, args.rows, args.reports, start)
+        make_log(log, args.rows, args.reports, start, args.failure_share)
     if not reports.exists():
         make_reports(reports, args.reports, start)
     argv = [sys.executable, "-m", "diag", "match", "--log", str(log), str(reports)]
     argv += ["--format", args.format]
-    runs, scans = [], []
+    runs, scans, cpu = [], [], []
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), os.times()
         done = subprocess.run(argv, cwd=REPO, capture_output=True, check=False)
         runs.append(time.perf_counter() - t0)
+        c1 = os.times()
+        cpu.append(c1.children_user - c0.children_user + c1.children_system - c0.children_system)
         if done.returncode != 0:
             sys.exit(f"sipdiag match failed ({done.returncode}): {done.stderr.decode()[-500:]}")
         scans.append(bare_scan(log))
     out_rows = done.stdout.count(b"\n")
     run, scan = statistics.median(runs), statistics.median(scans)
-    print(f"data: {args.rows} log rows ({log.stat().st_size / 1e6:.0f} MB), {args.reports} reports")
+    size = log.stat().st_size / 1e6
+    print(
+        f"data: {args.rows} log rows ({size:.0f} MB, {args.failure_share:.0%} failures), "
+        f"{args.reports} reports"
+    )
     print(f"sipdiag match --format {args.format}: median {run:.2f} s of {args.repeat} runs")
     print(f"  runs: {', '.join(f'{r:.2f}' for r in runs)}; output {out_rows} lines")
+    print(f"  CPU (user+sys) of the sipdiag process: median {statistics.median(cpu):.2f} s")
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     print(f"bare DuckDB scan of the same file: median {scan:.2f} s")
     print(f"ratio: {run / scan:.2f}x (target <= 3x); end to end target <= 2 s")
 

@@ -69,6 +69,7 @@ class LogExport:
     columns: dict[str, str]  # field -> column name in the export
     rows_read: int
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
+    rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
 
 
 def _norm(name: str) -> str:
@@ -231,13 +232,6 @@ def load(
         ) from None
 
     columns = detect_columns(available, overrides)
-    if kind == "csv":  # only the columns used: the rest is parsed but never stored
-        used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
-            f"FROM {reader}, store_rejects=true)",
-            [str(path)],
-        ).fetchall()
 
     def col(fld: str) -> str:
         if fld not in columns:
@@ -247,46 +241,92 @@ def load(
             return '"' + name.replace('"', '""') + '"'
         return f"json_extract_string(j, {_sql_str('$.' + _json_key(name))})"
 
+    if kind == "csv":
+        # Sniff the time format on a sample, then let the CSV reader parse that column itself
+        # (much cheaper than string functions per row); a row it cannot parse is rejected with
+        # its line number, like any other malformed row.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {col('time')} "
+            f"FROM {reader}) LIMIT 1000",
+            [str(path)],
+        ).fetchall()
+        first = _fitting_strategy(con, col("time"), tz)
+        read_as, ts = _typed_time(first, col("time"), tz)
+        used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
+            f"FROM {reader}, store_rejects=true{read_as})",
+            [str(path)],
+        ).fetchall()
+        time_text = "NULL" if read_as else col("time")
+        # A view: the typed columns need no per-row work worth storing.
+        create = "CREATE OR REPLACE TEMP VIEW log AS"
+    else:
+        ts = time_expression(col("time"), tz, _fitting_strategy(con, col("time"), tz))
+        time_text = col("time")
+        create = "CREATE OR REPLACE TEMP TABLE log AS"
     valid = "json_valid(j)" if kind == "jsonl" else "true"
-    first = _fitting_strategy(con, col("time"), tz)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE log AS
-        SELECT rowid AS n, {valid} AS valid,
-               {time_expression(col("time"), tz, first)} AS ts_us, {col("time")} AS time_text,
+        f"""{create}
+        SELECT rowid AS n, {valid} AS valid, {ts} AS ts_us, {time_text} AS time_text,
                nullif(trim({col("agent")}), '') AS agent,
                nullif(trim({col("status")}), '') AS status,
                nullif(trim({col("call_id")}), '') AS call_id,
                nullif(trim({col("number")}), '') AS number
         FROM log_raw"""
     ).fetchall()
+    ok = (
+        "valid AND ts_us IS NOT NULL AND (agent IS NOT NULL OR number IS NOT NULL) "
+        "AND status IS NOT NULL"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW log_ok AS SELECT * FROM log WHERE {ok}").fetchall()
     rejected = con.execute(
-        "SELECT line, min(error_type), any_value(csv_line) FROM reject_errors "
-        "GROUP BY line ORDER BY line"
+        "SELECT line, list(DISTINCT error_type ORDER BY error_type), any_value(csv_line) "
+        "FROM reject_errors GROUP BY line ORDER BY line"
     ).fetchall()
     rejected_lines = [int(r[0]) for r in rejected]
     malformed = [
-        {"line": int(line), "reason": str(why).lower(), "text": text}
-        for line, why, text in rejected
+        {"line": int(line), "reason": _reject_reason(kinds), "text": text}
+        for line, kinds, text in rejected
     ]
     bad = con.execute(
-        """SELECT n, CASE WHEN NOT valid THEN 'not valid JSON'
+        f"""SELECT n, CASE WHEN NOT valid THEN 'not valid JSON'
                           WHEN ts_us IS NULL THEN 'unreadable time'
                           WHEN agent IS NULL AND number IS NULL THEN 'no agent'
                           ELSE 'no status' END, time_text
-           FROM log WHERE NOT valid OR ts_us IS NULL OR (agent IS NULL AND number IS NULL)
-                       OR status IS NULL ORDER BY n"""
+           FROM log WHERE NOT ({ok}) ORDER BY n"""
     ).fetchall()
     for n, why, text in bad:
         malformed.append(
             {"line": line_of(int(n), first_line, rejected_lines), "reason": why, "text": text}
         )
     malformed.sort(key=lambda m: m["line"])
-    con.execute(
-        "DELETE FROM log WHERE NOT valid OR ts_us IS NULL OR (agent IS NULL AND number IS NULL) "
-        "OR status IS NULL"
-    ).fetchall()
     total = con.execute("SELECT count(*) FROM log_raw").fetchall()[0][0] + len(rejected_lines)
-    return LogExport(kind, columns, int(total), malformed)
+    return LogExport(kind, columns, int(total), malformed, rejected_lines)
+
+
+def _reject_reason(kinds: list[str]) -> str:
+    """The CSV reader's error types for a line; a failed cast can only be the time column."""
+    structural = [k for k in kinds if k != "CAST"]
+    return structural[0].lower() if structural else "unreadable time"
+
+
+def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str]:
+    """(read_csv options typing the time column, SQL of its epoch µs) for a sniffed strategy;
+    ("", the general expression) when no single format fits the sample."""
+    name = _sql_str(column.strip('"').replace('""', '"'))
+    if strategy is None:
+        return "", time_expression(column, tz)
+    if strategy == 0:
+        return (
+            f", types={{{name}: 'DOUBLE'}}",
+            f"CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
+            f"ELSE {column} * 1000000 END AS BIGINT)",
+        )
+    if strategy == 1:
+        return f", types={{{name}: 'TIMESTAMPTZ'}}", f"epoch_us({column})"
+    fmt = "" if strategy == 2 else f", timestampformat={_sql_str(NAIVE_FORMATS[strategy - 3])}"
+    return f", types={{{name}: 'TIMESTAMP'}}{fmt}", _naive(column, tz)
 
 
 def _json_key(name: str) -> str:

@@ -105,7 +105,7 @@ def run_match(
         export = logexport.load(con, log_path, columns, tz)
         reports = reportset.to_table(con, parsing.result())
 
-    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log").fetchall()]
+    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log_ok").fetchall()]
     entries: dict[str, explain.StatusEntry | None] = {}
     failing: list[str] = []
     for status in statuses:
@@ -115,7 +115,8 @@ def run_match(
             failing.append(status)
     window_us = window_s * 1_000_000
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE failures AS SELECT * FROM log WHERE list_contains(?, status)",
+        "CREATE OR REPLACE TEMP TABLE failures AS "
+        "SELECT * FROM log_ok WHERE list_contains(?, status)",
         [failing],
     ).fetchall()
     con.execute(
@@ -236,7 +237,7 @@ def _line_table(con: Any, export: logexport.LogExport) -> bool:
     """Line numbers: an accepted row's index plus the header, plus the lines the CSV reader
     rejected before it (a rejected line i-th in order comes after k = line - first - i rows)."""
     first = 2 if export.kind == "csv" else 1
-    rejected = sorted(m["line"] for m in export.malformed if m["reason"] not in _ROW_REASONS)
+    rejected = export.rejected_lines
     con.execute("CREATE OR REPLACE TEMP TABLE line_base AS SELECT ? AS first", [first]).fetchall()
     if rejected:
         con.execute(
@@ -248,6 +249,3 @@ def _line_table(con: Any, export: logexport.LogExport) -> bool:
             ],
         ).fetchall()
     return bool(rejected)
-
-
-_ROW_REASONS = ("not valid JSON", "unreadable time", "no agent", "no status")

@@ -8,6 +8,7 @@ used and DuckDB loads those in one bulk read.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import tempfile
@@ -142,12 +143,19 @@ def parse(paths: Sequence[Path]) -> Parsed:
     files, skipped = collect(paths)
     loads = _json_loads()
     records = []
-    for f in files:
-        got = _extract(f, loads)
-        if isinstance(got, str):
-            skipped.append({"path": f, "reason": got})
-        else:
-            records.append(got)
+    # Millions of short-lived containers and no cycles: the cyclic GC would only add ~40 %.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for f in files:
+            got = _extract(f, loads)
+            if isinstance(got, str):
+                skipped.append({"path": f, "reason": got})
+            else:
+                records.append(got)
+    finally:
+        if was_enabled:
+            gc.enable()
     skipped.sort(key=lambda s: s["path"])
     return Parsed(records, skipped)
 
