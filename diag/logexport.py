@@ -259,20 +259,20 @@ def load(
             [str(path)],
         ).fetchall()
         time_text = "NULL" if read_as else col("time")
-        # A view: the typed columns need no per-row work worth storing.
-        create = "CREATE OR REPLACE TEMP VIEW log AS"
     else:
         ts = time_expression(col("time"), tz, _fitting_strategy(con, col("time"), tz))
         time_text = col("time")
-        create = "CREATE OR REPLACE TEMP TABLE log AS"
     valid = "json_valid(j)" if kind == "jsonl" else "true"
+    # Agents and numbers are normalised when keyed and statuses when explained, so only the
+    # Call-ID (joined as is) is trimmed here. CSV: a view, as its columns are already typed.
+    create = "VIEW" if kind == "csv" else "TABLE"
     con.execute(
-        f"""{create}
+        f"""CREATE OR REPLACE TEMP {create} log AS
         SELECT rowid AS n, {valid} AS valid, {ts} AS ts_us, {time_text} AS time_text,
-               nullif(trim({col("agent")}), '') AS agent,
-               nullif(trim({col("status")}), '') AS status,
+               nullif({col("agent")}, '') AS agent,
+               nullif({col("status")}, '') AS status,
                nullif(trim({col("call_id")}), '') AS call_id,
-               nullif(trim({col("number")}), '') AS number
+               nullif({col("number")}, '') AS number
         FROM log_raw"""
     ).fetchall()
     ok = (
