@@ -200,7 +200,7 @@ def schema(ctx: typer.Context) -> None:
 def explain(
     ctx: typer.Context,
     status: Annotated[list[str], typer.Argument(help="Platform statuses, e.g. 'SIP 403'.")],
-    format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    format: Annotated[str, typer.Option(metavar="text|json", help="Output format.")] = "text",
 ) -> None:
     """Explain what a platform call-offer status means and what to check next."""
     from diag.explain import lookup, suggestions
@@ -232,20 +232,31 @@ def _choose(flag: str, value: str, allowed: Sequence[str]) -> None:
 def match(
     ctx: typer.Context,
     reports: Annotated[
-        list[Path], typer.Argument(metavar="REPORT_OR_DIR...", help="Reports or directories.")
+        list[Path],
+        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
     ],
     log: Annotated[
-        Path, typer.Option(help="Central-log export: CSV (any delimiter) or JSON Lines, .gz ok.")
+        Path,
+        typer.Option(
+            metavar="EXPORT", help="Central-log export: CSV (any delimiter) or JSON Lines, .gz ok."
+        ),
     ],
     column: Annotated[
         list[str] | None,
         typer.Option(metavar="FIELD=NAME", help="Column for time|agent|status|call_id|number."),
     ] = None,
     window: Annotated[
-        str, typer.Option(help="Nearest report within this, before or after (4h, 90m).")
+        str,
+        typer.Option(
+            metavar="DURATION", help="Nearest report within this, before or after (4h, 90m)."
+        ),
     ] = "4h",
-    tz: Annotated[str, typer.Option(help="Time zone of naive log timestamps.")] = "UTC",
-    format: Annotated[str, typer.Option(help="text, json, csv or md.")] = "text",
+    tz: Annotated[
+        str, typer.Option(metavar="TZ", help="Time zone of naive log timestamps (IANA name).")
+    ] = "UTC",
+    format: Annotated[
+        str, typer.Option(metavar="text|json|csv|md", help="Output format.")
+    ] = "text",
 ) -> None:
     """Match a platform's log export to agents' reports: each failure explained."""
     from diag.logexport import parse_column_options
@@ -261,11 +272,15 @@ def match(
 def fleet(
     ctx: typer.Context,
     reports: Annotated[
-        list[Path], typer.Argument(metavar="REPORT_OR_DIR...", help="Reports or directories.")
+        list[Path],
+        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
     ],
-    format: Annotated[str, typer.Option(help="text, json, md, prom or ndjson.")] = "text",
+    format: Annotated[
+        str, typer.Option(metavar="text|json|md|prom|ndjson", help="Output format.")
+    ] = "text",
     since: Annotated[
-        str | None, typer.Option(help="Only reports started at/after DATE (or e.g. 7d ago).")
+        str | None,
+        typer.Option(metavar="DATE", help="Only reports started at/after DATE (or 7d: ago)."),
     ] = None,
 ) -> None:
     """Summarise many reports: verdicts, causes, sites, days, changes; Prometheus or ECS."""

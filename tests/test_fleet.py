@@ -170,3 +170,17 @@ def test_no_password_reaches_any_fleet_output(tree: Path) -> None:
     for fmt in ("text", "json", "md", "prom", "ndjson"):
         out = fleet(str(tree), "--format", fmt).out
         assert PASSWORD not in out and WRONG not in out
+
+
+def test_match_and_fleet_are_in_the_help_and_need_no_native_libraries(
+    tree: Path, tmp_path: Path
+) -> None:
+    blockers = tmp_path / "blockers"
+    blockers.mkdir()
+    for name in ("pjsua2", "sounddevice", "psutil", "numpy"):
+        (blockers / f"{name}.py").write_text(f"raise ImportError('{name} blocked by the test')\n")
+    help_text = cli_process("--help").out
+    assert "match" in help_text and "fleet" in help_text
+    r = cli_process("fleet", str(tree), "--format", "json", env={"PYTHONPATH": str(blockers)})
+    assert r.code == 0 and "blocked by the test" not in r.err
+    assert json.loads(r.out)["reports_read"] == 4
