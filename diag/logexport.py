@@ -126,16 +126,17 @@ def parse_column_options(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _sniff_kind(path: Path) -> str:
+def _sniff_kind(path: Path) -> tuple[str, bool]:
+    """("jsonl" | "csv", gzipped?) from the content, whatever the file is called."""
     try:
         with path.open("rb") as raw:
-            head = raw.read(2)
+            gzipped = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
-            stream = gzip.open(raw) if head == b"\x1f\x8b" else raw
+            stream = gzip.open(raw) if gzipped else raw
             start = stream.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
     except (OSError, EOFError) as exc:
         raise UsageError(f"cannot read --log {path}: {exc}", "give a readable export") from None
-    return "jsonl" if start.startswith(b"{") else "csv"
+    return ("jsonl" if start.startswith(b"{") else "csv"), gzipped
 
 
 def _sql_str(text: str) -> str:
@@ -203,10 +204,14 @@ def load(
 
     if not path.is_file():
         raise UsageError(f"--log {path} is not a file", "give the central-log export file")
-    kind = _sniff_kind(path)
+    kind, gzipped = _sniff_kind(path)
+    compression = "gzip" if gzipped else "none"
     try:
         if kind == "csv":
-            reader = "read_csv(?, header=true, all_varchar=true, ignore_errors=true"
+            reader = (
+                "read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
+                f"compression='{compression}'"
+            )
             available = [
                 r[0]
                 for r in con.execute(f"DESCRIBE SELECT * FROM {reader})", [str(path)]).fetchall()
@@ -216,7 +221,7 @@ def load(
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
                 "columns={'j': 'VARCHAR'}, delim=?, quote='', escape='', auto_detect=false, "
-                "store_rejects=true, ignore_errors=true)",
+                f"store_rejects=true, ignore_errors=true, compression='{compression}')",
                 [str(path), _JSONL_DELIM],
             ).fetchall()
             keys = con.execute(
@@ -239,7 +244,8 @@ def load(
         name = columns[fld]
         if kind == "csv":
             return '"' + name.replace('"', '""') + '"'
-        return f"json_extract_string(j, {_sql_str('$.' + _json_key(name))})"
+        path = _sql_str("$." + _json_key(name))
+        return f"CASE WHEN json_valid(j) THEN json_extract_string(j, {path}) END"
 
     if kind == "csv":
         # Sniff the time format on a sample, then let the CSV reader parse that column itself

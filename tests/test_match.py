@@ -287,3 +287,22 @@ def test_no_password_reaches_any_match_output(reports: RealReports, tmp_path: Pa
     for fmt in ("text", "json", "csv", "md"):
         out = match(log, str(reports.directory), "--format", fmt)
         assert PASSWORD not in out.out + out.err and WRONG not in out.out + out.err
+
+
+def test_gzip_is_recognised_by_content_and_bad_json_lines_are_listed(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = started(reports.bad)
+    csv_gz = tmp_path / "export.dat"  # gzipped CSV without a telling name
+    with gzip.open(csv_gz, "wt", encoding="utf-8") as fh:
+        fh.write(f"Date/Time|Agent|Status\n{netcall_time(t)}|A-18|Failure (No Answer)\n")
+    (row,) = match_json(csv_gz, str(reports.directory))["rows"]
+    assert row["run_id"] == reports.bad["run_id"]
+
+    jsonl = tmp_path / "events.jsonl"
+    good = json.dumps({"time": t.isoformat(), "agent": "A-18", "status": "SIP 486"})
+    jsonl.write_text(f"{good}\n{{not json\n{good}\n")
+    result = match_json(jsonl, str(reports.directory))
+    assert result["malformed"] == [{"line": 2, "reason": "not valid JSON", "text": None}]
+    assert [r["line"] for r in result["rows"]] == [1, 3]
+    assert result["rows"][0]["category"] == "agent_action"
