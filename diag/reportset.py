@@ -78,7 +78,7 @@ def _extract(path: str, loads: Callable[[bytes], Any]) -> dict[str, Any] | str:
     """The fields match and fleet use, or why the file is not a sipdiag report."""
     try:
         with open(path, "rb") as fh:
-            doc = loads(fh.read())
+            doc = loads(_without_checks(fh.read()))
     except OSError:
         return "unreadable"
     except ValueError:
@@ -110,6 +110,15 @@ def _extract(path: str, loads: Callable[[bytes], Any]) -> dict[str, Any] | str:
         }
     except (KeyError, TypeError, ValueError, AttributeError):
         return "not a sipdiag report"
+
+
+def _without_checks(raw: bytes) -> bytes:
+    """Drop the `checks` array (most of a report, unused here) before parsing, when the file is
+    laid out as sipdiag writes it: top-level keys indented by exactly two spaces, so these
+    markers cannot occur elsewhere (JSON strings never hold a raw newline). Else: unchanged."""
+    start = raw.find(b'\n  "checks": [')
+    end = raw.find(b'\n  "findings": [', start)
+    return raw[:start] + raw[end:] if 0 <= start < end else raw
 
 
 _FINDING_KEYS = ("cause", "family", "severity", "title", "explanation", "action")

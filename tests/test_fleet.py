@@ -184,3 +184,15 @@ def test_match_and_fleet_are_in_the_help_and_need_no_native_libraries(
     r = cli_process("fleet", str(tree), "--format", "json", env={"PYTHONPATH": str(blockers)})
     assert r.code == 0 and "blocked by the test" not in r.err
     assert json.loads(r.out)["reports_read"] == 4
+
+
+def test_skipping_the_checks_array_reads_the_same_report(reports: RealReports) -> None:
+    from diag.reportset import _without_checks
+
+    for report in (reports.ok, reports.bad, reports.host):
+        raw = reports.path(report).read_bytes()
+        trimmed = json.loads(_without_checks(raw))
+        assert "checks" not in trimmed and len(_without_checks(raw)) < len(raw)
+        assert trimmed == {k: v for k, v in json.loads(raw).items() if k != "checks"}
+    minified = json.dumps(reports.ok).encode()  # another layout: parsed whole
+    assert _without_checks(minified) == minified
