@@ -212,10 +212,12 @@ def load(
                 "read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
                 f"compression='{compression}'"
             )
-            available = [
-                r[0]
-                for r in con.execute(f"DESCRIBE SELECT * FROM {reader})", [str(path)]).fetchall()
-            ]
+            # One sample both names the columns and shows the time format.
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM {reader}) LIMIT 1000",
+                [str(path)],
+            ).fetchall()
+            available = [r[0] for r in con.execute("DESCRIBE log_raw").fetchall()]
             first_line = 2  # after the header
         else:
             con.execute(
@@ -251,11 +253,6 @@ def load(
         # Sniff the time format on a sample, then let the CSV reader parse that column itself
         # (much cheaper than string functions per row); a row it cannot parse is rejected with
         # its line number, like any other malformed row.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {col('time')} "
-            f"FROM {reader}) LIMIT 1000",
-            [str(path)],
-        ).fetchall()
         first = _fitting_strategy(con, col("time"), tz)
         read_as, ts = _typed_time(first, col("time"), tz)
         used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
