@@ -279,12 +279,14 @@ def schema(ctx: typer.Context) -> None:
 def explain(
     ctx: typer.Context,
     status: Annotated[list[str], typer.Argument(help="Platform statuses, e.g. 'SIP 403'.")],
+    format: Annotated[str, typer.Option(metavar="text|json", help="Output format.")] = "text",
 ) -> None:
     """Explain what a platform call-offer status means and what to check next."""
     from diag.explain import lookup, suggestions
-    from diag.render.text import render_explanation
+    from diag.render.logs import render_explanation
 
     env = _env(ctx)
+    _choose("--format", format, ("text", "json"))
     entries = []
     for text in status:
         entry = lookup(text)
@@ -296,8 +298,77 @@ def explain(
                 if close
                 else "quote the status as the platform shows it, e.g. 'SIP 403 Forbidden'",
             )
-        entries.append(entry)
-    env.stdout.write(render_explanation(entries, {c.family for c in env.checks()}))
+        entries.append((text, entry))
+    env.stdout.write(render_explanation(entries, {c.family for c in env.checks()}, format))
+
+
+def _choose(flag: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise UsageError(f"unknown {flag} '{value}'", f"use one of {', '.join(allowed)}")
+
+
+@app.command()
+def match(
+    ctx: typer.Context,
+    reports: Annotated[
+        list[Path],
+        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
+    ],
+    log: Annotated[
+        Path,
+        typer.Option(
+            metavar="EXPORT", help="Central-log export: CSV (any delimiter) or JSON Lines, .gz ok."
+        ),
+    ],
+    column: Annotated[
+        list[str] | None,
+        typer.Option(metavar="FIELD=NAME", help="Column for time|agent|status|call_id|number."),
+    ] = None,
+    window: Annotated[
+        str,
+        typer.Option(
+            metavar="DURATION", help="Nearest report within this, before or after (4h, 90m)."
+        ),
+    ] = "4h",
+    tz: Annotated[
+        str, typer.Option(metavar="TZ", help="Time zone of naive log timestamps (IANA name).")
+    ] = "UTC",
+    format: Annotated[
+        str, typer.Option(metavar="text|json|csv|md", help="Output format.")
+    ] = "text",
+) -> None:
+    """Match a platform's log export to agents' reports: each failure explained."""
+    from diag.logexport import parse_column_options
+    from diag.match import parse_duration, run_match
+    from diag.render.logs import render_match
+
+    _choose("--format", format, ("text", "json", "csv", "md"))
+    result = run_match(log, reports, parse_column_options(column or []), parse_duration(window), tz)
+    _env(ctx).stdout.write(render_match(result, format))
+
+
+@app.command()
+def fleet(
+    ctx: typer.Context,
+    reports: Annotated[
+        list[Path],
+        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
+    ],
+    format: Annotated[
+        str, typer.Option(metavar="text|json|md|prom|ndjson", help="Output format.")
+    ] = "text",
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="DATE", help="Only reports started at/after DATE (or 7d: ago)."),
+    ] = None,
+) -> None:
+    """Summarise many reports: verdicts, causes, sites, days, changes; Prometheus or ECS."""
+    from diag.fleet import parse_since, run_fleet
+    from diag.render.logs import render_fleet
+
+    _choose("--format", format, ("text", "json", "md", "prom", "ndjson"))
+    summary = run_fleet(reports, parse_since(since) if since else None)
+    _env(ctx).stdout.write(render_fleet(summary, format))
 
 
 @app.command()

@@ -1,156 +1,198 @@
-"""Fleet examples as written in packaging/fleet: systemd units, the MDM shell wrapper, the
-Ansible playbook (run for real against this machine over Ansible's local connection)."""
+"""`sipdiag fleet` over reports of real `sipdiag check` runs (Kamailio registrar on loopback)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from clihelp import REPO, subprocess_env
-
-FLEET = REPO / "packaging" / "fleet"
-UNITS = ("sipdiag-check.service", "sipdiag-check.timer")
-
-
-def _shim(directory: Path) -> Path:
-    """A `sipdiag` executable that is this checkout (what `pip install` would put on PATH)."""
-    shim = directory / "sipdiag"
-    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{REPO}" exec "{sys.executable}" -m diag "$@"\n')
-    shim.chmod(0o755)
-    return shim
+from clihelp import cli, cli_process
+from logdata import PASSWORD, WRONG, RealReports, make_real_reports, skewed_copy, started
+from peers.kamailio import Kamailio
+from prometheus_client.parser import text_string_to_metric_families
 
 
-def _verify(directory: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("systemd-analyze")
-    if exe is None:
-        pytest.fail("systemd-analyze is not installed (apt-get install systemd)", pytrace=False)
-    return subprocess.run(
-        [exe, "verify", "--man=no", *(str(directory / u) for u in UNITS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+@pytest.fixture(scope="module")
+def reports(kamailio: Kamailio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealReports]:
+    yield make_real_reports(kamailio, tmp_path_factory.mktemp("fleet"))
 
 
-def test_systemd_units_verify_with_sipdiag_installed(tmp_path: Path) -> None:
-    shim = _shim(tmp_path)
-    for unit in UNITS:
-        text = (FLEET / "systemd" / unit).read_text()
-        (tmp_path / unit).write_text(text.replace("/usr/local/bin/sipdiag", str(shim)))
-    r = _verify(tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip() == ""
+@pytest.fixture
+def tree(reports: RealReports, tmp_path: Path) -> Path:
+    """The reports spread over nested directories, plus files that are not reports."""
+    root = tmp_path / "saved"
+    (root / "site-a" / "2026").mkdir(parents=True)
+    (root / "site-b").mkdir()
+    for i, report in enumerate((reports.ok, reports.bad, reports.later, reports.host)):
+        where = root / "site-a" / "2026" if i % 2 else root / "site-b"
+        shutil.copy(reports.path(report), where / f"r{i}.json")
+    (root / "site-b" / "notes.txt").write_text("not json, and not *.json either")
+    (root / "site-b" / "package.json").write_text('{"name": "something else"}')
+    (root / "site-a" / "broken.json").write_text('{"schema_version": 1, "run_id": ')
+    (root / "site-a" / "dangling.json").symlink_to(tmp_path / "gone.json")
+    return root
 
 
-def test_systemd_verify_notices_a_missing_sipdiag_binary(tmp_path: Path) -> None:
-    for unit in UNITS:
-        text = (FLEET / "systemd" / unit).read_text()
-        (tmp_path / unit).write_text(text.replace("/usr/local/bin/sipdiag", "/nonexistent/sd"))
-    r = _verify(tmp_path)
-    assert r.returncode != 0 and "/nonexistent/sd" in r.stderr
+def fleet(*args: str) -> Any:
+    r = cli("fleet", *args)
+    assert r.code == 0, r.err
+    return r
 
 
-def test_the_service_writes_the_prometheus_textfile_through_a_temp_name(tmp_path: Path) -> None:
-    """The unit's second ExecStart as written, with a `sipdiag` whose `fleet` is a stand-in
-    (issue 8 builds `sipdiag fleet`): the textfile appears whole, no temp file is left."""
-    fake = tmp_path / "sipdiag"
-    fake.write_text('#!/bin/sh\n[ "$1" = fleet ] && printf "sipdiag_up 1\\n# from %s\\n" "$4"\n')
-    fake.chmod(0o755)
-    service = (FLEET / "systemd" / "sipdiag-check.service").read_text()
-    line = [x for x in service.splitlines() if x.startswith("ExecStart=/bin/sh -c ")][0]
-    script = line.removeprefix("ExecStart=/bin/sh -c ").strip("'")
-    textfile = tmp_path / "sipdiag.prom"
-    r = subprocess.run(
-        ["/bin/sh", "-c", script.replace("/usr/local/bin/sipdiag", str(fake))],
-        env={"PATH": "/usr/bin:/bin", "TEXTFILE": str(textfile)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert r.returncode == 0, r.stderr
-    assert textfile.read_text() == "sipdiag_up 1\n# from /var/lib/sipdiag/sipdiag/reports\n"
-    assert not (tmp_path / "sipdiag.prom.tmp").exists()
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
 
 
-def _wrapper(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["/bin/sh", str(FLEET / "sipdiag-mdm.sh"), *args],
-        env=subprocess_env({"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_the_shell_wrapper_keeps_the_last_n_reports_and_returns_the_exit_code(
-    tmp_path: Path,
+def test_fleet_json_aggregates_verdicts_causes_and_changes(
+    tree: Path, reports: RealReports
 ) -> None:
-    sipdiag = str(_shim(tmp_path))
-    reports = tmp_path / "reports dir"  # a space in the path, as on macOS
-    codes = [
-        _wrapper(
-            tmp_path, "-k", "2", "-d", str(reports), "-b", sipdiag, "--", "--only", "host.os"
-        ).returncode
-        for _ in range(3)
+    s = fleet(str(tree), "--format", "json").json
+    assert s["reports_read"] == 4
+    assert s["verdicts"] == {"healthy": 2, "degraded": 0, "failing": 2}
+    assert s["agent_verdicts"] == {"healthy": 1, "degraded": 0, "failing": 2}  # A-17 now fails
+    assert s["findings_by_cause"] == [
+        {"cause": "sip.credentials_rejected", "family": "registration", "reports": 2, "agents": 2}
     ]
-    assert codes == [0, 0, 0]
-    kept = sorted(reports.glob("sipdiag-*.json"))
-    assert len(kept) == 2
-    assert all(json.loads(p.read_text())["checks"][0]["id"] == "host.os" for p in kept)
-    # A check that fails (nothing answers STUN on port 9) returns 1, and its report is kept.
-    failing = _wrapper(
-        tmp_path, "-k", "2", "-d", str(reports), "-b", sipdiag, "--",
-        "--only", "net.stun", "--stun", "127.0.0.1:9", "--timeout", "2",
-    )  # fmt: skip
-    assert failing.returncode == 1, failing.stderr
-    newest = sorted(reports.glob("sipdiag-*.json"))[-1]
-    assert json.loads(newest.read_text())["checks"][0]["status"] == "fail"
-    assert len(list(reports.glob("sipdiag-*.json"))) == 2
-    usage = _wrapper(tmp_path, "-d", str(reports), "-b", sipdiag, "--", "--only", "nope")
-    assert usage.returncode == 64 and "sipdiag: error: no check or family named 'nope'" in (
-        usage.stderr
-    )
-    assert _wrapper(tmp_path, "-k", "x", "-b", sipdiag).returncode == 64
+    assert s["findings_by_family"] == {"registration": 2}
+    (changed,) = s["verdict_changed"]
+    assert changed["agent"] == "A-17" and changed["run_id"] == reports.later["run_id"]
+    assert (changed["previous_verdict"], changed["verdict"]) == ("healthy", "failing")
+    assert [a["agent"] for a in s["agents"]] == ["A-17", "A-18", "A-19"]
+    assert sum(d["reports"] for d in s["by_day"]) == 4
+    assert s["by_day"][0]["day"] == reports.ok["started_at"][:10]
 
 
-def test_the_ansible_playbook_runs_and_fetches_the_reports(tmp_path: Path) -> None:
-    playbook = shutil.which("ansible-playbook") or str(
-        Path(sys.executable).parent / "ansible-playbook"
-    )
-    if not os.path.exists(playbook):
-        pytest.fail("ansible-playbook is missing: pip install '.[test]'", pytrace=False)
-    sipdiag = _shim(tmp_path)
-    args = [
-        playbook,
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        str(FLEET / "ansible" / "sipdiag.yml"),
-        "-e",
-        json.dumps(
-            {
-                "sipdiag": str(sipdiag),
-                "sipdiag_args": ["--only", "host.os"],
-                "sipdiag_remote_dir": str(tmp_path / "remote"),
-                "sipdiag_fetch_dir": str(tmp_path / "fetched"),
-                "ansible_python_interpreter": sys.executable,
-            }
-        ),
+def test_unreadable_and_foreign_json_is_skipped_and_counted_with_paths(tree: Path) -> None:
+    s = fleet(str(tree), "--format", "json").json
+    assert s["reports_skipped"] == 3
+    assert [(Path(x["path"]).name, x["reason"]) for x in s["skipped"]] == [
+        ("broken.json", "not valid JSON"),
+        ("dangling.json", "unreadable"),
+        ("package.json", "not a sipdiag report"),
     ]
-    env = subprocess_env(
-        {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "ANSIBLE_NOCOLOR": "1"}
-    )
-    check = subprocess.run([*args, "--syntax-check"], env=env, capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    fetched = tmp_path / "fetched" / "localhost"
-    assert json.loads((fetched / "report.json").read_text())["checks"][0]["id"] == "host.os"
-    assert (fetched / "report.html").read_text().startswith("<!doctype html>")
-    assert "localhost: exit 0 (ok)" in r.stdout
+    text = fleet(str(tree)).out
+    assert "reports 4 (skipped 3)" in text
+    assert f"skipped {tree / 'site-b' / 'package.json'}: not a sipdiag report" in text
+
+
+def test_prom_output_parses_and_is_deterministic(tree: Path, reports: RealReports) -> None:
+    first = fleet(str(tree), "--format", "prom").out
+    assert first == fleet(str(tree), "--format", "prom").out
+    got = samples(first)
+    cause = (("cause", "sip.credentials_rejected"), ("family", "registration"))
+    assert got[("sipdiag_findings", cause)] == 2
+    assert got[("sipdiag_agents", (("verdict", "failing"),))] == 2
+    assert got[("sipdiag_reports_skipped", ())] == 3
+    last = got[("sipdiag_last_run_timestamp_seconds", (("agent", "A-17"),))]
+    assert last == pytest.approx(started(reports.later).timestamp(), abs=0.001)
+    assert got[("sipdiag_agent_verdict", (("agent", "A-19"), ("verdict", "healthy")))] == 1
+    assert got[("sipdiag_agent_verdict", (("agent", "A-19"), ("verdict", "failing")))] == 0
+
+
+def test_prom_escapes_awkward_agent_ids(reports: RealReports, tmp_path: Path) -> None:
+    odd = skewed_copy(reports.host, 0, "0b1e5a1e-0000-4000-8000-0000000000aa")
+    odd["agent"]["id"] = 'Smith, "J"\\desk\n2'
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    got = samples(fleet(str(tmp_path), "--format", "prom").out)
+    assert (("sipdiag_last_run_timestamp_seconds", (("agent", odd["agent"]["id"]),))) in got
+
+
+def test_ndjson_has_one_ecs_document_per_finding(tree: Path, reports: RealReports) -> None:
+    lines = fleet(str(tree), "--format", "ndjson").out.splitlines()
+    docs = [json.loads(line) for line in lines]
+    assert len(docs) == 2  # the two reports with sip.credentials_rejected
+    for doc in docs:
+        assert doc["event"]["code"] == "sip.credentials_rejected"
+        assert doc["event"]["kind"] == "event" and doc["event"]["category"] == ["authentication"]
+        assert doc["event"]["dataset"] == "sipdiag.finding"
+        assert doc["host"]["name"] == reports.bad["host"]["hostname"]
+        assert doc["log"]["level"] == "critical" and doc["ecs"]["version"]
+    assert [d["@timestamp"] for d in docs] == [
+        reports.bad["started_at"],
+        reports.later["started_at"],
+    ]
+    assert {d["user"]["id"] for d in docs} == {"A-17", "A-18"}
+
+
+def test_since_keeps_only_newer_reports(reports: RealReports, tmp_path: Path) -> None:
+    old = skewed_copy(reports.bad, -10 * 86_400_000, "0b1e5a1e-0000-4000-8000-0000000000bb")
+    old["correlation"]["clock_offset_ms"] = None
+    shutil.copy(reports.path(reports.ok), tmp_path / "ok.json")
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert fleet(str(tmp_path), "--format", "json").json["reports_read"] == 2
+    for since in ("3d", reports.ok["started_at"][:10]):
+        s = fleet(str(tmp_path), "--format", "json", "--since", since).json
+        assert (s["reports_read"], s["excluded_by_since"]) == (1, 1), since
+
+
+def test_md_and_text_name_the_failing_agents(tree: Path) -> None:
+    md = fleet(str(tree), "--format", "md").out
+    assert md.startswith("# sipdiag fleet\n")
+    assert "| `sip.credentials_rejected` | registration | 2 | 2 |" in md
+    assert "| A-18 | failing |" in md
+    text = fleet(str(tree)).out
+    assert "A-17: healthy -> failing" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "last tuesday"), "invalid --since 'last tuesday'"),
+        (("--format", "xml"), "unknown --format 'xml'"),
+    ],
+)
+def test_bad_options_exit_64(tree: Path, args: tuple[str, ...], message: str) -> None:
+    r = cli("fleet", str(tree), *args)
+    assert r.code == 64 and r.err.startswith(f"sipdiag: error: {message} (hint: ")
+
+
+def test_a_missing_path_exits_64_and_an_empty_directory_reports_nothing(tmp_path: Path) -> None:
+    r = cli("fleet", str(tmp_path / "nowhere"))
+    assert r.code == 64 and "nowhere does not exist" in r.err
+    s = fleet(str(tmp_path), "--format", "json").json
+    assert (s["reports_read"], s["reports_skipped"], s["agents"]) == (0, 0, [])
+
+
+def test_fleet_prom_as_a_real_process_for_a_textfile_collector(tree: Path) -> None:
+    r = cli_process("fleet", "--format", "prom", str(tree))
+    assert r.code == 0 and r.err == ""
+    assert r.out.endswith("\n") and "sipdiag_findings{" in r.out
+
+
+def test_no_password_reaches_any_fleet_output(tree: Path) -> None:
+    for fmt in ("text", "json", "md", "prom", "ndjson"):
+        out = fleet(str(tree), "--format", fmt).out
+        assert PASSWORD not in out and WRONG not in out
+
+
+def test_match_and_fleet_are_in_the_help_and_need_no_native_libraries(
+    tree: Path, tmp_path: Path
+) -> None:
+    blockers = tmp_path / "blockers"
+    blockers.mkdir()
+    for name in ("pjsua2", "sounddevice", "psutil", "numpy"):
+        (blockers / f"{name}.py").write_text(f"raise ImportError('{name} blocked by the test')\n")
+    help_text = cli_process("--help").out
+    assert "match" in help_text and "fleet" in help_text
+    r = cli_process("fleet", str(tree), "--format", "json", env={"PYTHONPATH": str(blockers)})
+    assert r.code == 0 and "blocked by the test" not in r.err
+    assert json.loads(r.out)["reports_read"] == 4
+
+
+def test_skipping_the_checks_array_reads_the_same_report(reports: RealReports) -> None:
+    from diag.reportset import _without_checks
+
+    for report in (reports.ok, reports.bad, reports.host):
+        raw = reports.path(report).read_bytes()
+        trimmed = json.loads(_without_checks(raw))
+        assert "checks" not in trimmed and len(_without_checks(raw)) < len(raw)
+        assert trimmed == {k: v for k, v in json.loads(raw).items() if k != "checks"}
+    minified = json.dumps(reports.ok).encode()  # another layout: parsed whole
+    assert _without_checks(minified) == minified

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,20 +116,3 @@ def render_checks_table(checks: Sequence[Check]) -> str:
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows) + "\n"
-
-
-def render_explanation(entries: Sequence[Any], families: Collection[str]) -> str:
-    """`families`: the check families this build has; only those are suggested."""
-    blocks = []
-    for e in entries:
-        lines = [
-            e.status,
-            f"  category: {e.category}",
-            f"  meaning:  {e.meaning}",
-            f"  next:     {e.next_step}",
-        ]
-        runnable = [f for f in e.families if f in families]
-        if runnable:
-            lines.append(f"  sipdiag:  sipdiag check --only {' --only '.join(runnable)}")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"

@@ -1,0 +1,162 @@
+"""Time `sipdiag match` on 1,000,000 log rows against 10,000 reports, and a bare DuckDB scan.
+
+Targets (issue 8): end to end <= 2 s, and <= 3x the bare scan of the same file.
+
+    python bench/bench_match.py [--rows 1000000] [--reports 10000] [--format csv] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FAILURES = [
+    "Failure (Rejected by Agent Console)",
+    "Failure (Rejected – SIP 603 Decline)",
+    "Failure (No Answer)",
+    "Failure (Rejected – SIP 403 Forbidden)",
+]
+CAUSES = ["audio.no_input_device", "network.udp_blocked", "number.not_permitted", "host.vpn_active"]
+
+
+def make_reports(directory: Path, count: int, start: float) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    checks = [
+        {
+            "id": f"net.c{i}",
+            "title": "A check passes",
+            "status": "pass",
+            "summary": "all fine " * 5,
+            "hint": None,
+            "duration_ms": 12,
+            "details": {"attempts": [{"code": 200, "reason": "OK", "rtt_ms": 3.1}] * 3},
+        }
+        for i in range(14)
+    ]
+    for i in range(count):
+        started = start + (i * 7 * 86400 / count)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(started))
+        findings = []
+        if i % 3 == 0:
+            cause = CAUSES[i % len(CAUSES)]
+            findings.append(
+                {
+                    "cause": cause,
+                    "family": "network_firewall",
+                    "severity": "critical",
+                    "title": cause,
+                    "explanation": "x" * 200,
+                    "action": "y" * 100,
+                    "evidence": {"checks": ["net.c1"]},
+                }
+            )
+        report = {
+            "schema_version": 1,
+            "tool": {"name": "sipdiag", "version": "0.1.0"},
+            "run_id": str(uuid.UUID(int=i, version=4)),
+            "started_at": stamp,
+            "finished_at": stamp,
+            "duration_ms": 1000,
+            "complete": True,
+            "host": {"hostname": f"pc{i}", "os": "Linux", "os_version": "6", "python": "3.11"},
+            "agent": {"id": f"A-{i:05d}", "sip_uri": f"sip:{1000 + i}@pbx.test", "numbers": []},
+            "target": {"registrar": "sip:pbx.test", "domain": "pbx.test", "transports": ["udp"]},
+            "checks": checks,
+            "findings": findings,
+            "correlation": {
+                "user_agent": "sipdiag/0.1.0 run=x",
+                "call_ids": [f"call-{i}@pbx.test"],
+                "local_addresses": [f"10.{i // 256 % 256}.{i % 256}.7"],
+                "public_addresses": ["198.51.100.7"],
+                "clock_offset_ms": (i % 7) * 100,
+            },
+            "verdict": "failing" if findings else "healthy",
+        }
+        (directory / f"sipdiag-{i:05d}.json").write_text(json.dumps(report, indent=2))
+
+
+def make_log(path: Path, rows: int, agents: int, start: float, failure_share: float) -> None:
+    import duckdb
+
+    failures = "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in FAILURES) + "]"
+    duckdb.sql(
+        f"""COPY (
+          SELECT strftime(to_timestamp({start} + random() * 7 * 86400), '%d/%m/%Y %H:%M:%S')
+                   AS "Date/Time",
+                 'A-' || lpad(CAST(CAST(floor(random() * {agents}) AS INT) AS VARCHAR), 5, '0')
+                   AS "Agent",
+                 CASE WHEN random() < {failure_share}
+                      THEN {failures}[CAST(floor(random() * {len(FAILURES)}) AS INT) + 1]
+                      ELSE 'Success' END AS "Status",
+                 'q' || CAST(i % 37 AS VARCHAR) AS "Queue",
+                 CAST(i AS VARCHAR) || '@platform' AS "Call ID"
+          FROM range({rows}) t(i)
+        ) TO '{path}' (HEADER, DELIMITER ';')"""
+    )
+
+
+def bare_scan(path: Path) -> float:
+    import duckdb
+
+    t0 = time.perf_counter()
+    duckdb.connect().execute(
+        "CREATE TABLE t AS SELECT * FROM read_csv(?, header=true, all_varchar=true)", [str(path)]
+    ).fetchall()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--reports", type=int, default=10_000)
+    p.add_argument("--format", default="csv")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--dir", type=Path, default=None)
+    p.add_argument("--failure-share", type=float, default=0.2)
+    args = p.parse_args()
+    base = args.dir or Path(tempfile.mkdtemp(prefix="bench-match-"))
+    log = base / f"log-{args.rows}-{args.failure_share}.csv"
+    reports = base / f"reports-{args.reports}"
+    start = time.time() - 7 * 86400
+    if not log.exists():
+        make_log(log, args.rows, args.reports, start, args.failure_share)
+    if not reports.exists():
+        make_reports(reports, args.reports, start)
+    argv = [sys.executable, "-m", "diag", "match", "--log", str(log), str(reports)]
+    argv += ["--format", args.format]
+    runs, scans, cpu = [], [], []
+    for _ in range(args.repeat):
+        t0, c0 = time.perf_counter(), os.times()
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, check=False)
+        runs.append(time.perf_counter() - t0)
+        c1 = os.times()
+        cpu.append(c1.children_user - c0.children_user + c1.children_system - c0.children_system)
+        if done.returncode != 0:
+            sys.exit(f"sipdiag match failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+        scans.append(bare_scan(log))
+    out_rows = done.stdout.count(b"\n")
+    run, scan = statistics.median(runs), statistics.median(scans)
+    size = log.stat().st_size / 1e6
+    print(
+        f"data: {args.rows} log rows ({size:.0f} MB, {args.failure_share:.0%} failures), "
+        f"{args.reports} reports"
+    )
+    print(f"sipdiag match --format {args.format}: median {run:.2f} s of {args.repeat} runs")
+    print(f"  runs: {', '.join(f'{r:.2f}' for r in runs)}; output {out_rows} lines")
+    print(f"  CPU (user+sys) of the sipdiag process: median {statistics.median(cpu):.2f} s")
+    print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    print(f"bare DuckDB scan of the same file: median {scan:.2f} s")
+    print(f"ratio: {run / scan:.2f}x (target <= 3x); end to end target <= 2 s")
+
+
+if __name__ == "__main__":
+    main()

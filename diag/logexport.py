@@ -1,0 +1,345 @@
+"""A platform's central-log export (CSV of any delimiter, JSON Lines, either gzipped) as a DuckDB
+table `log(line, ts_us, agent, status, call_id, number)`, with malformed rows counted by line.
+
+Line numbers assume one record per physical line (no blank lines, no newlines inside quoted fields).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diag.errors import UsageError
+
+if TYPE_CHECKING:
+    import duckdb
+
+FIELDS = ("time", "agent", "status", "call_id", "number")
+REQUIRED = ("time", "agent", "status")
+
+# Header names seen in platform exports, compared lower-case with only letters and digits kept.
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "time": (
+        "datetime", "timestamp", "time", "eventtime", "offertime", "offeredat", "starttime",
+        "calltime", "createdat", "date", "ts", "when",
+    ),
+    "agent": (
+        "agent", "agentid", "agentname", "agentlogin", "agentuser", "user", "userid", "username",
+        "login", "extension", "agentextension", "sipuser", "sipuri", "agentsipuri", "endpoint",
+    ),
+    "status": (
+        "status", "result", "outcome", "disposition", "offerstatus", "callstatus", "offerresult",
+        "statusreason", "reason", "sipstatus", "state",
+    ),
+    "call_id": ("callid", "sipcallid", "callidheader"),
+    "number": (
+        "number", "agentnumber", "phonenumber", "phone", "diallednumber", "dialednumber",
+        "destinationnumber", "destination", "callednumber", "to", "ddi", "dnis",
+    ),
+}  # fmt: skip
+
+_CONTAINS = {
+    "time": ("timestamp", "datetime"),
+    "agent": ("agent",),
+    "status": ("status", "result", "outcome"),
+    "call_id": ("callid",),
+    "number": ("number",),
+}
+
+# Naive formats tried after ISO 8601; day-first, as UK/EU platform exports write dates.
+NAIVE_FORMATS = (
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S.%f",
+    "%d/%m/%Y %H:%M",
+    "%d-%m-%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+)
+
+_JSONL_DELIM = "\x1f"  # never raw inside valid JSON (control characters must be escaped)
+
+
+@dataclass
+class LogExport:
+    kind: str  # "csv" | "jsonl"
+    columns: dict[str, str]  # field -> column name in the export
+    rows_read: int
+    malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
+    rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def detect_columns(available: list[str], overrides: Mapping[str, str]) -> dict[str, str]:
+    chosen: dict[str, str] = {}
+    for fld, name in overrides.items():
+        if name not in available:
+            raise UsageError(
+                f"--column {fld}={name}: the export has no column '{name}'",
+                "use one of " + ", ".join(f"'{c}'" for c in available),
+            )
+        chosen[fld] = name
+    by_norm: dict[str, str] = {}
+    for col in available:
+        by_norm.setdefault(_norm(col), col)
+    for fld in FIELDS:
+        if fld in chosen:
+            continue
+        for candidate in CANDIDATES[fld]:
+            found = by_norm.get(candidate)
+            if found is not None and found not in chosen.values():
+                chosen[fld] = found
+                break
+    for fld, words in _CONTAINS.items():  # then a header containing the word: "Offer status"
+        for col in available:
+            if fld not in chosen and col not in chosen.values():
+                if any(w in _norm(col) for w in words):
+                    chosen[fld] = col
+    missing = [f for f in REQUIRED if f not in chosen]
+    if missing:
+        raise UsageError(
+            f"cannot tell which column holds the {' and '.join(missing)} "
+            f"(columns: {', '.join(available)})",
+            " ".join(f'--column {m}="COLUMN NAME"' for m in missing),
+        )
+    return chosen
+
+
+def parse_column_options(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        fld, sep, name = value.partition("=")
+        fld = fld.strip().lower().replace("-", "_")
+        fld = "call_id" if fld == "callid" else fld
+        if not sep or not name or fld not in FIELDS:
+            raise UsageError(
+                f"invalid --column '{value}'",
+                f'use FIELD=NAME with FIELD one of {", ".join(FIELDS)}, e.g. time="Date/Time"',
+            )
+        out[fld] = name
+    return out
+
+
+def _sniff_kind(path: Path) -> tuple[str, bool]:
+    """("jsonl" | "csv", gzipped?) from the content, whatever the file is called."""
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.open(raw) if gzipped else raw
+            start = stream.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except (OSError, EOFError) as exc:
+        raise UsageError(f"cannot read --log {path}: {exc}", "give a readable export") from None
+    return ("jsonl" if start.startswith(b"{") else "csv"), gzipped
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _naive(ts_sql: str, tz: str) -> str:
+    if tz.upper() in ("UTC", "ETC/UTC", "Z"):
+        return f"epoch_us({ts_sql})"
+    return f"epoch_us(timezone({_sql_str(tz)}, {ts_sql}))"
+
+
+def _strategies(t: str, tz: str) -> list[str]:
+    """SQL parsing the VARCHAR `t` into UTC epoch µs, one way each (NULL when it does not fit)."""
+    return [
+        f"""CASE WHEN regexp_full_match({t}, '-?[0-9]+(\\.[0-9]+)?') THEN
+              CASE WHEN abs(try_cast({t} AS DOUBLE)) >= 1e11   -- epoch milliseconds
+                   THEN try_cast(try_cast({t} AS DOUBLE) * 1000 AS BIGINT)
+                   ELSE try_cast(try_cast({t} AS DOUBLE) * 1000000 AS BIGINT) END END""",
+        f"""CASE WHEN regexp_matches({t}, '(Z|[+-][0-9][0-9]:?[0-9][0-9])$')
+              THEN epoch_us(try_cast({t} AS TIMESTAMPTZ)) END""",
+        _naive(f"try_cast({t} AS TIMESTAMP)", tz),
+        *(_naive(f"try_strptime({t}, {_sql_str(f)})", tz) for f in NAIVE_FORMATS),
+    ]
+
+
+def time_expression(column: str, tz: str, first: int | None = None) -> str:
+    """SQL turning a VARCHAR time into UTC epoch µs (NULL when unreadable); `first`: the
+    strategy the sample fits, tried before the others (COALESCE only evaluates what it needs)."""
+    ways = _strategies(f"trim({column})", tz)
+    if first is not None:  # the sample's format, on the untrimmed value: the common case, fast
+        ways.insert(0, _strategies(column, tz)[first])
+    return "coalesce(" + ", ".join(ways) + ")"
+
+
+def _fitting_strategy(con: duckdb.DuckDBPyConnection, column: str, tz: str) -> int | None:
+    """Exports use one time format throughout: find it on a sample, so each row tries it first."""
+    ways = _strategies(f"trim({column})", tz)
+    counts = con.execute(
+        "SELECT count(*), "
+        + ", ".join(f"count({w})" for w in ways)
+        + f" FROM (SELECT * FROM log_raw WHERE {column} IS NOT NULL LIMIT 1000)"
+    ).fetchall()[0]
+    total, fits = counts[0], counts[1:]
+    best = max(range(len(fits)), key=lambda i: fits[i])
+    return best if total and fits[best] else None
+
+
+def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
+    import duckdb
+
+    try:
+        con.execute("SELECT timezone(?, TIMESTAMP '2000-01-01')", [tz]).fetchall()
+    except duckdb.Error:
+        raise UsageError(
+            f"unknown time zone '{tz}'", "use an IANA name such as Europe/London or UTC"
+        ) from None
+
+
+def load(
+    con: duckdb.DuckDBPyConnection, path: Path, overrides: Mapping[str, str], tz: str
+) -> LogExport:
+    """Create table `log`; rows whose time, agent or status cannot be read go to `malformed`."""
+    import duckdb
+
+    if not path.is_file():
+        raise UsageError(f"--log {path} is not a file", "give the central-log export file")
+    kind, gzipped = _sniff_kind(path)
+    compression = "gzip" if gzipped else "none"
+    try:
+        if kind == "csv":
+            reader = (
+                "read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
+                f"compression='{compression}'"
+            )
+            # One sample both names the columns and shows the time format.
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM {reader}) LIMIT 1000",
+                [str(path)],
+            ).fetchall()
+            available = [r[0] for r in con.execute("DESCRIBE log_raw").fetchall()]
+            first_line = 2  # after the header
+        else:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
+                "columns={'j': 'VARCHAR'}, delim=?, quote='', escape='', auto_detect=false, "
+                f"store_rejects=true, ignore_errors=true, compression='{compression}')",
+                [str(path), _JSONL_DELIM],
+            ).fetchall()
+            keys = con.execute(
+                "SELECT DISTINCT unnest(json_keys(j)) FROM "
+                "(SELECT j FROM log_raw WHERE json_valid(j) LIMIT 1000)"
+            ).fetchall()
+            available = sorted(k for (k,) in keys)
+            first_line = 1
+    except duckdb.Error as exc:
+        raise UsageError(
+            f"cannot read --log {path}: {str(exc).splitlines()[0]}",
+            "give a CSV or JSON Lines export (optionally .gz)",
+        ) from None
+
+    columns = detect_columns(available, overrides)
+
+    def col(fld: str) -> str:
+        if fld not in columns:
+            return "NULL"
+        name = columns[fld]
+        if kind == "csv":
+            return '"' + name.replace('"', '""') + '"'
+        path = _sql_str("$." + _json_key(name))
+        return f"CASE WHEN json_valid(j) THEN json_extract_string(j, {path}) END"
+
+    if kind == "csv":
+        # Sniff the time format on a sample, then let the CSV reader parse that column itself
+        # (much cheaper than string functions per row); a row it cannot parse is rejected with
+        # its line number, like any other malformed row.
+        first = _fitting_strategy(con, col("time"), tz)
+        read_as, ts = _typed_time(first, col("time"), tz)
+        used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
+            f"FROM {reader}, store_rejects=true{read_as})",
+            [str(path)],
+        ).fetchall()
+        time_text = "NULL" if read_as else col("time")
+    else:
+        ts = time_expression(col("time"), tz, _fitting_strategy(con, col("time"), tz))
+        time_text = col("time")
+    valid = "json_valid(j)" if kind == "jsonl" else "true"
+    # Agents and numbers are normalised when keyed and statuses when explained, so only the
+    # Call-ID (joined as is) is trimmed here. CSV: a view, as its columns are already typed.
+    create = "VIEW" if kind == "csv" else "TABLE"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP {create} log AS
+        SELECT rowid AS n, {valid} AS valid, {ts} AS ts_us, {time_text} AS time_text,
+               nullif({col("agent")}, '') AS agent,
+               nullif({col("status")}, '') AS status,
+               nullif(trim({col("call_id")}), '') AS call_id,
+               nullif({col("number")}, '') AS number
+        FROM log_raw"""
+    ).fetchall()
+    ok = (
+        "valid AND ts_us IS NOT NULL AND (agent IS NOT NULL OR number IS NOT NULL) "
+        "AND status IS NOT NULL"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW log_ok AS SELECT * FROM log WHERE {ok}").fetchall()
+    rejected = con.execute(
+        "SELECT line, list(DISTINCT error_type ORDER BY error_type), any_value(csv_line) "
+        "FROM reject_errors GROUP BY line ORDER BY line"
+    ).fetchall()
+    rejected_lines = [int(r[0]) for r in rejected]
+    malformed = [
+        {"line": int(line), "reason": _reject_reason(kinds), "text": text}
+        for line, kinds, text in rejected
+    ]
+    bad = con.execute(
+        f"""SELECT n, CASE WHEN NOT valid THEN 'not valid JSON'
+                          WHEN ts_us IS NULL THEN 'unreadable time'
+                          WHEN agent IS NULL AND number IS NULL THEN 'no agent'
+                          ELSE 'no status' END, time_text
+           FROM log WHERE NOT ({ok}) ORDER BY n"""
+    ).fetchall()
+    for n, why, text in bad:
+        malformed.append(
+            {"line": line_of(int(n), first_line, rejected_lines), "reason": why, "text": text}
+        )
+    malformed.sort(key=lambda m: m["line"])
+    total = con.execute("SELECT count(*) FROM log_raw").fetchall()[0][0] + len(rejected_lines)
+    return LogExport(kind, columns, int(total), malformed, rejected_lines)
+
+
+def _reject_reason(kinds: list[str]) -> str:
+    """The CSV reader's error types for a line; a failed cast can only be the time column."""
+    structural = [k for k in kinds if k != "CAST"]
+    return structural[0].lower() if structural else "unreadable time"
+
+
+def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str]:
+    """(read_csv options typing the time column, SQL of its epoch µs) for a sniffed strategy;
+    ("", the general expression) when no single format fits the sample."""
+    name = _sql_str(column.strip('"').replace('""', '"'))
+    if strategy is None:
+        return "", time_expression(column, tz)
+    if strategy == 0:
+        return (
+            f", types={{{name}: 'DOUBLE'}}",
+            f"CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
+            f"ELSE {column} * 1000000 END AS BIGINT)",
+        )
+    if strategy == 1:
+        return f", types={{{name}: 'TIMESTAMPTZ'}}", f"epoch_us({column})"
+    fmt = "" if strategy == 2 else f", timestampformat={_sql_str(NAIVE_FORMATS[strategy - 3])}"
+    return f", types={{{name}: 'TIMESTAMP'}}{fmt}", _naive(column, tz)
+
+
+def _json_key(name: str) -> str:
+    return '"' + name.replace('"', '\\"') + '"'
+
+
+def line_of(n: int, first_line: int, rejected_lines: list[int]) -> int:
+    """The file line of the n-th accepted row (0-based), skipping the rejected lines."""
+    line = first_line + n
+    for r in rejected_lines:
+        if r <= line:
+            line += 1
+    return line

@@ -1,0 +1,251 @@
+"""`sipdiag match`: each failure in a central-log export, explained and paired with a report.
+
+The pairing is one DuckDB query: a row's Call-ID found in a report's `correlation.call_ids`
+matches outright; otherwise the same agent's report nearest in time (ASOF join in both directions,
+report times corrected by `clock_offset_ms`) within the window.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from diag import explain, logexport, reportset
+from diag.errors import UsageError
+
+_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+_FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, flag: str = "--window") -> int:
+    """'4h', '90m', '1h30m', '45s', '2d' or plain seconds -> seconds."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+", t):
+        return int(t)
+    parts = re.findall(r"(\d+)\s*([smhd])", t)
+    if not parts or re.sub(r"\s", "", "".join(n + u for n, u in parts)) != re.sub(r"\s", "", t):
+        raise UsageError(f"invalid {flag} '{text}'", "use a duration such as 4h, 90m, 1h30m or 45s")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+# Key normalisation shared by both sides: case, spaces and separators don't matter, and a SIP URI
+# also yields its user part, so "sip:1001@pbx" in a report matches "1001" in the log.
+def _keys_sql(expr: str) -> str:
+    norm = "lower(regexp_replace({x}, '[\\s().-]', '', 'g'))"
+    user = f"regexp_extract({expr}, '^sips?:([^@;]+)', 1)"
+    return f"[{norm.format(x=expr)}, CASE WHEN {user} <> '' THEN {norm.format(x=user)} END]"
+
+
+@dataclass
+class MatchResult:
+    """`con` holds table `match_rows` (one row per failure); renderers read it with SQL, as
+    building 10^5-10^6 Python dicts would dominate the run."""
+
+    summary: dict[str, Any]
+    con: Any
+    malformed: list[dict[str, Any]]
+    skipped_reports: list[dict[str, str]]
+
+
+def _classify(status: str) -> tuple[explain.StatusEntry | None, bool]:
+    entry = explain.lookup(status)
+    if entry is not None:
+        return entry, True
+    return None, bool(_FAILURE_WORDS.search(status.lower()))
+
+
+def _relevant(entry: explain.StatusEntry | None, findings: Sequence[Mapping[str, Any]]) -> list:
+    ordered = sorted(findings, key=lambda f: _SEVERITY_RANK.get(f["severity"], 3))
+    if entry is not None and entry.cause_ids:
+        return [f for f in ordered if f["cause"] in entry.cause_ids]
+    return [f for f in ordered if f["severity"] in ("critical", "warning")]
+
+
+def likely_cause(
+    entry: explain.StatusEntry | None,
+    run_id: str | None,
+    findings: Sequence[Mapping[str, Any]],
+) -> str:
+    """One line for support: what most probably happened on this row."""
+    if entry is None:
+        return "status not in the catalogue (see `sipdiag explain`)" + (
+            f"; report {run_id[:8]} shows {findings[0]['cause']}" if run_id and findings else ""
+        )
+    if entry.category == "agent_action":
+        return "agent action: " + entry.meaning.split(":")[0].rstrip(".")
+    if run_id is None:
+        return "no report from this agent within the window: " + entry.next_step
+    relevant = _relevant(entry, findings)
+    if relevant:
+        top = relevant[0]
+        more = f" (+{len(relevant) - 1} more)" if len(relevant) > 1 else ""
+        return f"{top['cause']} ({top['title']}) in report {run_id[:8]}{more}"
+    return f"report {run_id[:8]} found nothing that explains it: {entry.next_step}"
+
+
+def run_match(
+    log_path: Path,
+    report_paths: Sequence[Path],
+    columns: Mapping[str, str],
+    window_s: int,
+    tz: str,
+) -> MatchResult:
+    con = reportset.connect()
+    logexport.check_tz(con, tz)
+    reportset.collect(report_paths)  # a missing path is a usage error before any work
+    # Reports parse in Python while DuckDB (which releases the GIL) scans the export.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        parsing = pool.submit(reportset.parse, report_paths)
+        export = logexport.load(con, log_path, columns, tz)
+        reports = reportset.to_table(con, parsing.result())
+
+    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log_ok").fetchall()]
+    entries: dict[str, explain.StatusEntry | None] = {}
+    failing: list[str] = []
+    for status in statuses:
+        entry, is_failure = _classify(status)
+        entries[status] = entry
+        if is_failure:
+            failing.append(status)
+    window_us = window_s * 1_000_000
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE failures AS "
+        "SELECT * FROM log_ok WHERE list_contains(?, status)",
+        [failing],
+    ).fetchall()
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE rkeys AS
+        SELECT DISTINCT k AS key, t, run_id FROM (
+          SELECT unnest({_keys_sql("v")}) AS k, t, run_id FROM (
+            SELECT agent_id AS v, true_us AS t, run_id FROM reports
+            UNION ALL SELECT sip_uri, true_us, run_id FROM reports
+            UNION ALL SELECT unnest(numbers), true_us, run_id FROM reports))
+        WHERE k IS NOT NULL AND k <> ''"""
+    ).fetchall()
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE paired AS
+        WITH names AS (  -- normalise each distinct agent/number once, not once per row
+          SELECT v, unnest({_keys_sql("v")}) AS k FROM (
+            SELECT DISTINCT agent AS v FROM failures UNION SELECT DISTINCT number FROM failures)
+          WHERE v IS NOT NULL),
+        fkeys AS (
+          SELECT DISTINCT n, ts_us, k AS key FROM (
+            SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.agent = m.v
+            UNION ALL SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v)
+          WHERE k IS NOT NULL AND k <> ''),
+        before AS (
+          SELECT f.n, r.run_id, r.t - f.ts_us AS d FROM fkeys f
+          ASOF JOIN rkeys r ON f.key = r.key AND f.ts_us >= r.t),
+        after AS (
+          SELECT f.n, r.run_id, r.t - f.ts_us AS d FROM fkeys f
+          ASOF JOIN rkeys r ON f.key = r.key AND f.ts_us <= r.t),
+        by_time AS (
+          SELECT n, arg_min(run_id, abs(d)) AS run_id, arg_min(d, abs(d)) AS d
+          FROM (SELECT * FROM before UNION ALL SELECT * FROM after)
+          WHERE abs(d) <= {window_us} GROUP BY n),
+        cids AS (SELECT run_id, true_us, unnest(call_ids) AS call_id FROM reports),
+        by_call AS (
+          SELECT f.n, arg_min(c.run_id, abs(c.true_us - f.ts_us)) AS run_id,
+                 arg_min(c.true_us - f.ts_us, abs(c.true_us - f.ts_us)) AS d
+          FROM failures f JOIN cids c ON f.call_id = c.call_id GROUP BY f.n)
+        SELECT f.n, f.ts_us, f.agent, f.status, f.call_id, f.number,
+               coalesce(c.run_id, t.run_id) AS run_id,
+               CASE WHEN c.run_id IS NOT NULL THEN 'call_id'
+                    WHEN t.run_id IS NOT NULL THEN 'time' END AS matched_by,
+               coalesce(c.d, t.d) AS d
+        FROM failures f LEFT JOIN by_call c USING (n) LEFT JOIN by_time t USING (n)"""
+    ).fetchall()
+
+    # What a row says depends only on its status and its report: decide each pair once.
+    pairs = con.execute("SELECT DISTINCT status, run_id FROM paired").fetchall()
+    runs = sorted({run for _, run in pairs if run is not None})
+    findings_of = dict(
+        con.execute(
+            "SELECT run_id, findings FROM reports WHERE list_contains(?, run_id)", [runs]
+        ).fetchall()
+    )
+    lists: dict[str, list[Any]] = {k: [] for k in ("s", "r", "e", "c", "l", "f", "fc")}
+    for status, run_id in pairs:
+        entry = entries[status]
+        found = findings_of.get(run_id, []) if run_id else []
+        relevant = _relevant(entry, found)
+        short = [{k: f[k] for k in ("cause", "severity", "title")} for f in relevant]
+        for key, value in (
+            ("s", status),
+            ("r", run_id or ""),
+            ("e", entry.status if entry else None),
+            ("c", entry.category if entry else "unknown"),
+            ("l", likely_cause(entry, run_id, relevant or found)),
+            ("f", json.dumps(short, ensure_ascii=False)),
+            ("fc", ";".join(f["cause"] for f in short)),
+        ):
+            lists[key].append(value)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE said AS SELECT unnest(?) AS status, unnest(?) AS run_key, "
+        "unnest(?) AS explained_as, unnest(?) AS category, unnest(?) AS likely_cause, "
+        "unnest(?) AS findings_json, unnest(?) AS finding_causes",
+        [lists[k] for k in ("s", "r", "e", "c", "l", "f", "fc")],
+    ).fetchall()
+    has_rejects = _line_table(con, export)
+    # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW match_rows AS
+        SELECT p.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
+                 (SELECT first FROM line_base) AS line,
+               strftime(make_timestamp(p.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
+               p.agent, p.status, s.explained_as, s.category, p.call_id, p.number, p.run_id,
+               p.matched_by, round(p.d / 1e6, 3) AS report_offset_s,
+               s.findings_json, s.finding_causes, s.likely_cause
+        FROM paired p
+        JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '')
+        {"ASOF LEFT JOIN rejected_before j ON p.n >= j.k" if has_rejects else ""}"""
+    ).fetchall()
+    counts = con.execute(
+        "SELECT s.category, count(*), count(p.run_id), count(*) FILTER (p.matched_by = 'call_id') "
+        "FROM paired p JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '') "
+        "GROUP BY s.category ORDER BY s.category"
+    ).fetchall()
+    categories = {c: n for c, n, _, _ in counts}
+    failures = sum(categories.values())
+    matched = sum(m for _, _, m, _ in counts)
+    by_call = sum(b for _, _, _, b in counts)
+    summary = {
+        "rows_read": export.rows_read,
+        "rows_skipped": len(export.malformed),
+        "failures": failures,
+        "by_category": categories,
+        "matched": matched,
+        "matched_by_call_id": by_call,
+        "unmatched": failures - matched,
+        "reports_read": reports.count,
+        "reports_skipped": len(reports.skipped),
+        "window_s": window_s,
+        "tz": tz,
+        "columns": export.columns,
+        "format": export.kind,
+    }
+    return MatchResult(summary, con, export.malformed, reports.skipped)
+
+
+def _line_table(con: Any, export: logexport.LogExport) -> bool:
+    """Line numbers: an accepted row's index plus the header, plus the lines the CSV reader
+    rejected before it (a rejected line i-th in order comes after k = line - first - i rows)."""
+    first = 2 if export.kind == "csv" else 1
+    rejected = export.rejected_lines
+    con.execute("CREATE OR REPLACE TEMP TABLE line_base AS SELECT ? AS first", [first]).fetchall()
+    if rejected:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE rejected_before AS SELECT k, max(before) AS before "
+            "FROM (SELECT unnest(?)::BIGINT AS k, unnest(?)::BIGINT AS before) GROUP BY k",
+            [
+                [line - first - i for i, line in enumerate(rejected)],
+                list(range(1, len(rejected) + 1)),
+            ],
+        ).fetchall()
+    return bool(rejected)

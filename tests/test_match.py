@@ -1,0 +1,308 @@
+"""`sipdiag match`: generated central-log exports against reports of real `sipdiag check` runs
+(Kamailio registrar on loopback)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from clihelp import CliResult, cli
+from logdata import PASSWORD, WRONG, RealReports, make_real_reports, skewed_copy, started
+from peers.kamailio import Kamailio
+
+from diag.render.logs import MATCH_COLUMNS
+
+NETCALL_HEADER = "Date/Time;Queue;Agent;Agent Number;Status;Duration"
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.fixture(scope="module")
+def reports(kamailio: Kamailio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealReports]:
+    yield make_real_reports(kamailio, tmp_path_factory.mktemp("match"))
+
+
+def netcall_time(t: dt.datetime, tz: dt.tzinfo = dt.timezone.utc) -> str:
+    return t.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S")
+
+
+def match(log: Path, *args: str) -> CliResult:
+    return cli("match", "--log", str(log), *args)
+
+
+def match_json(log: Path, *args: str) -> dict[str, Any]:
+    r = match(log, *args, "--format", "json")
+    assert r.code == 0, r.err
+    loaded: dict[str, Any] = r.json
+    return loaded
+
+
+def row_at(result: dict[str, Any], line: int) -> dict[str, Any]:
+    found: dict[str, Any] = next(r for r in result["rows"] if r["line"] == line)
+    return found
+
+
+def write_netcall(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([NETCALL_HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_netcall_audit_csv_is_explained_and_matched_per_agent(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t_bad, t_ok = started(reports.bad), started(reports.ok)
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [
+            f"{netcall_time(t_bad + dt.timedelta(minutes=12))};Sales;A-18;;"
+            "Failure (Rejected – SIP 403 Forbidden);0",
+            f"{netcall_time(t_ok - dt.timedelta(minutes=30))};Sales;A-17;;"
+            "Failure (Rejected - SIP 603 Decline);0",
+            f"{netcall_time(t_ok)};Sales;A-17;;Success;64",
+            f"{netcall_time(t_ok)};Sales;A-99;;Failure (No Answer);25",
+            f"{netcall_time(t_ok - dt.timedelta(hours=5))};Sales;A-19;;Failure (No Answer);25",
+        ],
+    )
+    result = match_json(log, str(reports.directory))
+    s = result["summary"]
+    assert s["columns"] == {
+        "time": "Date/Time", "agent": "Agent", "status": "Status", "number": "Agent Number"
+    }  # fmt: skip
+    assert (s["rows_read"], s["rows_skipped"], s["failures"]) == (5, 0, 4)
+    assert s["by_category"] == {"agent_action": 1, "configuration": 1, "timeout": 2}
+    assert (s["matched"], s["unmatched"], s["matched_by_call_id"]) == (2, 2, 0)
+
+    forbidden = row_at(result, 2)
+    assert forbidden["run_id"] == reports.bad["run_id"] and forbidden["matched_by"] == "time"
+    assert forbidden["category"] == "configuration"
+    assert forbidden["findings"][0]["cause"] == "sip.credentials_rejected"
+    assert forbidden["likely_cause"].startswith(
+        "sip.credentials_rejected (SIP credentials rejected)"
+    )
+    assert abs(forbidden["report_offset_s"] + 12 * 60) < 2
+
+    decline = row_at(result, 3)
+    assert decline["category"] == "agent_action" and decline["run_id"] is not None
+    assert decline["likely_cause"] == "agent action: The agent pressed Decline on the softphone"
+    # unknown agent; and a known agent whose only report is 5 h away (default window 4 h)
+    for line in (5, 6):
+        assert row_at(result, line)["run_id"] is None
+        assert row_at(result, line)["likely_cause"].startswith("no report from this agent")
+
+    wider = match_json(log, str(reports.directory), "--window", "6h")
+    assert row_at(wider, 6)["run_id"] == reports.host["run_id"]
+
+
+def test_text_output_says_the_likely_cause_per_row(reports: RealReports, tmp_path: Path) -> None:
+    t_bad = started(reports.bad)
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [f"{netcall_time(t_bad)};Sales;A-18;;Failure (Rejected – SIP 403 Forbidden);0"],
+    )
+    r = match(log, str(reports.directory))
+    assert r.code == 0, r.err
+    first = r.out.splitlines()[0]
+    assert "A-18" in first and "[configuration]" in first and reports.bad["run_id"][:8] in first
+    assert "-> sip.credentials_rejected (SIP credentials rejected)" in first
+    assert "rows read 1, skipped as malformed 0; failures 1 (configuration 1)" in r.out
+    assert "matched 1 (0 by Call-ID), unmatched 0; reports read 4, skipped 0" in r.out
+
+
+def test_naive_times_take_the_tz_option(reports: RealReports, tmp_path: Path) -> None:
+    t_bad = started(reports.bad)
+    log = write_netcall(
+        tmp_path / "ny.csv",
+        [f"{netcall_time(t_bad, NY)};Sales;A-18;;Failure (Rejected – SIP 403 Forbidden);0"],
+    )
+    as_utc = match_json(log, str(reports.directory), "--window", "1h")
+    assert as_utc["rows"][0]["run_id"] is None  # read as UTC it is 4-5 h off
+    as_ny = match_json(log, str(reports.directory), "--window", "1h", "--tz", "America/New_York")
+    assert as_ny["rows"][0]["run_id"] == reports.bad["run_id"]
+    assert as_ny["rows"][0]["time"] == t_bad.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_gzipped_json_lines_with_epoch_seconds_match_by_sip_user_and_call_id(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t_ok = started(reports.ok)
+    far = t_ok - dt.timedelta(days=3)  # far outside any window: only the Call-ID can match
+    lines = [
+        {"ts": t_ok.timestamp() + 60, "user": "alice", "result": "SIP 480 Temporarily Unavailable"},
+        {
+            "ts": int(far.timestamp()),
+            "user": "someone-else",
+            "result": "Failure (No Answer)",
+            "callId": reports.ok["correlation"]["call_ids"][0],
+        },
+        {"ts": int(far.timestamp()), "user": "alice", "result": "Answered"},
+    ]
+    log = tmp_path / "events.jsonl.gz"
+    with gzip.open(log, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(x) + "\n" for x in lines)
+    result = match_json(log, str(reports.directory))
+    s = result["summary"]
+    assert s["format"] == "jsonl"
+    assert s["columns"] == {"time": "ts", "agent": "user", "status": "result", "call_id": "callId"}
+    assert (s["rows_read"], s["failures"], s["matched"], s["matched_by_call_id"]) == (3, 2, 2, 1)
+    by_user = row_at(result, 1)
+    # "alice" is the user part of every report's sip_uri: the nearest of them in time wins.
+    nearest = min(
+        (reports.ok, reports.bad, reports.later),
+        key=lambda r: abs((started(r) - t_ok - dt.timedelta(seconds=60)).total_seconds()),
+    )
+    assert by_user["run_id"] == nearest["run_id"] and by_user["category"] == "agent_action"
+    by_call = row_at(result, 2)
+    assert by_call["run_id"] == reports.ok["run_id"] and by_call["matched_by"] == "call_id"
+
+
+def test_reports_times_are_corrected_by_their_clock_offset(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    """A machine 2 h fast writes started_at 2 h ahead and measures +7,200,000 ms against the
+    registrar: the row at the true time still matches, at the true distance."""
+    directory = tmp_path / "skewed"
+    directory.mkdir()
+    run_id = "0b1e5a1e-0000-4000-8000-000000000001"
+    skewed = skewed_copy(reports.bad, 7_200_000, run_id)
+    skewed["agent"]["id"] = "A-50"
+    (directory / "skewed.json").write_text(json.dumps(skewed))
+    t_true = started(reports.bad) + dt.timedelta(minutes=10)
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [f"{netcall_time(t_true)};Sales;A-50;;Failure (Rejected – SIP 403 Forbidden);0"],
+    )
+    (row,) = match_json(log, str(directory), "--window", "30m")["rows"]
+    assert row["run_id"] == run_id
+    assert abs(row["report_offset_s"] + 600) < 2  # 10 min before the row, not 1 h 50 min after
+
+
+def test_malformed_rows_are_counted_and_listed_with_line_numbers(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = netcall_time(started(reports.bad))
+    log = tmp_path / "broken.csv"
+    log.write_text(
+        "Date/Time,Agent,Status\n"
+        f"{t},A-18,Failure (Rejected – SIP 403 Forbidden)\n"
+        f"{t},A-18\n"  # line 3: a column short
+        "yesterday-ish,A-18,Failure (No Answer)\n"  # line 4: unreadable time
+        f"{t},A-18,Failure (No Answer),extra,columns\n"  # line 5: too many columns
+        f"{t},,Failure (No Answer)\n"  # line 6: no agent
+        f"{t},A-18,Failure (No Answer)\n"  # line 7: fine
+        f"{t},A-18,Failure (No Answer),x\n"  # line 8: too many columns
+        f"{t}\n"  # line 9: missing columns
+        f"{t},A-18,Failure (No Answer)\n"  # line 10: fine
+    )
+    result = match_json(log, str(reports.directory))
+    s = result["summary"]
+    assert (s["rows_read"], s["rows_skipped"], s["failures"]) == (9, 6, 3)
+    assert [(m["line"], m["reason"]) for m in result["malformed"]] == [
+        (3, "missing columns"),
+        (4, "unreadable time"),
+        (5, "too many columns"),
+        (6, "no agent"),
+        (8, "too many columns"),
+        (9, "missing columns"),
+    ]
+    assert [r["line"] for r in result["rows"]] == [2, 7, 10]
+    text = match(log, str(reports.directory)).out
+    assert "skipped as malformed 6" in text and "malformed line 4: unreadable time" in text
+
+
+def test_columns_can_be_named_when_the_headers_are_unusual(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    log = tmp_path / "odd.tsv"
+    log.write_text(
+        "Moment\tWho\tOffer status (final)\n"
+        f"{started(reports.bad).isoformat()}\tA-18\tFailure (Rejected – SIP 403 Forbidden)\n"
+    )
+    r = match(log, str(reports.directory))
+    assert r.code == 64
+    assert r.err.startswith("sipdiag: error: cannot tell which column holds the time and agent")
+    assert '--column time="COLUMN NAME" --column agent="COLUMN NAME"' in r.err
+    result = match_json(
+        log, str(reports.directory), "--column", "time=Moment", "--column", "agent=Who"
+    )
+    assert result["summary"]["columns"]["status"] == "Offer status (final)"
+    assert result["rows"][0]["run_id"] == reports.bad["run_id"]
+
+
+def test_csv_and_markdown_outputs_have_one_row_per_failure(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = netcall_time(started(reports.bad))
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [
+            f"{t};Sales;A-18;;Failure (Rejected – SIP 403 Forbidden);0",
+            f"{t};Sales;A-18;;Failure (No Answer);0",
+        ],
+    )
+    r = match(log, str(reports.directory), "--format", "csv")
+    rows = list(csv.reader(io.StringIO(r.out)))
+    assert rows[0] == list(MATCH_COLUMNS) and len(rows) == 3
+    assert rows[1][MATCH_COLUMNS.index("findings")] == "sip.credentials_rejected"
+    md = match(log, str(reports.directory), "--format", "md").out
+    assert md.startswith("# sipdiag match\n") and md.count("\n| 2 |") + md.count("\n| 3 |") == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--window", "soon"), "invalid --window 'soon'"),
+        (("--tz", "Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+        (("--format", "xml"), "unknown --format 'xml'"),
+        (("--column", "colour=Red"), "invalid --column 'colour=Red'"),
+        (("--column", "time=Nope"), "--column time=Nope: the export has no column 'Nope'"),
+    ],
+)
+def test_bad_options_exit_64_with_one_line(
+    reports: RealReports, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    log = write_netcall(tmp_path / "a.csv", [])
+    r = match(log, str(reports.directory), *args)
+    assert r.code == 64 and r.out == ""
+    assert r.err.startswith(f"sipdiag: error: {message} (hint: ") and len(r.err.splitlines()) == 1
+
+
+def test_missing_inputs_exit_64(reports: RealReports, tmp_path: Path) -> None:
+    r = match(tmp_path / "nope.csv", str(reports.directory))
+    assert r.code == 64 and "--log" in r.err and "nope.csv" in r.err
+    log = write_netcall(tmp_path / "a.csv", [])
+    r = match(log, str(tmp_path / "no-reports"))
+    assert r.code == 64 and "no-reports does not exist" in r.err
+
+
+def test_no_password_reaches_any_match_output(reports: RealReports, tmp_path: Path) -> None:
+    t = netcall_time(started(reports.bad))
+    log = write_netcall(tmp_path / "a.csv", [f"{t};Sales;A-18;;Failure (No Answer);0"])
+    for fmt in ("text", "json", "csv", "md"):
+        out = match(log, str(reports.directory), "--format", fmt)
+        assert PASSWORD not in out.out + out.err and WRONG not in out.out + out.err
+
+
+def test_gzip_is_recognised_by_content_and_bad_json_lines_are_listed(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = started(reports.bad)
+    csv_gz = tmp_path / "export.dat"  # gzipped CSV without a telling name
+    with gzip.open(csv_gz, "wt", encoding="utf-8") as fh:
+        fh.write(f"Date/Time|Agent|Status\n{netcall_time(t)}|A-18|Failure (No Answer)\n")
+    (row,) = match_json(csv_gz, str(reports.directory))["rows"]
+    assert row["run_id"] == reports.bad["run_id"]
+
+    jsonl = tmp_path / "events.jsonl"
+    good = json.dumps({"time": t.isoformat(), "agent": "A-18", "status": "SIP 486"})
+    jsonl.write_text(f"{good}\n{{not json\n{good}\n")
+    result = match_json(jsonl, str(reports.directory))
+    assert result["malformed"] == [{"line": 2, "reason": "not valid JSON", "text": None}]
+    assert [r["line"] for r in result["rows"]] == [1, 3]
+    assert result["rows"][0]["category"] == "agent_action"
