@@ -8,6 +8,7 @@ set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 binary=$(cd "$(dirname "${1:-$here/dist/sipdiag}")" && pwd)/$(basename "${1:-dist/sipdiag}")
 validator=${SIPDIAG_VALIDATOR_PYTHON:-$here/.venv/bin/python}
+case $validator in /*) ;; */*) validator=$PWD/$validator ;; esac  # still valid after the cd below
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$binary" "$work/sipdiag"
