@@ -98,10 +98,10 @@ def run_match(
 ) -> MatchResult:
     con = reportset.connect()
     logexport.check_tz(con, tz)
-    reportset.collect(report_paths)  # a missing path is a usage error before any work
+    found = reportset.collect(report_paths)  # a missing path is a usage error before any work
     # Reports parse in Python while DuckDB (which releases the GIL) scans the export.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        parsing = pool.submit(reportset.parse, report_paths)
+        parsing = pool.submit(reportset.parse_files, *found)
         export = logexport.load(con, log_path, columns, tz)
         reports = reportset.to_table(con, parsing.result())
 
