@@ -153,8 +153,9 @@ def _without_checks(raw: bytes) -> bytes:
     """Drop the `checks` array (most of a report, unused here) before parsing, when the file is
     laid out as sipdiag writes it: top-level keys indented by exactly two spaces, so these
     markers cannot occur elsewhere (JSON strings never hold a raw newline). Else: unchanged."""
-    start = raw.find(b'\n  "checks": [')
-    end = raw.find(b'\n  "findings": [', start)
+    # `findings` comes near the end: searching back from there skips reading the checks twice.
+    end = raw.rfind(b'\n  "findings": [')
+    start = raw.find(b'\n  "checks": [', 0, max(end, 0))
     return raw[:start] + raw[end:] if 0 <= start < end else raw
 
 
