@@ -181,7 +181,11 @@ _COLUMNS = {
 
 @dataclass
 class Parsed:
-    records: list[dict[str, Any]]
+    """The readable reports' fields as newline-delimited JSON (serialised while parsing, so
+    that work stays in `match`'s parsing thread), how many there are, and the rest."""
+
+    ndjson: bytes
+    count: int
     skipped: list[dict[str, str]]
 
 
@@ -193,8 +197,8 @@ def parse(paths: Sequence[Path]) -> Parsed:
 def parse_files(files: Sequence[str], skipped: list[dict[str, str]]) -> Parsed:
     """`parse` of what `collect` found."""
     skipped = list(skipped)
-    loads = _json_loads()
-    records = []
+    loads, dumps = _json_loads(), _json_line()
+    lines: list[bytes] = []
     # Millions of short-lived containers and no cycles: the cyclic GC would only add ~40 %.
     was_enabled = gc.isenabled()
     gc.disable()
@@ -204,33 +208,33 @@ def parse_files(files: Sequence[str], skipped: list[dict[str, str]]) -> Parsed:
             if isinstance(got, str):
                 skipped.append({"path": f, "reason": got})
             else:
-                records.append(got)
+                lines.append(dumps(got))
     finally:
         if was_enabled:
             gc.enable()
     skipped.sort(key=lambda s: s["path"])
-    return Parsed(records, skipped)
+    return Parsed(b"".join(lines), len(lines), skipped)
 
 
 def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
     """Table `reports`, loaded from newline-delimited JSON: one bulk read, no row inserts."""
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
         ndjson = Path(tmp) / "reports.ndjson"
-        ndjson.write_bytes(_ndjson(parsed.records))
+        ndjson.write_bytes(parsed.ndjson)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE reports AS SELECT * FROM read_json(?, "
             "format='newline_delimited', columns=?)",
             [str(ndjson), _COLUMNS],
         ).fetchall()
-    return ReportSet(con, len(parsed.records), parsed.skipped)
+    return ReportSet(con, parsed.count, parsed.skipped)
 
 
-def _ndjson(records: list[dict[str, Any]]) -> bytes:
+def _json_line() -> Callable[[dict[str, Any]], bytes]:
     try:
         import orjson
     except ImportError:  # pragma: no cover - orjson is a dependency; stdlib is the fallback
-        return "".join(json.dumps(r) + "\n" for r in records).encode()
-    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        return lambda record: (json.dumps(record) + "\n").encode()
+    return lambda record: orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def load(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> ReportSet:
