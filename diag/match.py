@@ -163,18 +163,22 @@ def run_match(
         ).fetchall()
     )
     lists: dict[str, list[Any]] = {k: [] for k in ("s", "r", "e", "c", "l", "f", "fc")}
+    as_json: dict[tuple[tuple[str, str, str], ...], str] = {}  # reports share their findings
     for status, run_id in pairs:
         entry = entries[status]
         found = findings_of.get(run_id, []) if run_id else []
         relevant = _relevant(entry, found)
         short = [{k: f[k] for k in ("cause", "severity", "title")} for f in relevant]
+        shown = tuple((f["cause"], f["severity"], f["title"]) for f in relevant)
+        if shown not in as_json:
+            as_json[shown] = json.dumps(short, ensure_ascii=False)
         for key, value in (
             ("s", status),
             ("r", run_id or ""),
             ("e", entry.status if entry else None),
             ("c", entry.category if entry else "unknown"),
             ("l", likely_cause(entry, run_id, relevant or found)),
-            ("f", json.dumps(short, ensure_ascii=False)),
+            ("f", as_json[shown]),
             ("fc", ";".join(f["cause"] for f in short)),
         ):
             lists[key].append(value)
