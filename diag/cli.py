@@ -340,11 +340,11 @@ def match(
     """Match a platform's log export to agents' reports: each failure explained."""
     from diag.logexport import parse_column_options
     from diag.match import parse_duration, run_match
-    from diag.render.logs import render_match
+    from diag.render.logs import write_match
 
     _choose("--format", format, ("text", "json", "csv", "md"))
     result = run_match(log, reports, parse_column_options(column or []), parse_duration(window), tz)
-    _env(ctx).stdout.write(render_match(result, format))
+    write_match(result, format, _env(ctx).stdout)
 
 
 @app.command()
