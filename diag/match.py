@@ -156,10 +156,10 @@ def run_match(
 
     # What a row says depends only on its status and its report: decide each pair once.
     pairs = con.execute("SELECT DISTINCT status, run_id FROM paired").fetchall()
-    runs = sorted({run for _, run in pairs if run is not None})
+    # A semi-join: list_contains with every matched run_id as a parameter is quadratic.
     findings_of = dict(
         con.execute(
-            "SELECT run_id, findings FROM reports WHERE list_contains(?, run_id)", [runs]
+            "SELECT run_id, findings FROM reports WHERE run_id IN (SELECT run_id FROM paired)"
         ).fetchall()
     )
     lists: dict[str, list[Any]] = {k: [] for k in ("s", "r", "e", "c", "l", "f", "fc")}
