@@ -54,6 +54,25 @@ class MatchResult:
     skipped_reports: list[dict[str, str]]
 
 
+def _failures_table(con: Any) -> dict[str, explain.StatusEntry | None]:
+    """Table `failures`: the readable rows whose status is a failure; returns each status's
+    catalogue entry (None: not in the catalogue)."""
+    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log_ok").fetchall()]
+    entries: dict[str, explain.StatusEntry | None] = {}
+    failing: list[str] = []
+    for status in statuses:
+        entry, is_failure = _classify(status)
+        entries[status] = entry
+        if is_failure:
+            failing.append(status)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE failures AS "
+        "SELECT * FROM log_ok WHERE list_contains(?, status)",
+        [failing],
+    ).fetchall()
+    return entries
+
+
 def _classify(status: str) -> tuple[explain.StatusEntry | None, bool]:
     entry = explain.lookup(status)
     if entry is not None:
@@ -100,26 +119,15 @@ def run_match(
     con = reportset.connect()
     logexport.check_tz(con, tz)
     found = reportset.collect(report_paths)  # a missing path is a usage error before any work
-    # Reports parse in Python while DuckDB (which releases the GIL) scans the export.
+    # Reports parse in Python while DuckDB (which releases the GIL) scans the export and picks
+    # out its failures, which need no report.
     with ThreadPoolExecutor(max_workers=1) as pool:
         parsing = pool.submit(reportset.parse_files, *found)
         export = logexport.load(con, log_path, columns, tz)
+        entries = _failures_table(con)
         reports = reportset.to_table(con, parsing.result())
 
-    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log_ok").fetchall()]
-    entries: dict[str, explain.StatusEntry | None] = {}
-    failing: list[str] = []
-    for status in statuses:
-        entry, is_failure = _classify(status)
-        entries[status] = entry
-        if is_failure:
-            failing.append(status)
     window_us = window_s * 1_000_000
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE failures AS "
-        "SELECT * FROM log_ok WHERE list_contains(?, status)",
-        [failing],
-    ).fetchall()
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE rkeys AS
         SELECT DISTINCT k AS key, t, run_id FROM (
