@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from clihelp import CliResult, cli
+from clihelp import CliResult, cli, cli_process
 from logdata import PASSWORD, WRONG, RealReports, make_real_reports, skewed_copy, started
 from peers.kamailio import Kamailio
 
@@ -183,6 +183,41 @@ def test_reports_times_are_corrected_by_their_clock_offset(
     assert abs(row["report_offset_s"] + 600) < 2  # 10 min before the row, not 1 h 50 min after
 
 
+@pytest.mark.parametrize("reports_for_range_join", [0, 100])
+def test_the_nearest_report_wins_before_or_after_when_an_agent_has_many(
+    reports: RealReports,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reports_for_range_join: int,
+) -> None:
+    """20 hourly reports of one agent: both pairing strategies (ASOF joins, and a range join)
+    pick the nearest one, whichever side of the row it is on."""
+    monkeypatch.setattr("diag.match.RANGE_JOIN_MAX_PER_KEY", reports_for_range_join)
+    directory = tmp_path / "hourly"
+    directory.mkdir()
+    for hour in range(20):
+        hourly = skewed_copy(reports.bad, hour * 3_600_000, f"0b1e5a1e-0000-4000-8000-{hour:012d}")
+        hourly["correlation"]["clock_offset_ms"] = 0  # a true hour later, not a fast clock
+        hourly["agent"]["id"] = "A-60"
+        (directory / f"hourly-{hour}.json").write_text(json.dumps(hourly))
+    t = started(reports.bad)
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [
+            f"{netcall_time(t + dt.timedelta(hours=5, minutes=10))};Sales;A-60;;"
+            "Failure (Rejected – SIP 403 Forbidden);0",
+            f"{netcall_time(t + dt.timedelta(hours=7, minutes=50))};Sales;A-60;;"
+            "Failure (Rejected – SIP 403 Forbidden);0",
+            f"{netcall_time(t + dt.timedelta(hours=19, minutes=40))};Sales;A-60;;"
+            "Failure (Rejected – SIP 403 Forbidden);0",
+        ],
+    )
+    result = match_json(log, str(directory), "--window", "30m")
+    assert [r["run_id"][-2:] if r["run_id"] else None for r in result["rows"]] == ["05", "08", None]
+    before, after = (r["report_offset_s"] for r in result["rows"][:2])
+    assert abs(before + 600) < 2 and abs(after - 600) < 2  # 10 min before; 10 min after
+
+
 def test_malformed_rows_are_counted_and_listed_with_line_numbers(
     reports: RealReports, tmp_path: Path
 ) -> None:
@@ -252,6 +287,9 @@ def test_csv_and_markdown_outputs_have_one_row_per_failure(
     assert rows[1][MATCH_COLUMNS.index("findings")] == "sip.credentials_rejected"
     md = match(log, str(reports.directory), "--format", "md").out
     assert md.startswith("# sipdiag match\n") and md.count("\n| 2 |") + md.count("\n| 3 |") == 2
+    # A real stdout takes the CSV rows as bytes straight from DuckDB's file: the same text.
+    piped = cli_process("match", "--log", str(log), str(reports.directory), "--format", "csv")
+    assert (piped.code, piped.err, piped.out) == (0, "", r.out)
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diag.render.html import render_html
-from diag.render.markdown import render_markdown
-from diag.render.text import Marks, progress_line, render_checks_table, render_text
-from diag.report import to_json
+# Submodules load on first use: `sipdiag match` and `fleet` import only diag.render.logs, and
+# importing the package should not cost them the report renderers (~0.1 s).
+if TYPE_CHECKING:
+    from diag.render.text import Marks, progress_line, render_checks_table
+
+_FROM_TEXT = ("Marks", "progress_line", "render_checks_table")
 
 EXTENSIONS = {
     ".json": "json",
@@ -24,11 +26,19 @@ def render(
     report: Mapping[str, Any], fmt: str, marks: Marks | None = None, color: bool = False
 ) -> str:
     if fmt == "json":
+        from diag.report import to_json
+
         return to_json(report)
     if fmt == "md":
+        from diag.render.markdown import render_markdown
+
         return render_markdown(report)
     if fmt == "html":
+        from diag.render.html import render_html
+
         return render_html(report)
+    from diag.render.text import Marks, render_text
+
     return render_text(report, marks or Marks.for_encoding("utf-8"), color)
 
 
@@ -37,6 +47,14 @@ def format_for_path(path: str, default: str) -> str:
         if path.lower().endswith(ext):
             return fmt
     return default
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_TEXT:
+        from diag.render import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Marks", "format_for_path", "progress_line", "render", "render_checks_table"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
+import shutil
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from diag.explain import StatusEntry
@@ -104,14 +107,39 @@ def _joined(result: MatchResult, row_sql: str, sep: str) -> str:
     return text or ""
 
 
-def _copied(result: MatchResult, select: str, options: str) -> str:
-    """DuckDB's own writer (parallel, does the quoting) into a temporary file, read back."""
+@contextlib.contextmanager
+def _copy_file(result: MatchResult, select: str, options: str) -> Iterator[Path]:
+    """DuckDB's own writer (parallel, does the quoting) into a temporary file."""
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
         out = Path(tmp) / "rows"
         result.con.execute(
             f"COPY (SELECT {select} FROM match_rows ORDER BY line) TO '{out}' ({options})"
         ).fetchall()
-        return out.read_text("utf-8")
+        yield out
+
+
+def _copied(result: MatchResult, select: str, options: str) -> str:
+    with _copy_file(result, select, options) as path:
+        return path.read_text("utf-8")
+
+
+_CSV_SELECT = ", ".join(f"{_CELL[c]} AS {c}" for c in MATCH_COLUMNS)
+_CSV_OPTIONS = "FORMAT csv, HEADER false"
+
+
+def write_match(result: MatchResult, fmt: str, out: TextIO) -> None:
+    """`render_match` into `out`. CSV rows (10^5 and more) go from DuckDB's file to a UTF-8
+    binary stream as they are, skipping a decode and an encode of the whole output (~0.2 s)."""
+    binary = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None) or ""
+    if fmt != "csv" or binary is None or not encoding or codecs.lookup(encoding).name != "utf-8":
+        out.write(render_match(result, fmt))
+        return
+    out.write(",".join(MATCH_COLUMNS) + "\n")
+    with _copy_file(result, _CSV_SELECT, _CSV_OPTIONS) as path, path.open("rb") as rows:
+        out.flush()
+        shutil.copyfileobj(rows, binary, 1 << 20)
+        binary.flush()
 
 
 def render_match(result: MatchResult, fmt: str) -> str:
@@ -126,8 +154,7 @@ def render_match(result: MatchResult, fmt: str) -> str:
         rows = rows.replace("\n", ",\n    ")
         return text + ',\n  "rows": [' + (f"\n    {rows}\n  " if rows else "") + "]\n}\n"
     if fmt == "csv":
-        select = ", ".join(f"{_CELL[c]} AS {c}" for c in MATCH_COLUMNS)
-        body = _copied(result, select, "FORMAT csv, HEADER false")
+        body = _copied(result, _CSV_SELECT, _CSV_OPTIONS)
         return ",".join(MATCH_COLUMNS) + "\n" + body
     if fmt == "md":
         return _match_md(result)
