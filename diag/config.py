@@ -82,7 +82,7 @@ class Settings:
     quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
     ws_url: str | None = None  # ws[s]://host[:port]/path of a WebRTC softphone's SIP server
     softphone_url: str | None = None  # the WebRTC softphone's web origin (browser mic permission)
-    # Audio and softphone host checks (issue 5).
+    # Audio and softphone host checks.
     input_device: str | None = None  # substring of the headset/mic the softphone uses
     output_device: str | None = None
     capture_seconds: float = DEFAULT_CAPTURE_SECONDS

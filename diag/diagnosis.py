@@ -318,7 +318,7 @@ RULES = RULES + tuple(
          "handshake failed", _ws_blocked),
     Rule("audio.permission_denied", "audio.browser-mic", _FAIL, Severity.CRITICAL,
          "a browser profile blocks the microphone for the softphone's site"),
-    # Audio devices and the softphone (issue 5).
+    # Audio devices and the softphone.
     Rule("audio.backend_unavailable", "audio.backend", _FAIL, Severity.CRITICAL,
          "PortAudio cannot be loaded, offers no host API, or hangs loading"),
     Rule("audio.no_input_device", "audio.devices", _FAIL, Severity.CRITICAL,
