@@ -97,7 +97,7 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
     previous = _ignore_sigint()
     try:
         env.abandoned.extend(outcome.abandoned)
-        report, problem = _finish(env, settings, run_id, outcome, marks)
+        report, problem = _finish(env, settings, run_id, outcome, marks, ctx.sip_log)
     finally:
         _restore_sigint(previous)
     if problem is not None:
@@ -106,7 +106,12 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
 
 
 def _finish(
-    env: Environment, settings: Settings, run_id: str, outcome: RunOutcome, marks: Marks
+    env: Environment,
+    settings: Settings,
+    run_id: str,
+    outcome: RunOutcome,
+    marks: Marks,
+    sip_log: Path | None,
 ) -> tuple[dict[str, Any], SipdiagError | None]:
     """Build the report and write it everywhere it goes; one failed output never stops the
     others. Returns the first output problem to report after everything was attempted."""
@@ -129,7 +134,7 @@ def _finish(
     saved = saved_report_path(run_id, outcome.started_at)
     try:
         write_atomic(saved, to_json(report))
-        _keep_sip_log(run_id, saved)
+        _keep_sip_log(sip_log, saved)
         if not settings.quiet:
             _write(env.stderr, f"sipdiag: report saved to {saved}\n")
     except OSError as exc:
@@ -180,8 +185,9 @@ def _pending_sip_log(run_id: str) -> Path | None:
     return directory / f".sipdiag-{run_id}.sip.log.part"
 
 
-def _keep_sip_log(run_id: str, saved: Path) -> None:
-    pending = saved.parent / f".sipdiag-{run_id}.sip.log.part"
+def _keep_sip_log(pending: Path | None, saved: Path) -> None:
+    if pending is None:
+        return
     try:
         os.replace(pending, sip_log_path(saved))
     except FileNotFoundError:
