@@ -61,6 +61,7 @@ NAIVE_FORMATS = (
 )
 
 _JSONL_DELIM = "\x1f"  # never raw inside valid JSON (control characters must be escaped)
+SAMPLE_ROWS = 1000  # rows that name the columns' dialect and show the time format
 
 
 @dataclass
@@ -70,6 +71,23 @@ class LogExport:
     rows_read: int
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
     rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
+    # Table `log`'s columns as SQL over the table `source`: a query that keeps a few rows is
+    # faster over these than over view `log` (DuckDB then computes every column of every row).
+    source: str = "log"
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def readable(self) -> str:
+        """SQL over `source`: the row has what match needs."""
+        return _readable(self.fields)
+
+
+def _readable(f: Mapping[str, str]) -> str:
+    """SQL: a readable row, with a time, an agent or a number, and a status."""
+    return (
+        f"{f['valid']} AND {f['ts_us']} IS NOT NULL "
+        f"AND ({f['agent']} IS NOT NULL OR {f['number']} IS NOT NULL) "
+        f"AND {f['status']} IS NOT NULL"
+    )
 
 
 def _norm(name: str) -> str:
@@ -172,17 +190,37 @@ def time_expression(column: str, tz: str, first: int | None = None) -> str:
     return "coalesce(" + ", ".join(ways) + ")"
 
 
-def _fitting_strategy(con: duckdb.DuckDBPyConnection, column: str, tz: str) -> int | None:
+def _fitting_strategy(
+    con: duckdb.DuckDBPyConnection, table: str, column: str, tz: str
+) -> int | None:
     """Exports use one time format throughout: find it on a sample, so each row tries it first."""
     ways = _strategies(f"trim({column})", tz)
     counts = con.execute(
         "SELECT count(*), "
         + ", ".join(f"count({w})" for w in ways)
-        + f" FROM (SELECT * FROM log_raw WHERE {column} IS NOT NULL LIMIT 1000)"
+        + f" FROM (SELECT * FROM {table} WHERE {column} IS NOT NULL LIMIT {SAMPLE_ROWS})"
     ).fetchall()[0]
     total, fits = counts[0], counts[1:]
     best = max(range(len(fits)), key=lambda i: fits[i])
     return best if total and fits[best] else None
+
+
+def _sniff_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, compression: str
+) -> tuple[list[str], list[str], int]:
+    """([delim, quote, escape, new_line, comment], column names, lines before the header),
+    from DuckDB's sniffer on a sample, as the reader would detect them."""
+    row = con.execute(
+        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, "
+        "[c.name FOR c IN Columns] FROM sniff_csv(?, sample_size=?, header=true, "
+        "all_varchar=true, ignore_errors=true, compression=?)",
+        [str(path), SAMPLE_ROWS, compression],
+    ).fetchone()
+    assert row is not None
+    delim, quote, escape, new_line, comment = ("" if v == "(empty)" else v for v in row[:5])
+    # No quote in the sample does not mean none later: RFC 4180 quoting costs nothing when absent.
+    quote = quote or '"'
+    return [delim, quote, escape or quote, new_line, comment], list(row[6]), int(row[5])
 
 
 def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
@@ -208,17 +246,15 @@ def load(
     compression = "gzip" if gzipped else "none"
     try:
         if kind == "csv":
+            dialect, available, skip = _sniff_csv(con, path, compression)
+            # The read is told the dialect: DuckDB does not sniff the file a second time.
             reader = (
-                "read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
-                f"compression='{compression}'"
+                "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, "
+                "new_line=?, comment=?, skip=?, ignore_errors=true, compression=?, columns=?"
             )
-            # One sample both names the columns and shows the time format.
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM {reader}) LIMIT 1000",
-                [str(path)],
-            ).fetchall()
-            available = [r[0] for r in con.execute("DESCRIBE log_raw").fetchall()]
-            first_line = 2  # after the header
+            params = [str(path), *dialect, skip, compression]
+            as_text = dict.fromkeys(available, "VARCHAR")
+            first_line = 2 + skip  # after the header
         else:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
@@ -253,36 +289,40 @@ def load(
         # Sniff the time format on a sample, then let the CSV reader parse that column itself
         # (much cheaper than string functions per row); a row it cannot parse is rejected with
         # its line number, like any other malformed row.
-        first = _fitting_strategy(con, col("time"), tz)
-        read_as, ts = _typed_time(first, col("time"), tz)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE log_sample AS SELECT {col('time')} FROM {reader}) "
+            f"LIMIT {SAMPLE_ROWS}",
+            [*params, as_text],
+        ).fetchall()
+        first = _fitting_strategy(con, "log_sample", col("time"), tz)
+        time_type, time_format, ts = _typed_time(first, col("time"), tz)
         used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
-            f"FROM {reader}, store_rejects=true{read_as})",
-            [str(path)],
+            f"FROM {reader}, store_rejects=true{time_format})",
+            [*params, {**as_text, columns["time"]: time_type}],
         ).fetchall()
-        time_text = "NULL" if read_as else col("time")
+        time_text = "NULL" if time_type != "VARCHAR" else col("time")
     else:
-        ts = time_expression(col("time"), tz, _fitting_strategy(con, col("time"), tz))
+        ts = time_expression(col("time"), tz, _fitting_strategy(con, "log_raw", col("time"), tz))
         time_text = col("time")
-    valid = "json_valid(j)" if kind == "jsonl" else "true"
     # Agents and numbers are normalised when keyed and statuses when explained, so only the
-    # Call-ID (joined as is) is trimmed here. CSV: a view, as its columns are already typed.
+    # Call-ID (joined as is) is trimmed here.
+    fields = {
+        "n": "rowid",
+        "valid": "json_valid(j)" if kind == "jsonl" else "true",
+        "ts_us": ts,
+        "time_text": time_text,
+        "agent": f"nullif({col('agent')}, '')",
+        "status": f"nullif({col('status')}, '')",
+        "call_id": f"nullif(trim({col('call_id')}), '')",
+        "number": f"nullif({col('number')}, '')",
+    }
+    # CSV: a view, as its columns are already typed; JSON Lines: parsed once, into a table.
     create = "VIEW" if kind == "csv" else "TABLE"
-    con.execute(
-        f"""CREATE OR REPLACE TEMP {create} log AS
-        SELECT rowid AS n, {valid} AS valid, {ts} AS ts_us, {time_text} AS time_text,
-               nullif({col("agent")}, '') AS agent,
-               nullif({col("status")}, '') AS status,
-               nullif(trim({col("call_id")}), '') AS call_id,
-               nullif({col("number")}, '') AS number
-        FROM log_raw"""
-    ).fetchall()
-    ok = (
-        "valid AND ts_us IS NOT NULL AND (agent IS NOT NULL OR number IS NOT NULL) "
-        "AND status IS NOT NULL"
-    )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW log_ok AS SELECT * FROM log WHERE {ok}").fetchall()
+    select = ", ".join(f"{sql} AS {name}" for name, sql in fields.items())
+    con.execute(f"CREATE OR REPLACE TEMP {create} log AS SELECT {select} FROM log_raw").fetchall()
+    as_columns = {name: name for name in fields}
     rejected = con.execute(
         "SELECT line, list(DISTINCT error_type ORDER BY error_type), any_value(csv_line) "
         "FROM reject_errors GROUP BY line ORDER BY line"
@@ -297,7 +337,7 @@ def load(
                           WHEN ts_us IS NULL THEN 'unreadable time'
                           WHEN agent IS NULL AND number IS NULL THEN 'no agent'
                           ELSE 'no status' END, time_text
-           FROM log WHERE NOT ({ok}) ORDER BY n"""
+           FROM log WHERE NOT ({_readable(as_columns)}) ORDER BY n"""
     ).fetchall()
     for n, why, text in bad:
         malformed.append(
@@ -305,7 +345,12 @@ def load(
         )
     malformed.sort(key=lambda m: m["line"])
     total = con.execute("SELECT count(*) FROM log_raw").fetchall()[0][0] + len(rejected_lines)
-    return LogExport(kind, columns, int(total), malformed, rejected_lines)
+    export = LogExport(kind, columns, int(total), malformed, rejected_lines)
+    if kind == "csv":
+        export.source, export.fields = "log_raw", fields
+    else:
+        export.fields = as_columns
+    return export
 
 
 def _reject_reason(kinds: list[str]) -> str:
@@ -314,22 +359,22 @@ def _reject_reason(kinds: list[str]) -> str:
     return structural[0].lower() if structural else "unreadable time"
 
 
-def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str]:
-    """(read_csv options typing the time column, SQL of its epoch µs) for a sniffed strategy;
-    ("", the general expression) when no single format fits the sample."""
-    name = _sql_str(column.strip('"').replace('""', '"'))
+def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str, str]:
+    """(the CSV reader's type for the time column, its extra options, SQL of its epoch µs) for
+    a sniffed strategy; VARCHAR and the general expression when no single format fits."""
     if strategy is None:
-        return "", time_expression(column, tz)
+        return "VARCHAR", "", time_expression(column, tz)
     if strategy == 0:
         return (
-            f", types={{{name}: 'DOUBLE'}}",
+            "DOUBLE",
+            "",
             f"CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
             f"ELSE {column} * 1000000 END AS BIGINT)",
         )
     if strategy == 1:
-        return f", types={{{name}: 'TIMESTAMPTZ'}}", f"epoch_us({column})"
+        return "TIMESTAMPTZ", "", f"epoch_us({column})"
     fmt = "" if strategy == 2 else f", timestampformat={_sql_str(NAIVE_FORMATS[strategy - 3])}"
-    return f", types={{{name}: 'TIMESTAMP'}}{fmt}", _naive(column, tz)
+    return "TIMESTAMP", fmt, _naive(column, tz)
 
 
 def _json_key(name: str) -> str:

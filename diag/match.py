@@ -8,7 +8,6 @@ a range condition while agents have few reports each, else ASOF joins in both di
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,6 @@ from typing import Any
 from diag import explain, logexport, reportset
 from diag.errors import UsageError
 
-_SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 _FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -54,59 +52,68 @@ class MatchResult:
     skipped_reports: list[dict[str, str]]
 
 
-def _failures_table(con: Any) -> dict[str, explain.StatusEntry | None]:
-    """Table `failures`: the readable rows whose status is a failure; returns each status's
-    catalogue entry (None: not in the catalogue)."""
-    statuses = [s for (s,) in con.execute("SELECT DISTINCT status FROM log_ok").fetchall()]
-    entries: dict[str, explain.StatusEntry | None] = {}
-    failing: list[str] = []
-    for status in statuses:
-        entry, is_failure = _classify(status)
-        entries[status] = entry
-        if is_failure:
-            failing.append(status)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE failures AS "
-        "SELECT * FROM log_ok WHERE list_contains(?, status)",
-        [failing],
-    ).fetchall()
-    return entries
-
-
-def _classify(status: str) -> tuple[explain.StatusEntry | None, bool]:
-    entry = explain.lookup(status)
-    if entry is not None:
-        return entry, True
-    return None, bool(_FAILURE_WORDS.search(status.lower()))
-
-
-def _relevant(entry: explain.StatusEntry | None, findings: Sequence[Mapping[str, Any]]) -> list:
-    ordered = sorted(findings, key=lambda f: _SEVERITY_RANK.get(f["severity"], 3))
-    if entry is not None and entry.cause_ids:
-        return [f for f in ordered if f["cause"] in entry.cause_ids]
-    return [f for f in ordered if f["severity"] in ("critical", "warning")]
-
-
-def likely_cause(
-    entry: explain.StatusEntry | None,
-    run_id: str | None,
-    findings: Sequence[Mapping[str, Any]],
-) -> str:
-    """One line for support: what most probably happened on this row."""
-    if entry is None:
-        return "status not in the catalogue (see `sipdiag explain`)" + (
-            f"; report {run_id[:8]} shows {findings[0]['cause']}" if run_id and findings else ""
+def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) -> None:
+    """Table `statuses`: each distinct failure status with its catalogue entry's fields (NULL
+    entry: not in the catalogue); table `failures`: the readable rows with such a status."""
+    rows: list[tuple[Any, ...]] = []
+    for (status,) in con.execute(
+        "SELECT DISTINCT status FROM log WHERE status IS NOT NULL"
+    ).fetchall():
+        entry = explain.lookup(status)
+        if entry is None and not _FAILURE_WORDS.search(status.lower()):
+            continue  # not a failure
+        rows.append(
+            (status, None, "unknown", [], None, None)
+            if entry is None
+            else (
+                status,
+                entry.status,
+                entry.category,
+                list(entry.cause_ids),
+                "agent action: " + entry.meaning.split(":")[0].rstrip("."),
+                entry.next_step,
+            )
         )
-    if entry.category == "agent_action":
-        return "agent action: " + entry.meaning.split(":")[0].rstrip(".")
-    if run_id is None:
-        return "no report from this agent within the window: " + entry.next_step
-    relevant = _relevant(entry, findings)
-    if relevant:
-        top = relevant[0]
-        more = f" (+{len(relevant) - 1} more)" if len(relevant) > 1 else ""
-        return f"{top['cause']} ({top['title']}) in report {run_id[:8]}{more}"
-    return f"report {run_id[:8]} found nothing that explains it: {entry.next_step}"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE statuses AS SELECT unnest(?::VARCHAR[]) AS status, "
+        "unnest(?::VARCHAR[]) AS explained_as, unnest(?::VARCHAR[]) AS category, "
+        "unnest(?::VARCHAR[][]) AS cause_ids, unnest(?::VARCHAR[]) AS agent_says, "
+        "unnest(?::VARCHAR[]) AS next_step",
+        [[r[i] for r in rows] for i in range(6)],
+    ).fetchall()
+    f = export.fields
+    columns = ", ".join(
+        f"{f[name]} AS {name}" if name != "call_id" or has_call_id else "NULL::VARCHAR AS call_id"
+        for name in ("n", "ts_us", "agent", "status", "call_id", "number")
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE failures AS SELECT {columns} FROM {export.source}
+        WHERE {f["status"]} IN (SELECT status FROM statuses) AND {export.readable()}"""
+    ).fetchall()
+
+
+# Which of a report's findings bear on a row, and what the row most probably means, decided in
+# SQL for each (status, report) pair: a status whose catalogue entry names cause IDs takes those
+# findings, any other status the critical and warning ones; most severe first, then report order.
+_RANK = "CASE f.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 WHEN 'info' THEN 2 ELSE 3 END"
+_RELEVANT = f"""list_transform(
+    list_sort(list_filter(
+        list_transform(r.findings, lambda f, i: {{'rank': {_RANK}, 'pos': i,
+            'cause': f.cause, 'severity': f.severity, 'title': f.title}}),
+        lambda f: CASE WHEN len(s.cause_ids) > 0 THEN list_contains(s.cause_ids, f.cause)
+                       ELSE f.severity IN ('critical', 'warning') END)),
+    lambda f: {{'cause': f.cause, 'severity': f.severity, 'title': f.title}})"""
+_LIKELY_CAUSE = """CASE
+    WHEN s.explained_as IS NULL THEN 'status not in the catalogue (see `sipdiag explain`)'
+        || coalesce('; report ' || left(p.run_id, 8) || ' shows '
+                    || coalesce(e.relevant[1].cause, e.first_cause), '')
+    WHEN s.category = 'agent_action' THEN s.agent_says
+    WHEN p.run_id IS NULL THEN 'no report from this agent within the window: ' || s.next_step
+    WHEN len(e.relevant) > 0 THEN e.relevant[1].cause || ' (' || e.relevant[1].title
+        || ') in report ' || left(p.run_id, 8)
+        || CASE WHEN len(e.relevant) > 1 THEN ' (+' || (len(e.relevant) - 1) || ' more)' ELSE '' END
+    ELSE 'report ' || left(p.run_id, 8) || ' found nothing that explains it: ' || s.next_step
+  END"""
 
 
 def run_match(
@@ -124,7 +131,8 @@ def run_match(
     with ThreadPoolExecutor(max_workers=1) as pool:
         parsing = pool.submit(reportset.parse_files, *found)
         export = logexport.load(con, log_path, columns, tz)
-        entries = _failures_table(con)
+        has = {f: f in export.columns for f in ("call_id", "number")}
+        _failures_table(con, export, has["call_id"])
         reports = reportset.to_table(con, parsing.result())
 
     window_us = window_s * 1_000_000
@@ -137,23 +145,36 @@ def run_match(
             UNION ALL SELECT unnest(numbers), true_us, run_id FROM reports))
         WHERE k IS NOT NULL AND k <> ''"""
     ).fetchall()
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE paired AS
-        WITH names AS (  -- normalise each distinct agent/number once, not once per row
-          SELECT v, unnest({_keys_sql("v")}) AS k FROM (
-            SELECT DISTINCT agent AS v FROM failures UNION SELECT DISTINCT number FROM failures)
-          WHERE v IS NOT NULL),
-        fkeys AS (
-          SELECT DISTINCT n, ts_us, k AS key FROM (
-            SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.agent = m.v
-            UNION ALL SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v)
-          WHERE k IS NOT NULL AND k <> ''),
-        {_by_time_sql(con, window_us)},
-        cids AS (SELECT run_id, true_us, unnest(call_ids) AS call_id FROM reports),
+    # A row is keyed by its agent and, when the export has one, its number: each distinct value
+    # is normalised once, not once per row.
+    values = "SELECT DISTINCT agent AS v FROM failures" + (
+        " UNION SELECT DISTINCT number FROM failures" if has["number"] else ""
+    )
+    by_number = (
+        "UNION SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v"
+        if has["number"]
+        else ""
+    )
+    by_call = (
+        """cids AS (SELECT run_id, true_us, unnest(call_ids) AS call_id FROM reports),
         by_call AS (
           SELECT f.n, arg_min(c.run_id, abs(c.true_us - f.ts_us)) AS run_id,
                  arg_min(c.true_us - f.ts_us, abs(c.true_us - f.ts_us)) AS d
-          FROM failures f JOIN cids c ON f.call_id = c.call_id GROUP BY f.n)
+          FROM failures f JOIN cids c ON f.call_id = c.call_id GROUP BY f.n)"""
+        if has["call_id"]
+        else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d)"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE paired AS
+        WITH names AS (
+          SELECT v, k FROM (
+            SELECT v, unnest({_keys_sql("v")}) AS k FROM ({values}) WHERE v IS NOT NULL)
+          WHERE k IS NOT NULL AND k <> ''),
+        fkeys AS (
+          SELECT f.n, f.ts_us, m.k AS key FROM failures f JOIN names m ON f.agent = m.v
+          {by_number}),
+        {_by_time_sql(con, window_us)},
+        {by_call}
         SELECT f.n, f.ts_us, f.agent, f.status, f.call_id, f.number,
                coalesce(c.run_id, t.run_id) AS run_id,
                CASE WHEN c.run_id IS NOT NULL THEN 'call_id'
@@ -161,40 +182,12 @@ def run_match(
                coalesce(c.d, t.d) AS d
         FROM failures f LEFT JOIN by_call c USING (n) LEFT JOIN by_time t USING (n)"""
     ).fetchall()
-
     # What a row says depends only on its status and its report: decide each pair once.
-    pairs = con.execute("SELECT DISTINCT status, run_id FROM paired").fetchall()
-    # A semi-join: list_contains with every matched run_id as a parameter is quadratic.
-    findings_of = dict(
-        con.execute(
-            "SELECT run_id, findings FROM reports WHERE run_id IN (SELECT run_id FROM paired)"
-        ).fetchall()
-    )
-    lists: dict[str, list[Any]] = {k: [] for k in ("s", "r", "e", "c", "l", "f", "fc")}
-    as_json: dict[tuple[tuple[str, str, str], ...], str] = {}  # reports share their findings
-    for status, run_id in pairs:
-        entry = entries[status]
-        found = findings_of.get(run_id, []) if run_id else []
-        relevant = _relevant(entry, found)
-        short = [{k: f[k] for k in ("cause", "severity", "title")} for f in relevant]
-        shown = tuple((f["cause"], f["severity"], f["title"]) for f in relevant)
-        if shown not in as_json:
-            as_json[shown] = json.dumps(short, ensure_ascii=False)
-        for key, value in (
-            ("s", status),
-            ("r", run_id or ""),
-            ("e", entry.status if entry else None),
-            ("c", entry.category if entry else "unknown"),
-            ("l", likely_cause(entry, run_id, relevant or found)),
-            ("f", as_json[shown]),
-            ("fc", ";".join(f["cause"] for f in short)),
-        ):
-            lists[key].append(value)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE said AS SELECT unnest(?) AS status, unnest(?) AS run_key, "
-        "unnest(?) AS explained_as, unnest(?) AS category, unnest(?) AS likely_cause, "
-        "unnest(?) AS findings_json, unnest(?) AS finding_causes",
-        [lists[k] for k in ("s", "r", "e", "c", "l", "f", "fc")],
+        f"""CREATE OR REPLACE TEMP TABLE explained AS
+        SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause
+        FROM (SELECT DISTINCT status, run_id FROM paired WHERE run_id IS NOT NULL) p
+        JOIN reports r USING (run_id) JOIN statuses s USING (status)"""
     ).fetchall()
     has_rejects = _line_table(con, export)
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
@@ -205,27 +198,29 @@ def run_match(
                strftime(make_timestamp(p.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
                p.agent, p.status, s.explained_as, s.category, p.call_id, p.number, p.run_id,
                p.matched_by, round(p.d / 1e6, 3) AS report_offset_s,
-               s.findings_json, s.finding_causes, s.likely_cause
-        FROM paired p
-        JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '')
+               coalesce(e.relevant, []) AS findings,
+               coalesce(array_to_string(list_transform(e.relevant, lambda f: f.cause), ';'), '')
+                 AS finding_causes,
+               {_LIKELY_CAUSE} AS likely_cause
+        FROM paired p JOIN statuses s USING (status)
+        LEFT JOIN explained e ON e.status = p.status AND e.run_id = p.run_id
         {"ASOF LEFT JOIN rejected_before j ON p.n >= j.k" if has_rejects else ""}"""
     ).fetchall()
     counts = con.execute(
         "SELECT s.category, count(*), count(p.run_id), count(*) FILTER (p.matched_by = 'call_id') "
-        "FROM paired p JOIN said s ON s.status = p.status AND s.run_key = coalesce(p.run_id, '') "
-        "GROUP BY s.category ORDER BY s.category"
+        "FROM paired p JOIN statuses s USING (status) GROUP BY s.category ORDER BY s.category"
     ).fetchall()
     categories = {c: n for c, n, _, _ in counts}
     failures = sum(categories.values())
     matched = sum(m for _, _, m, _ in counts)
-    by_call = sum(b for _, _, _, b in counts)
+    by_call_id = sum(b for _, _, _, b in counts)
     summary = {
         "rows_read": export.rows_read,
         "rows_skipped": len(export.malformed),
         "failures": failures,
         "by_category": categories,
         "matched": matched,
-        "matched_by_call_id": by_call,
+        "matched_by_call_id": by_call_id,
         "unmatched": failures - matched,
         "reports_read": reports.count,
         "reports_skipped": len(reports.skipped),

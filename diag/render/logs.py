@@ -87,13 +87,10 @@ def _sql_md(col: str) -> str:
 
 
 _CELL = {c: "finding_causes" if c == "findings" else c for c in MATCH_COLUMNS}
-_JSON_COLUMNS = ", ".join(
-    "json(findings_json) AS findings" if c == "findings" else c
-    for c in (
-        "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
-        "run_id", "matched_by", "report_offset_s", "findings", "likely_cause",
-    )
-)  # fmt: skip
+_JSON_COLUMNS = ", ".join((
+    "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
+    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause",
+))  # fmt: skip
 _TEXT_ROW = (
     "time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category || ']  '"
     " || coalesce(left(run_id, 8), 'no report') || '  -> ' || likely_cause"
