@@ -344,3 +344,59 @@ def test_gzip_is_recognised_by_content_and_bad_json_lines_are_listed(
     assert result["malformed"] == [{"line": 2, "reason": "not valid JSON", "text": None}]
     assert [r["line"] for r in result["rows"]] == [1, 3]
     assert result["rows"][0]["category"] == "agent_action"
+
+
+def test_each_row_names_the_findings_its_status_points_at(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    """Per status: the catalogue's cause IDs pick the findings (most severe first, then report
+    order); a status outside the catalogue takes critical and warning findings; no relevant
+    finding says so with the next step."""
+    directory = tmp_path / "one"
+    directory.mkdir()
+    report = skewed_copy(reports.bad, 0, "0b1e5a1e-0000-4000-8000-00000000f1d5")
+    report["agent"]["id"] = "A-70"
+
+    def finding(cause: str, severity: str) -> dict[str, Any]:
+        return {"cause": cause, "family": "x", "severity": severity, "title": f"T {cause}"}
+
+    report["findings"] = [
+        finding("host.vpn_active", "info"),
+        finding("audio.no_input_device", "warning"),
+        finding("network.udp_blocked", "critical"),
+        finding("host.clock_skew", "warning"),
+    ]
+    (directory / "r.json").write_text(json.dumps(report))
+    t = netcall_time(started(report))
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [
+            f"{t};Sales;A-70;;Failure (Rejected – SIP 403 Forbidden);0",  # line 2
+            f"{t};Sales;A-70;;Failure (Rejected – SIP 404 Not Found);0",  # line 3
+            f"{t};Sales;A-70;;Failure (Mystery outcome);0",  # line 4
+            f"{t};Sales;A-70;;Failure (Rejected – SIP 603 Decline);0",  # line 5
+        ],
+    )
+    result = match_json(log, str(directory))
+    rows = {r["line"]: r for r in result["rows"]}
+    assert [f["cause"] for f in rows[2]["findings"]] == [
+        "network.udp_blocked", "audio.no_input_device", "host.vpn_active"
+    ]  # fmt: skip
+    assert rows[2]["likely_cause"] == (
+        "network.udp_blocked (T network.udp_blocked) in report 0b1e5a1e (+2 more)"
+    )
+    assert rows[3]["findings"] == []
+    assert rows[3]["likely_cause"].startswith("report 0b1e5a1e found nothing that explains it: ")
+    assert rows[4]["category"] == "unknown" and rows[4]["explained_as"] is None
+    assert [f["cause"] for f in rows[4]["findings"]] == [
+        "network.udp_blocked", "audio.no_input_device", "host.clock_skew"
+    ]  # fmt: skip
+    assert rows[4]["likely_cause"] == (
+        "status not in the catalogue (see `sipdiag explain`); report 0b1e5a1e shows "
+        "network.udp_blocked"
+    )
+    assert rows[5]["likely_cause"] == "agent action: The agent pressed Decline on the softphone"
+    csv_rows = list(csv.reader(io.StringIO(match(log, str(directory), "--format", "csv").out)))
+    assert csv_rows[1][MATCH_COLUMNS.index("findings")] == (
+        "network.udp_blocked;audio.no_input_device;host.vpn_active"
+    )
