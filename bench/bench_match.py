@@ -1,6 +1,12 @@
 """Time `sipdiag match` on 1,000,000 log rows against 10,000 reports, and a bare DuckDB scan.
 
-Targets (issue 8): end to end <= 2 s, and <= 3x the bare scan of the same file.
+Targets: end to end <= 2 s, and <= 3x a bare DuckDB scan of the same file. The bare scan is
+measured two ways: inside an already running Python with DuckDB imported, and end to end like
+sipdiag (a fresh `python -c "import duckdb; ..."` process).
+
+sipdiag's output goes to a file, as `sipdiag match ... --format csv > rows.csv` would; its
+modules are byte-compiled first, as an installed wheel's are (this machine sets
+PYTHONDONTWRITEBYTECODE, which would otherwise compile them on every run).
 
     python bench/bench_match.py [--rows 1000000] [--reports 10000] [--format csv] [--dir DIR]
 """
@@ -104,13 +110,21 @@ def make_log(path: Path, rows: int, agents: int, start: float, failure_share: fl
     )
 
 
+BARE_SCAN = "CREATE TABLE t AS SELECT * FROM read_csv(?, header=true, all_varchar=true)"
+
+
 def bare_scan(path: Path) -> float:
     import duckdb
 
     t0 = time.perf_counter()
-    duckdb.connect().execute(
-        "CREATE TABLE t AS SELECT * FROM read_csv(?, header=true, all_varchar=true)", [str(path)]
-    ).fetchall()
+    duckdb.connect().execute(BARE_SCAN, [str(path)]).fetchall()
+    return time.perf_counter() - t0
+
+
+def bare_scan_process(path: Path) -> float:
+    code = f"import duckdb, sys; duckdb.connect().execute({BARE_SCAN!r}, [sys.argv[1]]).fetchall()"
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     return time.perf_counter() - t0
 
 
@@ -133,18 +147,28 @@ def main() -> None:
         make_reports(reports, args.reports, start)
     argv = [sys.executable, "-m", "diag", "match", "--log", str(log), str(reports)]
     argv += ["--format", args.format]
-    runs, scans, cpu = [], [], []
+    compiled = dict(os.environ)
+    compiled.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "diag", "checks"], cwd=REPO, env=compiled,
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    out_path = base / "match-output"
+    runs, scans, process_scans, cpu = [], [], [], []
     for _ in range(args.repeat):
-        t0, c0 = time.perf_counter(), os.times()
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, check=False)
-        runs.append(time.perf_counter() - t0)
-        c1 = os.times()
+        with out_path.open("wb") as out:
+            t0, c0 = time.perf_counter(), os.times()
+            done = subprocess.run(argv, cwd=REPO, stdout=out, stderr=subprocess.PIPE, check=False)
+            runs.append(time.perf_counter() - t0)
+            c1 = os.times()
         cpu.append(c1.children_user - c0.children_user + c1.children_system - c0.children_system)
         if done.returncode != 0:
             sys.exit(f"sipdiag match failed ({done.returncode}): {done.stderr.decode()[-500:]}")
         scans.append(bare_scan(log))
-    out_rows = done.stdout.count(b"\n")
+        process_scans.append(bare_scan_process(log))
+    out_rows = out_path.read_bytes().count(b"\n")
     run, scan = statistics.median(runs), statistics.median(scans)
+    process_scan = statistics.median(process_scans)
     size = log.stat().st_size / 1e6
     print(
         f"data: {args.rows} log rows ({size:.0f} MB, {args.failure_share:.0%} failures), "
@@ -154,8 +178,12 @@ def main() -> None:
     print(f"  runs: {', '.join(f'{r:.2f}' for r in runs)}; output {out_rows} lines")
     print(f"  CPU (user+sys) of the sipdiag process: median {statistics.median(cpu):.2f} s")
     print(f"machine load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
-    print(f"bare DuckDB scan of the same file: median {scan:.2f} s")
-    print(f"ratio: {run / scan:.2f}x (target <= 3x); end to end target <= 2 s")
+    print(f"bare DuckDB scan of the same file, in process: median {scan:.2f} s")
+    print(f"  the same as a fresh python process (end to end): median {process_scan:.2f} s")
+    print(
+        f"ratio: {run / scan:.2f}x the in-process scan, {run / process_scan:.2f}x the end-to-end "
+        "scan (target <= 3x); end to end target <= 2 s"
+    )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ class Environment:
     registry: Sequence[Any] | None = None  # None: checks.REGISTRY, imported lazily
     # Threads of checks that overran: the process exits without waiting for them.
     abandoned: list[threading.Thread] = field(default_factory=list)
-    # Set by a command whose only remaining state is an in-memory DuckDB: the process exits
-    # without freeing it (`match` spends ~0.1 s tearing down its tables otherwise).
+    # Set by a command whose only remaining state is an in-memory DuckDB, which it hands over
+    # here: the process exits without freeing it (`match` spends ~0.1 s tearing down its tables
+    # otherwise, as soon as the command returns and drops its last reference).
     skip_teardown: bool = False
+    kept: Any = None
 
     def checks(self) -> Sequence[Any]:
         if self.registry is None:
@@ -348,7 +350,7 @@ def match(
     _choose("--format", format, ("text", "json", "csv", "md"))
     result = run_match(log, reports, parse_column_options(column or []), parse_duration(window), tz)
     write_match(result, format, _env(ctx).stdout)
-    _env(ctx).skip_teardown = True
+    _env(ctx).skip_teardown, _env(ctx).kept = True, result
 
 
 @app.command()

@@ -71,6 +71,7 @@ class LogExport:
     rows_read: int
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
     rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
+    first_line: int = 1  # the file line of the first row (after any header)
     # Table `log`'s columns as SQL over the table `source`: a query that keeps a few rows is
     # faster over these than over view `log` (DuckDB then computes every column of every row).
     source: str = "log"
@@ -257,7 +258,7 @@ def load(
             first_line = 2 + skip  # after the header
         else:
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
+                "CREATE OR REPLACE TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
                 "columns={'j': 'VARCHAR'}, delim=?, quote='', escape='', auto_detect=false, "
                 f"store_rejects=true, ignore_errors=true, compression='{compression}')",
                 [str(path), _JSONL_DELIM],
@@ -290,7 +291,7 @@ def load(
         # (much cheaper than string functions per row); a row it cannot parse is rejected with
         # its line number, like any other malformed row.
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE log_sample AS SELECT {col('time')} FROM {reader}) "
+            f"CREATE OR REPLACE TABLE log_sample AS SELECT {col('time')} FROM {reader}) "
             f"LIMIT {SAMPLE_ROWS}",
             [*params, as_text],
         ).fetchall()
@@ -298,7 +299,7 @@ def load(
         time_type, time_format, ts = _typed_time(first, col("time"), tz)
         used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE log_raw AS SELECT {used} "
+            f"CREATE OR REPLACE TABLE log_raw AS SELECT {used} "
             f"FROM {reader}, store_rejects=true{time_format})",
             [*params, {**as_text, columns["time"]: time_type}],
         ).fetchall()
@@ -321,7 +322,7 @@ def load(
     # CSV: a view, as its columns are already typed; JSON Lines: parsed once, into a table.
     create = "VIEW" if kind == "csv" else "TABLE"
     select = ", ".join(f"{sql} AS {name}" for name, sql in fields.items())
-    con.execute(f"CREATE OR REPLACE TEMP {create} log AS SELECT {select} FROM log_raw").fetchall()
+    con.execute(f"CREATE OR REPLACE {create} log AS SELECT {select} FROM log_raw").fetchall()
     as_columns = {name: name for name in fields}
     rejected = con.execute(
         "SELECT line, list(DISTINCT error_type ORDER BY error_type), any_value(csv_line) "
@@ -345,7 +346,7 @@ def load(
         )
     malformed.sort(key=lambda m: m["line"])
     total = con.execute("SELECT count(*) FROM log_raw").fetchall()[0][0] + len(rejected_lines)
-    export = LogExport(kind, columns, int(total), malformed, rejected_lines)
+    export = LogExport(kind, columns, int(total), malformed, rejected_lines, first_line)
     if kind == "csv":
         export.source, export.fields = "log_raw", fields
     else:

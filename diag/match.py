@@ -9,6 +9,7 @@ a range condition while agents have few reports each, else ASOF joins in both di
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) ->
             )
         )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE statuses AS SELECT unnest(?::VARCHAR[]) AS status, "
+        "CREATE OR REPLACE TABLE statuses AS SELECT unnest(?::VARCHAR[]) AS status, "
         "unnest(?::VARCHAR[]) AS explained_as, unnest(?::VARCHAR[]) AS category, "
         "unnest(?::VARCHAR[][]) AS cause_ids, unnest(?::VARCHAR[]) AS agent_says, "
         "unnest(?::VARCHAR[]) AS next_step",
@@ -87,7 +88,7 @@ def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) ->
         for name in ("n", "ts_us", "agent", "status", "call_id", "number")
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE failures AS SELECT {columns} FROM {export.source}
+        f"""CREATE OR REPLACE TABLE failures AS SELECT {columns} FROM {export.source}
         WHERE {f["status"]} IN (SELECT status FROM statuses) AND {export.readable()}"""
     ).fetchall()
 
@@ -123,21 +124,26 @@ def run_match(
     window_s: int,
     tz: str,
 ) -> MatchResult:
-    con = reportset.connect()
-    logexport.check_tz(con, tz)
     found = reportset.collect(report_paths)  # a missing path is a usage error before any work
-    # Reports parse in Python while DuckDB (which releases the GIL) scans the export and picks
-    # out its failures, which need no report.
+    # Reports parse in Python while DuckDB is imported (their reads release the GIL) and then
+    # scans the export and picks out its failures, which need no report (DuckDB releases it).
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        parsing = pool.submit(reportset.parse_files, *found)
-        export = logexport.load(con, log_path, columns, tz)
-        has = {f: f in export.columns for f in ("call_id", "number")}
-        _failures_table(con, export, has["call_id"])
+        parsing = pool.submit(reportset.parse_files, *found, stop)
+        try:
+            con = reportset.connect()
+            logexport.check_tz(con, tz)
+            export = logexport.load(con, log_path, columns, tz)
+            has = {f: f in export.columns for f in ("call_id", "number")}
+            _failures_table(con, export, has["call_id"])
+        except BaseException:
+            stop.set()  # a usage error (or Ctrl-C) need not wait for 10,000 reports
+            raise
         reports = reportset.to_table(con, parsing.result())
 
     window_us = window_s * 1_000_000
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE rkeys AS
+        f"""CREATE OR REPLACE TABLE rkeys AS
         SELECT DISTINCT k AS key, t, run_id FROM (
           SELECT unnest({_keys_sql("v")}) AS k, t, run_id FROM (
             SELECT agent_id AS v, true_us AS t, run_id FROM reports
@@ -165,7 +171,7 @@ def run_match(
         else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d)"
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE paired AS
+        f"""CREATE OR REPLACE TABLE paired AS
         WITH names AS (
           SELECT v, k FROM (
             SELECT v, unnest({_keys_sql("v")}) AS k FROM ({values}) WHERE v IS NOT NULL)
@@ -184,17 +190,17 @@ def run_match(
     ).fetchall()
     # What a row says depends only on its status and its report: decide each pair once.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE explained AS
+        f"""CREATE OR REPLACE TABLE explained AS
         SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause
         FROM (SELECT DISTINCT status, run_id FROM paired WHERE run_id IS NOT NULL) p
         JOIN reports r USING (run_id) JOIN statuses s USING (status)"""
     ).fetchall()
-    has_rejects = _line_table(con, export)
+    has_rejects = _rejected_table(con, export)
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
     con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW match_rows AS
-        SELECT p.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
-                 (SELECT first FROM line_base) AS line,
+        f"""CREATE OR REPLACE VIEW match_rows AS
+        SELECT p.n, p.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
+                 {int(export.first_line)} AS line,
                strftime(make_timestamp(p.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
                p.agent, p.status, s.explained_as, s.category, p.call_id, p.number, p.run_id,
                p.matched_by, round(p.d / 1e6, 3) AS report_offset_s,
@@ -263,15 +269,15 @@ def _by_time_sql(con: Any, window_us: int) -> str:
           WHERE abs(d) <= {window_us} GROUP BY n)"""
 
 
-def _line_table(con: Any, export: logexport.LogExport) -> bool:
-    """Line numbers: an accepted row's index plus the header, plus the lines the CSV reader
-    rejected before it (a rejected line i-th in order comes after k = line - first - i rows)."""
-    first = 2 if export.kind == "csv" else 1
+def _rejected_table(con: Any, export: logexport.LogExport) -> bool:
+    """Line numbers: an accepted row's index plus the export's first data line, plus the lines
+    the CSV reader rejected before it (the i-th rejected line comes after line - first - i
+    accepted rows): table `rejected_before`, when there are any."""
+    first = export.first_line
     rejected = export.rejected_lines
-    con.execute("CREATE OR REPLACE TEMP TABLE line_base AS SELECT ? AS first", [first]).fetchall()
     if rejected:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE rejected_before AS SELECT k, max(before) AS before "
+            "CREATE OR REPLACE TABLE rejected_before AS SELECT k, max(before) AS before "
             "FROM (SELECT unnest(?)::BIGINT AS k, unnest(?)::BIGINT AS before) GROUP BY k",
             [
                 [line - first - i for i, line in enumerate(rejected)],

@@ -1,17 +1,18 @@
 """Many saved reports at once, for `match` and `fleet`: a DuckDB table `reports`.
 
-Parsing dominates: 10,000 reports are ~100 MB of JSON. orjson parses them faster than DuckDB's
-`read_json`/`from_json` did here (measured: 0.8 s vs 9-23 s), so Python extracts the few fields
-used and DuckDB loads those in one bulk read.
+Parsing dominates: 10,000 reports are ~100 MB of JSON, most of it the `checks` array neither
+command uses. DuckDB's `read_json` over the whole files took 9-23 s here, so Python reads each
+file, cuts the checks out, and checks the rest is a sipdiag report (orjson); DuckDB then reads
+the fields used from all of them in one parallel bulk read.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,14 @@ def _walk(top: str, files: list[str], skipped: list[dict[str, str]]) -> None:
                 skipped.append({"path": entry.path, "reason": "unreadable"})
 
 
+def _dumps(text: str) -> bytes:
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; stdlib is the fallback
+        return json.dumps(text).encode()
+    return orjson.dumps(text)
+
+
 def _json_loads() -> Callable[[bytes], Any]:
     try:
         import orjson
@@ -100,50 +109,44 @@ def _json_loads() -> Callable[[bytes], Any]:
         return json.loads
 
 
-def _extract(path: str, loads: Callable[[bytes], Any]) -> dict[str, Any] | str:
-    """The fields match and fleet use, or why the file is not a sipdiag report."""
+def _checked(path: str, loads: Callable[[bytes], Any]) -> bytes | str:
+    """The report (checks dropped) on one line, wrapped with its path for `to_table`; or why
+    the file is not a sipdiag report. Only the shape is checked here: DuckDB reads the fields."""
     try:
-        doc = loads(_without_checks(_read(path)))
+        body = _without_checks(_read(path))
+        doc = loads(body)  # valid JSON, so the wrapped line below is valid JSON too
     except OSError:
         return "unreadable"
     except ValueError:
         return "not valid JSON"
-    try:
-        if doc["schema_version"] != 1 or doc["tool"]["name"] != "sipdiag":
-            return "not a sipdiag report"
-        started = dt.datetime.fromisoformat(doc["started_at"].replace("Z", "+00:00"))
-        agent, corr, host = doc["agent"], doc["correlation"], doc.get("host") or {}
-        offset = corr.get("clock_offset_ms") or 0
-        started_us = round(started.timestamp() * 1_000_000)
-        return {
-            "path": path,
-            "run_id": str(doc["run_id"]),
-            "started_us": started_us,
-            # clock_offset_ms is the agent's clock minus the registrar's: true time = clock - it
-            "true_us": started_us - int(offset) * 1000,
-            "clock_offset_ms": int(offset),
-            "agent_id": agent.get("id"),
-            "sip_uri": agent.get("sip_uri"),
-            "numbers": list(agent.get("numbers") or []),
-            "hostname": host.get("hostname") or "",
-            "os": host.get("os"),
-            "call_ids": list(corr.get("call_ids") or []),
-            "local_addresses": list(corr.get("local_addresses") or []),
-            "public_addresses": list(corr.get("public_addresses") or []),
-            "findings": [{k: f.get(k) for k in _FINDING_KEYS} for f in doc.get("findings") or []],
-            "verdict": doc.get("verdict"),
-        }
-    except (KeyError, TypeError, ValueError, AttributeError):
+    if not (
+        type(doc) is dict
+        and doc.get("schema_version") == 1
+        and type(doc.get("tool")) is dict
+        and doc["tool"].get("name") == "sipdiag"
+        and doc.get("run_id") is not None
+        and type(doc.get("started_at")) is str
+        and type(doc.get("agent")) is dict
+        and type(doc.get("correlation")) is dict
+        and type(doc.get("findings", [])) is list
+    ):
         return "not a sipdiag report"
+    # A raw newline can only be whitespace in valid JSON: the report becomes one NDJSON line.
+    return b'{"path":' + _dumps(path) + b',"doc":' + body.replace(b"\n", b" ") + b"}\n"
 
 
 def _read(path: str) -> bytes:
-    """The whole file, with plain system calls (open() builds a buffered reader per report)."""
+    """The whole file, with plain system calls: one read of the size fstat gives (open() builds
+    a buffered reader per report, and reading in fixed chunks allocates a chunk per call)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = [os.read(fd, 1 << 16)]
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # one byte more: a file that grew meanwhile shows it
+        if len(data) <= size:
+            return data
+        chunks = [data]
         while chunks[-1]:
-            chunks.append(os.read(fd, 1 << 20))
+            chunks.append(os.read(fd, 1 << 16))
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -160,32 +163,15 @@ def _without_checks(raw: bytes) -> bytes:
 
 
 _FINDING_KEYS = ("cause", "family", "severity", "title", "explanation", "action")
-_COLUMNS = {
-    "path": "VARCHAR",
-    "run_id": "VARCHAR",
-    "started_us": "BIGINT",
-    "true_us": "BIGINT",
-    "clock_offset_ms": "BIGINT",
-    "agent_id": "VARCHAR",
-    "sip_uri": "VARCHAR",
-    "numbers": "VARCHAR[]",
-    "hostname": "VARCHAR",
-    "os": "VARCHAR",
-    "call_ids": "VARCHAR[]",
-    "local_addresses": "VARCHAR[]",
-    "public_addresses": "VARCHAR[]",
-    "findings": "STRUCT(" + ", ".join(f"{k} VARCHAR" for k in _FINDING_KEYS) + ")[]",
-    "verdict": "VARCHAR",
-}
 
 
 @dataclass
 class Parsed:
-    """The readable reports' fields as newline-delimited JSON (serialised while parsing, so
-    that work stays in `match`'s parsing thread), how many there are, and the rest."""
+    """Reports that look like sipdiag's, one wrapped NDJSON line each (`_checked`), their paths,
+    and the files skipped so far."""
 
     ndjson: bytes
-    count: int
+    paths: list[str]
     skipped: list[dict[str, str]]
 
 
@@ -194,26 +180,62 @@ def parse(paths: Sequence[Path]) -> Parsed:
     return parse_files(*collect(paths))
 
 
-def parse_files(files: Sequence[str], skipped: list[dict[str, str]]) -> Parsed:
-    """`parse` of what `collect` found."""
+def parse_files(
+    files: Sequence[str], skipped: list[dict[str, str]], stop: threading.Event | None = None
+) -> Parsed:
+    """`parse` of what `collect` found; `stop` set: give up (the caller no longer needs it)."""
     skipped = list(skipped)
-    loads, dumps = _json_loads(), _json_line()
+    loads = _json_loads()
     lines: list[bytes] = []
-    # Millions of short-lived containers and no cycles: the cyclic GC would only add ~40 %.
+    paths: list[str] = []
+    # Many short-lived containers and no cycles: the cyclic GC would only add ~40 %.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for f in files:
-            got = _extract(f, loads)
+            if stop is not None and stop.is_set():
+                break
+            got = _checked(f, loads)
             if isinstance(got, str):
                 skipped.append({"path": f, "reason": got})
             else:
-                lines.append(dumps(got))
+                lines.append(got)
+                paths.append(f)
     finally:
         if was_enabled:
             gc.enable()
-    skipped.sort(key=lambda s: s["path"])
-    return Parsed(b"".join(lines), len(lines), skipped)
+    return Parsed(b"".join(lines), paths, skipped)
+
+
+# What match and fleet read of a report, as DuckDB reads it from the wrapped lines; a field of
+# another type reads as NULL.
+_FINDING = "STRUCT(" + ", ".join(f"{k} VARCHAR" for k in _FINDING_KEYS) + ")"
+_WRAPPED = {
+    "path": "VARCHAR",
+    "doc": "STRUCT(run_id VARCHAR, started_at VARCHAR, host STRUCT(hostname VARCHAR, os VARCHAR), "
+    "agent STRUCT(id VARCHAR, sip_uri VARCHAR, numbers VARCHAR[]), "
+    "correlation STRUCT(call_ids VARCHAR[], local_addresses VARCHAR[], "
+    "public_addresses VARCHAR[], clock_offset_ms DOUBLE), "
+    f"findings {_FINDING}[], verdict VARCHAR)",
+}
+# clock_offset_ms is the agent's clock minus the registrar's: true time = clock - offset.
+_REPORTS = """CREATE OR REPLACE TABLE reports AS
+SELECT path, run_id, started_us, started_us - clock_offset_ms * 1000 AS true_us, clock_offset_ms,
+       agent_id, sip_uri, numbers, hostname, os, call_ids, local_addresses, public_addresses,
+       findings, verdict
+FROM (
+  SELECT path, doc.run_id AS run_id,
+         epoch_us(try_cast(doc.started_at AS TIMESTAMPTZ)) AS started_us,
+         CAST(trunc(coalesce(doc.correlation.clock_offset_ms, 0)) AS BIGINT) AS clock_offset_ms,
+         doc.agent.id AS agent_id, doc.agent.sip_uri AS sip_uri,
+         coalesce(doc.agent.numbers, []) AS numbers,
+         coalesce(doc.host.hostname, '') AS hostname, doc.host.os AS os,
+         coalesce(doc.correlation.call_ids, []) AS call_ids,
+         coalesce(doc.correlation.local_addresses, []) AS local_addresses,
+         coalesce(doc.correlation.public_addresses, []) AS public_addresses,
+         coalesce(doc.findings, []) AS findings, doc.verdict AS verdict
+  FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true))
+WHERE started_us IS NOT NULL"""
 
 
 def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
@@ -221,20 +243,13 @@ def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
         ndjson = Path(tmp) / "reports.ndjson"
         ndjson.write_bytes(parsed.ndjson)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE reports AS SELECT * FROM read_json(?, "
-            "format='newline_delimited', columns=?)",
-            [str(ndjson), _COLUMNS],
-        ).fetchall()
-    return ReportSet(con, parsed.count, parsed.skipped)
-
-
-def _json_line() -> Callable[[dict[str, Any]], bytes]:
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is a dependency; stdlib is the fallback
-        return lambda record: (json.dumps(record) + "\n").encode()
-    return lambda record: orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        con.execute(_REPORTS, [str(ndjson), _WRAPPED]).fetchall()
+    kept = {p for (p,) in con.execute("SELECT path FROM reports").fetchall()}
+    skipped = parsed.skipped + [
+        {"path": p, "reason": "not a sipdiag report"} for p in parsed.paths if p not in kept
+    ]
+    skipped.sort(key=lambda s: s["path"])
+    return ReportSet(con, len(kept), skipped)
 
 
 def load(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> ReportSet:
