@@ -9,7 +9,6 @@ a range condition while agents have few reports each, else ASOF joins in both di
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +50,22 @@ class MatchResult:
     con: Any
     malformed: list[dict[str, Any]]
     skipped_reports: list[dict[str, str]]
+
+
+def _load_reports(con: Any, parsing: reportset.BackgroundParse) -> reportset.ReportSet:
+    """Table `reports`, and `rkeys`: every report under each key that names its agent (ID,
+    SIP URI and its user part, numbers), at its true time."""
+    reports = reportset.to_table(con, parsing.result())
+    con.execute(
+        f"""CREATE OR REPLACE TABLE rkeys AS
+        SELECT DISTINCT k AS key, t, run_id FROM (
+          SELECT unnest({_keys_sql("v")}) AS k, t, run_id FROM (
+            SELECT agent_id AS v, true_us AS t, run_id FROM reports
+            UNION ALL SELECT sip_uri, true_us, run_id FROM reports
+            UNION ALL SELECT unnest(numbers), true_us, run_id FROM reports))
+        WHERE k IS NOT NULL AND k <> ''"""
+    ).fetchall()
+    return reports
 
 
 def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) -> None:
@@ -125,32 +140,19 @@ def run_match(
     tz: str,
 ) -> MatchResult:
     found = reportset.collect(report_paths)  # a missing path is a usage error before any work
-    # Reports parse in Python while DuckDB is imported (their reads release the GIL) and then
-    # scans the export and picks out its failures, which need no report (DuckDB releases it).
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        parsing = pool.submit(reportset.parse_files, *found, stop)
-        try:
-            con = reportset.connect()
-            logexport.check_tz(con, tz)
-            export = logexport.load(con, log_path, columns, tz)
-            has = {f: f in export.columns for f in ("call_id", "number")}
-            _failures_table(con, export, has["call_id"])
-        except BaseException:
-            stop.set()  # a usage error (or Ctrl-C) need not wait for 10,000 reports
-            raise
-        reports = reportset.to_table(con, parsing.result())
+    # Reports parse while DuckDB is imported, then load on a connection of their own while this
+    # one scans the export and picks out its failures, which need no report. A usage error or
+    # Ctrl-C stops the parsing (leaving the parsing context first, so the loader sees it).
+    with ThreadPoolExecutor(max_workers=1) as side, reportset.BackgroundParse(*found) as parsing:
+        con = reportset.connect()
+        logexport.check_tz(con, tz)
+        loading = side.submit(_load_reports, con.cursor(), parsing)
+        export = logexport.load(con, log_path, columns, tz)
+        has = {f: f in export.columns for f in ("call_id", "number")}
+        _failures_table(con, export, has["call_id"])
+        reports = loading.result()
 
     window_us = window_s * 1_000_000
-    con.execute(
-        f"""CREATE OR REPLACE TABLE rkeys AS
-        SELECT DISTINCT k AS key, t, run_id FROM (
-          SELECT unnest({_keys_sql("v")}) AS k, t, run_id FROM (
-            SELECT agent_id AS v, true_us AS t, run_id FROM reports
-            UNION ALL SELECT sip_uri, true_us, run_id FROM reports
-            UNION ALL SELECT unnest(numbers), true_us, run_id FROM reports))
-        WHERE k IS NOT NULL AND k <> ''"""
-    ).fetchall()
     # A row is keyed by its agent and, when the export has one, its number: each distinct value
     # is normalised once, not once per row.
     values = "SELECT DISTINCT agent AS v FROM failures" + (

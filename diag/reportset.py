@@ -8,9 +8,14 @@ the fields used from all of them in one parallel bulk read.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import gc
 import json
 import os
+import shutil
+import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -167,10 +172,10 @@ _FINDING_KEYS = ("cause", "family", "severity", "title", "explanation", "action"
 
 @dataclass
 class Parsed:
-    """Reports that look like sipdiag's, one wrapped NDJSON line each (`_checked`), their paths,
-    and the files skipped so far."""
+    """Reports that look like sipdiag's, one wrapped NDJSON line each (`_checked`; in memory,
+    or in a file), their paths, and the files skipped so far."""
 
-    ndjson: bytes
+    ndjson: bytes | Path
     paths: list[str]
     skipped: list[dict[str, str]]
 
@@ -241,8 +246,11 @@ WHERE started_us IS NOT NULL"""
 def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
     """Table `reports`, loaded from newline-delimited JSON: one bulk read, no row inserts."""
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
-        ndjson = Path(tmp) / "reports.ndjson"
-        ndjson.write_bytes(parsed.ndjson)
+        ndjson = parsed.ndjson
+        if isinstance(ndjson, bytes):
+            written = Path(tmp) / "reports.ndjson"
+            written.write_bytes(ndjson)
+            ndjson = written
         con.execute(_REPORTS, [str(ndjson), _WRAPPED]).fetchall()
     kept = {p for (p,) in con.execute("SELECT path FROM reports").fetchall()}
     skipped = parsed.skipped + [
@@ -250,6 +258,96 @@ def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
     ]
     skipped.sort(key=lambda s: s["path"])
     return ReportSet(con, len(kept), skipped)
+
+
+class ParseStopped(Exception):
+    """`BackgroundParse.result` after `close`: nobody needs the reports any more."""
+
+
+def _single_threaded() -> bool:
+    """Linux, and no thread but this one (native ones included: DuckDB's are invisible to
+    `threading`): where fork() is safe."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+class BackgroundParse:
+    """`parse_files` alongside the caller's own work. On Linux, in a forked child while this
+    process has a single thread (before DuckDB starts its own): the child has a core and a GIL
+    to itself, where a thread would contend with the caller's Python (DuckDB's import) for the
+    GIL. Elsewhere, or if the child fails, in a thread of this process."""
+
+    def __init__(self, files: Sequence[str], skipped: list[dict[str, str]]) -> None:
+        self._args = (list(files), list(skipped))
+        self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
+        self._pid: int | None = None
+        self._thread: concurrent.futures.Future[Parsed] | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+        if _single_threaded():
+            self._pid = os.fork()
+            if self._pid == 0:
+                self._child()  # never returns
+        else:
+            self._start_thread()
+
+    def _child(self) -> None:
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+            parsed = parse_files(*self._args)
+            assert isinstance(parsed.ndjson, bytes)
+            (self._tmp / "reports.ndjson").write_bytes(parsed.ndjson)
+            meta = {"paths": parsed.paths, "skipped": parsed.skipped}
+            (self._tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            code = 0
+        finally:
+            os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+
+    def _start_thread(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._thread = self._pool.submit(parse_files, *self._args, self._stop)
+
+    def result(self) -> Parsed:
+        """The parsed reports (waiting for them); ParseStopped once `close` has begun."""
+        if self._stop.is_set():
+            raise ParseStopped
+        if self._pid is not None:
+            try:
+                _, status = os.waitpid(self._pid, 0)
+            except ChildProcessError:  # close() reaped it
+                raise ParseStopped from None
+            self._pid = None
+            if os.waitstatus_to_exitcode(status) == 0:
+                meta = json.loads((self._tmp / "meta.json").read_text(encoding="utf-8"))
+                return Parsed(self._tmp / "reports.ndjson", meta["paths"], meta["skipped"])
+            if self._stop.is_set():  # killed by close()
+                raise ParseStopped
+            self._start_thread()  # the child failed: do it here
+        assert self._thread is not None
+        return self._thread.result()
+
+    def close(self) -> None:
+        """Stop the work if still running (a usage error, Ctrl-C) and remove its files."""
+        self._stop.set()
+        if self._pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            self._pid = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> BackgroundParse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> ReportSet:
