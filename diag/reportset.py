@@ -291,7 +291,10 @@ class BackgroundParse:
         if _single_threaded():
             self._pid = os.fork()
             if self._pid == 0:
-                self._child()  # never returns
+                try:
+                    self._child()
+                finally:
+                    os._exit(1)  # the child never returns into its parent's code
         else:
             self._start_thread()
 
