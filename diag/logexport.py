@@ -6,9 +6,10 @@ Line numbers assume one record per physical line (no blank lines, no newlines in
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,7 @@ class LogExport:
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
     rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
     first_line: int = 1  # the file line of the first row (after any header)
+    statuses: list[str] = field(default_factory=list)  # distinct, of all rows
     # Table `log`'s columns as SQL over the table `source`: a query that keeps a few rows is
     # faster over these than over view `log` (DuckDB then computes every column of every row).
     source: str = "log"
@@ -333,20 +335,23 @@ def load(
         {"line": int(line), "reason": _reject_reason(kinds), "text": text}
         for line, kinds, text in rejected
     ]
-    bad = con.execute(
-        f"""SELECT n, CASE WHEN NOT valid THEN 'not valid JSON'
-                          WHEN ts_us IS NULL THEN 'unreadable time'
-                          WHEN agent IS NULL AND number IS NULL THEN 'no agent'
-                          ELSE 'no status' END, time_text
-           FROM log WHERE NOT ({_readable(as_columns)}) ORDER BY n"""
+    # One pass: the row count, the distinct statuses (match explains each once) and the rows
+    # that cannot be used, with why.
+    why = """CASE WHEN NOT valid THEN 'not valid JSON' WHEN ts_us IS NULL THEN 'unreadable time'
+                  WHEN agent IS NULL AND number IS NULL THEN 'no agent' ELSE 'no status' END"""
+    ((count, statuses, bad),) = con.execute(
+        f"""SELECT count(*), list(DISTINCT status) FILTER (status IS NOT NULL),
+                   list({{'n': n, 'why': {why}, 'text': CAST(time_text AS VARCHAR)}} ORDER BY n)
+                     FILTER (NOT ({_readable(as_columns)}))
+            FROM log"""
     ).fetchall()
-    for n, why, text in bad:
-        malformed.append(
-            {"line": line_of(int(n), first_line, rejected_lines), "reason": why, "text": text}
-        )
+    line_of = line_numbers(first_line, rejected_lines)
+    for b in bad or []:
+        malformed.append({"line": line_of(int(b["n"])), "reason": b["why"], "text": b["text"]})
     malformed.sort(key=lambda m: m["line"])
-    total = con.execute("SELECT count(*) FROM log_raw").fetchall()[0][0] + len(rejected_lines)
-    export = LogExport(kind, columns, int(total), malformed, rejected_lines, first_line)
+    total = int(count) + len(rejected_lines)
+    export = LogExport(kind, columns, total, malformed, rejected_lines, first_line)
+    export.statuses = sorted(statuses or [])
     if kind == "csv":
         export.source, export.fields = "log_raw", fields
     else:
@@ -382,10 +387,8 @@ def _json_key(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
-def line_of(n: int, first_line: int, rejected_lines: list[int]) -> int:
-    """The file line of the n-th accepted row (0-based), skipping the rejected lines."""
-    line = first_line + n
-    for r in rejected_lines:
-        if r <= line:
-            line += 1
-    return line
+def line_numbers(first_line: int, rejected_lines: list[int]) -> Callable[[int], int]:
+    """n -> the file line of the n-th accepted row (0-based): the i-th rejected line (sorted)
+    comes after `line - first_line - i` accepted rows, so a bisection counts those before n."""
+    before = [line - first_line - i for i, line in enumerate(rejected_lines)]
+    return lambda n: first_line + n + bisect.bisect_right(before, n)

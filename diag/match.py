@@ -72,9 +72,7 @@ def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) ->
     """Table `statuses`: each distinct failure status with its catalogue entry's fields (NULL
     entry: not in the catalogue); table `failures`: the readable rows with such a status."""
     rows: list[tuple[Any, ...]] = []
-    for (status,) in con.execute(
-        "SELECT DISTINCT status FROM log WHERE status IS NOT NULL"
-    ).fetchall():
+    for status in export.statuses:
         entry = explain.lookup(status)
         if entry is None and not _FAILURE_WORDS.search(status.lower()):
             continue  # not a failure
