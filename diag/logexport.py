@@ -335,23 +335,22 @@ def load(
         {"line": int(line), "reason": _reject_reason(kinds), "text": text}
         for line, kinds, text in rejected
     ]
-    # One pass: the row count, the distinct statuses (match explains each once) and the rows
-    # that cannot be used, with why.
-    why = """CASE WHEN NOT valid THEN 'not valid JSON' WHEN ts_us IS NULL THEN 'unreadable time'
-                  WHEN agent IS NULL AND number IS NULL THEN 'no agent' ELSE 'no status' END"""
-    ((count, statuses, bad),) = con.execute(
-        f"""SELECT count(*), list(DISTINCT status) FILTER (status IS NOT NULL),
-                   list({{'n': n, 'why': {why}, 'text': CAST(time_text AS VARCHAR)}} ORDER BY n)
-                     FILTER (NOT ({_readable(as_columns)}))
-            FROM log"""
+    # The row count and the distinct statuses (match explains each once) from one aggregate.
+    by_status = con.execute("SELECT status, count(*) FROM log GROUP BY status").fetchall()
+    bad = con.execute(
+        f"""SELECT n, CASE WHEN NOT valid THEN 'not valid JSON'
+                          WHEN ts_us IS NULL THEN 'unreadable time'
+                          WHEN agent IS NULL AND number IS NULL THEN 'no agent'
+                          ELSE 'no status' END, time_text
+           FROM log WHERE NOT ({_readable(as_columns)}) ORDER BY n"""
     ).fetchall()
     line_of = line_numbers(first_line, rejected_lines)
-    for b in bad or []:
-        malformed.append({"line": line_of(int(b["n"])), "reason": b["why"], "text": b["text"]})
+    for n, why, text in bad:
+        malformed.append({"line": line_of(int(n)), "reason": why, "text": text})
     malformed.sort(key=lambda m: m["line"])
-    total = int(count) + len(rejected_lines)
+    total = sum(int(c) for _, c in by_status) + len(rejected_lines)
     export = LogExport(kind, columns, total, malformed, rejected_lines, first_line)
-    export.statuses = sorted(statuses or [])
+    export.statuses = sorted(status for status, _ in by_status if status is not None)
     if kind == "csv":
         export.source, export.fields = "log_raw", fields
     else:

@@ -168,8 +168,10 @@ def run_match(
                  arg_min(c.true_us - f.ts_us, abs(c.true_us - f.ts_us)) AS d
           FROM failures f JOIN cids c ON f.call_id = c.call_id GROUP BY f.n)"""
         if has["call_id"]
-        else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d)"
+        else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d "
+        "WHERE false)"
     )
+    # Only the matched rows: most failure rows in a large export have no report near them.
     con.execute(
         f"""CREATE OR REPLACE TABLE paired AS
         WITH names AS (
@@ -181,40 +183,39 @@ def run_match(
           {by_number}),
         {_by_time_sql(con, window_us)},
         {by_call}
-        SELECT f.n, f.ts_us, f.agent, f.status, f.call_id, f.number,
-               coalesce(c.run_id, t.run_id) AS run_id,
-               CASE WHEN c.run_id IS NOT NULL THEN 'call_id'
-                    WHEN t.run_id IS NOT NULL THEN 'time' END AS matched_by,
+        SELECT n, coalesce(c.run_id, t.run_id) AS run_id,
+               CASE WHEN c.run_id IS NOT NULL THEN 'call_id' ELSE 'time' END AS matched_by,
                coalesce(c.d, t.d) AS d
-        FROM failures f LEFT JOIN by_call c USING (n) LEFT JOIN by_time t USING (n)"""
+        FROM by_call c FULL JOIN by_time t USING (n)"""
     ).fetchall()
     # What a row says depends only on its status and its report: decide each pair once.
     con.execute(
         f"""CREATE OR REPLACE TABLE explained AS
         SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause
-        FROM (SELECT DISTINCT status, run_id FROM paired WHERE run_id IS NOT NULL) p
+        FROM (SELECT DISTINCT f.status, p.run_id FROM paired p JOIN failures f USING (n)) p
         JOIN reports r USING (run_id) JOIN statuses s USING (status)"""
     ).fetchall()
     has_rejects = _rejected_table(con, export)
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
     con.execute(
         f"""CREATE OR REPLACE VIEW match_rows AS
-        SELECT p.n, p.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
+        SELECT f.n, f.n + {"coalesce(j.before, 0) + " if has_rejects else ""}
                  {int(export.first_line)} AS line,
-               strftime(make_timestamp(p.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
-               p.agent, p.status, s.explained_as, s.category, p.call_id, p.number, p.run_id,
+               strftime(make_timestamp(f.ts_us), '%Y-%m-%dT%H:%M:%SZ') AS time,
+               f.agent, f.status, s.explained_as, s.category, f.call_id, f.number, p.run_id,
                p.matched_by, round(p.d / 1e6, 3) AS report_offset_s,
                coalesce(e.relevant, []) AS findings,
                coalesce(array_to_string(list_transform(e.relevant, lambda f: f.cause), ';'), '')
                  AS finding_causes,
                {_LIKELY_CAUSE} AS likely_cause
-        FROM paired p JOIN statuses s USING (status)
-        LEFT JOIN explained e ON e.status = p.status AND e.run_id = p.run_id
-        {"ASOF LEFT JOIN rejected_before j ON p.n >= j.k" if has_rejects else ""}"""
+        FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n)
+        LEFT JOIN explained e ON e.status = f.status AND e.run_id = p.run_id
+        {"ASOF LEFT JOIN rejected_before j ON f.n >= j.k" if has_rejects else ""}"""
     ).fetchall()
     counts = con.execute(
         "SELECT s.category, count(*), count(p.run_id), count(*) FILTER (p.matched_by = 'call_id') "
-        "FROM paired p JOIN statuses s USING (status) GROUP BY s.category ORDER BY s.category"
+        "FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n) "
+        "GROUP BY s.category ORDER BY s.category"
     ).fetchall()
     categories = {c: n for c, n, _, _ in counts}
     failures = sum(categories.values())
