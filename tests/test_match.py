@@ -400,3 +400,35 @@ def test_each_row_names_the_findings_its_status_points_at(
     assert csv_rows[1][MATCH_COLUMNS.index("findings")] == (
         "network.udp_blocked;audio.no_input_device;host.vpn_active"
     )
+
+
+def test_an_export_without_failures_gives_empty_rows_in_every_format(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = netcall_time(started(reports.bad))
+    log = write_netcall(tmp_path / "ok.csv", [f"{t};Sales;A-18;;Success;30"])
+    result = match_json(log, str(reports.directory))
+    assert result["rows"] == [] and result["summary"]["failures"] == 0
+    assert match(log, str(reports.directory), "--format", "csv").out == (
+        ",".join(MATCH_COLUMNS) + "\n"
+    )
+    text = match(log, str(reports.directory)).out
+    assert text.startswith("\nrows read 1, skipped as malformed 0; failures 0 (none)\n")
+    md = match(log, str(reports.directory), "--format", "md").out
+    assert md.endswith("|---|---|---|---|---|---|---|---|---|---|\n")
+    piped = cli_process("match", "--log", str(log), str(reports.directory), "--format", "json")
+    assert piped.code == 0 and json.loads(piped.out)["rows"] == []
+
+
+def test_markdown_cells_escape_pipes_and_fold_line_breaks(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = started(reports.bad)
+    log = tmp_path / "events.jsonl"
+    row = {"time": t.isoformat(), "agent": "A-18", "status": "Failure:\r\nodd | status"}
+    log.write_text(json.dumps(row) + "\n")
+    md = match(log, str(reports.directory), "--format", "md").out
+    (line,) = [x for x in md.splitlines() if x.startswith("| 1 |")]
+    assert "| Failure: odd \\| status | unknown |" in line
+    text = match(log, str(reports.directory)).out
+    assert "Failure:\r\nodd | status  [unknown]" in text  # text shows the status as it came

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import json
 import shutil
 import tempfile
@@ -83,7 +84,13 @@ def _sql_text(col: str) -> str:
 
 
 def _sql_md(col: str) -> str:
-    return f"regexp_replace(replace({_sql_text(col)}, '|', '\\|'), '[\r\n]+', ' ', 'g')"
+    """A Markdown table cell: `|` escaped, line breaks as one space (the regex only where a
+    line break is: most cells have none, and 10^6 regex calls cost ~0.3 s)."""
+    x = f"replace({_sql_text(col)}, '|', '\\|')"
+    return (
+        f"CASE WHEN strpos({x}, chr(10)) > 0 OR strpos({x}, chr(13)) > 0 "
+        f"THEN regexp_replace({x}, '[\r\n]+', ' ', 'g') ELSE {x} END"
+    )
 
 
 _CELL = {c: "finding_causes" if c == "findings" else c for c in MATCH_COLUMNS}
@@ -97,16 +104,9 @@ _TEXT_ROW = (
 )
 
 
-def _joined(result: MatchResult, row_sql: str, sep: str) -> str:
-    """All rows rendered by DuckDB into one string: no per-row Python objects."""
-    sql = f"SELECT string_agg({row_sql}, ? ORDER BY line) FROM match_rows"
-    text = result.con.execute(sql, [sep]).fetchall()[0][0]
-    return text or ""
-
-
 @contextlib.contextmanager
 def _copy_file(result: MatchResult, select: str, options: str) -> Iterator[Path]:
-    """DuckDB's own writer (parallel, does the quoting) into a temporary file."""
+    """DuckDB's own writer (parallel, does the quoting) into a temporary file, in line order."""
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
         out = Path(tmp) / "rows"
         result.con.execute(
@@ -115,48 +115,67 @@ def _copy_file(result: MatchResult, select: str, options: str) -> Iterator[Path]
         yield out
 
 
-def _copied(result: MatchResult, select: str, options: str) -> str:
+def _emit(result: MatchResult, select: str, options: str, out: TextIO) -> None:
+    """The rows DuckDB writes, copied into `out`: to a UTF-8 stream's binary buffer as they are
+    (10^5 rows and more: a decode and an encode of the whole output cost ~0.2 s), else as text."""
+    binary = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None) or ""
     with _copy_file(result, select, options) as path:
-        return path.read_text("utf-8")
+        if binary is not None and encoding and codecs.lookup(encoding).name == "utf-8":
+            out.flush()
+            with path.open("rb") as rows:
+                shutil.copyfileobj(rows, binary, 1 << 20)
+            binary.flush()
+        else:
+            with path.open(encoding="utf-8", newline="") as rows:
+                shutil.copyfileobj(rows, out, 1 << 20)
 
 
 _CSV_SELECT = ", ".join(f"{_CELL[c]} AS {c}" for c in MATCH_COLUMNS)
 _CSV_OPTIONS = "FORMAT csv, HEADER false"
+# One pre-rendered text column per row, written as it is: no quoting, no escaping.
+_RAW_OPTIONS = "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIM '\x1f'"
+_MD_ROW = "'| ' || " + " || ' | ' || ".join(_sql_md(_CELL[c]) for c in MATCH_COLUMNS) + " || ' |'"
 
 
 def write_match(result: MatchResult, fmt: str, out: TextIO) -> None:
-    """`render_match` into `out`. CSV rows (10^5 and more) go from DuckDB's file to a UTF-8
-    binary stream as they are, skipping a decode and an encode of the whole output (~0.2 s)."""
-    binary = getattr(out, "buffer", None)
-    encoding = getattr(out, "encoding", None) or ""
-    if fmt != "csv" or binary is None or not encoding or codecs.lookup(encoding).name != "utf-8":
-        out.write(render_match(result, fmt))
-        return
-    out.write(",".join(MATCH_COLUMNS) + "\n")
-    with _copy_file(result, _CSV_SELECT, _CSV_OPTIONS) as path, path.open("rb") as rows:
-        out.flush()
-        shutil.copyfileobj(rows, binary, 1 << 20)
-        binary.flush()
-
-
-def render_match(result: MatchResult, fmt: str) -> str:
+    """The match result in `fmt` into `out`; the rows stream from DuckDB's writer."""
     if fmt == "json":
-        rows = _copied(result, _JSON_COLUMNS, "FORMAT json").rstrip("\n")
         head = {
             "summary": result.summary,
             "malformed": result.malformed,
             "skipped_reports": result.skipped_reports,
         }
         text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # reopen the object
-        rows = rows.replace("\n", ",\n    ")
-        return text + ',\n  "rows": [' + (f"\n    {rows}\n  " if rows else "") + "]\n}\n"
-    if fmt == "csv":
-        body = _copied(result, _CSV_SELECT, _CSV_OPTIONS)
-        return ",".join(MATCH_COLUMNS) + "\n" + body
-    if fmt == "md":
-        return _match_md(result)
-    body = _joined(result, _TEXT_ROW, "\n")
-    return (body + "\n" if body else "") + "\n".join(["", *_summary_lines(result)]) + "\n"
+        out.write(text + ',\n  "rows": ')
+        if result.summary["failures"]:
+            _emit(result, _JSON_COLUMNS, "FORMAT json, ARRAY true", out)  # "[ ... ]\n"
+        else:
+            out.write("[]\n")
+        out.write("}\n")
+    elif fmt == "csv":
+        out.write(",".join(MATCH_COLUMNS) + "\n")
+        _emit(result, _CSV_SELECT, _CSV_OPTIONS, out)
+    elif fmt == "md":
+        lines = [
+            "# sipdiag match",
+            "",
+            *(f"- {line.strip()}" for line in _summary_lines(result)),
+            "",
+            "| " + " | ".join(MATCH_COLUMNS) + " |",
+            "|" + "---|" * len(MATCH_COLUMNS),
+        ]
+        out.write("\n".join(lines) + "\n")
+        _emit(result, _MD_ROW, _RAW_OPTIONS, out)
+    else:
+        _emit(result, _TEXT_ROW, _RAW_OPTIONS, out)
+        out.write("\n".join(["", *_summary_lines(result)]) + "\n")
+
+
+def render_match(result: MatchResult, fmt: str) -> str:
+    buffer = io.StringIO()
+    write_match(result, fmt, buffer)
+    return buffer.getvalue()
 
 
 def _summary_lines(result: MatchResult) -> list[str]:
@@ -174,20 +193,6 @@ def _summary_lines(result: MatchResult) -> list[str]:
     if len(result.malformed) > MALFORMED_SHOWN:
         lines.append(f"  … {len(result.malformed) - MALFORMED_SHOWN} more (see --format json)")
     return lines
-
-
-def _match_md(result: MatchResult) -> str:
-    row = "'| ' || " + " || ' | ' || ".join(_sql_md(_CELL[c]) for c in MATCH_COLUMNS) + " || ' |'"
-    body = _joined(result, row, "\n")
-    out = [
-        "# sipdiag match",
-        "",
-        *(f"- {line.strip()}" for line in _summary_lines(result)),
-        "",
-        "| " + " | ".join(MATCH_COLUMNS) + " |",
-        "|" + "---|" * len(MATCH_COLUMNS),
-    ]
-    return "\n".join(out) + "\n" + (body + "\n" if body else "")
 
 
 # ---- fleet
