@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from diag.config import Settings, build_settings, resolve_password
 from diag.context import Context
-from diag.errors import ExitCode, SipdiagError, UsageError
+from diag.errors import ExitCode, SipdiagError, UsageError, sigterm_as_interrupt
 from diag.model import Check
 from diag.progress import TerminalProgress
 from diag.render import Marks, format_for_path, render
@@ -87,7 +87,7 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         else None
     )
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()  # fleet tools stop runs with SIGTERM: the report is kept
     try:
         outcome = run_checks(selected, ctx, settings.timeout, progress)
     finally:
@@ -233,16 +233,6 @@ def _write(stream: TextIO | None, text: str) -> bool:
         return True
     except (OSError, ValueError):
         return False
-
-
-def _sigterm_as_interrupt() -> None:
-    """Fleet tools stop runs with SIGTERM: treat it like Ctrl-C so the report is kept."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if _in_main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def use_color(stream: Any, environ: Mapping[str, str]) -> bool:

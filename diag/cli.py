@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 
 from diag import __version__
-from diag.errors import ExitCode, SipdiagError, UsageError
+from diag.errors import ExitCode, SipdiagError, UsageError, interruptible
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
 # Shell completion: `sipdiag --install-completion` / `--show-completion` (typer).
@@ -348,8 +348,10 @@ def match(
     from diag.render.logs import write_match
 
     _choose("--format", format, ("text", "json", "csv", "md"))
-    result = run_match(log, reports, parse_column_options(column or []), parse_duration(window), tz)
-    write_match(result, format, _env(ctx).stdout)
+    with interruptible():  # its temporary files and its parsing process go with it
+        columns = parse_column_options(column or [])
+        result = run_match(log, reports, columns, parse_duration(window), tz)
+        write_match(result, format, _env(ctx).stdout)
     _env(ctx).skip_teardown, _env(ctx).kept = True, result
 
 
@@ -373,7 +375,8 @@ def fleet(
     from diag.render.logs import render_fleet
 
     _choose("--format", format, ("text", "json", "md", "prom", "ndjson"))
-    summary = run_fleet(reports, parse_since(since) if since else None)
+    with interruptible():
+        summary = run_fleet(reports, parse_since(since) if since else None)
     _env(ctx).stdout.write(render_fleet(summary, format))
 
 
@@ -424,27 +427,30 @@ def bundle(
 def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
     """The single error boundary: every outcome becomes an ExitCode and at most one error line."""
     env = env or Environment()
-    command = typer.main.get_command(app)
     argv = list(argv) or ["--help"]  # bare `sipdiag` shows the help, exit 0
     # Settings do not exist yet when an error can happen, so the boundary reads the flag itself.
     debug = "--debug" in argv
     try:
+        command = typer.main.get_command(app)  # inside: Ctrl-C while typer builds it is caught
         rv = command.main(args=list(argv), prog_name="sipdiag", standalone_mode=False, obj=env)
         return int(rv or 0)
     except typer.Exit as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # typer's silent Exit(130) for Ctrl-C
+            return _interrupted(env)
         return int(exc.exit_code)
     except SipdiagError as exc:
         env.stderr.write(exc.one_line() + "\n")
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        env.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
-        return int(ExitCode.INTERRUPTED)
+        return _interrupted(env)
     except typer.TyperException as exc:  # click's usage errors (unknown option, bad value)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         line = " ".join(message.split())
         env.stderr.write(f"sipdiag: error: {line} (hint: see `sipdiag --help`)\n")
         return int(ExitCode.USAGE)
     except Exception as exc:  # noqa: BLE001 - anything else is our bug, still one line
+        if _is_interrupt(exc):
+            return _interrupted(env)
         if debug:
             env.stderr.write(traceback.format_exc())
         env.stderr.write(
@@ -452,6 +458,21 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
             "(hint: re-run with --debug and report it as a sipdiag bug)\n"
         )
         return int(ExitCode.INTERNAL)
+
+
+def _interrupted(env: Environment) -> int:
+    env.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
+    return int(ExitCode.INTERRUPTED)
+
+
+def _is_interrupt(exc: Exception) -> bool:
+    """Ctrl-C inside a DuckDB query surfaces as DuckDB's InterruptException, or as a
+    RuntimeError "Query interrupted" from a query running on another connection's thread."""
+    duckdb = sys.modules.get("duckdb")
+    interrupt = getattr(duckdb, "InterruptException", None)
+    if interrupt is not None and isinstance(exc, interrupt):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
 
 
 def main() -> NoReturn:

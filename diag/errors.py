@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import signal
+import threading
+from collections.abc import Iterator
 
 
 class ExitCode(enum.IntEnum):
@@ -31,3 +35,35 @@ class SipdiagError(Exception):
 
 class UsageError(SipdiagError):
     exit_code = ExitCode.USAGE
+
+
+class Interrupted(SipdiagError):
+    """Ctrl-C or SIGTERM in a command with nothing to keep (typer would swallow the
+    KeyboardInterrupt into a silent exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted", "re-run when ready")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Around a long command's work: SIGTERM as Ctrl-C, and either one becomes `Interrupted`,
+    reported on one line by the CLI's boundary."""
+    sigterm_as_interrupt()
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted from None
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (systemd, fleet tools, `timeout`) handled like Ctrl-C: the command cleans up and
+    exits 130 through the CLI's boundary, instead of dying where it stands."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

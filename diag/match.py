@@ -123,7 +123,7 @@ _LIKELY_CAUSE = """CASE
                     || coalesce(e.relevant[1].cause, e.first_cause), '')
     WHEN s.category = 'agent_action' THEN s.agent_says
     WHEN p.run_id IS NULL THEN 'no report from this agent within the window: ' || s.next_step
-    WHEN len(e.relevant) > 0 THEN e.relevant[1].cause || ' (' || e.relevant[1].title
+    WHEN len(e.relevant) > 0 THEN e.relevant[1].cause || ' (' || coalesce(e.relevant[1].title, '')
         || ') in report ' || left(p.run_id, 8)
         || CASE WHEN len(e.relevant) > 1 THEN ' (+' || (len(e.relevant) - 1) || ' more)' ELSE '' END
     ELSE 'report ' || left(p.run_id, 8) || ' found nothing that explains it: ' || s.next_step
@@ -144,7 +144,9 @@ def run_match(
     with ThreadPoolExecutor(max_workers=1) as side, reportset.BackgroundParse(*found) as parsing:
         con = reportset.connect()
         logexport.check_tz(con, tz)
-        loading = side.submit(_load_reports, con.cursor(), parsing)
+        cursor = con.cursor()  # a connection of its own: settings are per connection
+        cursor.execute("SET TimeZone = 'UTC'")
+        loading = side.submit(_load_reports, cursor, parsing)
         export = logexport.load(con, log_path, columns, tz)
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])
@@ -193,7 +195,9 @@ def run_match(
         f"""CREATE OR REPLACE TABLE explained AS
         SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause
         FROM (SELECT DISTINCT f.status, p.run_id FROM paired p JOIN failures f USING (n)) p
-        JOIN reports r USING (run_id) JOIN statuses s USING (status)"""
+        JOIN (SELECT run_id, any_value(findings ORDER BY path) AS findings
+              FROM reports GROUP BY run_id) r USING (run_id)
+        JOIN statuses s USING (status)"""
     ).fetchall()
     has_rejects = _rejected_table(con, export)
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.

@@ -43,7 +43,7 @@ def connect() -> duckdb.DuckDBPyConnection:
         import duckdb
     except ImportError:
         raise UsageError(
-            "this command needs the duckdb package", "pip install 'duckdb>=1.1'"
+            "this command needs the duckdb package", "pip install 'duckdb>=1.3'"
         ) from None
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -98,11 +98,17 @@ def _walk(top: str, files: list[str], skipped: list[dict[str, str]]) -> None:
 
 
 def _dumps(text: str) -> bytes:
+    """`text` as a JSON string; a file name that is not valid UTF-8 (surrogate escapes) shows
+    U+FFFD where its undecodable bytes are."""
     try:
         import orjson
     except ImportError:  # pragma: no cover - orjson is a dependency; stdlib is the fallback
-        return json.dumps(text).encode()
-    return orjson.dumps(text)
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return json.dumps(text, ensure_ascii=False).encode()
+    try:
+        return orjson.dumps(text)
+    except TypeError:
+        return orjson.dumps(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def _json_loads() -> Callable[[bytes], Any]:
@@ -114,9 +120,10 @@ def _json_loads() -> Callable[[bytes], Any]:
         return json.loads
 
 
-def _checked(path: str, loads: Callable[[bytes], Any]) -> bytes | str:
-    """The report (checks dropped) on one line, wrapped with its path for `to_table`; or why
-    the file is not a sipdiag report. Only the shape is checked here: DuckDB reads the fields."""
+def _checked(index: int, path: str, loads: Callable[[bytes], Any]) -> bytes | str:
+    """The report (checks dropped) on one line, wrapped with its index and path for `to_table`;
+    or why the file is not a sipdiag report. The shape is checked here, DuckDB reads the fields
+    (reading any field of another type as NULL)."""
     try:
         body = _without_checks(_read(path))
         doc = loads(body)  # valid JSON, so the wrapped line below is valid JSON too
@@ -133,11 +140,14 @@ def _checked(path: str, loads: Callable[[bytes], Any]) -> bytes | str:
         and type(doc.get("started_at")) is str
         and type(doc.get("agent")) is dict
         and type(doc.get("correlation")) is dict
+        and type(doc["correlation"].get("clock_offset_ms")) in (int, float, type(None))
         and type(doc.get("findings", [])) is list
+        and all(type(f) is dict and type(f.get("cause")) is str for f in doc.get("findings", []))
     ):
         return "not a sipdiag report"
     # A raw newline can only be whitespace in valid JSON: the report becomes one NDJSON line.
-    return b'{"path":' + _dumps(path) + b',"doc":' + body.replace(b"\n", b" ") + b"}\n"
+    head = b'{"i":%d,"path":' % index + _dumps(path)
+    return head + b',"doc":' + body.replace(b"\n", b" ") + b"}\n"
 
 
 def _read(path: str) -> bytes:
@@ -200,7 +210,7 @@ def parse_files(
         for f in files:
             if stop is not None and stop.is_set():
                 break
-            got = _checked(f, loads)
+            got = _checked(len(paths), f, loads)
             if isinstance(got, str):
                 skipped.append({"path": f, "reason": got})
             else:
@@ -216,6 +226,7 @@ def parse_files(
 # another type reads as NULL.
 _FINDING = "STRUCT(" + ", ".join(f"{k} VARCHAR" for k in _FINDING_KEYS) + ")"
 _WRAPPED = {
+    "i": "BIGINT",
     "path": "VARCHAR",
     "doc": "STRUCT(run_id VARCHAR, started_at VARCHAR, host STRUCT(hostname VARCHAR, os VARCHAR), "
     "agent STRUCT(id VARCHAR, sip_uri VARCHAR, numbers VARCHAR[]), "
@@ -225,11 +236,11 @@ _WRAPPED = {
 }
 # clock_offset_ms is the agent's clock minus the registrar's: true time = clock - offset.
 _REPORTS = """CREATE OR REPLACE TABLE reports AS
-SELECT path, run_id, started_us, started_us - clock_offset_ms * 1000 AS true_us, clock_offset_ms,
+SELECT i, path, run_id, started_us, started_us - clock_offset_ms * 1000 AS true_us, clock_offset_ms,
        agent_id, sip_uri, numbers, hostname, os, call_ids, local_addresses, public_addresses,
        findings, verdict
 FROM (
-  SELECT path, doc.run_id AS run_id,
+  SELECT i, path, doc.run_id AS run_id,
          epoch_us(try_cast(doc.started_at AS TIMESTAMPTZ)) AS started_us,
          CAST(trunc(coalesce(doc.correlation.clock_offset_ms, 0)) AS BIGINT) AS clock_offset_ms,
          doc.agent.id AS agent_id, doc.agent.sip_uri AS sip_uri,
@@ -252,9 +263,11 @@ def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
             written.write_bytes(ndjson)
             ndjson = written
         con.execute(_REPORTS, [str(ndjson), _WRAPPED]).fetchall()
-    kept = {p for (p,) in con.execute("SELECT path FROM reports").fetchall()}
+    kept = {i for (i,) in con.execute("SELECT i FROM reports").fetchall()}
     skipped = parsed.skipped + [
-        {"path": p, "reason": "not a sipdiag report"} for p in parsed.paths if p not in kept
+        {"path": p, "reason": "not a sipdiag report"}
+        for i, p in enumerate(parsed.paths)
+        if i not in kept
     ]
     skipped.sort(key=lambda s: s["path"])
     return ReportSet(con, len(kept), skipped)
@@ -279,29 +292,44 @@ class BackgroundParse:
     """`parse_files` alongside the caller's own work. On Linux, in a forked child while this
     process has a single thread (before DuckDB starts its own): the child has a core and a GIL
     to itself, where a thread would contend with the caller's Python (DuckDB's import) for the
-    GIL. Elsewhere, or if the child fails, in a thread of this process."""
+    GIL. Elsewhere, or if the child cannot start or fails, in a thread of this process."""
 
     def __init__(self, files: Sequence[str], skipped: list[dict[str, str]]) -> None:
         self._args = (list(files), list(skipped))
-        self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
         self._pid: int | None = None
         self._thread: concurrent.futures.Future[Parsed] | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._stop = threading.Event()
-        if _single_threaded():
-            self._pid = os.fork()
-            if self._pid == 0:
-                try:
-                    self._child()
-                finally:
-                    os._exit(1)  # the child never returns into its parent's code
-        else:
-            self._start_thread()
+        # The child is reaped under this lock only, so close() never signals a reused pid.
+        self._reaping = threading.Lock()
+        self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
+        try:
+            if _single_threaded():
+                self._fork()
+            if self._pid is None:
+                self._start_thread()
+        except BaseException:
+            self.close()
+            raise
 
-    def _child(self) -> None:
+    def _fork(self) -> None:
+        parent = os.getpid()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare (EAGAIN, ENOMEM): the thread does it
+            return
+        if pid == 0:
+            try:
+                self._child(parent)
+            finally:
+                os._exit(1)  # the child never returns into its parent's code
+        self._pid = pid
+
+    def _child(self, parent: int) -> None:
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+            _die_with_parent(parent)
             parsed = parse_files(*self._args)
             assert isinstance(parsed.ndjson, bytes)
             (self._tmp / "reports.ndjson").write_bytes(parsed.ndjson)
@@ -319,38 +347,59 @@ class BackgroundParse:
         """The parsed reports (waiting for them); ParseStopped once `close` has begun."""
         if self._stop.is_set():
             raise ParseStopped
-        if self._pid is not None:
+        pid = self._pid
+        if pid is not None:
             try:
-                _, status = os.waitpid(self._pid, 0)
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited; not reaped yet
             except ChildProcessError:  # close() reaped it
                 raise ParseStopped from None
-            self._pid = None
+            with self._reaping:
+                if self._pid is None or self._stop.is_set():
+                    raise ParseStopped
+                _, status = os.waitpid(pid, 0)
+                self._pid = None
             if os.waitstatus_to_exitcode(status) == 0:
                 meta = json.loads((self._tmp / "meta.json").read_text(encoding="utf-8"))
                 return Parsed(self._tmp / "reports.ndjson", meta["paths"], meta["skipped"])
-            if self._stop.is_set():  # killed by close()
-                raise ParseStopped
             self._start_thread()  # the child failed: do it here
         assert self._thread is not None
-        return self._thread.result()
+        parsed = self._thread.result()
+        if self._stop.is_set():  # stopped part way: not all of them
+            raise ParseStopped
+        return parsed
 
     def close(self) -> None:
         """Stop the work if still running (a usage error, Ctrl-C) and remove its files."""
         self._stop.set()
-        if self._pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
-                os.waitpid(self._pid, 0)
-            self._pid = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        try:
+            with self._reaping:
+                if self._pid is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(self._pid, signal.SIGKILL)
+                        os.waitpid(self._pid, 0)
+                    self._pid = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> BackgroundParse:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """The child is killed when its parent dies (say, by SIGKILL) instead of parsing on for
+    nobody; if the parent is already gone, exit now."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def load(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> ReportSet:

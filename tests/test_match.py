@@ -8,13 +8,18 @@ import datetime as dt
 import gzip
 import io
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from clihelp import CliResult, cli, cli_process
+from clihelp import REPO, CliResult, cli, cli_process, subprocess_env
 from logdata import PASSWORD, WRONG, RealReports, make_real_reports, skewed_copy, started
 from peers.kamailio import Kamailio
 
@@ -432,3 +437,96 @@ def test_markdown_cells_escape_pipes_and_fold_line_breaks(
     assert "| Failure: odd \\| status | unknown |" in line
     text = match(log, str(reports.directory)).out
     assert "Failure:\r\nodd | status  [unknown]" in text  # text shows the status as it came
+
+
+def test_a_report_found_twice_gives_each_row_once(reports: RealReports, tmp_path: Path) -> None:
+    """Overlapping directories, or a copy of a report: the same run_id in two files."""
+    directory = tmp_path / "twice"
+    directory.mkdir()
+    for name in ("a.json", "b.json"):
+        shutil.copy(reports.path(reports.bad), directory / name)
+    t = netcall_time(started(reports.bad))
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [f"{t};Sales;A-18;;Failure (Rejected – SIP 403 Forbidden);0"] * 3,
+    )
+    result = match_json(log, str(directory))
+    assert result["summary"]["reports_read"] == 2 and result["summary"]["failures"] == 3
+    assert [r["line"] for r in result["rows"]] == [2, 3, 4]
+    assert {r["run_id"] for r in result["rows"]} == {reports.bad["run_id"]}
+
+
+def test_report_times_without_an_offset_count_as_utc_whatever_the_local_zone(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    directory = tmp_path / "naive"
+    directory.mkdir()
+    naive = skewed_copy(reports.bad, 0, "0b1e5a1e-0000-4000-8000-00000000aaaa")
+    naive["started_at"] = naive["started_at"].removesuffix("Z")
+    naive["agent"]["id"] = "A-80"
+    (directory / "r.json").write_text(json.dumps(naive))
+    t = netcall_time(started(reports.bad))
+    log = write_netcall(
+        tmp_path / "audit.csv", [f"{t};Sales;A-80;;Failure (Rejected – SIP 403 Forbidden);0"]
+    )
+    r = cli_process(
+        "match", "--log", str(log), str(directory), "--window", "30m", "--format", "json",
+        env={"TZ": "America/New_York"},
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["rows"][0]["run_id"] == naive["run_id"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_match_exits_130_and_leaves_no_process_or_file(
+    reports: RealReports, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Stopped while its child process parses 4,000 reports: one line, exit 130, the child
+    killed, its temporary files removed."""
+    directory = tmp_path / "many"
+    directory.mkdir()
+    body = reports.path(reports.bad).read_text()
+    for i in range(4000):
+        (directory / f"r{i}.json").write_text(body)
+    log = write_netcall(
+        tmp_path / "audit.csv",
+        [f"{netcall_time(started(reports.bad))};Sales;A-18;;Failure (No Answer);0"] * 1000,
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diag", "match", "--log", str(log), str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=subprocess_env({"TMPDIR": str(scratch)}),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    children: list[str] = []
+    deadline = time.monotonic() + 20
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        if list(scratch.iterdir()):  # the parse has begun: its directory exists
+            children = _children(proc.pid)
+        time.sleep(0.005)
+    assert children, "the report parse never started in a child process"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=20)
+    assert (proc.returncode, err) == (
+        130,
+        "sipdiag: error: interrupted (hint: re-run when ready)\n",
+    )
+    assert list(scratch.iterdir()) == []
+    for child in children:
+        assert not Path(f"/proc/{child}").exists() or _zombie_or_gone(child)
+
+
+def _children(pid: int) -> list[str]:
+    found: list[str] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += (task / "children").read_text().split()
+    return found
+
+
+def _zombie_or_gone(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -50,6 +50,8 @@ def test_reports_are_read_and_foreign_shapes_are_skipped(tmp_path: Path) -> None
     write(tmp_path, "bad-time.json", variant(started_at="yesterday"))
     write(tmp_path, "no-run-id.json", {k: v for k, v in REPORT.items() if k != "run_id"})
     write(tmp_path, "findings-object.json", variant(findings={"a": 1}))
+    write(tmp_path, "finding-string.json", variant(findings=["oops"]))
+    write(tmp_path, "offset-text.json", variant(correlation={"clock_offset_ms": "abc"}))
     write(tmp_path, "other-tool.json", variant(tool={"name": "else"}))
     write(tmp_path, "list.json", [REPORT])
     write(tmp_path, "broken.json", '{"schema_version": 1, ')
@@ -61,6 +63,8 @@ def test_reports_are_read_and_foreign_shapes_are_skipped(tmp_path: Path) -> None
         ("bad-time.json", "not a sipdiag report"),
         ("no-run-id.json", "not a sipdiag report"),
         ("findings-object.json", "not a sipdiag report"),
+        ("finding-string.json", "not a sipdiag report"),
+        ("offset-text.json", "not a sipdiag report"),
         ("other-tool.json", "not a sipdiag report"),
         ("list.json", "not a sipdiag report"),
         ("broken.json", "not valid JSON"),
@@ -105,7 +109,7 @@ def test_a_failed_child_falls_back_to_a_thread(
 ) -> None:
     write(tmp_path, "r.json", REPORT)
     monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
-    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self: os._exit(3))
+    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self, parent: os._exit(3))
     with reportset.BackgroundParse(*reportset.collect([tmp_path])) as parsing:
         got = parsing.result()
     assert got.paths == [str(tmp_path / "r.json")] and isinstance(got.ndjson, bytes)
@@ -116,7 +120,7 @@ def test_closing_stops_the_child_and_removes_its_files(
 ) -> None:
     write(tmp_path, "r.json", REPORT)
     monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
-    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self: time.sleep(60))
+    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self, parent: time.sleep(60))
     parsing = reportset.BackgroundParse(*reportset.collect([tmp_path]))
     pid, tmp = parsing._pid, parsing._tmp
     assert pid and tmp.is_dir()
@@ -128,3 +132,30 @@ def test_closing_stops_the_child_and_removes_its_files(
     assert not tmp.exists()
     with pytest.raises(reportset.ParseStopped):
         parsing.result()
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_shown_with_a_replacement(tmp_path: Path) -> None:
+    name = os.fsdecode(b"r\xff.json")  # surrogate-escaped, as os.scandir gives it
+    write(tmp_path, name, REPORT)
+    con = reportset.connect()
+    loaded = reportset.load(con, [tmp_path])
+    assert (loaded.count, loaded.skipped) == (1, [])
+    ((path,),) = con.execute("SELECT path FROM reports").fetchall()
+    assert path.endswith("r\ufffd.json")
+
+
+def test_a_fork_that_fails_leaves_the_work_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "r.json", REPORT)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    with reportset.BackgroundParse(*reportset.collect([tmp_path])) as parsing:
+        assert parsing._pid is None
+        tmp = parsing._tmp
+        got = parsing.result()
+    assert got.paths == [str(tmp_path / "r.json")] and not tmp.exists()

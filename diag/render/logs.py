@@ -6,6 +6,7 @@ import codecs
 import contextlib
 import io
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -121,7 +122,9 @@ def _emit(result: MatchResult, select: str, options: str, out: TextIO) -> None:
     binary = getattr(out, "buffer", None)
     encoding = getattr(out, "encoding", None) or ""
     with _copy_file(result, select, options) as path:
-        if binary is not None and encoding and codecs.lookup(encoding).name == "utf-8":
+        # Where text streams write "\r\n" (Windows), the rows go through the text stream too.
+        utf8 = bool(encoding) and codecs.lookup(encoding).name == "utf-8"
+        if binary is not None and utf8 and os.linesep == "\n":
             out.flush()
             with path.open("rb") as rows:
                 shutil.copyfileobj(rows, binary, 1 << 20)
