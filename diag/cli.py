@@ -433,6 +433,8 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
     try:
         command = typer.main.get_command(app)  # inside: Ctrl-C while typer builds it is caught
         rv = command.main(args=list(argv), prog_name="sipdiag", standalone_mode=False, obj=env)
+        if rv == ExitCode.INTERRUPTED:  # also typer's silent return for a Ctrl-C while parsing
+            return _interrupted(env)
         return int(rv or 0)
     except typer.Exit as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # typer's silent Exit(130) for Ctrl-C

@@ -10,6 +10,6 @@ if sys.argv[1:2] == [FROZEN_WORKER_ARG]:
 
     worker_main()
 else:
-    from diag.cli import main
+    from diag.__main__ import run
 
-    main()
+    run()
