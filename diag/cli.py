@@ -42,7 +42,6 @@ class Environment:
     # Set by a command whose only remaining state is an in-memory DuckDB, which it hands over
     # here: the process exits without freeing it (`match` spends ~0.1 s tearing down its tables
     # otherwise, as soon as the command returns and drops its last reference).
-    skip_teardown: bool = False
     kept: Any = None
 
     def checks(self) -> Sequence[Any]:
@@ -352,7 +351,7 @@ def match(
         columns = parse_column_options(column or [])
         result = run_match(log, reports, columns, parse_duration(window), tz)
         write_match(result, format, _env(ctx).stdout)
-    _env(ctx).skip_teardown, _env(ctx).kept = True, result
+    _env(ctx).kept = result
 
 
 @app.command()
@@ -485,7 +484,7 @@ def main() -> NoReturn:
         env.stderr.flush()
     except (OSError, ValueError):
         pass
-    if env.skip_teardown or any(t.is_alive() for t in env.abandoned):
+    if env.kept is not None or any(t.is_alive() for t in env.abandoned):
         # Output is flushed. A probe that overran inside native code: the report is written, so
         # don't wait for it. Nothing to save in `match`'s DuckDB: don't spend time freeing it.
         os._exit(code)
