@@ -144,9 +144,7 @@ def run_match(
     with ThreadPoolExecutor(max_workers=1) as side, reportset.BackgroundParse(*found) as parsing:
         con = reportset.connect()
         logexport.check_tz(con, tz)
-        cursor = con.cursor()  # a connection of its own: settings are per connection
-        cursor.execute("SET TimeZone = 'UTC'")
-        loading = side.submit(_load_reports, cursor, parsing)
+        loading = side.submit(_load_reports, con.cursor(), parsing)
         export = logexport.load(con, log_path, columns, tz)
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])

@@ -46,7 +46,8 @@ def connect() -> duckdb.DuckDBPyConnection:
             "this command needs the duckdb package", "pip install 'duckdb>=1.3'"
         ) from None
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    # GLOBAL: for every connection to this in-memory database, cursors included.
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
     return con
 
 
