@@ -386,8 +386,14 @@ def _json_key(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
+def rows_before_rejected(first_line: int, rejected_lines: list[int]) -> list[int]:
+    """For the i-th rejected line (sorted), how many accepted rows come before it:
+    `line - first_line - i`. Non-decreasing, so an accepted row n has as many rejected lines
+    before it as there are entries <= n."""
+    return [line - first_line - i for i, line in enumerate(rejected_lines)]
+
+
 def line_numbers(first_line: int, rejected_lines: list[int]) -> Callable[[int], int]:
-    """n -> the file line of the n-th accepted row (0-based): the i-th rejected line (sorted)
-    comes after `line - first_line - i` accepted rows, so a bisection counts those before n."""
-    before = [line - first_line - i for i, line in enumerate(rejected_lines)]
+    """n -> the file line of the n-th accepted row (0-based)."""
+    before = rows_before_rejected(first_line, rejected_lines)
     return lambda n: first_line + n + bisect.bisect_right(before, n)

@@ -274,16 +274,15 @@ def _by_time_sql(con: Any, window_us: int) -> str:
 
 def _rejected_table(con: Any, export: logexport.LogExport) -> bool:
     """Line numbers: an accepted row's index plus the export's first data line, plus the lines
-    the CSV reader rejected before it (the i-th rejected line comes after line - first - i
-    accepted rows): table `rejected_before`, when there are any."""
-    first = export.first_line
+    the CSV reader rejected before it (`logexport.rows_before_rejected`, joined ASOF): table
+    `rejected_before`, when there are any."""
     rejected = export.rejected_lines
     if rejected:
         con.execute(
             "CREATE OR REPLACE TABLE rejected_before AS SELECT k, max(before) AS before "
             "FROM (SELECT unnest(?)::BIGINT AS k, unnest(?)::BIGINT AS before) GROUP BY k",
             [
-                [line - first - i for i, line in enumerate(rejected)],
+                logexport.rows_before_rejected(export.first_line, rejected),
                 list(range(1, len(rejected) + 1)),
             ],
         ).fetchall()
