@@ -108,7 +108,10 @@ class _Registration:
         cfg.regConfig.headers.append(header)
         # A Contact of our own and no SIP outbound: pjsua's default +sip.instance is the same
         # in every pjsua-based softphone, and a registrar would replace the agent's binding.
-        cfg.regConfig.contactUriParams = f";sipdiag={job.run_id[:8]}"
+        # The tag goes in the account's Contact (sipConfig), not regConfig.contactUriParams:
+        # pjsua 2.15 parses that REGISTER Contact from a buffer it never NUL-terminates, and
+        # aborts (pjsua_acc.c update_regc_contact) when the stale byte after it is a ',' or such.
+        cfg.sipConfig.contactUriParams = f";sipdiag={job.run_id[:8]}"
         cfg.natConfig.sipOutboundUse = 0
         # No re-REGISTER from the address the registrar reported: the 200 must answer the
         # Contact and Via we sent, or plain NAT would look like a SIP ALG (net.sip-alg).

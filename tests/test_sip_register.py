@@ -433,7 +433,7 @@ def test_udp_dropped_by_the_firewall_is_udp_blocked_while_tcp_registers(
     )
     assert time.monotonic() - t0 < 4 + 1.5
     attempts = {a["transport"]: a for a in r.check("sip.register")["details"]["attempts"]}
-    assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["outcome"] == "ok"
+    assert attempts["tcp"]["code"] == 200 and attempts["tcp"]["outcome"] == "ok", attempts
     assert (attempts["udp"]["outcome"], attempts["udp"]["remote"]) == ("timeout", False)
     assert r.check("sip.register")["status"] == "fail"
     assert r.causes() == ["network.udp_blocked"]
