@@ -2,8 +2,9 @@
 
 Targets: end to end <= 2 s, and <= 3x a bare DuckDB scan of the same file. Two baselines: the
 issue's own reference, a read of the CSV plus one ASOF join against the 10,000 report keys, and
-a plain scan of the CSV alone. Each is measured two ways: inside an already running Python with DuckDB
-imported, and end to end like sipdiag (a fresh `python -c "import duckdb; ..."` process).
+a plain scan of the CSV alone. Each is measured two ways: inside an already running Python
+with DuckDB imported, and end to end like sipdiag (a fresh `python -c "import duckdb; ..."`
+process).
 
 sipdiag's output goes to a file, as `sipdiag match ... --format csv > rows.csv` would; its
 modules are byte-compiled first, as an installed wheel's are (this machine sets
