@@ -209,14 +209,18 @@ def _fitting_strategy(
 
 
 def _sniff_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, compression: str
+    con: duckdb.DuckDBPyConnection, path: Path, compression: str, skip: int | None = None
 ) -> tuple[list[str], list[str], int]:
     """([delim, quote, escape, new_line, comment], column names, lines before the header),
-    from DuckDB's sniffer on a sample, as the reader would detect them."""
+    from DuckDB's sniffer on a sample, as the reader would detect them; `skip` lines first,
+    if given. Malformed rows in the sample are let pass, which also keeps the sniffer from
+    finding a preamble ("Exported by ...") above the header by itself: see _skip_preamble."""
     row = con.execute(
         "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, "
         "[c.name FOR c IN Columns] FROM sniff_csv(?, sample_size=?, header=true, "
-        "all_varchar=true, ignore_errors=true, compression=?)",
+        "all_varchar=true, ignore_errors=true, compression=?"
+        + ("" if skip is None else f", skip={int(skip)}")
+        + ")",
         [str(path), SAMPLE_ROWS, compression],
     ).fetchone()
     assert row is not None
@@ -224,6 +228,51 @@ def _sniff_csv(
     # No quote in the sample does not mean none later: RFC 4180 quoting costs nothing when absent.
     quote = quote or '"'
     return [delim, quote, escape or quote, new_line, comment], list(row[6]), int(row[5])
+
+
+PREAMBLE_MAX_LINES = 10  # title lines above an export's header that are looked past
+
+
+def _skip_preamble(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    compression: str,
+    overrides: Mapping[str, str],
+) -> tuple[list[str], list[str], int] | None:
+    """The sniff after the first few lines that leaves columns naming the required fields
+    (an export titled "Audit export, 27/11/2026" above its header), or None."""
+    import duckdb
+
+    for skip in range(1, PREAMBLE_MAX_LINES + 1):
+        try:
+            dialect, available, _ = _sniff_csv(con, path, compression, skip)
+        except duckdb.Error:
+            continue
+        if _names_fields(available, overrides):
+            # The reader passes over blank lines; the line numbers must count them.
+            return dialect, available, skip + _blank_lines_after(path, compression, skip)
+    return None
+
+
+def _blank_lines_after(path: Path, compression: str, skip: int) -> int:
+    """How many blank lines follow the first `skip` lines of the file."""
+    with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as f:
+        lines = [f.readline() for _ in range(skip + PREAMBLE_MAX_LINES)][skip:]
+    blank = 0
+    for line in lines:
+        if line.strip(b" \t\r\n"):
+            break
+        blank += 1
+    return blank
+
+
+def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
+    """Whether these columns yield the required fields (detect_columns would not fail)."""
+    try:
+        detect_columns(available, overrides)
+    except UsageError:
+        return False
+    return True
 
 
 def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
@@ -249,7 +298,10 @@ def load(
     compression = "gzip" if gzipped else "none"
     try:
         if kind == "csv":
-            dialect, available, skip = _sniff_csv(con, path, compression)
+            sniffed = _sniff_csv(con, path, compression)
+            if not _names_fields(sniffed[1], overrides):
+                sniffed = _skip_preamble(con, path, compression, overrides) or sniffed
+            dialect, available, skip = sniffed
             # The read is told the dialect: DuckDB does not sniff the file a second time.
             reader = (
                 "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, "

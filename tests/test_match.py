@@ -256,6 +256,28 @@ def test_malformed_rows_are_counted_and_listed_with_line_numbers(
     assert "skipped as malformed 6" in text and "malformed line 4: unreadable time" in text
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_title_lines_above_the_header_are_looked_past_and_counted_in_line_numbers(
+    reports: RealReports, tmp_path: Path, gzipped: bool
+) -> None:
+    t = netcall_time(started(reports.bad) + dt.timedelta(minutes=5))
+    text = (
+        "Netcall audit export, generated 27/11/2026 by supervisor\n"  # line 1
+        "\n"  # line 2
+        f"{NETCALL_HEADER}\n"  # line 3
+        f"{t};Sales;A-18;;Success;64\n"  # line 4
+        f"{t};Sales;A-18\n"  # line 5: a column short
+        f"{t};Sales;A-18;;Failure (Rejected – SIP 403 Forbidden);0\n"  # line 6
+    )
+    log = tmp_path / ("titled.csv.gz" if gzipped else "titled.csv")
+    log.write_bytes(gzip.compress(text.encode()) if gzipped else text.encode())
+    result = match_json(log, str(reports.directory))
+    assert result["summary"]["columns"]["status"] == "Status"
+    assert [(m["line"], m["reason"]) for m in result["malformed"]] == [(5, "missing columns")]
+    (row,) = result["rows"]
+    assert (row["line"], row["run_id"]) == (6, reports.bad["run_id"])
+
+
 def test_columns_can_be_named_when_the_headers_are_unusual(
     reports: RealReports, tmp_path: Path
 ) -> None:
