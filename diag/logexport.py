@@ -7,9 +7,13 @@ Line numbers assume one record per physical line (no blank lines, no newlines in
 from __future__ import annotations
 
 import bisect
+import codecs
 import gzip
+import os
 import re
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +73,7 @@ SAMPLE_ROWS = 1000  # rows that name the columns' dialect and show the time form
 class LogExport:
     kind: str  # "csv" | "jsonl"
     columns: dict[str, str]  # field -> column name in the export
+    encoding: str  # "utf-8" | "cp1252"
     rows_read: int
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
     rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
@@ -275,6 +280,43 @@ def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
     return True
 
 
+# An export that is not UTF-8 is taken for Windows-1252, what Excel and most Windows tools
+# write. DuckDB's CSV reader has no such encoding built in (its Latin-1 refuses 0x80-0x9F,
+# where Windows-1252 keeps its dashes, quotes and euro sign), so such a file is read from a
+# UTF-8 copy, made in chunks and deleted as soon as DuckDB has read it.
+HEAD_BYTES = 1 << 20  # the part of the file whose bytes decide the encoding up front
+_CHUNK = 1 << 23
+
+
+@contextmanager
+def _utf8_copy(path: Path, gzipped: bool) -> Iterator[Path]:
+    """A temporary UTF-8 copy of a Windows-1252 file (bytes it leaves undefined become U+FFFD);
+    line for line the same, so line numbers hold."""
+    fd, name = tempfile.mkstemp(prefix="sipdiag-export-", suffix=".csv")
+    try:
+        decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
+        with os.fdopen(fd, "wb") as out, gzip.open(path) if gzipped else path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                out.write(decoder.decode(chunk).encode("utf-8"))
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def _head_encoding(path: Path, gzipped: bool) -> str:
+    """ "utf-8" when the file's first MiB decodes as UTF-8, else "cp1252"."""
+    try:
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except (OSError, EOFError):
+        return "utf-8"  # DuckDB's reader then says what is wrong with the file
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
 def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
     import duckdb
 
@@ -284,6 +326,89 @@ def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
         raise UsageError(
             f"unknown time zone '{tz}'", "use an IANA name such as Europe/London or UTC"
         ) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> UsageError:
+    return UsageError(
+        f"cannot read --log {path}: {str(exc).splitlines()[0]}",
+        "give a CSV or JSON Lines export (optionally .gz)",
+    )
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class _CsvRead:
+    """Table `log_raw` read from a CSV export, and how to reach its fields."""
+
+    columns: dict[str, str]
+    first_line: int
+    ts: str
+    time_text: str
+    invalid_encoding: bool
+
+    def col(self, fld: str) -> str:
+        return _quoted(self.columns[fld]) if fld in self.columns else "NULL"
+
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    compression: str,
+    overrides: Mapping[str, str],
+    tz: str,
+    shown: Path | None = None,
+) -> _CsvRead:
+    """`shown`: the path errors name (the export, when `path` is its UTF-8 copy)."""
+    import duckdb
+
+    try:
+        sniffed = _sniff_csv(con, path, compression)
+        if not _names_fields(sniffed[1], overrides):
+            sniffed = _skip_preamble(con, path, compression, overrides) or sniffed
+    except duckdb.Error as exc:
+        raise _unreadable(shown or path, exc) from None
+    dialect, available, skip = sniffed
+    columns = detect_columns(available, overrides)
+    # The read is told the dialect: DuckDB does not sniff the file a second time.
+    reader = (
+        "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, new_line=?, "
+        "comment=?, skip=?, ignore_errors=true, compression=?, columns=?"
+    )
+    params = [str(path), *dialect, skip, compression]
+    as_text = dict.fromkeys(available, "VARCHAR")
+    time_col = _quoted(columns["time"])
+    # Sniff the time format on a sample, then let the CSV reader parse that column itself
+    # (much cheaper than string functions per row); a row it cannot parse is rejected with
+    # its line number, like any other malformed row.
+    con.execute(
+        f"CREATE OR REPLACE TABLE log_sample AS SELECT {time_col} FROM {reader}) "
+        f"LIMIT {SAMPLE_ROWS}",
+        [*params, as_text],
+    ).fetchall()
+    first = _fitting_strategy(con, "log_sample", time_col, tz)
+    time_type, time_format, ts = _typed_time(first, time_col, tz)
+    used = ", ".join(_quoted(c) for c in columns.values())
+    # A second read (of the UTF-8 copy) must not add its rejects to the first one's.
+    con.execute("DROP TABLE IF EXISTS reject_errors").fetchall()
+    con.execute("DROP TABLE IF EXISTS reject_scans").fetchall()
+    con.execute(
+        f"CREATE OR REPLACE TABLE log_raw AS SELECT {used} "
+        f"FROM {reader}, store_rejects=true{time_format})",
+        [*params, {**as_text, columns["time"]: time_type}],
+    ).fetchall()
+    (invalid,) = con.execute(
+        "SELECT count(*) > 0 FROM reject_errors WHERE error_type = 'INVALID ENCODING'"
+    ).fetchone() or (False,)
+    return _CsvRead(
+        columns,
+        2 + skip,  # after the header
+        ts,
+        "NULL" if time_type != "VARCHAR" else time_col,
+        bool(invalid),
+    )
 
 
 def load(
@@ -296,21 +421,20 @@ def load(
         raise UsageError(f"--log {path} is not a file", "give the central-log export file")
     kind, gzipped = _sniff_kind(path)
     compression = "gzip" if gzipped else "none"
-    try:
-        if kind == "csv":
-            sniffed = _sniff_csv(con, path, compression)
-            if not _names_fields(sniffed[1], overrides):
-                sniffed = _skip_preamble(con, path, compression, overrides) or sniffed
-            dialect, available, skip = sniffed
-            # The read is told the dialect: DuckDB does not sniff the file a second time.
-            reader = (
-                "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, "
-                "new_line=?, comment=?, skip=?, ignore_errors=true, compression=?, columns=?"
-            )
-            params = [str(path), *dialect, skip, compression]
-            as_text = dict.fromkeys(available, "VARCHAR")
-            first_line = 2 + skip  # after the header
-        else:
+    encoding = "utf-8"
+    if kind == "csv":
+        encoding = _head_encoding(path, gzipped)
+        read = None
+        if encoding == "utf-8":
+            read = _read_csv(con, path, compression, overrides, tz)
+        if read is None or read.invalid_encoding:  # not UTF-8, in the head or past it
+            encoding = "cp1252"
+            with _utf8_copy(path, gzipped) as copy:
+                read = _read_csv(con, copy, "none", overrides, tz, shown=path)
+        columns, first_line, ts, time_text = read.columns, read.first_line, read.ts, read.time_text
+        col = read.col
+    else:
+        try:
             con.execute(
                 "CREATE OR REPLACE TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
                 "columns={'j': 'VARCHAR'}, delim=?, quote='', escape='', auto_detect=false, "
@@ -321,44 +445,17 @@ def load(
                 "SELECT DISTINCT unnest(json_keys(j)) FROM "
                 "(SELECT j FROM log_raw WHERE json_valid(j) LIMIT 1000)"
             ).fetchall()
-            available = sorted(k for (k,) in keys)
-            first_line = 1
-    except duckdb.Error as exc:
-        raise UsageError(
-            f"cannot read --log {path}: {str(exc).splitlines()[0]}",
-            "give a CSV or JSON Lines export (optionally .gz)",
-        ) from None
+        except duckdb.Error as exc:
+            raise _unreadable(path, exc) from None
+        columns = detect_columns(sorted(k for (k,) in keys), overrides)
+        first_line = 1
 
-    columns = detect_columns(available, overrides)
+        def col(fld: str) -> str:
+            if fld not in columns:
+                return "NULL"
+            path = _sql_str("$." + _json_key(columns[fld]))
+            return f"CASE WHEN json_valid(j) THEN json_extract_string(j, {path}) END"
 
-    def col(fld: str) -> str:
-        if fld not in columns:
-            return "NULL"
-        name = columns[fld]
-        if kind == "csv":
-            return '"' + name.replace('"', '""') + '"'
-        path = _sql_str("$." + _json_key(name))
-        return f"CASE WHEN json_valid(j) THEN json_extract_string(j, {path}) END"
-
-    if kind == "csv":
-        # Sniff the time format on a sample, then let the CSV reader parse that column itself
-        # (much cheaper than string functions per row); a row it cannot parse is rejected with
-        # its line number, like any other malformed row.
-        con.execute(
-            f"CREATE OR REPLACE TABLE log_sample AS SELECT {col('time')} FROM {reader}) "
-            f"LIMIT {SAMPLE_ROWS}",
-            [*params, as_text],
-        ).fetchall()
-        first = _fitting_strategy(con, "log_sample", col("time"), tz)
-        time_type, time_format, ts = _typed_time(first, col("time"), tz)
-        used = ", ".join('"' + c.replace('"', '""') + '"' for c in columns.values())
-        con.execute(
-            f"CREATE OR REPLACE TABLE log_raw AS SELECT {used} "
-            f"FROM {reader}, store_rejects=true{time_format})",
-            [*params, {**as_text, columns["time"]: time_type}],
-        ).fetchall()
-        time_text = "NULL" if time_type != "VARCHAR" else col("time")
-    else:
         ts = time_expression(col("time"), tz, _fitting_strategy(con, "log_raw", col("time"), tz))
         time_text = col("time")
     # Agents and numbers are normalised when keyed and statuses when explained, so only the
@@ -401,7 +498,7 @@ def load(
         malformed.append({"line": line_of(int(n)), "reason": why, "text": text})
     malformed.sort(key=lambda m: m["line"])
     total = sum(int(c) for _, c in by_status) + len(rejected_lines)
-    export = LogExport(kind, columns, total, malformed, rejected_lines, first_line)
+    export = LogExport(kind, columns, encoding, total, malformed, rejected_lines, first_line)
     export.statuses = sorted(status for status, _ in by_status if status is not None)
     if kind == "csv":
         export.source, export.fields = "log_raw", fields

@@ -237,6 +237,7 @@ def run_match(
         "tz": tz,
         "columns": export.columns,
         "format": export.kind,
+        "encoding": export.encoding,
     }
     return MatchResult(summary, con, export.malformed, reports.skipped)
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,6 +277,58 @@ def test_title_lines_above_the_header_are_looked_past_and_counted_in_line_number
     assert [(m["line"], m["reason"]) for m in result["malformed"]] == [(5, "missing columns")]
     (row,) = result["rows"]
     assert (row["line"], row["run_id"]) == (6, reports.bad["run_id"])
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_windows_1252_export_is_read_as_such_and_no_copy_is_left(
+    reports: RealReports, tmp_path: Path, gzipped: bool
+) -> None:
+    t = netcall_time(started(reports.bad) + dt.timedelta(minutes=5))
+    text = (
+        f"{NETCALL_HEADER}\r\n"
+        f"{t};Ventes été;A-18;;Success;64\r\n"
+        f"{t};Ventes été;A-18;;Failure (Rejected – SIP 403 Forbidden);0\r\n"  # an en dash
+    )
+    data = text.encode("cp1252")  # what Excel writes; not valid UTF-8
+    log = tmp_path / ("excel.csv.gz" if gzipped else "excel.csv")
+    log.write_bytes(gzip.compress(data) if gzipped else data)
+    before = set(Path(tempfile.gettempdir()).glob("sipdiag-export-*"))
+    result = match_json(log, str(reports.directory))
+    assert set(Path(tempfile.gettempdir()).glob("sipdiag-export-*")) == before
+    s = result["summary"]
+    assert (s["encoding"], s["rows_read"], s["rows_skipped"]) == ("cp1252", 2, 0)
+    (row,) = result["rows"]
+    assert row["status"] == "Failure (Rejected – SIP 403 Forbidden)"
+    assert (row["line"], row["category"], row["run_id"]) == (
+        3,
+        "configuration",
+        reports.bad["run_id"],
+    )
+
+
+def test_windows_1252_bytes_past_the_first_mebibyte_are_read_too(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = netcall_time(started(reports.bad) + dt.timedelta(minutes=5))
+    ok = f"{t};Sales;A-18;;Success;64\n"
+    filler = (1_100_000 // len(ok)) + 1  # all ASCII: the head alone reads as UTF-8
+    log = tmp_path / "late.csv"
+    log.write_bytes(
+        (
+            f"{NETCALL_HEADER}\n"
+            + ok * filler
+            + f"{t};Ventes été;A-18;;Failure (Rejected – SIP 403 Forbidden);0\n"
+            + f"{t};Sales;A-18\n"  # a column short
+        ).encode("cp1252")
+    )
+    result = match_json(log, str(reports.directory))
+    assert result["summary"]["encoding"] == "cp1252"
+    assert result["summary"]["rows_read"] == filler + 2
+    assert [(m["line"], m["reason"]) for m in result["malformed"]] == [
+        (filler + 3, "missing columns")
+    ]
+    (row,) = result["rows"]
+    assert (row["line"], row["category"]) == (filler + 2, "configuration")
 
 
 def test_columns_can_be_named_when_the_headers_are_unusual(
