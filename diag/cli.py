@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -14,7 +15,15 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 
 from diag import __version__
-from diag.errors import ExitCode, SipdiagError, UsageError, interruptible
+from diag.errors import (
+    ExitCode,
+    SipdiagError,
+    UsageError,
+    forget_interrupt,
+    interrupt_received,
+    interruptible,
+    is_interrupt,
+)
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
 # Shell completion: `sipdiag --install-completion` / `--show-completion` (typer).
@@ -43,6 +52,7 @@ class Environment:
     # here: the process exits without freeing it (`match` spends ~0.1 s tearing down its tables
     # otherwise, as soon as the command returns and drops its last reference).
     kept: Any = None
+    said_interrupted: bool = False  # the one "interrupted" line is out
 
     def checks(self) -> Sequence[Any]:
         if self.registry is None:
@@ -426,6 +436,7 @@ def bundle(
 def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
     """The single error boundary: every outcome becomes an ExitCode and at most one error line."""
     env = env or Environment()
+    forget_interrupt()  # each command decides about its own Ctrl-C (in-process tests run many)
     argv = list(argv) or ["--help"]  # bare `sipdiag` shows the help, exit 0
     # Settings do not exist yet when an error can happen, so the boundary reads the flag itself.
     debug = "--debug" in argv
@@ -440,6 +451,8 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
             return _interrupted(env)
         return int(exc.exit_code)
     except SipdiagError as exc:
+        if interrupt_received():  # e.g. a DuckDB error that was a Ctrl-C, read as bad input
+            return _interrupted(env)
         env.stderr.write(exc.one_line() + "\n")
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -450,7 +463,7 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
         env.stderr.write(f"sipdiag: error: {line} (hint: see `sipdiag --help`)\n")
         return int(ExitCode.USAGE)
     except Exception as exc:  # noqa: BLE001 - anything else is our bug, still one line
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             return _interrupted(env)
         if debug:
             env.stderr.write(traceback.format_exc())
@@ -462,30 +475,35 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
 
 
 def _interrupted(env: Environment) -> int:
+    env.said_interrupted = True
     env.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
     return int(ExitCode.INTERRUPTED)
 
 
-def _is_interrupt(exc: Exception) -> bool:
-    """Ctrl-C inside a DuckDB query surfaces as DuckDB's InterruptException, or as a
-    RuntimeError "Query interrupted" from a query running on another connection's thread."""
-    duckdb = sys.modules.get("duckdb")
-    interrupt = getattr(duckdb, "InterruptException", None)
-    if interrupt is not None and isinstance(exc, interrupt):
-        return True
-    return isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
-
-
 def main() -> NoReturn:
     env = Environment()
-    code = run_cli(sys.argv[1:], env)
+    try:
+        code = run_cli(sys.argv[1:], env)
+    except KeyboardInterrupt:  # a second one, while the boundary handled the first
+        if not env.said_interrupted:
+            _interrupted(env)
+        code = int(ExitCode.INTERRUPTED)
+    # The outcome is decided and said: a Ctrl-C or SIGTERM from now on, or one still pending
+    # (DuckDB can stop a query on Ctrl-C before Python's handler has run), must not turn it
+    # into a traceback or a death by signal on the way out.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: None)
     try:
         env.stdout.flush()
         env.stderr.flush()
     except (OSError, ValueError):
         pass
-    if env.kept is not None or any(t.is_alive() for t in env.abandoned):
+    interrupted = code == ExitCode.INTERRUPTED
+    if interrupted or env.kept is not None or any(t.is_alive() for t in env.abandoned):
         # Output is flushed. A probe that overran inside native code: the report is written, so
         # don't wait for it. Nothing to save in `match`'s DuckDB: don't spend time freeing it.
+        # Interrupted: the command has cleaned up, and Python's own exit would turn a Ctrl-C
+        # that passed through PyRun_String (native modules use it) into a death by SIGINT.
         os._exit(code)
     sys.exit(code)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError
+from diag.errors import UsageError, signals_deferred
 
 if TYPE_CHECKING:
     import duckdb
@@ -40,7 +40,8 @@ class ReportSet:
 
 def connect() -> duckdb.DuckDBPyConnection:
     try:
-        import duckdb
+        with signals_deferred():  # a Ctrl-C inside DuckDB's native import aborts the process
+            import duckdb
     except ImportError:
         raise UsageError(
             "this command needs the duckdb package", "pip install 'duckdb>=1.3'"
