@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError
+from diag.errors import UsageError, is_interrupt
 
 if TYPE_CHECKING:
     import duckdb
@@ -251,7 +251,9 @@ def _skip_preamble(
     for skip in range(1, PREAMBLE_MAX_LINES + 1):
         try:
             dialect, available, _ = _sniff_csv(con, path, compression, skip)
-        except duckdb.Error:
+        except duckdb.Error as exc:
+            if is_interrupt(exc):
+                raise
             continue
         if _names_fields(available, overrides):
             # The reader passes over blank lines; the line numbers must count them.
@@ -322,13 +324,18 @@ def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
 
     try:
         con.execute("SELECT timezone(?, TIMESTAMP '2000-01-01')", [tz]).fetchall()
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        if is_interrupt(exc):
+            raise
         raise UsageError(
             f"unknown time zone '{tz}'", "use an IANA name such as Europe/London or UTC"
         ) from None
 
 
-def _unreadable(path: Path, exc: Exception) -> UsageError:
+def _unreadable(path: Path, exc: Exception) -> Exception:
+    """The usage error for an export DuckDB cannot read; an interrupt stays what it is."""
+    if is_interrupt(exc):
+        return exc
     return UsageError(
         f"cannot read --log {path}: {str(exc).splitlines()[0]}",
         "give a CSV or JSON Lines export (optionally .gz)",
