@@ -53,8 +53,7 @@ def interruptible() -> Iterator[None]:
     """Around a long command's work: SIGTERM as Ctrl-C, and either one becomes `Interrupted`,
     reported on one line by the CLI's boundary."""
     sigterm_as_interrupt()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupt)  # as Python's own, but noted
+    _handle(signal.SIGINT)  # as Python's own handler, but noted
     try:
         yield
     except KeyboardInterrupt:
@@ -95,8 +94,16 @@ def is_interrupt(exc: BaseException) -> bool:
 def sigterm_as_interrupt() -> None:
     """SIGTERM (systemd, fleet tools, `timeout`) handled like Ctrl-C: the command cleans up and
     exits 130 through the CLI's boundary, instead of dying where it stands."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+    _handle(signal.SIGTERM)
+
+
+def _handle(sig: int) -> None:
+    """Our handler for `sig`, unless it is ignored: a background job that its shell started
+    with Ctrl-C ignored must keep ignoring it."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers
+    if signal.getsignal(sig) is not signal.SIG_IGN:
+        signal.signal(sig, _interrupt)
 
 
 @contextlib.contextmanager
@@ -112,7 +119,8 @@ def signals_deferred() -> Iterator[None]:
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(sig)
-        if handler is not None:  # None: installed outside Python, cannot be put back
+        # None: installed outside Python, cannot be put back; SIG_IGN: nothing to defer.
+        if handler is not None and handler is not signal.SIG_IGN:
             previous[sig] = handler
             signal.signal(sig, lambda signum, frame: noted.append(signum))
     try:

@@ -257,20 +257,28 @@ def _skip_preamble(
             continue
         if _names_fields(available, overrides):
             # The reader passes over blank lines; the line numbers must count them.
-            return dialect, available, skip + _blank_lines_after(path, compression, skip)
+            return dialect, available, skip + _blank_lines(path, compression, skip)
     return None
 
 
-def _blank_lines_after(path: Path, compression: str, skip: int) -> int:
-    """How many blank lines follow the first `skip` lines of the file."""
-    with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as f:
-        lines = [f.readline() for _ in range(skip + PREAMBLE_MAX_LINES)][skip:]
+def _blank_lines(path: Path, compression: str, after: int) -> int:
+    """How many blank lines follow the first `after` lines of the file."""
+    lines = _head_lines(path, compression)[after : after + PREAMBLE_MAX_LINES + 1]
     blank = 0
     for line in lines:
-        if line.strip(b" \t\r\n"):
+        if line.strip(b" \t"):
             break
         blank += 1
     return blank
+
+
+def _head_lines(path: Path, compression: str) -> list[bytes]:
+    """The lines (any line ending, CR alone too) of the file's first 64 KiB."""
+    try:
+        with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as f:
+            return f.read(1 << 16).splitlines()
+    except (OSError, EOFError):
+        return []  # DuckDB has read the file; its line numbers then go uncorrected
 
 
 def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
@@ -282,36 +290,56 @@ def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
     return True
 
 
-# An export that is not UTF-8 is taken for Windows-1252, what Excel and most Windows tools
-# write. DuckDB's CSV reader has no such encoding built in (its Latin-1 refuses 0x80-0x9F,
-# where Windows-1252 keeps its dashes, quotes and euro sign), so such a file is read from a
-# UTF-8 copy, made in chunks and deleted as soon as DuckDB has read it.
+# A CSV export that is not UTF-8 is read as UTF-8 where it is, and as Windows-1252 (what Excel
+# and most Windows tools write) where it is not; one with a UTF-16 byte order mark (Excel's
+# "Unicode Text") as UTF-16. DuckDB's reader has neither built in (its Latin-1 refuses
+# 0x80-0x9F, where Windows-1252 keeps its dashes, quotes and euro sign), so such a file is read
+# from a UTF-8 copy, made in chunks and deleted as soon as DuckDB has read it.
 HEAD_BYTES = 1 << 20  # the part of the file whose bytes decide the encoding up front
 _CHUNK = 1 << 23
 
 
+def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
+    """Decoding error handler: the bytes that are not UTF-8, read as Windows-1252."""
+    assert isinstance(err, UnicodeDecodeError)
+    return bytes(err.object[err.start : err.end]).decode("cp1252", "replace"), err.end
+
+
+codecs.register_error("sipdiag-cp1252", _cp1252_fallback)
+
+
 @contextmanager
-def _utf8_copy(path: Path, gzipped: bool) -> Iterator[Path]:
-    """A temporary UTF-8 copy of a Windows-1252 file (bytes it leaves undefined become U+FFFD);
-    line for line the same, so line numbers hold."""
+def _utf8_copy(path: Path, gzipped: bool, encoding: str) -> Iterator[Path]:
+    """A temporary UTF-8 copy of the file, line for line the same (line numbers hold); bytes
+    that mean nothing in either encoding become U+FFFD."""
     fd, name = tempfile.mkstemp(prefix="sipdiag-export-", suffix=".csv")
     try:
-        decoder = codecs.getincrementaldecoder("cp1252")(errors="replace")
+        decoder = (
+            codecs.getincrementaldecoder("utf-16")("replace")
+            if encoding == "utf-16"
+            else codecs.getincrementaldecoder("utf-8")("sipdiag-cp1252")
+        )
         with os.fdopen(fd, "wb") as out, gzip.open(path) if gzipped else path.open("rb") as f:
             while chunk := f.read(_CHUNK):
                 out.write(decoder.decode(chunk).encode("utf-8"))
+            out.write(decoder.decode(b"", final=True).encode("utf-8"))
         yield Path(name)
     finally:
         os.unlink(name)
 
 
 def _head_encoding(path: Path, gzipped: bool) -> str:
-    """ "utf-8" when the file's first MiB decodes as UTF-8, else "cp1252"."""
+    """ "utf-16" after a UTF-16 byte order mark; else "utf-8" when the file's first MiB
+    decodes as UTF-8, "cp1252" when it does not."""
     try:
         with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
             head = f.read(HEAD_BYTES)
     except (OSError, EOFError):
         return "utf-8"  # DuckDB's reader then says what is wrong with the file
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if head.isascii():
+        return "utf-8"
     try:
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
@@ -332,12 +360,16 @@ def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
         ) from None
 
 
-def _unreadable(path: Path, exc: Exception) -> Exception:
-    """The usage error for an export DuckDB cannot read; an interrupt stays what it is."""
+def _unreadable(path: Path, exc: Exception, copy: Path | None = None) -> Exception:
+    """The usage error for an export DuckDB cannot read (its message naming `path`, not the
+    UTF-8 `copy` read in its place); an interrupt stays what it is."""
     if is_interrupt(exc):
         return exc
+    message = str(exc).splitlines()[0]
+    if copy is not None:
+        message = message.replace(str(copy), str(path))
     return UsageError(
-        f"cannot read --log {path}: {str(exc).splitlines()[0]}",
+        f"cannot read --log {path}: {message}",
         "give a CSV or JSON Lines export (optionally .gz)",
     )
 
@@ -376,7 +408,7 @@ def _read_csv(
         if not _names_fields(sniffed[1], overrides):
             sniffed = _skip_preamble(con, path, compression, overrides) or sniffed
     except duckdb.Error as exc:
-        raise _unreadable(shown or path, exc) from None
+        raise _unreadable(shown or path, exc, path if shown else None) from None
     dialect, available, skip = sniffed
     columns = detect_columns(available, overrides)
     # The read is told the dialect: DuckDB does not sniff the file a second time.
@@ -411,7 +443,7 @@ def _read_csv(
     ).fetchone() or (False,)
     return _CsvRead(
         columns,
-        2 + skip,  # after the header
+        2 + skip + _blank_lines(path, compression, skip + 1),  # after the header
         ts,
         "NULL" if time_type != "VARCHAR" else time_col,
         bool(invalid),
@@ -435,9 +467,16 @@ def load(
         if encoding == "utf-8":
             read = _read_csv(con, path, compression, overrides, tz)
         if read is None or read.invalid_encoding:  # not UTF-8, in the head or past it
-            encoding = "cp1252"
-            with _utf8_copy(path, gzipped) as copy:
-                read = _read_csv(con, copy, "none", overrides, tz, shown=path)
+            encoding = "utf-16" if encoding == "utf-16" else "cp1252"
+            try:
+                with _utf8_copy(path, gzipped, encoding) as copy:
+                    read = _read_csv(con, copy, "none", overrides, tz, shown=path)
+            except (OSError, EOFError) as exc:
+                raise UsageError(
+                    f"cannot make a UTF-8 copy of --log {path}: {exc or type(exc).__name__}",
+                    "check the file is complete and the temporary directory "
+                    f"({tempfile.gettempdir()}) has room for a copy, or convert it to UTF-8",
+                ) from None
         columns, first_line, ts, time_text = read.columns, read.first_line, read.ts, read.time_text
         col = read.col
     else:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from diag.context import Context
-from diag.errors import UsageError
+from diag.errors import UsageError, forget_interrupt
 from diag.model import Check, CheckResult, CheckRun, Status
 
 # How each `requires` setting is named in the skip reason ("no registrar configured").
@@ -199,6 +199,9 @@ def run_checks(
                     wake.wait(max(0.0, min(next_deadline - time.monotonic(), 0.25)))
     except KeyboardInterrupt:
         interrupted = True
+        # Consumed here (the partial report is what follows): a later error, say the report
+        # cannot be written, must be reported as itself, not as the interrupt.
+        forget_interrupt()
         now = time.monotonic()
         for cid, r in running.items():
             if r.box:  # finished just before the signal: keep its evidence

@@ -331,6 +331,59 @@ def test_windows_1252_bytes_past_the_first_mebibyte_are_read_too(
     assert (row["line"], row["category"]) == (filler + 2, "configuration")
 
 
+def test_mostly_utf8_keeps_its_utf8_and_reads_the_stray_bytes_as_windows_1252(
+    reports: RealReports, tmp_path: Path
+) -> None:
+    t = netcall_time(started(reports.bad) + dt.timedelta(minutes=5))
+    log = tmp_path / "mixed.csv"
+    log.write_bytes(
+        f"{NETCALL_HEADER}\n".encode()
+        + f"{t};Ventes été;A-18;;Failure (Rejected – SIP 403 Forbidden);0\n".encode()  # UTF-8
+        + f"{t};Caf\xe9;A-18;;Failure (No Answer);25\n".encode("latin-1")  # one stray byte
+    )
+    result = match_json(log, str(reports.directory))
+    assert result["summary"]["encoding"] == "cp1252"
+    rows = {r["line"]: r for r in result["rows"]}
+    assert rows[2]["status"] == "Failure (Rejected – SIP 403 Forbidden)"  # not mojibake
+    assert rows[2]["run_id"] == reports.bad["run_id"] and rows[3]["category"] == "timeout"
+
+
+def test_a_utf16_unicode_text_export_is_read(reports: RealReports, tmp_path: Path) -> None:
+    t = netcall_time(started(reports.bad) + dt.timedelta(minutes=5))
+    log = tmp_path / "unicode.txt"  # Excel's "Unicode Text": UTF-16 with a BOM, tab-separated
+    text = f"Date/Time\tAgent\tStatus\r\n{t}\tA-18\tFailure (Rejected – SIP 403 Forbidden)\r\n"
+    log.write_bytes(text.encode("utf-16"))
+    result = match_json(log, str(reports.directory))
+    assert result["summary"]["encoding"] == "utf-16"
+    (row,) = result["rows"]
+    assert (row["line"], row["run_id"]) == (2, reports.bad["run_id"])
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        # CR-only line ends (Excel for Mac's "CSV (Macintosh)") under a title line
+        ("Title\r{h}\r{ok}\r{ok}\r", [3, 4]),
+        # a blank line between the header and the data
+        ("{h}\n\n{ok}\n{short}\n{ok}\n", [3, 5]),
+    ],
+)
+def test_line_numbers_count_every_physical_line(
+    reports: RealReports, tmp_path: Path, text: str, lines: list[int]
+) -> None:
+    t = netcall_time(started(reports.bad))
+    log = tmp_path / "shape.csv"
+    log.write_text(
+        text.format(
+            h="Date/Time,Agent,Status", ok=f"{t},A-18,Failure (No Answer)", short=f"{t},A-18"
+        ),
+        newline="",
+    )
+    result = match_json(log, str(reports.directory))
+    assert [r["line"] for r in result["rows"]] == lines
+    assert [m["line"] for m in result["malformed"]] == ([4] if "short" in text else [])
+
+
 def test_columns_can_be_named_when_the_headers_are_unusual(
     reports: RealReports, tmp_path: Path
 ) -> None:

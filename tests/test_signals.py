@@ -137,3 +137,46 @@ def test_after_a_signal_any_error_counts_as_the_interrupt_until_the_next_command
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_report_that_cannot_be_written_after_a_signal_says_so(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """The interrupt is consumed by the partial report: that its writing then fails must be
+    said as itself (exit 70), not hidden behind "interrupted"."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    marker = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), str(marker), "check", "--timeout", "30",
+         "--out", "/dev/full"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=subprocess_env({"XDG_DATA_HOME": str(tmp_path / "data")}),
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the stuck check never started"
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 70, stderr
+    assert stderr.splitlines()[-1].startswith("sipdiag: error: cannot write --out /dev/full")
+
+
+def test_a_signal_the_shell_ignores_stays_ignored() -> None:
+    """A background job started by a non-interactive shell inherits SIGINT ignored: sipdiag
+    must not make it interruptible again."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with interruptible():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # ours
+            with signals_deferred():
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
