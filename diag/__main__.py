@@ -10,15 +10,24 @@ import sys
 
 def run() -> None:
     try:
-        from diag.errors import sigterm_as_interrupt
+        from diag import errors
 
-        sigterm_as_interrupt()  # SIGTERM from here on: one line and exit 130, as Ctrl-C
+        errors.catch_interrupts()  # from here on Ctrl-C and SIGTERM are noted, as the CLI's
         from diag.cli import main
-    except KeyboardInterrupt:
-        sys.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
-        sys.stderr.flush()
-        os._exit(130)  # not Python's exit: see diag.cli.main
+    except BaseException as exc:
+        # Python wraps a KeyboardInterrupt raised inside some import machinery (RuntimeError
+        # from __set_name__, say): the flag says what it was.
+        if isinstance(exc, KeyboardInterrupt) or errors_noted_interrupt():
+            sys.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
+            sys.stderr.flush()
+            os._exit(130)  # not Python's exit: see diag.cli.main
+        raise
     main()
+
+
+def errors_noted_interrupt() -> bool:
+    errors = sys.modules.get("diag.errors")
+    return bool(errors and errors.interrupt_received())
 
 
 if __name__ == "__main__":

@@ -91,6 +91,12 @@ def is_interrupt(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
 
 
+def catch_interrupts() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt and are noted (see is_interrupt)."""
+    _handle(signal.SIGINT)
+    _handle(signal.SIGTERM)
+
+
 def sigterm_as_interrupt() -> None:
     """SIGTERM (systemd, fleet tools, `timeout`) handled like Ctrl-C: the command cleans up and
     exits 130 through the CLI's boundary, instead of dying where it stands."""

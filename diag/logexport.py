@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError, is_interrupt
+from diag.errors import UsageError, is_interrupt, signals_deferred
 
 if TYPE_CHECKING:
     import duckdb
@@ -325,7 +325,8 @@ def _utf8_copy(path: Path, gzipped: bool, encoding: str) -> Iterator[Path]:
             out.write(decoder.decode(b"", final=True).encode("utf-8"))
         yield Path(name)
     finally:
-        os.unlink(name)
+        with signals_deferred():  # a Ctrl-C now must not keep the copy from going
+            os.unlink(name)
 
 
 def _head_encoding(path: Path, gzipped: bool) -> str:

@@ -304,12 +304,20 @@ class BackgroundParse:
         self._stop = threading.Event()
         # The child is reaped under this lock only, so close() never signals a reused pid.
         self._reaping = threading.Lock()
-        self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
+        self._tmp: Path | None = None
+
+    def start(self) -> None:
+        """Begin parsing; `with BackgroundParse(...)` calls it. Ctrl-C and SIGTERM wait until
+        the directory and the child both exist (or neither does), and from then on close()
+        removes them: started by __enter__, not __init__, so that no signal can fall between
+        the work starting and the `with` statement taking charge of it."""
         try:
-            if _single_threaded():
-                self._fork()
-            if self._pid is None:
-                self._start_thread()
+            with signals_deferred():
+                self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
+                if _single_threaded():
+                    self._fork()
+                if self._pid is None:
+                    self._start_thread()
         except BaseException:
             self.close()
             raise
@@ -336,9 +344,10 @@ class BackgroundParse:
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handlers
             _die_with_parent(parent)
             parsed = parse_files(*self._args)
-            assert isinstance(parsed.ndjson, bytes)
+            assert isinstance(parsed.ndjson, bytes) and self._tmp is not None
             (self._tmp / "reports.ndjson").write_bytes(parsed.ndjson)
             meta = {"paths": parsed.paths, "skipped": parsed.skipped}
             (self._tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -365,7 +374,7 @@ class BackgroundParse:
                     raise ParseStopped
                 _, status = os.waitpid(pid, 0)
                 self._pid = None
-            if os.waitstatus_to_exitcode(status) == 0:
+            if os.waitstatus_to_exitcode(status) == 0 and self._tmp is not None:
                 meta = json.loads((self._tmp / "meta.json").read_text(encoding="utf-8"))
                 return Parsed(self._tmp / "reports.ndjson", meta["paths"], meta["skipped"])
             self._start_thread()  # the child failed: do it here
@@ -376,21 +385,25 @@ class BackgroundParse:
         return parsed
 
     def close(self) -> None:
-        """Stop the work if still running (a usage error, Ctrl-C) and remove its files."""
+        """Stop the work if still running (a usage error, Ctrl-C) and remove its files; a
+        Ctrl-C meanwhile waits until they are gone."""
         self._stop.set()
-        try:
-            with self._reaping:
-                if self._pid is not None:
-                    with contextlib.suppress(OSError):
-                        os.kill(self._pid, signal.SIGKILL)
-                        os.waitpid(self._pid, 0)
-                    self._pid = None
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-        finally:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        with signals_deferred():
+            try:
+                with self._reaping:
+                    if self._pid is not None:
+                        with contextlib.suppress(OSError):
+                            os.kill(self._pid, signal.SIGKILL)
+                            os.waitpid(self._pid, 0)
+                        self._pid = None
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+            finally:
+                if self._tmp is not None:
+                    shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> BackgroundParse:
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -122,8 +124,9 @@ def test_closing_stops_the_child_and_removes_its_files(
     monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
     monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self, parent: time.sleep(60))
     parsing = reportset.BackgroundParse(*reportset.collect([tmp_path]))
+    parsing.start()
     pid, tmp = parsing._pid, parsing._tmp
-    assert pid and tmp.is_dir()
+    assert pid and tmp and tmp.is_dir()
     t0 = time.monotonic()
     parsing.close()
     assert time.monotonic() - t0 < 5
@@ -157,5 +160,27 @@ def test_a_fork_that_fails_leaves_the_work_to_a_thread(
     with reportset.BackgroundParse(*reportset.collect([tmp_path])) as parsing:
         assert parsing._pid is None
         tmp = parsing._tmp
+        assert tmp is not None
         got = parsing.result()
     assert got.paths == [str(tmp_path / "r.json")] and not tmp.exists()
+
+
+def test_a_ctrl_c_while_closing_waits_until_the_files_are_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "r.json", REPORT)
+    parsing = reportset.BackgroundParse(*reportset.collect([tmp_path]))
+    parsing.start()
+    tmp = parsing._tmp
+    assert tmp is not None and tmp.is_dir()
+    real_rmtree = shutil.rmtree
+
+    def interrupted_rmtree(path: Path, ignore_errors: bool = False) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C just as the files are being removed
+        time.sleep(0.05)
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(reportset.shutil, "rmtree", interrupted_rmtree)
+    with pytest.raises(KeyboardInterrupt):
+        parsing.close()
+    assert not tmp.exists()
