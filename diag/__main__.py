@@ -17,7 +17,7 @@ def run() -> None:
     except BaseException as exc:
         # Python wraps a KeyboardInterrupt raised inside some import machinery (RuntimeError
         # from __set_name__, say): the flag says what it was.
-        if isinstance(exc, KeyboardInterrupt) or errors_noted_interrupt():
+        if isinstance(exc, KeyboardInterrupt) or _interrupt_noted():
             sys.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
             sys.stderr.flush()
             os._exit(130)  # not Python's exit: see diag.cli.main
@@ -25,7 +25,7 @@ def run() -> None:
     main()
 
 
-def errors_noted_interrupt() -> bool:
+def _interrupt_noted() -> bool:
     errors = sys.modules.get("diag.errors")
     return bool(errors and errors.interrupt_received())
 

@@ -1,7 +1,8 @@
 """A platform's central-log export (CSV of any delimiter, JSON Lines, either gzipped) as a DuckDB
 table `log(line, ts_us, agent, status, call_id, number)`, with malformed rows counted by line.
 
-Line numbers assume one record per physical line (no blank lines, no newlines inside quoted fields).
+Line numbers count physical lines, title and blank lines above the data included; they assume
+one record per line after that (no blank lines between rows, no newlines inside quoted fields).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ SAMPLE_ROWS = 1000  # rows that name the columns' dialect and show the time form
 class LogExport:
     kind: str  # "csv" | "jsonl"
     columns: dict[str, str]  # field -> column name in the export
-    encoding: str  # "utf-8" | "cp1252"
+    encoding: str  # "utf-8" | "cp1252" | "utf-16"
     rows_read: int
     malformed: list[dict[str, Any]] = field(default_factory=list)  # [{line, reason, text}]
     rejected_lines: list[int] = field(default_factory=list)  # lines the reader itself dropped
@@ -273,12 +274,18 @@ def _blank_lines(path: Path, compression: str, after: int) -> int:
 
 
 def _head_lines(path: Path, compression: str) -> list[bytes]:
-    """The lines (any line ending, CR alone too) of the file's first 64 KiB."""
+    """The lines (any line ending, CR alone too) of the file's first 64 KiB; none if it
+    cannot be read (DuckDB has read it: its line numbers then go uncorrected)."""
+    return (_head(path, compression == "gzip", 1 << 16) or b"").splitlines()
+
+
+def _head(path: Path, gzipped: bool, size: int) -> bytes | None:
+    """The first `size` bytes of the file (decompressed), or None if they cannot be read."""
     try:
-        with gzip.open(path, "rb") if compression == "gzip" else path.open("rb") as f:
-            return f.read(1 << 16).splitlines()
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
+            return f.read(size)
     except (OSError, EOFError):
-        return []  # DuckDB has read the file; its line numbers then go uncorrected
+        return None
 
 
 def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
@@ -332,10 +339,8 @@ def _utf8_copy(path: Path, gzipped: bool, encoding: str) -> Iterator[Path]:
 def _head_encoding(path: Path, gzipped: bool) -> str:
     """ "utf-16" after a UTF-16 byte order mark; else "utf-8" when the file's first MiB
     decodes as UTF-8, "cp1252" when it does not."""
-    try:
-        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
-            head = f.read(HEAD_BYTES)
-    except (OSError, EOFError):
+    head = _head(path, gzipped, HEAD_BYTES)
+    if head is None:
         return "utf-8"  # DuckDB's reader then says what is wrong with the file
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
