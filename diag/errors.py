@@ -52,8 +52,7 @@ class Interrupted(SipdiagError):
 def interruptible() -> Iterator[None]:
     """Around a long command's work: SIGTERM as Ctrl-C, and either one becomes `Interrupted`,
     reported on one line by the CLI's boundary."""
-    sigterm_as_interrupt()
-    _handle(signal.SIGINT)  # as Python's own handler, but noted
+    catch_interrupts()
     try:
         yield
     except KeyboardInterrupt:
@@ -92,7 +91,8 @@ def is_interrupt(exc: BaseException) -> bool:
 
 
 def catch_interrupts() -> None:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt and are noted (see is_interrupt)."""
+    """Ctrl-C (as Python's own handler does) and SIGTERM raise KeyboardInterrupt, and are
+    noted (see is_interrupt)."""
     _handle(signal.SIGINT)
     _handle(signal.SIGTERM)
 
