@@ -324,15 +324,12 @@ class BackgroundParse:
 
     def _fork(self) -> None:
         parent = os.getpid()
-        # Ctrl-C or SIGTERM during fork() would run its handler inside the at-fork hooks, which
-        # swallow the KeyboardInterrupt: hold those signals until fork() has returned.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # Called inside start()'s signals_deferred(): a Ctrl-C or SIGTERM handler raising inside
+        # fork()'s at-fork hooks would have its KeyboardInterrupt swallowed there.
         try:
             pid = os.fork()
         except OSError:  # no process to spare (EAGAIN, ENOMEM): the thread does it
             return
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if pid == 0:
             try:
                 self._child(parent)
