@@ -18,6 +18,7 @@ def run() -> None:
         # Python wraps a KeyboardInterrupt raised inside some import machinery (RuntimeError
         # from __set_name__, say): the flag says what it was.
         if isinstance(exc, KeyboardInterrupt) or _interrupt_noted():
+            # The literal, as Interrupted().one_line() says it: diag.errors may not be loaded.
             sys.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
             sys.stderr.flush()
             os._exit(130)  # not Python's exit: see diag.cli.main

@@ -17,6 +17,7 @@ import typer
 from diag import __version__
 from diag.errors import (
     ExitCode,
+    Interrupted,
     SipdiagError,
     UsageError,
     forget_interrupt,
@@ -476,7 +477,7 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
 
 def _interrupted(env: Environment) -> int:
     env.said_interrupted = True
-    env.stderr.write("sipdiag: error: interrupted (hint: re-run when ready)\n")
+    env.stderr.write(Interrupted().one_line() + "\n")
     return int(ExitCode.INTERRUPTED)
 
 
