@@ -332,7 +332,9 @@ def match(
     log: Annotated[
         Path,
         typer.Option(
-            metavar="EXPORT", help="Central-log export: CSV (any delimiter) or JSON Lines, .gz ok."
+            metavar="EXPORT",
+            help="Central-log export: CSV (any delimiter; UTF-8, Windows-1252 or UTF-16) or "
+            "JSON Lines, .gz ok.",
         ),
     ],
     column: Annotated[
