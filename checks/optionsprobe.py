@@ -1,8 +1,9 @@
-"""Sending one OPTIONS, or one challenge-only REGISTER, over one transport (UDP, TCP or TLS)
-and recording what came back.
+"""Sending one OPTIONS, or one REGISTER query (no Contact), over one transport (UDP, TCP or
+TLS) and recording what came back.
 
 OPTIONS: net.sip-options (checks/reach.py). REGISTER without Contact (register_probe): the
-control probe and --no-register of sip.register. The wire format is checks/sipwire.py.
+binding query of sip.register (answering the registrar's digest challenge when a password is
+given), its control probe and --no-register. The wire format is checks/sipwire.py.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import errno
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from checks import sipwire
-from checks.sipmsg import SipMessage, parse_challenge, via_received
+from checks.sipmsg import SipMessage, parse_bindings, parse_challenge, via_received
 from checks.tlscert import certificate_details, chain_details, peer_chain
+from diag.config import Secret
 from diag.outcomes import (
     ANSWERED,
     CHALLENGED,
@@ -37,6 +40,7 @@ UDP_RETRANSMIT = 0.5  # RFC 3261 T1: one retransmission, as a softphone would
 MIN_CONCLUSIVE_WAIT = 1.0  # a shorter wait that timed out is no evidence (budget too small)
 RESERVE = 0.15  # kept back from the deadline to build the result
 MAX_IGNORED = 10  # stray datagrams listed in details (a flood must not bloat the report)
+MAX_AUTHORIZED = 2  # challenges answered per query: the first, and one more only if stale=true
 
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
@@ -61,6 +65,8 @@ class Plan:
     method: str = "OPTIONS"  # or "REGISTER": a binding query for user@domain (no Contact)
     user: str = ""
     domain: str = ""
+    auth_user: str = ""  # REGISTER with a password: the digest user (default: user)
+    password: Secret | None = None  # REGISTER: answer the registrar's digest challenge
 
 
 def _hostport(host: str, port: int) -> str:
@@ -86,6 +92,10 @@ class Probe:
         self.local_ip = ""
         self.verify_error: str | None = None
         self.answer: SipMessage | None = None  # the last answer recorded (final if any)
+        self.challenges: list[SipMessage] = []  # 401/407 answers to this query, in order
+        self.authorized = 0  # requests sent with credentials
+        self.answers = 0  # SIP answers of ours received, provisional ones included
+        self.uri, self.local_port = "", 0
         self.path_outcome = NOT_FINISHED  # the outcome before an untrusted certificate wins
         self.out: dict[str, Any] = {
             "target": _hostport(plan.host, plan.port),
@@ -175,12 +185,65 @@ class Probe:
         uri = f"sip:{_hostport(self.plan.host, self.plan.port)}"
         if self.plan.transport != "udp":
             uri += f";transport={self.plan.transport}"
+        self.uri, self.local_port = uri, int(local[1])
         self.out["call_id"] = f"{self.plan.probe_id}@{sipwire.host_literal(self.local_ip)}"
         plan = self.plan
-        head = (uri, plan.transport, self.local_ip, int(local[1]), plan.probe_id)
+        head = (uri, plan.transport, self.local_ip, self.local_port, plan.probe_id)
         if plan.method == "REGISTER":
             return sipwire.register_request(*head, plan.user, plan.domain, plan.user_agent)
         return sipwire.options_request(*head, plan.user_agent)
+
+    def _branch_id(self) -> str:
+        """The probe id of the request now in flight: each authorized retry is a new
+        transaction (new branch) on the same Call-ID (RFC 3261 10.2, 22.2)."""
+        return self.plan.probe_id + (f"-a{self.authorized}" if self.authorized else "")
+
+    def _next_request(self) -> bytes | None:
+        """The REGISTER answering the challenge just received, or None when the query is over.
+
+        Credentials go only where the query was asked to send them, only over a path whose TLS
+        certificate verified (a digest response is an offline dictionary attack's material), and
+        a second time only for a stale nonce (RFC 7616 3.3): a repeated challenge otherwise
+        means the credentials were refused, as PJSIP reads it too."""
+        plan, msg = self.plan, self.answer
+        if plan.method != "REGISTER" or plan.password is None or msg is None:
+            return None
+        code = sipwire.status_code(msg)
+        if code not in (401, 407) or self.verify_error is not None:
+            return None
+        challenge = msg.first("proxy-authenticate" if code == 407 else "www-authenticate")
+        if challenge is None or self.authorized >= MAX_AUTHORIZED:
+            return None
+        _, params = sipwire.challenge_params(challenge)
+        if self.authorized and params.get("stale", "").lower() != "true":
+            return None
+        try:
+            value = sipwire.digest_authorization(
+                challenge,
+                method="REGISTER",
+                uri=self.uri,
+                username=plan.auth_user or plan.user,
+                password=plan.password.reveal(),
+                cnonce=uuid.uuid4().hex[:16],
+            )
+        except ValueError as exc:  # a scheme or algorithm we cannot answer: say so
+            self.out["auth_error"] = str(exc)
+            return None
+        self.authorized += 1
+        return sipwire.register_request(
+            self.uri,
+            plan.transport,
+            self.local_ip,
+            self.local_port,
+            self._branch_id(),
+            plan.user,
+            plan.domain,
+            plan.user_agent,
+            authorization=value,
+            authorization_header="Proxy-Authorization" if code == 407 else "Authorization",
+            call_id=self.out["call_id"],
+            cseq=1 + self.authorized,
+        )
 
     def _udp(self, address: str) -> None:
         with self._socket(address, socket.SOCK_DGRAM) as sock:
@@ -203,12 +266,18 @@ class Probe:
                 except TimeoutError:
                     continue
                 if self._accept(data, sent):
-                    return
+                    request = self._next_request() or b""
+                    if not request:
+                        return
+                    sent = self.clock()
+                    sock.send(request)
+                    retransmit_at = sent + UDP_RETRANSMIT
 
     def _accept(self, data: bytes, sent: float) -> bool:
         """Record ``data`` if it is our final answer; stray or provisional ones are skipped."""
+        call_id = self.out["call_id"] if self.authorized else None
         try:
-            msg = sipwire.match_response(data, self.plan.probe_id, self.plan.method)
+            msg = sipwire.match_response(data, self._branch_id(), self.plan.method, call_id)
         except ValueError as exc:
             self._ignore(str(exc))
             return False
@@ -216,7 +285,11 @@ class Probe:
             self._ignore("an answer to another request")
             return False
         self._record(msg, sent)
-        return sipwire.status_code(msg) >= 200
+        self.answers += 1
+        code = sipwire.status_code(msg)
+        if code in (401, 407):
+            self.challenges.append(msg)
+        return code >= 200
 
     def _ignore(self, why: str) -> None:
         if len(self.out["ignored"]) < MAX_IGNORED:
@@ -302,7 +375,12 @@ class Probe:
             if size is not None:
                 message, buffer = buffer[:size], buffer[size:]
                 if self._accept(message, sent):
-                    break
+                    request = self._next_request() or b""
+                    if not request:
+                        break
+                    sent = self.clock()
+                    self._arm(sock)
+                    sock.sendall(request)
                 continue
             self._arm(sock)
             chunk = sock.recv(65535)
@@ -331,14 +409,21 @@ def register_probe(
     deadline: float,
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], float] = time.time,
+    auth_user: str = "",
+    password: Secret | None = None,
 ) -> dict[str, Any]:
-    """One REGISTER without Contact or credentials for ``user@domain`` (sipwire.register_request),
-    run in the calling thread until ``deadline`` (a ``clock`` time): what the registrar says to
-    an account it is asked about, without ever touching its bindings.
+    """One REGISTER without Contact for ``user@domain`` (sipwire.register_request), run in the
+    calling thread until ``deadline`` (a ``clock`` time): what the registrar says to an account
+    it is asked about, without ever touching its bindings (RFC 3261 10.2.3).
+
+    With a ``password`` the registrar's digest challenge is answered (as ``auth_user``), so the
+    answer says whether the credentials are accepted and, on 200, lists the account's current
+    bindings (``bindings``); without one it stops at the challenge.
 
     ``address`` None: the OS resolver finds ``host`` (not bounded by ``deadline``). Over TLS the
     certificate is verified as for OPTIONS (system store + ``ca``); if it fails, the probe goes
-    on unverified so the registrar's answer is still seen, with ``tls_verified`` False.
+    on unverified so the registrar's answer is still seen, with ``tls_verified`` False, and no
+    credentials are sent over it.
     """
     plan = Plan(
         transport=transport,
@@ -353,30 +438,50 @@ def register_probe(
         method="REGISTER",
         user=user,
         domain=domain,
+        auth_user=auth_user,
+        password=password,
     )
     probe = Probe(plan, deadline, clock, now)
     probe.run()
     out, msg = probe.out, probe.answer
     code: int | None = out["code"]
     outcome, error = probe.path_outcome, out["error"]
-    if outcome == ANSWERED and code is not None and code < 200:  # provisional, then nothing
-        outcome, code, msg = TIMEOUT, None, None
+    # Our credentials went out after the last challenge and no final answer came back.
+    auth_unanswered = 0 < probe.authorized >= len(probe.challenges)
+    if (
+        outcome == ANSWERED
+        and code is not None
+        and (code < 200 or (code in (401, 407) and auth_unanswered))
+    ):
+        outcome, code, msg = TIMEOUT, None, None  # provisional, or a challenge, then nothing
     elif outcome == ANSWERED and code is not None:
         outcome = OK if code < 300 else CHALLENGED if code in (401, 407) else REJECTED
-    header = "proxy-authenticate" if code == 407 else "www-authenticate"
-    challenge = msg.first(header) if msg is not None and outcome == CHALLENGED else None
+        if outcome == CHALLENGED and password is not None:
+            # With credentials to offer, a final challenge is a refusal: repeated after our
+            # answer, or one we could not answer (auth_error says why).
+            outcome = REJECTED
+    first = probe.challenges[0] if probe.challenges else None
+    challenge = None
+    if first is not None:
+        code_first = sipwire.status_code(first)
+        challenge = first.first("proxy-authenticate" if code_first == 407 else "www-authenticate")
     tls_verified: bool | None = None
     if transport == "tls" and (probe.verify_error is not None or out["certificate"]):
         tls_verified = probe.verify_error is None
-    return {
+    result: dict[str, Any] = {
         "transport": transport,
         "target": out["target"],
         "user": user,
         "outcome": outcome,
         "code": code,
         "reason": out["reason"] if msg is not None else None,
-        "challenged": outcome == CHALLENGED,
+        # With a password: whether the registrar challenged us (as PJSIP's attempts say);
+        # without: whether its final answer is the challenge (the query's healthy answer).
+        "challenged": bool(probe.challenges) if password is not None else outcome == CHALLENGED,
         "challenge": parse_challenge(challenge) if challenge else None,
+        "challenges": len(probe.challenges),
+        "credentials": password is not None,
+        "registrar_answered": probe.answers > 0,
         "warning": msg.all("warning") if msg is not None else [],
         "server": out["server"] if msg is not None else None,
         "call_id": out["call_id"],
@@ -386,3 +491,13 @@ def register_probe(
         "error": error,
         "tls_verified": tls_verified,
     }
+    if probe.verify_error is not None:
+        result["tls_error"] = probe.verify_error
+    if out.get("auth_error"):
+        result["auth_error"] = out["auth_error"]
+    if msg is not None:
+        result["server_date"] = msg.first("date")
+        result["reason_header"] = msg.all("reason")
+    if msg is not None and outcome == OK:
+        result["bindings"] = [asdict(b) for b in parse_bindings(msg.all("contact"))]
+    return result

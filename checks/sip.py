@@ -1,7 +1,17 @@
-"""sip.register: what the agent's softphone really does (pjsua2), against the real registrar."""
+"""sip.register: does the registrar accept this account, and what does it hold for it?
+
+By default it changes nothing on the platform: per transport one authenticated REGISTER without
+a Contact (RFC 3261 10.2.3, a query; checks/optionsprobe.py register_probe) checks the path and
+the credentials and lists the account's current bindings. A binding of our own (pjsua2, what
+the softphone really does; checks/sipworker.py) is made only when it cannot harm: the query
+showed no other binding for the account, or the user passed --register-binding. A registrar that
+keeps one binding per account replaces the softphone's with ours; a binding the query listed
+that is missing from our 200 OK is sip.binding_replaced.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -22,6 +32,8 @@ from diag.target import Registrar
 EVIDENCE = o.NETWORK | {o.OK, o.REJECTED, o.CHALLENGED, o.TLS_UNTRUSTED, o.DNS_FAILURE}
 BASELINE_RESERVE = 1.0  # kept for the control probe, in case a REGISTER is rejected
 WORKER_GRACE = 0.5  # the worker process may take this long past its deadline to exit
+QUERY_TIMEOUT = 2.5  # two UDP retransmission rounds (T1) and the authenticated retry
+QUERY_SLACK = 0.15  # after its deadline, a query thread may take this long to return
 
 
 def _plan(
@@ -44,24 +56,31 @@ def _plan(
     return target, uri
 
 
-def _challenge_only(
-    ctx: Context, configured: Registrar, transports: list[str], user: str
+def _query_all(
+    ctx: Context,
+    configured: Registrar,
+    transports: list[str],
+    user: str,
+    password: Secret | None,
+    deadline: float,
 ) -> list[dict[str, Any]]:
-    """--no-register: a REGISTER query without Contact or credentials per transport. It cannot
-    create, replace or remove a binding; it shows whether the registrar challenges us."""
+    """A REGISTER query without Contact per transport, side by side. It cannot create, replace
+    or remove a binding. Without ``password`` (--no-register) it shows whether the registrar
+    challenges us; with it, whether the credentials are accepted and which bindings exist."""
     resolved = targets_for(ctx)
     results: dict[str, dict[str, Any]] = {}
-    deadline = ctx.deadline - 0.2
 
     def probe(transport: str) -> None:
         target, _ = _plan(ctx, configured, transport, resolved)
-        results[transport] = _query(ctx, transport, target, user, deadline)
+        results[transport] = _query(ctx, transport, target, user, deadline, password=password)
 
     threads = [threading.Thread(target=probe, args=(t,), daemon=True) for t in transports]
     for t in threads:
         t.start()
+    # A probe ends by itself at `deadline`; the slack lets it build its result.
+    join_until = min(deadline + QUERY_SLACK, ctx.deadline - 0.05)
     for t in threads:
-        t.join(max(0.0, deadline - ctx.monotonic()))
+        t.join(max(0.0, join_until - ctx.monotonic()))
     return [
         results.get(t)
         or {
@@ -70,6 +89,8 @@ def _challenge_only(
             "code": 0,
             "reason": "still running at the deadline",
             "remote": False,
+            "registrar_answered": False,
+            "credentials": password is not None,
         }
         for t in transports
     ]
@@ -82,10 +103,12 @@ def _query(
     user: str,
     deadline: float,
     label: str | None = None,
+    password: Secret | None = None,
 ) -> dict[str, Any]:
     from checks.optionsprobe import register_probe
 
     domain = (ctx.settings.sip_uri or "").rpartition("@")[2] or target["host"]
+    sent_at = dt.datetime.now(dt.timezone.utc)
     answer = register_probe(
         transport=transport,
         host=target["host"],
@@ -98,8 +121,14 @@ def _query(
         ca=ctx.settings.ca,
         deadline=deadline,
         clock=ctx.monotonic,
+        auth_user=(ctx.settings.auth_user or user) if password is not None else "",
+        password=password,
     )
-    answer["credentials"] = False
+    answer["local_time"] = sent_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if password is not None and answer.get("tls_verified") is False:
+        # No credentials went over it: what a softphone that verifies gets is the certificate.
+        answer["outcome"] = o.TLS_UNTRUSTED
+        answer["reason"] = f"TLS certificate not trusted: {answer.get('tls_error')}"
     answer["remote"] = answer.get("code") is not None
     answer["duration_ms"] = answer.get("rtt_ms") or 0
     answer["code"] = answer.get("code") or 0
@@ -218,22 +247,103 @@ def check_register(ctx: Context) -> CheckResult:
     configured = s.target
     assert configured is not None  # `requires=("registrar", ...)`
     transports = list(s.effective_transports)
-    local = None
+    user = s.user or ""
     if s.no_register:
-        attempts = _challenge_only(ctx, configured, transports, s.user or "")
-    elif s.password is None:
+        attempts = _query_all(ctx, configured, transports, user, None, ctx.deadline - 0.2)
+        return _result(ctx, transports, attempts, _control_probe(ctx, attempts), None)
+    if s.password is None:
         return skipped(
             f"no password available for {s.auth_user or s.user}",
             f"export {s.password_env}, store it in the OS keyring (service 'sipdiag'), "
             "run on a terminal to be prompted, or use --no-register",
         )
-    else:
-        outcome = _register(ctx, configured, transports, s.password)
-        if isinstance(outcome, CheckResult):
-            return outcome
-        attempts, local = outcome
-    baseline = _control_probe(ctx, attempts)
-    return _result(ctx, transports, attempts, baseline, local)
+    # The query may use what the budget holds, less what a binding of our own would need.
+    keep = min(BASELINE_RESERVE, ctx.remaining() * 0.25)
+    query_deadline = ctx.monotonic() + min(QUERY_TIMEOUT, max(0.1, ctx.remaining() - keep))
+    queries = _query_all(ctx, configured, transports, user, s.password, query_deadline)
+    bindings = _bindings(queries)
+    plan = binding_plan(queries, bindings, s.register_binding)
+    extra: dict[str, Any] = {"bindings": bindings, "binding": plan}
+    if not plan["create"]:  # the queries are the attempts
+        baseline = _control_probe(ctx, queries)
+        return _result(ctx, transports, queries, baseline, None, extra)
+    extra["queries"] = queries
+    # Our binding only where the query got through; elsewhere the query is the evidence.
+    accepted = [q["transport"] for q in queries if q["outcome"] == o.OK]
+    outcome = _register(ctx, configured, accepted, s.password)
+    if isinstance(outcome, CheckResult):
+        return outcome
+    registered, local = outcome
+    by_transport = {a["transport"]: a for a in registered}
+    attempts = [by_transport.get(q["transport"], q) for q in queries]
+    extra["replaced_bindings"] = replaced_bindings(bindings, attempts)
+    return _result(ctx, transports, attempts, _control_probe(ctx, attempts), local, extra)
+
+
+def _bindings(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The account's bindings as the registrar listed them (each contact once), ours left out."""
+    seen: dict[str, dict[str, Any]] = {}
+    for q in queries:
+        for b in q.get("bindings") or []:
+            if not b["ours"]:
+                seen.setdefault(b["contact"], b)
+    return list(seen.values())
+
+
+def binding_plan(
+    queries: list[dict[str, Any]], bindings: list[dict[str, Any]], opted_in: bool
+) -> dict[str, Any]:
+    """Whether sip.register may make a binding of its own, and why (details["binding"])."""
+    if not any(q["outcome"] == o.OK for q in queries):
+        return {"create": False, "reason": "the registrar did not accept the query"}
+    if opted_in:
+        return {"create": True, "reason": "--register-binding"}
+    if bindings:
+        return {
+            "create": False,
+            "reason": f"the account has {len(bindings)} other binding(s); a registration of "
+            "ours could replace them (--register-binding opts in)",
+        }
+    return {"create": True, "reason": "the account has no other binding"}
+
+
+def replaced_bindings(
+    before: list[dict[str, Any]], attempts: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Bindings the query listed that the 200 OK to our own REGISTER no longer lists: the
+    registrar keeps one binding per account and ours replaced them."""
+    from checks.sipmsg import parse_bindings
+
+    gone: dict[str, dict[str, Any]] = {}
+    for a in attempts:
+        if a.get("outcome") != o.OK or "bindings" not in a:
+            continue
+        listed = {b.contact for b in parse_bindings(list(a["bindings"]))}
+        for b in before:
+            if b["contact"] not in listed:
+                gone.setdefault(b["contact"], {**b, "replaced_over": a["transport"]})
+    return list(gone.values())
+
+
+REPLACED_ACTION = (
+    "re-register the softphone now (log out and in, or restart it): its registration will only "
+    "be back at its next refresh; run sipdiag without --register-binding on this registrar"
+)
+
+
+def _contacts(bindings: list[dict[str, Any]]) -> str:
+    return ", ".join(f"<{b['contact']}>" for b in bindings)
+
+
+def _query_summary(ctx: Context, text: str, extra: dict[str, Any]) -> str:
+    bindings = extra.get("bindings") or []
+    held = (
+        f"it holds {len(bindings)} binding(s) for {ctx.settings.user}: {_contacts(bindings)}"
+        if bindings
+        else f"it holds no binding for {ctx.settings.user}"
+    )
+    reason = extra.get("binding", {}).get("reason", "")
+    return f"registrar accepts the credentials ({text}); {held}; nothing was registered ({reason})"
 
 
 def _alternative(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: list[str]) -> str:
@@ -305,14 +415,23 @@ def _result(
     attempts: list[dict[str, Any]],
     baseline: dict[str, Any] | None,
     local_address: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> CheckResult:
     challenge_only = ctx.settings.no_register
+    extra = extra or {}
+    created = bool(extra.get("binding", {}).get("create"))
+    queried = extra.get("queries", []) if created else []
     details: dict[str, Any] = {
         "registrar": ctx.settings.registrar,
-        "mode": "challenge_only" if challenge_only else "register",
+        "user": ctx.settings.user,
+        "domain": (ctx.settings.sip_uri or "").rpartition("@")[2] or None,
+        "mode": "challenge_only" if challenge_only else "register" if created else "query",
         "attempts": attempts,
         "baseline": baseline,
-        "call_ids": [a["call_id"] for a in [*attempts, baseline or {}] if a.get("call_id")],
+        **extra,
+        "call_ids": [
+            a["call_id"] for a in [*queried, *attempts, baseline or {}] if a.get("call_id")
+        ],
     }
     if local_address:
         details["local_address"] = local_address
@@ -332,6 +451,17 @@ def _result(
             return passed(
                 f"registrar challenges {ctx.settings.user} ({text}); nothing was "
                 "registered (--no-register)",
+                **details,
+            )
+        if not created:
+            return passed(_query_summary(ctx, text, extra), **details)
+        replaced = extra.get("replaced_bindings") or []
+        if replaced:
+            return failed(
+                f"registered ({text}), and the registrar's 200 OK no longer lists "
+                f"{_contacts(replaced)}: this registrar keeps one registration per account, "
+                "and sipdiag's test registration replaced the softphone's",
+                REPLACED_ACTION,
                 **details,
             )
         stuck = [a["transport"] for a in attempts if not a.get("unregistered")]

@@ -95,3 +95,95 @@ def parse_challenge(value: str) -> dict[str, str | None]:
         "algorithm": params.get("algorithm", "MD5" if scheme.lower() == "digest" else None),
         "qop": params.get("qop"),
     }
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One Contact a registrar lists in its 200 OK to a REGISTER: a registered device.
+
+    ``transport`` comes from the URI's ``;transport=`` (``sips:`` means tls, else udp);
+    ``instance``/``reg_id`` are RFC 5626 SIP outbound's ``+sip.instance`` and ``reg-id``;
+    ``ours`` marks a Contact carrying sipdiag's own ``;sipdiag=`` tag; ``params`` holds the
+    other header parameters (``received``, ``path``… as a registrar gives them).
+    """
+
+    contact: str
+    expires: int | None
+    transport: str
+    instance: str | None = None
+    reg_id: int | None = None
+    q: float | None = None
+    ours: bool = False
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _split_outside(value: str, sep: str) -> list[str]:
+    """``value`` split at ``sep`` where it is outside <...> and "..." (one pass, linear)."""
+    parts: list[str] = []
+    current: list[str] = []
+    angle = quoted = escaped = False
+    for ch in value:
+        if quoted:
+            quoted = not (ch == '"' and not escaped)
+            escaped = ch == "\\" and not escaped
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == sep and not angle:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _number(text: str | None, kind: type[int] | type[float]) -> int | float | None:
+    try:
+        return kind(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_bindings(values: list[str], our_tag: str = ";sipdiag=") -> list[Binding]:
+    """Every Contact in a REGISTER answer's Contact header values (several per line allowed),
+    as Bindings; ``*`` and values without a URI are skipped."""
+    out: list[Binding] = []
+    for value in values:
+        for item in _split_outside(value, ","):
+            if item.startswith("<"):
+                uri, _, rest = item[1:].partition(">")
+            else:  # a bare URI: its parameters are header parameters (RFC 3261 20.10)
+                uri, _, rest = item.partition(";")
+                rest = ";" + rest if rest else ""
+            uri = uri.strip()
+            if not uri or uri == "*":
+                continue
+            params: dict[str, str] = {}
+            for p in _split_outside(rest, ";"):
+                name, _, val = p.partition("=")
+                params[name.strip().lower()] = val.strip().strip('"')
+            uri_params = dict(
+                (k.lower(), v) for k, _, v in (p.partition("=") for p in uri.split(";")[1:])
+            )
+            scheme = uri.split(":", 1)[0].lower()
+            transport = uri_params.get("transport", "tls" if scheme == "sips" else "udp").lower()
+            reg_id = _number(params.pop("reg-id", None), int)
+            q = _number(params.pop("q", None), float)
+            expires = _number(params.pop("expires", None), int)
+            out.append(
+                Binding(
+                    contact=uri,
+                    expires=int(expires) if expires is not None else None,
+                    transport=transport,
+                    instance=params.pop("+sip.instance", None),
+                    reg_id=int(reg_id) if reg_id is not None else None,
+                    q=float(q) if q is not None else None,
+                    ours=our_tag in uri,
+                    params=params,
+                )
+            )
+    return out

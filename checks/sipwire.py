@@ -168,6 +168,7 @@ def register_request(
     contact: str | None = None,
     expires: int | None = None,
     authorization: str | None = None,
+    authorization_header: str = "Authorization",
     call_id: str | None = None,
     cseq: int = 1,
 ) -> bytes:
@@ -180,6 +181,8 @@ def register_request(
     A real registration (SIP over WebSocket, where there is no PJSIP) adds ``contact``,
     ``expires`` and the digest ``authorization``, and keeps ``call_id`` across its requests
     (RFC 3261 10.2) with a rising ``cseq``; ``probe_id`` still gives each request its branch.
+    An authenticated query (sip.register) adds only the ``authorization`` (in the
+    ``authorization_header`` a 407 asks for: Proxy-Authorization): still no Contact.
     """
     proto, host = _checked(target_uri, transport, local_host, local_port, probe_id, user_agent)
     if not _USER.fullmatch(user):
@@ -204,7 +207,9 @@ def register_request(
     if expires is not None:
         lines.append(f"Expires: {int(expires)}")
     if authorization is not None:
-        lines.append(f"Authorization: {_header_value(authorization, 'Authorization')}")
+        if authorization_header not in ("Authorization", "Proxy-Authorization"):
+            raise ValueError(f"{authorization_header!r} is not an authorization header")
+        lines.append(f"{authorization_header}: {_header_value(authorization, 'Authorization')}")
     lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 

@@ -79,11 +79,13 @@ class Kamailio:
         timeout: float = 10.0,
         websocket: bool = False,
         digest_algorithm: str = "MD5",
+        one_binding: bool = False,
     ) -> Kamailio:
         """Write cert + tls.cfg into ``work_dir``, start Kamailio (inside ``netns`` if given).
 
         ``websocket``: also SIP over WS and WSS (Kamailio's websocket + xhttp modules) on ports
-        of their own; ``digest_algorithm`` "SHA-256" challenges with RFC 7616 SHA-256."""
+        of their own; ``digest_algorithm`` "SHA-256" challenges with RFC 7616 SHA-256;
+        ``one_binding``: one registration per user, a new REGISTER replaces the others."""
         work_dir.mkdir(parents=True, exist_ok=True)
         run_dir = work_dir / "run"
         check_unix_path(run_dir / "kamailio_ctl")
@@ -112,6 +114,8 @@ class Kamailio:
             defines += ["-A", "WITH_WEBSOCKET"]
         if digest_algorithm == "SHA-256":
             defines += ["-A", "AUTH_SHA256"]
+        if one_binding:  # save("location", "0x04"): a REGISTER replaces the other bindings
+            defines += ["-A", "ONE_BINDING"]
         argv = [
             "kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "32", "-M", "4", *defines,
             *(f"--substdef=!{name}!{value}!g" for name, value in substitutions.items()),
