@@ -1,12 +1,16 @@
-"""Finding the registrar as RFC 3263 §4 says: NAPTR -> SRV -> A/AAAA per transport, with dnspython.
+"""Finding the registrar as RFC 3263 §4 says: NAPTR -> SRV -> A/AAAA per transport, with dnspython,
+and, when no --dns-server is given, the OS resolver (getaddrinfo: hosts file, mDNS, VPN split DNS)
+for the addresses too, as a softphone that leaves names to the OS finds them.
 
-Every DNS query is kept as evidence (`Resolution.lookups`) and bounded by the caller's deadline.
-dnspython is imported on first use: `sipdiag --help` and `sipdiag checks` must stay fast.
+Every query is kept as evidence (`Resolution.lookups`, each with its `source`) and bounded by the
+caller's deadline. dnspython is imported on first use: `sipdiag --help` must stay fast.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +41,37 @@ DEADLINE_REACHED = "deadline reached"  # a query not made: no evidence either wa
 DNS_SERVER_HINT = (
     "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
 )
+# Who gave an address (Target.source, and each lookup's "source").
+DNS, OS, LITERAL = "dns", "os", "literal"  # dnspython | getaddrinfo() only | an IP registrar
+OS_LOOKUP = "A/AAAA"  # a lookup's "type" when the OS resolver was asked
+OS_RESOLVER_KINDS = "hosts file, mDNS or VPN DNS"
+# net.dns's details["outcome"] when nothing resolves, and how the summary says it.
+FAILURE_WORDING = {
+    "nxdomain": "the name does not exist",
+    "no_answer": "the DNS server {servers} did not answer",
+    "server_failure": "the DNS server {servers} refused or failed the queries (SERVFAIL/REFUSED)",
+    "unfinished": "the deadline passed before every query was made",
+    "no_records": "DNS has no usable records for it",
+    "no_dns_server": "no DNS server is configured",
+}
+FAILURE_HINTS = {"unfinished": "re-run with a larger --timeout"}
+NO_ANSWER_HINT = (
+    "check that this machine reaches {servers} on UDP and TCP port 53 (firewall, VPN), "
+    "or pass --dns-server with a server that answers"
+)
+# What DNS said about a name only the OS resolver knows (an info remark, not a problem).
+DNS_SAID = {
+    "NXDOMAIN": "says the name does not exist",
+    "NoAnswer": "has no address records for it",
+    "Timeout": "did not answer",
+    "NoNameservers": "failed (SERVFAIL/REFUSED)",
+    DEADLINE_REACHED: "was not asked before the deadline",
+}
+_GAI_ERRORS = {
+    getattr(socket, name): name
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_AGAIN", "EAI_FAIL", "EAI_ADDRFAMILY")
+    if hasattr(socket, name)
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +82,7 @@ class Target:
     host: str  # the name it came from (SRV target, or the registrar host)
     port: int
     address: str  # the IP address to connect to
+    source: str = DNS  # who gave the address: DNS (also when the OS agreed), OS only, LITERAL
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,11 +98,14 @@ class Route:
 
 @dataclass
 class Resolution:
-    # Every query made: {"type", "name", "answers": [str], "error": str | None, "ms": int}
+    # Every query made: {"type", "name", "answers": [str], "error": str | None, "ms": int,
+    # "source": "dns" | "os"}; an OS resolver lookup has the type "A/AAAA".
     lookups: list[dict[str, Any]] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     naptr_transports: list[str] = field(default_factory=list)  # what the domain's NAPTR offers
     routes: dict[str, Route] = field(default_factory=dict)  # per requested transport
+    dns_servers: list[str] = field(default_factory=list)  # what dnspython asks, as host:port
+    os_resolver: bool = False  # whether getaddrinfo() was asked too
 
 
 class NaptrRecord(NamedTuple):
@@ -119,13 +158,60 @@ def hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
+def _gai_error(exc: socket.gaierror) -> str:
+    return _GAI_ERRORS.get(exc.errno, f"gaierror {exc.errno}")
+
+
+class _OsLookup:
+    """getaddrinfo() for one name, in a daemon thread: it blocks with no timeout of its own
+    (glibc retries a silent DNS server for 10 s and more), so callers wait only to their deadline.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.addresses: list[str] = []
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"getaddrinfo:{name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            infos = socket.getaddrinfo(self.name, None, type=socket.SOCK_DGRAM)
+            families = (socket.AF_INET, socket.AF_INET6)
+            # In the OS's preference order (RFC 6724 / gai.conf), as a softphone would get them.
+            self.addresses = list(dict.fromkeys(str(i[4][0]) for i in infos if i[0] in families))
+        except socket.gaierror as exc:
+            self.error = _gai_error(exc)
+        except (OSError, UnicodeError, ValueError) as exc:
+            self.error = type(exc).__name__
+        self.ended = time.monotonic()
+
+    def record(self, deadline: float) -> dict[str, Any]:
+        """The lookup's evidence, waiting for it until ``deadline`` at most."""
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        done = not self._thread.is_alive()
+        entry: dict[str, Any] = {"type": OS_LOOKUP, "name": self.name, "source": OS}
+        entry["answers"] = list(self.addresses) if done else []
+        entry["error"] = self.error if done else "Timeout"
+        ended = self.ended if done and self.ended is not None else time.monotonic()
+        entry["ms"] = int((ended - self.started) * 1000)
+        return entry
+
+
 class _Lookups:
-    """Queries one resolver, each query bounded by the deadline and recorded once."""
+    """Queries one DNS resolver (and the OS resolver for addresses when ``nameserver`` is None),
+    each query bounded by the deadline and recorded once."""
 
     def __init__(self, nameserver: str | None, deadline: float) -> None:
         self.deadline = deadline
         self.records: list[dict[str, Any]] = []
         self._answers: dict[tuple[str, str], list[Any]] = {}
+        # --dns-server is what the user asked about: then only that server counts.
+        self.os_resolver = nameserver is None
+        self._os_started: dict[str, _OsLookup | None] = {}
+        self._os_answers: dict[str, list[str]] = {}
         self._resolver: dns.resolver.Resolver | None = None
         self._setup_error: str | None = None
         import dns.resolver
@@ -148,9 +234,39 @@ class _Lookups:
             self._answers[key] = self._ask(rdtype, name)
         return self._answers[key]
 
-    def addresses(self, name: str) -> list[str]:
-        """A then AAAA."""
-        return [r.address for rdtype in ("A", "AAAA") for r in self.query(rdtype, name)]
+    @property
+    def dns_servers(self) -> list[str]:
+        if self._resolver is None:
+            return []
+        return [hostport(str(ns), self._resolver.port) for ns in self._resolver.nameservers]
+
+    def start_os_lookup(self, name: str) -> None:
+        """Ask the OS resolver now, so that a silent DNS server cannot use up its time."""
+        if self.os_resolver and name not in self._os_started:
+            left = self.deadline - time.monotonic()
+            self._os_started[name] = _OsLookup(name) if left >= MIN_LIFETIME_S else None
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(address, source): DNS's A then AAAA, then what only the OS resolver gave."""
+        self.start_os_lookup(name)
+        found = {r.address: DNS for rdtype in ("A", "AAAA") for r in self.query(rdtype, name)}
+        for address in self._os_addresses(name):
+            found.setdefault(address, OS)
+        return list(found.items())
+
+    def _os_addresses(self, name: str) -> list[str]:
+        if not self.os_resolver:
+            return []
+        if name not in self._os_answers:
+            lookup = self._os_started[name]
+            if lookup is None:
+                entry: dict[str, Any] = {"type": OS_LOOKUP, "name": name, "source": OS}
+                entry.update(answers=[], error=DEADLINE_REACHED, ms=0)
+            else:
+                entry = lookup.record(self.deadline)
+            self.records.append(entry)
+            self._os_answers[name] = entry["answers"]
+        return self._os_answers[name]
 
     def _ask(self, rdtype: str, name: str) -> list[Any]:
         import dns.exception
@@ -159,6 +275,7 @@ class _Lookups:
 
         t0 = time.monotonic()
         entry: dict[str, Any] = {"type": rdtype, "name": name, "answers": [], "error": None}
+        entry["source"] = DNS
         rrs: list[Any] = []
         if self._resolver is None:
             entry["error"] = self._setup_error
@@ -193,10 +310,12 @@ class _Lookups:
 def lookup_addresses(
     host: str, nameserver: str | None, deadline: float
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """``host``'s A then AAAA addresses through the resolver net.dns uses (``nameserver``, else
-    the system's), bounded by ``deadline``: (addresses, every query made, as in Resolution)."""
+    """``host``'s addresses as net.dns finds them (``nameserver``; else the system's DNS servers,
+    then what only the OS resolver adds), bounded by ``deadline``: (addresses, every query made,
+    as in Resolution)."""
     lookups = _Lookups(nameserver, deadline)
-    return lookups.addresses(host.rstrip(".")), lookups.records
+    found = lookups.addresses(host.rstrip("."))
+    return [address for address, _ in found], lookups.records
 
 
 def _answer_text(rdata: Any) -> str:
@@ -226,11 +345,16 @@ def resolve(
     if is_ip(host):
         for transport in wanted:
             port = registrar.port or DEFAULT_PORTS[transport]
-            out.targets.append(Target(transport, host, port, host))
+            out.targets.append(Target(transport, host, port, host, LITERAL))
             out.routes[transport] = Route("IP address", "")
         return out
     lookups = _Lookups(nameserver, deadline)
-    out.lookups = lookups.records
+    out.lookups, out.dns_servers, out.os_resolver = (
+        lookups.records,
+        lookups.dns_servers,
+        lookups.os_resolver,
+    )
+    lookups.start_os_lookup(host)  # used if there is no SRV; recorded only then
     if registrar.port is not None:  # §4.2: an explicit port means no NAPTR and no SRV
         for transport in wanted:
             out.routes[transport] = Route("A/AAAA", f"A/AAAA records for {host}")
@@ -279,9 +403,11 @@ def _resolve_transport(
         _add(out, transport, r.target, r.port, lookups.addresses(r.target))
 
 
-def _add(out: Resolution, transport: str, host: str, port: int, addresses: list[str]) -> None:
-    for address in addresses:
-        target = Target(transport, host, port, address)
+def _add(
+    out: Resolution, transport: str, host: str, port: int, addresses: list[tuple[str, str]]
+) -> None:
+    for address, source in addresses:
+        target = Target(transport, host, port, address, source)
         if target not in out.targets:
             out.targets.append(target)
 
@@ -312,20 +438,29 @@ def check_dns(ctx: Context) -> CheckResult:
     assert registrar is not None  # the runner skips this check without a registrar
     transports = list(ctx.settings.effective_transports)
     res = resolve(registrar, transports, ctx.settings.dns_server, dns_deadline(ctx))
-    details = {
+    details: dict[str, Any] = {
         "registrar": registrar.host,
         "nameserver": ctx.settings.dns_server,
+        "dns_servers": res.dns_servers,
+        "os_resolver": res.os_resolver,
         "naptr_transports": res.naptr_transports,
         "via": {t: route.via for t, route in res.routes.items()},
         "lookups": res.lookups,
         "targets": [t.as_dict() for t in res.targets],
+        "outcome": "resolved",
+        "remarks": remarks(res.lookups, res.dns_servers),
     }
     if is_ip(registrar.host):
+        details["outcome"] = "ip_address"
         return passed(f"{registrar.host} is an IP address; no DNS needed", **details)
     found = {t: [x for x in res.targets if x.transport == t] for t in transports}
     working = [t for t in transports if found[t]]
     missing = [t for t in transports if not found[t]]
-    if not working and all(q["error"] == DEADLINE_REACHED for q in res.lookups):
+    # The OS resolver may have been started in time and still be running: DNS decides.
+    if not working and all(
+        q["error"] == DEADLINE_REACHED for q in res.lookups if q["source"] == DNS
+    ):
+        details["outcome"] = "deadline"
         return CheckResult(
             Status.ERROR,
             "the deadline passed before any DNS query could be made",
@@ -333,14 +468,21 @@ def check_dns(ctx: Context) -> CheckResult:
             "re-run with a larger --timeout",
         )
     if not working:
+        outcome = failure_outcome(res.lookups, registrar.host.rstrip("."), res.dns_servers)
+        servers = ", ".join(res.dns_servers)
+        details["outcome"] = outcome
+        hints = {**FAILURE_HINTS, "no_answer": NO_ANSWER_HINT.format(servers=servers)}
         return failed(
-            f"{registrar.host} does not resolve: {tried_summary(res.lookups)}",
-            DNS_SERVER_HINT,
+            f"{registrar.host} does not resolve: "
+            f"{FAILURE_WORDING[outcome].format(servers=servers)}; {tried_summary(res.lookups)}",
+            hints.get(outcome, DNS_SERVER_HINT),
             **details,
         )
     summary = f"{registrar.host}: " + ", ".join(
         _transport_summary(t, found[t], res.routes[t].via) for t in working
     )
+    if details["remarks"]:
+        summary += "; note: " + "; ".join(details["remarks"])
     if not missing:
         return passed(summary, **details)
     records = " and ".join(res.routes[t].records for t in missing)
@@ -352,13 +494,70 @@ def check_dns(ctx: Context) -> CheckResult:
     )
 
 
+def failure_outcome(lookups: Sequence[dict[str, Any]], host: str, dns_servers: list[str]) -> str:
+    """Why nothing resolved, as a key of FAILURE_WORDING: a silent server is not a missing name.
+
+    The name itself NXDOMAIN wins (the server answered, definitively); then any query the DNS
+    server left unanswered; then SERVFAIL/REFUSED; then queries the deadline left unmade; else
+    the answers held nothing usable.
+    """
+    dns = [q for q in lookups if q.get("source", DNS) == DNS]
+    errors = {q["error"] for q in dns}
+    if not dns_servers:
+        return "no_dns_server"
+    if any(q["error"] == "NXDOMAIN" and q["name"] == host for q in dns):
+        return "nxdomain"
+    if "Timeout" in errors:
+        return "no_answer"
+    if "NoNameservers" in errors:
+        return "server_failure"
+    if DEADLINE_REACHED in errors:
+        return "unfinished"
+    return "no_records"
+
+
+def remarks(lookups: Sequence[dict[str, Any]], dns_servers: list[str]) -> list[str]:
+    """Info-level notes on a resolution that worked: DNS queries left unanswered, and names
+    whose address only the OS resolver gave or that the OS resolver and DNS disagree on."""
+    notes = []
+    dns = [q for q in lookups if q.get("source", DNS) == DNS]
+    unanswered = [f"{q['type']} {q['name']}" for q in dns if q["error"] == "Timeout"]
+    if unanswered:
+        servers = ", ".join(dns_servers)
+        notes.append(f"the DNS server {servers} did not answer {', '.join(unanswered)}")
+    for os_lookup in (q for q in lookups if q.get("source") == OS and q["answers"]):
+        name = os_lookup["name"]
+        by_dns = [q for q in dns if q["name"] == name and q["type"] in ("A", "AAAA")]
+        dns_addresses = [a for q in by_dns for a in q["answers"]]
+        if not dns_addresses:
+            said = [q["error"] for q in dns if q["name"] == name and q["error"]]
+            why = DNS_SAID.get(said[0], f"failed ({said[0]})") if said else "was not asked"
+            only_os = f"{name}'s address comes from the OS resolver ({OS_RESOLVER_KINDS}) only"
+            notes.append(f"{only_os}: DNS {why}")
+        elif set(dns_addresses) != set(os_lookup["answers"]):
+            notes.append(
+                f"the OS resolver gives {name} {', '.join(os_lookup['answers'])}, DNS gives "
+                f"{', '.join(dns_addresses)}: a softphone that uses the OS resolver goes to "
+                f"{os_lookup['answers'][0]}"
+            )
+    return notes
+
+
 def _transport_summary(transport: str, targets: list[Target], via: str) -> str:
     more = f" +{len(targets) - 1} more" if len(targets) > 1 else ""
-    return f"{transport} → {hostport(targets[0].address, targets[0].port)}{more} ({via})"
+    source = " from the OS resolver" if targets[0].source == OS else ""
+    return f"{transport} → {hostport(targets[0].address, targets[0].port)}{more} ({via}{source})"
 
 
 def tried_summary(lookups: Sequence[dict[str, Any]]) -> str:
-    """ "tried NAPTR x, SRV _sip._udp.x, A x, AAAA x (NXDOMAIN)": the names and why they failed."""
-    tried = ", ".join(dict.fromkeys(f"{q['type']} {q['name']}" for q in lookups))
+    """ "tried NAPTR x, SRV _sip._udp.x, A x, AAAA x, OS resolver x (NXDOMAIN, EAI_NONAME)": the
+    names and why they failed."""
+    tried = ", ".join(dict.fromkeys(_lookup_label(q) for q in lookups))
     errors = ", ".join(dict.fromkeys(str(q["error"]) for q in lookups if q["error"]))
     return f"tried {tried} ({errors})" if errors else f"tried {tried}"
+
+
+def _lookup_label(lookup: dict[str, Any]) -> str:
+    if lookup.get("source") == OS:
+        return f"OS resolver {lookup['name']}"
+    return f"{lookup['type']} {lookup['name']}"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import cli, cli_process, registered
-from peers.dnsmasq import Dnsmasq, DnsmasqFactory, host, naptr, srv
+from clihelp import CliResult, cli, cli_process, registered
+from peers.dnsmasq import Dnsmasq, DnsmasqFactory, answers_dns, host, naptr, srv
 from peers.kamailio import Kamailio
-from peers.process import free_port
+from peers.process import Daemon, free_port
 
 from checks.dns import (
     NaptrRecord,
@@ -20,6 +22,7 @@ from checks.dns import (
     Target,
     check_dns,
     dns_deadline,
+    failure_outcome,
     naptr_srv_names,
     parse_nameserver,
     resolve,
@@ -135,6 +138,31 @@ def test_nameserver_is_an_ip_with_an_optional_port() -> None:
         parse_nameserver("dns.example.com")
 
 
+def lookup(kind: str, name: str, error: str | None, source: str = "dns") -> dict[str, Any]:
+    return {"type": kind, "name": name, "answers": [], "error": error, "ms": 1, "source": source}
+
+
+@pytest.mark.parametrize(
+    ("errors", "outcome"),
+    [
+        # NXDOMAIN for the name itself is definitive, even if another query went unanswered.
+        ([("NAPTR", "x.test", "Timeout"), ("A", "x.test", "NXDOMAIN")], "nxdomain"),
+        # NXDOMAIN for an SRV name only says that SRV name does not exist.
+        ([("SRV", "_sip._udp.x.test", "NXDOMAIN"), ("A", "x.test", "Timeout")], "no_answer"),
+        ([("NAPTR", "x.test", "NoAnswer"), ("A", "x.test", "NoNameservers")], "server_failure"),
+        ([("NAPTR", "x.test", "NoAnswer"), ("A", "x.test", "deadline reached")], "unfinished"),
+        ([("NAPTR", "x.test", "NoAnswer"), ("A", "x.test", "NoAnswer")], "no_records"),
+    ],
+)
+def test_why_nothing_resolved_tells_a_silent_server_from_a_missing_name(
+    errors: list[tuple[str, str, str]], outcome: str
+) -> None:
+    lookups = [lookup(*e) for e in errors]
+    lookups.append(lookup("A/AAAA", "x.test", "EAI_NONAME", source="os"))  # never decides
+    assert failure_outcome(lookups, "x.test", ["127.0.0.1:53"]) == outcome
+    assert failure_outcome(lookups, "x.test", []) == "no_dns_server"
+
+
 def test_ip_literal_registrar_needs_no_dns_and_gets_default_ports() -> None:
     res = resolve(registrar("sip:127.0.0.5"), ["udp", "tcp", "tls"], "127.0.0.1:9", soon())
     assert res.lookups == []
@@ -153,8 +181,15 @@ def test_ip_literal_registrar_passes_the_check_without_dns() -> None:
     assert result.summary == "127.0.0.5 is an IP address; no DNS needed"
     assert result.details["lookups"] == []
     assert result.details["targets"] == [
-        {"transport": "udp", "host": "127.0.0.5", "port": 5080, "address": "127.0.0.5"}
+        {
+            "transport": "udp",
+            "host": "127.0.0.5",
+            "port": 5080,
+            "address": "127.0.0.5",
+            "source": "literal",
+        }
     ]
+    assert result.details["outcome"] == "ip_address"
 
 
 def test_an_unknown_transport_is_a_precise_value_error() -> None:
@@ -301,8 +336,13 @@ def test_check_passes_and_names_each_transports_first_target_and_source(
         "host": "sip1.pbx.test",
         "port": 5060,
         "address": "127.0.0.11",
+        "source": "dns",
     }
     assert [q["type"] for q in details["lookups"]][:2] == ["NAPTR", "SRV"]
+    # --dns-server is what the user asked about: the OS resolver is not asked.
+    assert details["os_resolver"] is False and details["dns_servers"] == [server.server]
+    assert {q["source"] for q in details["lookups"]} == {"dns"}
+    assert (details["outcome"], details["remarks"]) == ("resolved", [])
 
 
 def test_unknown_domain_fails_naming_every_name_tried_with_the_dns_hint(
@@ -312,13 +352,29 @@ def test_unknown_domain_fails_naming_every_name_tried_with_the_dns_hint(
     result = check_dns(context(registrar="sip:nowhere.test", dns_server=server.server))
     assert result.status is Status.FAIL
     assert result.summary == (
-        "nowhere.test does not resolve: tried NAPTR nowhere.test, SRV _sip._udp.nowhere.test, "
-        "A nowhere.test, AAAA nowhere.test (NXDOMAIN)"
+        "nowhere.test does not resolve: the name does not exist; tried NAPTR nowhere.test, "
+        "SRV _sip._udp.nowhere.test, A nowhere.test, AAAA nowhere.test (NXDOMAIN)"
     )
     assert result.hint == (
         "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
     )
     assert result.details["targets"] == []
+    assert result.details["outcome"] == "nxdomain"
+
+
+def test_a_name_that_exists_without_usable_records_fails_as_no_records_not_as_missing(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(*UDP_ONLY)  # notcp.test exists; its TCP SRV record says "not offered"
+    result = check_dns(
+        context(registrar="notcp.test", transports=("tcp",), dns_server=server.server)
+    )
+    assert result.status is Status.FAIL
+    assert result.summary == (
+        "notcp.test does not resolve: DNS has no usable records for it; tried NAPTR notcp.test, "
+        "SRV _sip._tcp.notcp.test (NoAnswer)"
+    )
+    assert result.details["outcome"] == "no_records"
 
 
 def test_tcp_asked_of_a_domain_with_only_udp_srv_warns_naming_the_missing_record(
@@ -379,7 +435,16 @@ def test_unresponsive_nameserver_fails_the_check_before_its_deadline(
     result = check_dns(context(deadline, registrar="pbx.test", dns_server=silent_nameserver))
     assert time.monotonic() < deadline
     assert result.status is Status.FAIL
+    assert result.summary.startswith(
+        f"pbx.test does not resolve: the DNS server {silent_nameserver} did not answer; tried "
+    )
+    assert "usable records" not in result.summary
     assert result.summary.endswith("(Timeout, deadline reached)")
+    assert result.details["outcome"] == "no_answer"
+    assert result.hint == (
+        f"check that this machine reaches {silent_nameserver} on UDP and TCP port 53 (firewall, "
+        "VPN), or pass --dns-server with a server that answers"
+    )
 
 
 def test_check_is_an_error_when_its_deadline_passed_before_any_query() -> None:
@@ -454,7 +519,12 @@ def test_cli_a_silent_nameserver_fails_net_dns_within_half_the_budget_with_its_f
     assert elapsed < budget / 2 + 1.5
     assert check["details"]["lookups"][0]["error"] == "Timeout"
     assert check["summary"].endswith("(Timeout, deadline reached)")
-    assert "network.dns_failure" in [f["cause"] for f in r.json["findings"]]
+    assert check["details"]["outcome"] == "no_answer"
+    finding = r.finding("network.dns_failure")
+    assert f"net.dns: pbx.test does not resolve: the DNS server {silent_nameserver} did not " \
+        "answer;" in finding["explanation"]  # fmt: skip
+    assert finding["action"] == check["hint"]
+    assert finding["action"].startswith(f"check that this machine reaches {silent_nameserver}")
 
 
 @pytest.mark.usefixtures("data_home")
@@ -490,6 +560,7 @@ def test_cli_exits_1_with_the_hint_when_the_registrar_does_not_resolve(
         "critical",
     )
     assert "SRV _sip._udp.nowhere.test" in finding["explanation"]  # the names tried
+    assert "nowhere.test does not resolve: the name does not exist;" in finding["explanation"]
 
 
 def test_a_full_run_resolves_the_registrar_by_srv_and_registers_there(
@@ -521,3 +592,186 @@ def test_a_full_run_resolves_the_registrar_by_srv_and_registers_there(
     assert attempt["uri"] == f"sip:127.0.0.1:{kamailio.port}"
     assert attempt["outcome"] == "ok", attempt
     assert r.code == 0
+
+
+# The OS resolver: a process with its own /etc/hosts and /etc/resolv.conf (a mount namespace)
+
+HOSTS_ONLY = "pbx-hosts-only.test"
+
+
+def _bindable(ip: str, port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((ip, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port53_address() -> str:
+    """A 127.0.0.x whose port 53 is free: resolv.conf names DNS servers without a port."""
+    for x in random.sample(range(100, 250), 150):
+        if _bindable(f"127.0.0.{x}", 53):
+            return f"127.0.0.{x}"
+    raise RuntimeError("no 127.0.0.x address has port 53 free")
+
+
+@pytest.fixture
+def silent_dns_on_53() -> Iterator[str]:
+    """The address of a DNS server (UDP port 53) that receives queries and never answers."""
+    ip = free_port53_address()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((ip, 53))
+        yield ip
+
+
+@pytest.fixture
+def nxdomain_dns_on_53(tmp_path: Path) -> Iterator[Dnsmasq]:
+    """dnsmasq on port 53 that knows no name under .test: NXDOMAIN, as a working DNS says."""
+    ip = free_port53_address()
+    argv = [
+        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+        "--bind-interfaces", f"--listen-address={ip}", "--port=53",
+        f"--pid-file={tmp_path / 'dnsmasq53.pid'}", "--log-queries", "--log-facility=-",
+        "--local=/test/",
+    ]  # fmt: skip
+    daemon = Daemon("dnsmasq53", argv, tmp_path, cwd=tmp_path)
+    daemon.start(answers_dns(ip, 53))
+    try:
+        yield Dnsmasq(ip, 53, (), daemon)
+    finally:
+        daemon.stop()
+
+
+def own_hosts_and_resolv_conf(tmp_path: Path, nameserver: str) -> list[str]:
+    """An argv prefix: the command sees a hosts file that maps HOSTS_ONLY to 127.0.0.1 and a
+    resolv.conf naming only ``nameserver`` (the mounts are private to its namespace)."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {HOSTS_ONLY}\n")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {nameserver}\n")
+    mount = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2'
+    return [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        f'{mount} && exec "$@"',
+        "sh",
+        str(hosts),
+        str(resolv),
+    ]
+
+
+def run_in_own_namespace(tmp_path: Path, nameserver: str, *args: str) -> CliResult:
+    return cli_process(
+        "check", "--format", "json", "--timeout", "3", *args,
+        prefix=own_hosts_and_resolv_conf(tmp_path, nameserver),
+    )  # fmt: skip
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_a_registrar_only_the_hosts_file_knows_passes_net_dns_from_the_os_resolver(
+    tmp_path: Path, nxdomain_dns_on_53: Dnsmasq
+) -> None:
+    dns_server = nxdomain_dns_on_53
+    r = run_in_own_namespace(
+        tmp_path, dns_server.host, "--registrar", HOSTS_ONLY, "--only", "net.dns"
+    )
+    check = r.check("net.dns")
+    assert (r.code, check["status"]) == (0, "pass"), r.out + r.err
+    remark = (
+        f"{HOSTS_ONLY}'s address comes from the OS resolver (hosts file, mDNS or VPN DNS) only: "
+        "DNS says the name does not exist"
+    )
+    assert check["summary"] == (
+        f"{HOSTS_ONLY}: udp → 127.0.0.1:5060 (A/AAAA from the OS resolver); note: {remark}"
+    )
+    details = check["details"]
+    assert details["targets"] == [
+        {"transport": "udp", "host": HOSTS_ONLY, "port": 5060, "address": "127.0.0.1",
+         "source": "os"}
+    ]  # fmt: skip
+    assert (details["os_resolver"], details["outcome"], details["remarks"]) == (
+        True,
+        "resolved",
+        [remark],
+    )
+    assert details["dns_servers"] == [f"{dns_server.host}:53"]
+    assert [(q["type"], q["source"], q["error"]) for q in details["lookups"]] == [
+        ("NAPTR", "dns", "NXDOMAIN"),
+        ("SRV", "dns", "NXDOMAIN"),
+        ("A", "dns", "NXDOMAIN"),
+        ("AAAA", "dns", "NXDOMAIN"),
+        ("A/AAAA", "os", None),
+    ]
+    assert details["lookups"][-1]["answers"] == ["127.0.0.1"]
+    assert ("NAPTR", HOSTS_ONLY) in dns_server.queries()  # DNS was really asked, and said no
+    assert r.causes() == []
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_a_hosts_file_name_resolves_even_when_the_dns_server_is_silent(
+    tmp_path: Path, silent_dns_on_53: str
+) -> None:
+    r = run_in_own_namespace(
+        tmp_path, silent_dns_on_53, "--registrar", HOSTS_ONLY, "--only", "net.dns"
+    )
+    check = r.check("net.dns")
+    assert (r.code, check["status"]) == (0, "pass"), r.out + r.err
+    assert check["details"]["targets"][0]["source"] == "os"
+    assert check["details"]["remarks"] == [
+        f"the DNS server {silent_dns_on_53}:53 did not answer NAPTR {HOSTS_ONLY}",
+        f"{HOSTS_ONLY}'s address comes from the OS resolver (hosts file, mDNS or VPN DNS) only: "
+        "DNS did not answer",
+    ]
+    assert check["duration_ms"] < 2000  # --timeout 3: DNS gets 1.5 s
+    assert "network.dns_failure" not in r.causes()
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_a_name_nobody_knows_behind_a_silent_dns_server_fails_by_its_deadline(
+    tmp_path: Path, silent_dns_on_53: str
+) -> None:
+    # getaddrinfo() itself waits for the silent server far longer (glibc: 5 s per try, 2 tries).
+    started = time.monotonic()
+    r = run_in_own_namespace(
+        tmp_path, silent_dns_on_53, "--registrar", "nobody.test", "--only", "net.dns"
+    )
+    elapsed = time.monotonic() - started
+    check = r.check("net.dns")
+    assert (r.code, check["status"]) == (1, "fail"), r.out + r.err
+    assert check["summary"] == (
+        f"nobody.test does not resolve: the DNS server {silent_dns_on_53}:53 did not answer; "
+        "tried NAPTR nobody.test, SRV _sip._udp.nobody.test, A nobody.test, AAAA nobody.test, "
+        "OS resolver nobody.test (Timeout, deadline reached)"
+    )
+    assert check["details"]["outcome"] == "no_answer"
+    os_lookup = check["details"]["lookups"][-1]
+    assert (os_lookup["source"], os_lookup["error"]) == ("os", "Timeout")
+    assert check["duration_ms"] < 2000 and elapsed < 5.0
+    assert "network.dns_failure" in r.causes()
+
+
+@pytest.mark.usefixtures("data_home")
+def test_cli_sip_register_goes_to_the_address_only_the_hosts_file_knows(
+    tmp_path: Path, nxdomain_dns_on_53: Dnsmasq, kamailio: Kamailio
+) -> None:
+    r = run_in_own_namespace(
+        tmp_path, nxdomain_dns_on_53.host,
+        "--registrar", f"sip:{HOSTS_ONLY}:{kamailio.port}", "--user", "alice", "--no-register",
+        "--only", "net.dns", "--only", "sip.register",
+    )  # fmt: skip
+    dns_check = r.check("net.dns")
+    assert dns_check["status"] == "pass", dns_check["summary"]
+    assert dns_check["details"]["targets"] == [
+        {"transport": "udp", "host": HOSTS_ONLY, "port": kamailio.port, "address": "127.0.0.1",
+         "source": "os"}
+    ]  # fmt: skip
+    register = r.check("sip.register")
+    assert register["status"] == "pass", register
+    (attempt,) = register["details"]["attempts"]
+    assert attempt["target"] == {"host": HOSTS_ONLY, "port": kamailio.port, "address": "127.0.0.1"}
+    assert (attempt["outcome"], attempt["code"]) == ("challenged", 401)
+    assert r.code == 0 and r.causes() == []
