@@ -113,29 +113,38 @@ CAUSES: dict[str, Cause] = {
             "network.registrar_unreachable",
             _F,
             "Registrar unreachable",
-            "No transport reaches the registrar: every request timed out or was refused.",
-            "Allow outbound SIP (UDP/TCP 5060, TLS 5061) to the registrar in the firewall/VPN.",
+            "No transport reaches the registrar: every request timed out or found no route (a "
+            "firewall, VPN or network problem), or was refused because nothing listens at the "
+            "registrar's address and port.",
+            "Allow outbound SIP (UDP/TCP 5060, TLS 5061) to the registrar in the firewall/VPN; "
+            "where the connection is refused, check the registrar's address and port.",
         ),
         Cause(
             "network.udp_blocked",
             _F,
             "SIP over UDP blocked",
-            "SIP over UDP gets no answer while another transport works.",
-            "Allow outbound UDP 5060 to the registrar, or switch the softphone to TCP/TLS.",
+            "SIP over UDP gets no answer (dropped, or no route) while another transport reaches "
+            "the registrar.",
+            "Allow outbound UDP 5060 to the registrar, or switch the softphone to a transport "
+            "that reaches it.",
         ),
         Cause(
             "network.tcp_blocked",
             _F,
             "SIP over TCP blocked",
-            "SIP over TCP is refused or gets no answer while another transport works.",
-            "Allow outbound TCP 5060 to the registrar, or switch the softphone to UDP/TLS.",
+            "SIP over TCP gets no answer (dropped, or no route) while another transport reaches "
+            "the registrar.",
+            "Allow outbound TCP 5060 to the registrar, or switch the softphone to a transport "
+            "that reaches it.",
         ),
         Cause(
             "network.tls_blocked",
             _F,
             "SIP over TLS blocked",
-            "SIP over TLS is refused or gets no answer while another transport works.",
-            "Allow outbound TCP 5061 (SIP-TLS) to the registrar.",
+            "SIP over TLS gets no answer (dropped, or no route) while another transport reaches "
+            "the registrar.",
+            "Allow outbound TCP 5061 (SIP-TLS) to the registrar, or switch the softphone to a "
+            "transport that reaches it.",
         ),
         Cause(
             "network.tls_untrusted",
@@ -220,7 +229,7 @@ CAUSES: dict[str, Cause] = {
             "sip.not_found",
             _R,
             "SIP account not found",
-            "The registrar answers 404: it does not know this user or domain.",
+            "The registrar answers 404: it does not know this user, or does not serve this domain.",
             "Check the SIP user and domain in the softphone against the platform's account.",
         ),
         Cause(

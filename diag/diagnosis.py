@@ -1,7 +1,10 @@
 """Evidence -> findings. Checks measure; this module decides what the measurements mean.
 
 The rules are data: support staff can read RULES as
-"cause <- check is <status> and <condition>", with the severity it gets.
+"cause <- check is <status> and <condition>", with the severity it gets, and OVERRIDES as
+"a finding for <cause> is dropped when the same run shows <contradiction>": one truth per run.
+Each SIP and network rule computes its finding's next action from its own evidence
+(diag/actions.py), so findings raised by one check never share that check's single hint.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from diag import actions as act
 from diag import outcomes as o
+from diag.actions import Action, SipRun, attempts, got_nothing, probed, silent
 from diag.causes import CAUSES
 from diag.model import SEVERITY_RANK, CheckRun, Finding, Severity, Status
 
@@ -28,13 +33,7 @@ TRANSPORT_CAUSES = {
 
 # ---- sip.register: details["attempts"][i] = {transport, outcome, code, challenged, ...}
 
-
-def _attempts(d: Details) -> list[Mapping[str, Any]]:
-    return list(d.get("attempts", []))
-
-
-def _first_rejected(d: Details) -> Mapping[str, Any] | None:
-    return next((a for a in _attempts(d) if a.get("outcome") == o.REJECTED), None)
+_first_rejected = act.first_rejected
 
 
 def _credentials_rejected(d: Details) -> bool:
@@ -60,66 +59,39 @@ def _rejected_with(want: Callable[[int], bool]) -> Callable[[Details], bool]:
     return when
 
 
-def _silent(a: Mapping[str, Any]) -> bool:
-    """Nothing at all came back on this path (a challenge followed by silence is no path
-    problem: the registrar was reached)."""
-    return a.get("outcome") in o.NETWORK and not a.get("registrar_answered")
-
-
 def _register_unreachable(d: Details) -> bool:
-    attempts = _attempts(d)
-    return bool(attempts) and all(_silent(a) for a in attempts)
+    tried = attempts(d)
+    return bool(tried) and all(got_nothing(a) for a in tried)
 
 
-def _register_blocked(transport: str) -> Callable[[Details], bool]:
-    """This transport got nothing back while another one reached the registrar."""
-
-    def when(d: Details) -> bool:
-        attempts = _attempts(d)
-        return any(a["transport"] == transport and _silent(a) for a in attempts) and any(
-            a.get("outcome") in o.REGISTRAR_ANSWERED for a in attempts
-        )
-
-    return when
+def _register_silent(transport: str) -> Callable[[Details], bool]:
+    return lambda d: any(a.get("transport") == transport and silent(a) for a in attempts(d))
 
 
 def _register_outcome(outcome: str) -> Callable[[Details], bool]:
-    return lambda d: any(a.get("outcome") == outcome for a in _attempts(d))
+    return lambda d: any(a.get("outcome") == outcome for a in attempts(d))
 
 
-# ---- net.sip-options: details["transports"][t] = {outcome, ...}; configured_transports
+# ---- net.sip-options: details["transports"][t] = {outcome, why_probed, ...}
 
 
-def _options(d: Details) -> Mapping[str, Mapping[str, Any]]:
-    return d.get("transports", {}) or {}
-
-
-def _options_blocked(transport: str, configured: bool) -> Callable[[Details], bool]:
+def _options_silent(transport: str, configured: bool) -> Callable[[Details], bool]:
     def when(d: Details) -> bool:
-        per = _options(d)
-        mine = per.get(transport, {})
-        others = [v for t, v in per.items() if t != transport]
-        is_configured = transport in d.get("configured_transports", [])
-        # An untrusted TLS answer still proves the path to the registrar works.
-        return (
-            mine.get("outcome") in o.NETWORK
-            and is_configured == configured
-            and any(v.get("outcome") in (o.ANSWERED, o.TLS_UNTRUSTED) for v in others)
-        )
+        mine = probed(d).get(transport)
+        return mine is not None and silent(mine) and act.is_configured(d, transport) == configured
 
     return when
 
 
 def _options_unreachable(d: Details) -> bool:
-    per = _options(d)
-    return bool(per) and all(v.get("outcome") in o.NETWORK for v in per.values())
+    per = probed(d)
+    return bool(per) and all(got_nothing(v) for v in per.values())
 
 
 def _options_tls_untrusted(configured: bool) -> Callable[[Details], bool]:
     def when(d: Details) -> bool:
-        is_configured = "tls" in d.get("configured_transports", [])
-        untrusted = _options(d).get("tls", {}).get("outcome") == o.TLS_UNTRUSTED
-        return untrusted and is_configured == configured
+        untrusted = probed(d).get("tls", {}).get("outcome") == o.TLS_UNTRUSTED
+        return untrusted and act.is_configured(d, "tls") == configured
 
     return when
 
@@ -164,13 +136,18 @@ def baseline_reading(d: Details) -> str:
             f"{seen}: the registrar challenges every user, and this account's answer to "
             "the challenge was not accepted."
         )
+    user, domain = act.user_and_domain(d)
     if code == 404 and b_code == 404:
         return (
-            f"{seen}, as this account did: the registrar knows no user in this domain; "
-            "check the domain and registrar address."
+            f"{seen}, as this account did: the registrar answers 404 for every user, so it "
+            f"gives no hint whether the user{f' ({user})' if user else ''} or the domain"
+            f"{f' ({domain})' if domain else ''} is wrong."
         )
-    if code == 404 and b_code != 404:
-        return f"{seen}, while this account got 404: this user is unknown to the registrar."
+    if code == 404:
+        return (
+            f"{seen}, while this account got 404: the registrar does not know the user"
+            f"{' ' + user if user else ''}."
+        )
     if 500 <= code < 600 and 500 <= b_code < 600:
         return f"{seen}: the registrar fails for every user, a fault on the platform's side."
     return f"{seen}."
@@ -208,6 +185,9 @@ class Rule:
     condition: str = ""  # the `when` predicate in words, for the README and support staff
     when: Callable[[Details], bool] | None = None
     explain: Callable[[Details], str] | None = None  # evidence quoted in the explanation
+    # The finding's next action from this rule's own evidence and the run's (diag/actions.py);
+    # without one, a single-cause check's hint (or details["actions"][cause]) is the action.
+    action: Action | None = None
 
 
 # fmt: off
@@ -238,39 +218,51 @@ RULES: tuple[Rule, ...] = (
     Rule("network.dns_failure", "net.dns", _FAIL, Severity.CRITICAL,
          "no requested transport has a resolvable target"),
     Rule("network.dns_failure", "sip.register", _FAIL, Severity.CRITICAL,
-         "the registrar's name did not resolve", _register_outcome(o.DNS_FAILURE)),
+         "the registrar's name did not resolve", _register_outcome(o.DNS_FAILURE),
+         action=act.dns_action),
     Rule("sip.credentials_rejected", "sip.register", _FAIL, Severity.CRITICAL,
          "403 after we answered a challenge, or a repeated 401/407",
-         _credentials_rejected, _explain_register),
+         _credentials_rejected, _explain_register, act.credentials_action),
     Rule("sip.forbidden", "sip.register", _FAIL, Severity.CRITICAL,
-         "403 without any challenge", _forbidden_unchallenged, _explain_register),
+         "403 without any challenge", _forbidden_unchallenged, _explain_register,
+         act.forbidden_action),
     Rule("sip.not_found", "sip.register", _FAIL, Severity.CRITICAL,
-         "the registrar answers 404", _rejected_with(lambda c: c == 404), _explain_register),
+         "the registrar answers 404", _rejected_with(lambda c: c == 404), _explain_register,
+         act.not_found_action),
     Rule("sip.server_error", "sip.register", _FAIL, Severity.CRITICAL,
          "the registrar itself answers 5xx", _rejected_with(lambda c: 500 <= c < 600),
-         _explain_register),
+         _explain_register, act.server_error_action),
     Rule("network.tls_untrusted", "sip.register", _FAIL, Severity.CRITICAL,
-         "PJSIP rejected the registrar's certificate", _register_outcome(o.TLS_UNTRUSTED)),
+         "PJSIP rejected the registrar's certificate", _register_outcome(o.TLS_UNTRUSTED),
+         action=act.tls_action),
     Rule("network.tls_untrusted", "net.sip-options", _PROBLEM, Severity.CRITICAL,
          "TLS is configured and its certificate failed verification",
-         _options_tls_untrusted(configured=True)),
-    Rule("network.tls_untrusted", "net.sip-options", _PROBLEM, Severity.WARNING,
+         _options_tls_untrusted(configured=True), action=act.tls_action),
+    Rule("network.tls_untrusted", "net.sip-options", _ANY, Severity.INFO,
          "TLS is not configured, but its certificate would fail verification",
-         _options_tls_untrusted(configured=False)),
+         _options_tls_untrusted(configured=False), action=act.tls_action),
+    # Transport causes. Only silence or no route is a block; a refusal (TCP RST, ICMP port
+    # unreachable) is the server saying nothing listens there. OVERRIDES keep exactly one of
+    # registrar_unreachable and <t>_blocked, by whether any transport reached the registrar.
     Rule("network.registrar_unreachable", "sip.register", _FAIL, Severity.CRITICAL,
-         "every transport timed out, was refused or had no route, with no answer at all",
-         _register_unreachable),
+         "no REGISTER got anything back: each timed out, had no route, or was refused "
+         "(nothing listens)", _register_unreachable, action=act.unreachable_action),
     Rule("network.registrar_unreachable", "net.sip-options", _FAIL, Severity.CRITICAL,
-         "no transport answered OPTIONS", _options_unreachable),
+         "no transport's OPTIONS got anything back: each timed out, had no route, or was "
+         "refused", _options_unreachable, action=act.unreachable_action),
     *(Rule(cause, "sip.register", _FAIL, Severity.CRITICAL,
-           f"REGISTER over {t.upper()} got nothing back while another transport answered",
-           _register_blocked(t)) for t, cause in TRANSPORT_CAUSES.items()),
+           f"REGISTER over {t.upper()} got nothing back: silence or no route, not a refusal",
+           _register_silent(t), action=act.blocked_action(t))
+      for t, cause in TRANSPORT_CAUSES.items()),
     *(Rule(cause, "net.sip-options", _PROBLEM, Severity.CRITICAL,
-           f"{t.upper()} is a configured transport and got nothing back while another answered",
-           _options_blocked(t, configured=True)) for t, cause in TRANSPORT_CAUSES.items()),
-    *(Rule(cause, "net.sip-options", _ANY, Severity.WARNING,
-           f"{t.upper()} is not configured and got nothing back while another answered",
-           _options_blocked(t, configured=False)) for t, cause in TRANSPORT_CAUSES.items()),
+           f"{t.upper()} is configured and its OPTIONS got nothing back: silence or no route, "
+           "not a refusal", _options_silent(t, configured=True), action=act.blocked_action(t))
+      for t, cause in TRANSPORT_CAUSES.items()),
+    *(Rule(cause, "net.sip-options", _ANY, Severity.INFO,
+           f"{t.upper()} is not configured (DNS publishes it, or --probe-all-transports) and "
+           "its OPTIONS got nothing back: silence or no route",
+           _options_silent(t, configured=False), action=act.blocked_action(t, configured=False))
+      for t, cause in TRANSPORT_CAUSES.items()),
     Rule("number.invalid", "number.format", _FAIL, Severity.CRITICAL,
          "an agent number does not parse, or is not a valid number"),
     Rule("number.invalid", "number.dial-test", _FAIL, Severity.CRITICAL,
@@ -303,14 +295,19 @@ def _ws_blocked(d: Details) -> bool:
     TLS handshake failed (an untrusted certificate is network.tls_untrusted instead)."""
     return any(
         a.get("outcome") in o.NETWORK | {o.TLS_FAILED} and not a.get("registrar_answered")
-        for a in _attempts(d)
+        for a in attempts(d)
     )
 
+
+# The WebSocket check's result holds one attempt, so its hint is that attempt's own step and
+# names --ws-url: it stays the action where the cause is about reaching the server.
+WS_OWN_HINT = frozenset({"network.dns_failure", "network.tls_untrusted"})
 
 # fmt: off
 RULES = RULES + tuple(
     replace(r, check="sip.register-ws",
-            condition=r.condition.replace("PJSIP rejected", "the WebSocket's TLS rejected"))
+            condition=r.condition.replace("PJSIP rejected", "the WebSocket's TLS rejected"),
+            action=None if r.cause in WS_OWN_HINT else r.action)
     for r in RULES if r.check == "sip.register" and r.cause in WS_SHARED_CAUSES
 ) + (
     Rule("network.wss_blocked", "sip.register-ws", _FAIL, Severity.CRITICAL,
@@ -341,8 +338,47 @@ RULES = RULES + tuple(
 # fmt: on
 
 
-def diagnose(runs: Sequence[CheckRun], rules: Iterable[Rule] = RULES) -> list[Finding]:
+# ---- one truth per run: a finding the rest of the run contradicts is dropped
+
+
+@dataclass(frozen=True)
+class Override:
+    """Drop every `cause` finding when the whole run's SIP evidence shows `contradiction`."""
+
+    cause: str
+    contradiction: str  # in words, for the README and support staff
+    when: Callable[[SipRun], bool]
+
+
+def _reached_over(transport: str) -> Callable[[SipRun], bool]:
+    return lambda run: run.reached(transport)
+
+
+# fmt: off
+OVERRIDES: tuple[Override, ...] = (
+    Override("network.registrar_unreachable",
+             "any transport reached the registrar (a SIP answer, a challenge or a TLS certificate "
+             "in sip.register, net.sip-options or sip.register-ws): a silent transport is its "
+             "udp/tcp/tls_blocked finding instead, a refused one has none",
+             lambda run: run.reached()),
+    *(Override(cause, "no transport reached the registrar: that is "
+               "network.registrar_unreachable", lambda run: not run.reached())
+      for cause in TRANSPORT_CAUSES.values()),
+    *(Override(cause, f"{t.upper()} itself reached the registrar in the same run (e.g. OPTIONS "
+               f"over {t.upper()} unanswered, REGISTER over {t.upper()} answered)",
+               _reached_over(t))
+      for t, cause in TRANSPORT_CAUSES.items()),
+)
+# fmt: on
+
+
+def diagnose(
+    runs: Sequence[CheckRun],
+    rules: Iterable[Rule] = RULES,
+    overrides: Iterable[Override] = OVERRIDES,
+) -> list[Finding]:
     by_id = {r.check.id: r for r in runs}
+    sip_run = SipRun.of(runs)
     matched: dict[str, list[tuple[Rule, CheckRun]]] = {}
     for rule in rules:
         run = by_id.get(rule.check)
@@ -351,22 +387,19 @@ def diagnose(runs: Sequence[CheckRun], rules: Iterable[Rule] = RULES) -> list[Fi
         if rule.when is not None and not rule.when(run.result.details):
             continue
         matched.setdefault(rule.cause, []).append((rule, run))
-    findings = [_finding(hits) for hits in matched.values()]
+    for override in overrides:
+        if override.cause in matched and override.when(sip_run):
+            del matched[override.cause]
+    findings = [_finding(hits, sip_run) for hits in matched.values()]
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.cause))
     return findings
 
 
-def _finding(hits: list[tuple[Rule, CheckRun]]) -> Finding:
+def _finding(hits: list[tuple[Rule, CheckRun]], sip_run: SipRun) -> Finding:
     cause = CAUSES[hits[0][0].cause]
     severity = max((rule.severity for rule, _ in hits), key=lambda s: SEVERITY_RANK[s])
     observed = "; ".join(f"{run.check.id}: {run.result.summary}" for _, run in hits)
     quoted = "".join(rule.explain(run.result.details) for rule, run in hits if rule.explain)
-    # A check that can find several causes at once names each one's step in details.actions.
-    hints: list[str] = [
-        h
-        for _, run in hits
-        if (h := (run.result.details.get("actions") or {}).get(cause.id) or run.result.hint)
-    ]
     evidence: dict[str, Any] = {"checks": [run.check.id for _, run in hits]}
     for _, run in hits:
         evidence[run.check.id] = {
@@ -380,11 +413,22 @@ def _finding(hits: list[tuple[Rule, CheckRun]]) -> Finding:
         severity=severity,
         title=cause.title,
         explanation=f"{cause.meaning} Observed: {observed}.{quoted}",
-        # The check's hint names the concrete next step for this machine; the cause's action
-        # is the general one.
-        action=hints[0] if hints else cause.action,
+        action=_action(cause.id, hits, sip_run) or cause.action,
         evidence=evidence,
     )
+
+
+def _action(cause: str, hits: list[tuple[Rule, CheckRun]], sip_run: SipRun) -> str:
+    """The first rule's own action; else, for a check that finds one cause at a time, its hint
+    (a check that finds several at once names each one's step in details["actions"])."""
+    for rule, run in hits:
+        if rule.action is not None:
+            return rule.action(run.result.details, sip_run)
+    for _, run in hits:
+        step = (run.result.details.get("actions") or {}).get(cause) or run.result.hint
+        if step:
+            return str(step)
+    return ""
 
 
 def verdict(findings: Iterable[Finding]) -> str:

@@ -1,0 +1,339 @@
+"""Each finding's next action, computed from the evidence of the rule that raised it.
+
+A check that finds several causes at once has one hint, about its worst result; a finding that
+borrowed it would tell a TLS problem to allow UDP 5060. So the SIP and network rules of
+diag/diagnosis.py name an action here, read from their own check's details and from `SipRun`,
+what every SIP check of the run saw per transport: a finding may suggest switching to a
+transport only if that transport got a SIP answer somewhere in the same run.
+
+Details shapes read here (every key with .get: checks change in parallel):
+sip.register / sip.register-ws: ``attempts`` (and ``queries``) [{transport, outcome, code,
+reason, registrar_answered, target: {host, port}}], ``baseline``, ``user``, ``domain``,
+``registrar``; net.sip-options: ``transports`` {t: {outcome, code, target "host:port",
+certificate, why_probed}}, ``configured_transports``, ``probed_transports``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from diag import outcomes as o
+from diag.model import CheckRun
+
+Details = Mapping[str, Any]
+Item = Mapping[str, Any]  # one REGISTER attempt, or one transport's OPTIONS result
+
+SIP_TRANSPORTS = ("udp", "tcp", "tls")
+PROTO = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
+DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+BLOCKED = frozenset({o.TIMEOUT, o.UNREACHABLE})
+"""Silence, or no route (ICMP unreachable/prohibited): the path is closed. Not o.REFUSED: a
+refusal is the far end answering that nothing listens on that port, a fact about the server."""
+
+REGISTER_CHECKS = ("sip.register", "sip.register-ws")
+
+
+# ---- one request's evidence
+
+
+def attempts(d: Details) -> list[Item]:
+    return list(d.get("attempts") or [])
+
+
+def probed(d: Details) -> dict[str, Item]:
+    """net.sip-options' result per transport it probed (``probed_transports`` when given)."""
+    per: Mapping[str, Item] = d.get("transports") or {}
+    names = d.get("probed_transports")
+    return {t: v for t, v in per.items() if names is None or t in names}
+
+
+def is_configured(d: Details, transport: str) -> bool:
+    """The softphone uses this transport (net.sip-options probed it because it is configured)."""
+    why = (probed(d).get(transport) or {}).get("why_probed")
+    return transport in (d.get("configured_transports") or []) or why == "configured"
+
+
+def silent(item: Item) -> bool:
+    """Nothing came back on this path: silence or no route (a challenge followed by silence is
+    no path problem: the registrar was reached; a refusal is the server's answer)."""
+    return item.get("outcome") in BLOCKED and not item.get("registrar_answered")
+
+
+def got_nothing(item: Item) -> bool:
+    """No answer at all from the registrar: silent, or refused (nothing listens)."""
+    return item.get("outcome") in o.NETWORK and not item.get("registrar_answered")
+
+
+def where(item: Item, transport: str = "udp") -> tuple[str, int | str]:
+    """(host, port) of one request, from a REGISTER attempt's target {host, port} or an
+    OPTIONS result's "host:port"."""
+    target = item.get("target")
+    if isinstance(target, Mapping):
+        host, port = target.get("host"), target.get("port")
+    elif isinstance(target, str) and target.rpartition(":")[0]:
+        host, _, port = target.rpartition(":")
+    else:
+        host, port = target, None
+    return str(host or "the registrar"), port or DEFAULT_PORT.get(transport, 5060)
+
+
+def port_text(transport: str, port: int | str) -> str:
+    """What a firewall rule names: TLS is TCP on its own port."""
+    return f"TLS (TCP {port})" if transport == "tls" else f"{PROTO[transport]} {port}"
+
+
+# ---- what the whole run saw, per transport
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request of the run over one transport."""
+
+    check: str
+    transport: str
+    reached: bool  # the registrar sent something back: a SIP answer, a challenge, a certificate
+    usable: bool  # a SIP answer over a transport a softphone could use as it is
+
+
+@dataclass(frozen=True)
+class SipRun:
+    """What every SIP check of the run saw: the evidence no finding may contradict."""
+
+    seen: tuple[Seen, ...] = ()
+
+    @classmethod
+    def of(cls, runs: Iterable[CheckRun]) -> SipRun:
+        seen: list[Seen] = []
+        for run in runs:
+            d, check = run.result.details, run.check.id
+            if check in REGISTER_CHECKS:
+                requests = [*attempts(d), *(d.get("queries") or []), d.get("baseline") or {}]
+                for a in requests:
+                    if not a.get("transport"):
+                        continue
+                    answered = a.get("outcome") in o.REGISTRAR_ANSWERED
+                    reached = answered or bool(a.get("registrar_answered"))
+                    reached = reached or a.get("outcome") == o.TLS_UNTRUSTED
+                    seen.append(Seen(check, str(a["transport"]), reached, answered))
+            elif check == "net.sip-options":
+                for t, v in probed(d).items():
+                    answered = v.get("outcome") == o.ANSWERED
+                    reached = answered or v.get("outcome") == o.TLS_UNTRUSTED
+                    seen.append(Seen(check, t, reached, answered))
+        return cls(tuple(seen))
+
+    def reached(self, transport: str | None = None) -> bool:
+        """Something came back from the registrar (over `transport`, or over any)."""
+        return any(s.reached and transport in (None, s.transport) for s in self.seen)
+
+    def working(self, besides: str) -> list[str]:
+        """SIP transports other than `besides` that got a SIP answer in this run: the only
+        ones an action may suggest switching to."""
+        ok = {s.transport for s in self.seen if s.usable}
+        return [t for t in SIP_TRANSPORTS if t in ok and t != besides]
+
+
+Action = Callable[[Details, SipRun], str]
+
+
+# ---- network actions
+
+
+def _silent_item(d: Details, transport: str) -> Item:
+    mine = [a for a in attempts(d) if a.get("transport") == transport and silent(a)]
+    return mine[0] if mine else probed(d).get(transport) or {}
+
+
+def blocked_action(transport: str, configured: bool = True) -> Action:
+    """network.<t>_blocked: this transport's path is closed; name a transport that works."""
+
+    def action(d: Details, run: SipRun) -> str:
+        item = _silent_item(d, transport)
+        host, port = where(item, transport)
+        t = PROTO[transport]
+        closed = (
+            "gets no route (ICMP unreachable or prohibited)"
+            if item.get("outcome") == o.UNREACHABLE
+            else "is dropped (no answer)"
+        )
+        what = f"SIP over {t} to {host}:{port} {closed}"
+        allow = f"allow outbound {port_text(transport, port)} to {host} in the firewall/VPN"
+        if not configured:
+            return f"nothing to do while the softphone does not use {t}; to use it, {allow}"
+        working = run.working(besides=transport)
+        if working:
+            other = PROTO[working[0]]
+            return (
+                f"{what}; {other} reaches the registrar: switch the softphone to {other}, "
+                f"or {allow}"
+            )
+        return f"{what}: {allow}"
+
+    return action
+
+
+def _items(d: Details) -> list[tuple[str, Item]]:
+    """(transport, request) for each REGISTER attempt, else each OPTIONS result."""
+    found = [(str(a.get("transport")), a) for a in attempts(d)]
+    return found or list(probed(d).items())
+
+
+def _by_host(items: list[tuple[str, Item]]) -> dict[str, list[str]]:
+    """{host: ["UDP 5060", "TCP 5060"]}, in the order the requests were made."""
+    hosts: dict[str, list[str]] = {}
+    for t, a in items:
+        host, port = where(a, t)
+        hosts.setdefault(host, []).append(port_text(t, port) if t in PROTO else f"{t} {port}")
+    return hosts
+
+
+def unreachable_action(d: Details, run: SipRun) -> str:
+    """network.registrar_unreachable: no transport reached the registrar in this run, so no
+    transport is suggested; each way this check's requests failed gets its own step."""
+    items = [(t, a) for t, a in _items(d) if got_nothing(a)]
+    steps = []
+    noroute = [(t, a) for t, a in items if a.get("outcome") == o.UNREACHABLE]
+    if noroute:
+        hosts = " or ".join(dict.fromkeys(where(a, t)[0] for t, a in noroute))
+        steps.append(f"there is no route to {hosts}: check the network connection and VPN")
+    dropped = [(t, a) for t, a in items if a.get("outcome") == o.TIMEOUT]
+    for host, ports in _by_host(dropped).items():
+        steps.append(
+            f"nothing answers at {host}: allow outbound {' and '.join(ports)} to {host} in the "
+            "firewall/VPN, and check that it is the right registrar"
+        )
+    refused = [(t, a) for t, a in items if a.get("outcome") == o.REFUSED]
+    if refused:
+        listening = " or ".join(
+            f"{where(a, t)[0]}:{where(a, t)[1]} over {PROTO.get(t, t.upper())}" for t, a in refused
+        )
+        # A refusal (TCP RST, ICMP port unreachable) is the far end's answer: a server fact.
+        steps.append(
+            f"nothing listens on {listening} (connection refused): check the registrar "
+            "address and port"
+        )
+    return "; ".join(steps)
+
+
+# ---- TLS certificate
+
+
+def _untrusted_item(d: Details) -> tuple[Item, bool]:
+    """The TLS request whose certificate failed, and whether the softphone uses TLS."""
+    mine = [a for a in attempts(d) if a.get("outcome") == o.TLS_UNTRUSTED]
+    if mine:
+        return mine[0], True
+    return probed(d).get("tls") or {}, is_configured(d, "tls")
+
+
+def tls_action(d: Details, run: SipRun) -> str:
+    """network.tls_untrusted: what the certificate's own verification error calls for."""
+    item, configured = _untrusted_item(d)
+    host = where(item, "tls")[0]
+    cert = item.get("certificate") or {}
+    why = str(cert.get("verify_error") or "").lower()
+    if "mismatch" in why:
+        names = ", ".join(cert.get("san") or []) or cert.get("subject_cn") or "other names"
+        step = (
+            f"the certificate is not valid for {host} (it names {names}): use a registrar name "
+            "the certificate names, or ask the platform to fix its certificate"
+        )
+    elif "expired" in why:
+        step = (
+            f"the registrar's certificate expired ({cert.get('not_after')}): ask the platform "
+            "to renew it, and check this machine's clock"
+        )
+    elif "not yet valid" in why:
+        step = "the registrar's certificate is not valid yet: check this machine's clock (NTP)"
+    else:
+        step = (
+            f"the certificate of {host} is not trusted: install the platform's CA certificate "
+            f"or pass --ca FILE; if a TLS-inspecting proxy signs it, exempt {host} from "
+            "inspection"
+        )
+    if not configured:
+        return f"nothing to do while the softphone does not use TLS; to use it, {step}"
+    return step
+
+
+# ---- SIP answers from the registrar
+
+
+def first_rejected(d: Details) -> Item | None:
+    return next((a for a in attempts(d) if a.get("outcome") == o.REJECTED), None)
+
+
+def user_and_domain(d: Details) -> tuple[str, str]:
+    """The user and domain the REGISTER used (sip.register's ``user``/``domain``; else the
+    registrar's host, which is the domain when the SIP URI gives none)."""
+    user = d.get("user") or (first_rejected(d) or {}).get("user") or ""
+    domain = d.get("domain") or ""
+    if not domain and d.get("registrar"):
+        from diag.target import parse_registrar
+
+        try:
+            domain = parse_registrar(str(d["registrar"])).host
+        except ValueError:
+            domain = ""
+    rejected = first_rejected(d)
+    if not domain and rejected is not None and rejected.get("target"):
+        domain = where(rejected)[0]
+    return str(user), str(domain)
+
+
+def _named(user: str, domain: str) -> tuple[str, str]:
+    return (f"the SIP user {user}" if user else "the SIP user"), (
+        f"the domain {domain}" if domain else "the domain"
+    )
+
+
+def every_user_not_found(d: Details) -> bool:
+    """The control probe (a user that cannot exist) got 404 as well."""
+    base = d.get("baseline") or {}
+    return base.get("outcome") == o.REJECTED and base.get("code") == 404
+
+
+def baseline_told_apart(d: Details) -> bool:
+    """The control probe got an answer other than 404: the registrar tells users apart."""
+    base = d.get("baseline") or {}
+    return base.get("outcome") in (o.REJECTED, o.CHALLENGED, o.OK) and not every_user_not_found(d)
+
+
+def not_found_action(d: Details, run: SipRun) -> str:
+    user, domain = _named(*user_and_domain(d))
+    if every_user_not_found(d):
+        return (
+            f"check both {user} and {domain} against the platform's account: the registrar "
+            "answers 404 even for a user that cannot exist, so either may be wrong"
+        )
+    if baseline_told_apart(d):
+        return f"check {user} against the platform's account: the registrar does not know it"
+    return f"check {user} and {domain} against the platform's account"
+
+
+def credentials_action(d: Details, run: SipRun) -> str:
+    return "check the SIP user, auth user and password with the platform administrator"
+
+
+def forbidden_action(d: Details, run: SipRun) -> str:
+    return (
+        "ask the platform administrator whether this account, domain and network (source "
+        "address) are allowed to register; quote the Warning text and the run id"
+    )
+
+
+def server_error_action(d: Details, run: SipRun) -> str:
+    a = first_rejected(d) or {}
+    return (
+        f"the registrar reported a server error ({a.get('code')}): retry later, and report it "
+        "to the platform with the run id if it persists"
+    )
+
+
+def dns_action(d: Details, run: SipRun) -> str:
+    a = next((a for a in attempts(d) if a.get("outcome") == o.DNS_FAILURE), {})
+    host = where(a)[0]
+    return f"{host} does not resolve: check the registrar name and this machine's DNS"
