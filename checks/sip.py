@@ -32,7 +32,7 @@ from diag.target import Registrar
 EVIDENCE = o.NETWORK | {o.OK, o.REJECTED, o.CHALLENGED, o.TLS_UNTRUSTED, o.DNS_FAILURE}
 BASELINE_RESERVE = 1.0  # kept for the control probe, in case a REGISTER is rejected
 WORKER_GRACE = 0.5  # the worker process may take this long past its deadline to exit
-QUERY_TIMEOUT = 2.5  # two UDP retransmission rounds (T1) and the authenticated retry
+QUERY_TIMEOUT = 2.0  # as net.sip-options: a healthy registrar answers in milliseconds
 QUERY_SLACK = 0.15  # after its deadline, a query thread may take this long to return
 
 

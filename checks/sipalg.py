@@ -30,6 +30,7 @@ from checks.reach import derived_port
 from checks.sipmsg import SipMessage, parse, via_received
 from diag.context import Context
 from diag.model import CheckResult, failed, passed, skipped
+from diag.outcomes import TIMEOUT
 
 NAT_PARAMS = frozenset({"received", "rport"})  # what a server adds to our Via (RFC 3581)
 NOT_COMPARED = "not compared"
@@ -346,6 +347,16 @@ def _no_register_evidence(result: CheckResult | None, probes: list[dict[str, Any
     return "sip.register got no 200 OK with our Via and Contact"
 
 
+def _udp_silent(register: CheckResult | None) -> str | None:
+    """Why not to wait for an OPTIONS answer over UDP: sip.register's UDP REGISTER got nothing
+    back at all (no answer, no ICMP) in this run."""
+    attempts = (register.details.get("attempts") or []) if register is not None else []
+    udp = next((a for a in attempts if a.get("transport") == "udp"), None)
+    if udp is None or udp.get("outcome") != TIMEOUT or udp.get("registrar_answered"):
+        return None
+    return "sip.register's UDP REGISTER got no answer at all in this run"
+
+
 def check_sip_alg(ctx: Context) -> CheckResult:
     registrar = ctx.settings.target
     assert registrar is not None  # requires=("registrar",)
@@ -354,6 +365,11 @@ def check_sip_alg(ctx: Context) -> CheckResult:
     nothing: list[str] = []  # why a source gave nothing to compare
 
     target, source = udp_probe_target(ctx)
+    silent = _udp_silent(ctx.results.get("sip.register"))
+    if target is not None and silent:
+        # Conclusive already: the same path gave sip.register nothing through its
+        # retransmissions, so a second wait would only spend the budget (no comparison).
+        target, source = None, silent
     if target is None:
         probes["options"] = {"skipped": source, "compared": False}
         nothing.append(f"no OPTIONS sent: {source}")
