@@ -563,3 +563,16 @@ def test_the_readme_lists_every_override() -> None:
 
     rows = [line for line in _readme_section().splitlines() if line.count(" | ") == 1]
     assert rows[1:] == [f"| `{o.cause}` | {o.contradiction} |" for o in OVERRIDES]
+
+
+def test_the_readme_cause_table_quotes_each_causes_meaning_and_action() -> None:
+    from pathlib import Path
+
+    from diag.causes import CAUSES
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for cause in CAUSES.values():  # that each cause has a row at all is test_meta's
+        row = re.search(rf"^\| `{re.escape(cause.id)}` \| `[a-z_]+` \| .+ \|$", readme, re.M)
+        if row:
+            family = cause.family.value
+            assert row[0] == f"| `{cause.id}` | `{family}` | {cause.meaning} | {cause.action} |"
