@@ -233,6 +233,17 @@ CAUSES: dict[str, Cause] = {
             "Check the SIP user and domain in the softphone against the platform's account.",
         ),
         Cause(
+            "sip.binding_replaced",
+            _R,
+            "sipdiag's test registration replaced the softphone's",
+            "This registrar keeps one registration per account; sipdiag's test registration "
+            "(--register-binding) replaced the softphone's, so the platform cannot offer calls "
+            "to the softphone until it re-registers. It will be back at the softphone's next "
+            "refresh.",
+            "Re-register the softphone now (log out and in, or restart it); do not use "
+            "--register-binding on this registrar.",
+        ),
+        Cause(
             "sip.server_error",
             _R,
             "Registrar server error",

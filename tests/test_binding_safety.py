@@ -1,0 +1,129 @@
+"""Do no harm: a real softphone's binding survives every sipdiag run, on a registrar that keeps
+one binding per account (Kamailio save("location", "0x04"), as Asterisk's max_contacts=1 +
+remove_existing); with --register-binding the replacement is detected and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clihelp import CliResult, cli_process
+from peers.baresip import Baresip
+from peers.kamailio import Kamailio
+
+PASSWORD = "alice-secret"
+# What a registrar changes when anything re-registers, replaces or removes a binding.
+SAME = ("Address", "Callid", "Cseq", "User-Agent")
+
+
+@pytest.fixture(scope="module")
+def one_binding(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
+    server = Kamailio.start(tmp_path_factory.mktemp("kam-one"), one_binding=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["udp", "tcp"])
+def softphone(
+    request: pytest.FixtureRequest, one_binding: Kamailio, tmp_path: Path
+) -> Iterator[Baresip]:
+    phone = Baresip.start(
+        tmp_path / "baresip",
+        f"{one_binding.host}:{one_binding.port}",
+        "alice",
+        PASSWORD,
+        transport=request.param,
+    )
+    yield phone
+    phone.stop()
+    one_binding.kamcmd("ul.rm", "location", "alice")
+
+
+def run(kam: Kamailio, transport: str, *extra: str) -> CliResult:
+    return cli_process(
+        "check",
+        "--registrar",
+        kam.registrar_uri(transport),
+        "--user",
+        "alice",
+        "--format",
+        "json",
+        "--timeout",
+        "8",
+        *extra,
+        env={"SIPDIAG_PASSWORD": PASSWORD},
+    )
+
+
+def binding_of(kam: Kamailio) -> list[tuple[str, ...]]:
+    return [tuple(b.get(k, "") for k in SAME) for b in kam.bindings("alice")]
+
+
+def transport_of(phone: Baresip) -> str:
+    return phone.daemon.name.rsplit("-", 1)[1]
+
+
+def test_the_softphones_binding_survives_every_sipdiag_command_unchanged(
+    one_binding: Kamailio, softphone: Baresip
+) -> None:
+    transport = transport_of(softphone)
+    before = binding_of(one_binding)
+    assert len(before) == 1 and "baresip" in before[0][3], before
+    for extra in (("--only", "sip"), ("--only", "sip", "--no-register"), ("--skip", "audio")):
+        r = run(one_binding, transport, *extra)
+        assert binding_of(one_binding) == before, extra
+        check = r.check("sip.register")
+        assert check["status"] == "pass", (extra, check)
+        if "--no-register" in extra:
+            continue
+        details = check["details"]
+        assert details["mode"] == "query"
+        assert "other binding" in details["binding"]["reason"]
+        [binding] = details["bindings"]
+        assert f"@127.0.0.1:{softphone.port}" in binding["contact"], binding
+        assert binding["transport"] == transport and binding["ours"] is False
+        assert binding["expires"] is not None and 0 < binding["expires"] <= 600
+        assert "nothing was registered" in check["summary"]
+        assert "sip.binding_replaced" not in r.causes()
+    assert softphone.registrations() == 1  # nothing made it register again
+
+
+def test_register_binding_replaces_the_softphones_binding_and_says_so(
+    one_binding: Kamailio, softphone: Baresip
+) -> None:
+    transport = transport_of(softphone)
+    [before] = binding_of(one_binding)
+    r = run(one_binding, transport, "--only", "sip", "--register-binding")
+    check = r.check("sip.register")
+    assert check["status"] == "fail", check
+    assert check["details"]["mode"] == "register"
+    [gone] = check["details"]["replaced_bindings"]
+    assert f"@127.0.0.1:{softphone.port}" in gone["contact"], gone
+    finding = r.finding("sip.binding_replaced")
+    assert finding["severity"] == "critical"
+    assert "re-register the softphone now" in finding["action"]
+    assert r.code == 1
+    # The harm is real, and it is what the report says: the softphone's binding is gone.
+    assert before not in binding_of(one_binding)
+
+
+def test_without_another_binding_our_own_registration_is_made_and_removed(
+    one_binding: Kamailio,
+) -> None:
+    assert binding_of(one_binding) == []
+    r = run(one_binding, "udp", "--only", "sip.register")
+    check = r.check("sip.register")
+    assert check["status"] == "pass", check
+    assert check["details"]["mode"] == "register"
+    assert check["details"]["binding"]["reason"] == "the account has no other binding"
+    assert check["details"]["replaced_bindings"] == []
+    assert binding_of(one_binding) == []
+
+
+def test_register_binding_is_refused_in_a_profile(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text('registrar = "sip:127.0.0.1"\nregister_binding = true\n')
+    r = cli_process("check", "--profile", str(profile), "--only", "host.os")
+    assert r.code == 64
+    assert "unknown key(s): register_binding" in r.err
