@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from checks.dns import targets_for
-from checks.sip import _plan, run_worker, worker_job
+from checks.sip import _plan, account_bindings, run_worker, worker_job
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 from diag.sipstack import INSTALL_HINT
@@ -51,7 +51,12 @@ def check_dial(ctx: Context) -> CheckResult:
     deadline = ctx.monotonic() + max(0.1, ctx.remaining() - 0.2)
     plans = [{"transport": transport, "uri": uri, "target": target}]
     dial = {"uri": to, "max_duration": s.dial_max_duration}
-    job = worker_job(ctx, s.password, plans, target.get("address"), deadline, dial=dial)
+    # The call goes through a binding of ours only where one cannot replace the softphone's
+    # (when the bindings cannot be known, the REGISTER says why, as before).
+    register = s.register_binding or not account_bindings(ctx, transport)
+    job = worker_job(
+        ctx, s.password, plans, target.get("address"), deadline, dial=dial, register=register
+    )
     answer = run_worker(ctx, job, deadline)
     if isinstance(answer, str):
         return CheckResult(

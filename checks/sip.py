@@ -280,6 +280,25 @@ def check_register(ctx: Context) -> CheckResult:
     return _result(ctx, transports, attempts, _control_probe(ctx, attempts), local, extra)
 
 
+def account_bindings(ctx: Context, transport: str) -> list[dict[str, Any]] | None:
+    """The account's other bindings: what this run's sip.register found, else one binding query
+    over ``transport`` now (the registrar must accept it); None when they cannot be known."""
+    s = ctx.settings
+    done = ctx.results.get("sip.register")
+    if done is not None and done.details.get("binding") is not None:
+        if not any(
+            a.get("outcome") == o.OK
+            for a in done.details.get("queries") or done.details.get("attempts", [])
+        ):
+            return None
+        return list(done.details.get("bindings") or [])
+    if s.target is None or s.password is None:
+        return None
+    deadline = ctx.monotonic() + min(QUERY_TIMEOUT, max(0.1, ctx.remaining() / 3))
+    queries = _query_all(ctx, s.target, [transport], s.user or "", s.password, deadline)
+    return _bindings(queries) if queries[0]["outcome"] == o.OK else None
+
+
 def _bindings(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The account's bindings as the registrar listed them (each contact once), ours left out."""
     seen: dict[str, dict[str, Any]] = {}
@@ -347,11 +366,10 @@ def _query_summary(ctx: Context, text: str, extra: dict[str, Any]) -> str:
 
 
 def _alternative(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: list[str]) -> str:
-    """Suggest a transport that answered, else one not tried yet."""
+    """Suggest a transport only where it got a SIP answer in this run: never an untried one."""
     worked = [a["transport"] for a in attempts if a["outcome"] in o.REGISTRAR_ANSWERED]
-    others = worked or [t for t in ("tcp", "tls", "udp") if t not in tried]
-    others = [t for t in others if t != attempt["transport"]]
-    return f", or re-run with --transport {others[0]}" if others else ""
+    others = [t for t in dict.fromkeys(worked) if t != attempt["transport"]]
+    return f", or switch the softphone to {others[0].upper()}, which answers" if others else ""
 
 
 def hint_for(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: list[str]) -> str:
@@ -368,10 +386,10 @@ def hint_for(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: lis
         )
     if outcome == o.TIMEOUT:
         return f"allow outbound SIP over {t} to {where} in the firewall/VPN{alt}"
-    if outcome == o.REFUSED:
+    if outcome == o.REFUSED:  # a TCP RST or ICMP port unreachable: nothing listens there
         return (
-            f"{where} refused the {t} connection: check the registrar port and allow it in "
-            f"the firewall{alt}"
+            f"nothing listens on {where} over {t}: check the registrar address and port with "
+            f"the platform{alt}"
         )
     if outcome == o.UNREACHABLE:
         return f"there is no route to {host}: check the network connection and VPN"
@@ -409,6 +427,28 @@ def hint_for(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: lis
     return f"quote the answer ({code}) and the run id to the platform administrator"
 
 
+_HAPPENED = {
+    o.TIMEOUT: "no answer (timeout)",
+    o.REFUSED: "refused",
+    o.UNREACHABLE: "no route (unreachable)",
+    o.DNS_FAILURE: "name does not resolve",
+    o.NOT_FINISHED: "not finished (time budget ran out)",
+}
+
+
+def _attempt_text(a: dict[str, Any]) -> str:
+    """One attempt in the summary: the registrar's answer, else what happened to it."""
+    said = a.get("reason") or a.get("error")
+    if a.get("code") and (a.get("remote") or a["outcome"] in o.REGISTRAR_ANSWERED):
+        return f"{a['code']} {said or ''}".rstrip()
+    happened = _HAPPENED.get(a["outcome"])
+    if a["outcome"] == o.TIMEOUT and a.get("registrar_answered"):
+        happened = "no final answer (timeout)"
+    if happened is None:
+        return str(said or a["outcome"] or "no answer")
+    return happened
+
+
 def _result(
     ctx: Context,
     transports: list[str],
@@ -442,9 +482,7 @@ def _result(
     dated = next((a for a in attempts if a.get("server_date") and a.get("local_time")), None)
     if dated:
         details["clock_offset_ms"] = clock_offset_ms(dated["server_date"], dated["local_time"])
-    text = "; ".join(
-        f"{a['transport']}: {a['code'] or ''} {a['reason']}".replace("  ", " ") for a in attempts
-    )
+    text = "; ".join(f"{a['transport']}: {_attempt_text(a)}" for a in attempts)
     good = o.CHALLENGED if challenge_only else o.OK
     if all(a["outcome"] == good for a in attempts):
         if challenge_only:

@@ -41,6 +41,9 @@ class Job:
     deadline: float
     plans: list[dict[str, Any]]  # [{"transport", "uri", "target"}]
     trace_path: str | None = None  # append the scrubbed SIP message trace here
+    # number.dial-test: register before the call; False when the account has other bindings
+    # (a one-binding registrar would replace the softphone's): the call then goes unregistered
+    register: bool = True
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -77,8 +80,10 @@ class _Registration:
         target: dict[str, Any],
         uri: str,
         proxy: str | None = None,
+        register: bool = True,
     ) -> None:
         self.transport, self.target, self.uri = transport, target, uri
+        self.register = register
         self.probe = f"{job.run_id}-{transport}"
         events: list[dict[str, Any]] = []
         self.events = events
@@ -100,7 +105,7 @@ class _Registration:
         cfg = pj.AccountConfig()
         cfg.idUri = job.sip_uri
         cfg.regConfig.registrarUri = uri
-        cfg.regConfig.registerOnAdd = True
+        cfg.regConfig.registerOnAdd = register
         cfg.regConfig.retryIntervalSec = 0  # a failed REGISTER is not retried: never flood
         cfg.regConfig.timeoutSec = REGISTER_EXPIRES
         header = pj.SipHeader()
@@ -133,10 +138,12 @@ class _Registration:
 
     @property
     def finished(self) -> bool:
-        return self.error is not None or bool(self.events)
+        return self.error is not None or bool(self.events) or not self.register
 
     @property
     def accepted(self) -> bool:
+        if not self.register:
+            return self.error is None
         return bool(self.events) and self.events[0]["code"] // 100 == 2
 
     def unregister(self) -> None:
@@ -310,7 +317,14 @@ def dial(job: Job, dial_uri: str, max_duration: float) -> dict[str, Any]:
             else:
                 proxy = plan["uri"] + ";lr"
                 reg = _Registration(
-                    job, pj, plan["transport"], tid, plan["target"], plan["uri"], proxy
+                    job,
+                    pj,
+                    plan["transport"],
+                    tid,
+                    plan["target"],
+                    plan["uri"],
+                    proxy,
+                    register=job.register,
                 )
                 try:
                     _register_and_call(stack, pj, job, reg, budget, dial_uri, max_duration, out)
@@ -337,7 +351,15 @@ def _register_and_call(
 
     plan = job.plans[0]
     stack.pump(lambda: reg.finished, time.monotonic() + budget)
-    out["register"] = reg.result(stack, budget)
+    if reg.register:
+        out["register"] = reg.result(stack, budget)
+    else:
+        out["register"] = {
+            "transport": plan["transport"],
+            "outcome": "not_registered",
+            "code": 0,
+            "reason": "no binding made: the account has another (the call goes unregistered)",
+        }
     if not reg.accepted:
         return
     # The call never runs past the run's deadline, whatever --dial-max-duration says; the
@@ -357,6 +379,8 @@ def _register_and_call(
         ),
         f"{job.run_id}-dial",
     )
+    if not reg.register:
+        return
     reg.unregister()
     stack.pump(
         lambda: reg.unregistered,

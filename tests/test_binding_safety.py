@@ -127,3 +127,19 @@ def test_register_binding_is_refused_in_a_profile(tmp_path: Path) -> None:
     r = cli_process("check", "--profile", str(profile), "--only", "host.os")
     assert r.code == 64
     assert "unknown key(s): register_binding" in r.err
+
+
+def test_the_dial_test_calls_without_a_binding_of_its_own_when_the_softphone_has_one(
+    one_binding: Kamailio, softphone: Baresip
+) -> None:
+    transport = transport_of(softphone)
+    before = binding_of(one_binding)
+    r = run(one_binding, transport, "--only", "sip.register", "--only", "number.dial-test",
+            "--dial-test", "9999")  # fmt: skip
+    dial = r.check("number.dial-test")
+    assert dial["details"]["register"]["outcome"] == "not_registered", dial
+    # The platform still answered the call itself: 9999 is not in Kamailio's permitted list.
+    assert (dial["details"]["code"], dial["details"]["reason"]) == (403, "Number Not Permitted")
+    assert "number.not_permitted" in r.causes()
+    assert binding_of(one_binding) == before
+    assert softphone.registrations() == 1

@@ -16,7 +16,7 @@ from peers.sipp import Sipp, SippFactory
 
 PASSWORD = "alice-secret"
 FORBIDDEN = "+442079460999"  # not in Kamailio's permitted htable
-SIPP_CALLS = ["-m", "2"]  # the REGISTER (with its un-REGISTER) and the INVITE: two Call-IDs
+SIPP_CALLS = ["-m", "3"]  # the binding query, the REGISTER (+ un-REGISTER), the INVITE: 3 Call-IDs
 
 
 def dial(registrar: str, number: str, *extra: str, password: str = PASSWORD) -> CliResult:
