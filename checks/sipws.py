@@ -12,11 +12,12 @@ import secrets
 import time
 import uuid
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from typing import Any
 
 from checks import sipwire
-from checks.sip import hint_for
-from checks.sipmsg import SipMessage, parse_challenge, via_received
+from checks.sip import REPLACED_ACTION, binding_plan, hint_for, replaced_bindings
+from checks.sipmsg import SipMessage, parse_bindings, parse_challenge, via_received
 from checks.wsprobe import CLOSE_TIMEOUT, WsFailure, WsSession, WsTarget, proxy_for, ws_session
 from diag import outcomes as o
 from diag.config import Secret
@@ -129,17 +130,21 @@ def _options(reg: _Registration, deadline: float) -> dict[str, Any]:
 
 
 def _register(
-    ctx: Context, reg: _Registration, password: Secret, deadline: float
+    ctx: Context, reg: _Registration, password: Secret, deadline: float, query: bool = False
 ) -> dict[str, Any]:
-    """REGISTER, answer one challenge (again only for stale=true), un-REGISTER on 2xx."""
+    """REGISTER, answer one challenge (again only for stale=true), un-REGISTER on 2xx.
+
+    ``query``: the same without a Contact (RFC 3261 10.2.3): it checks the credentials and lists
+    the account's bindings, and changes nothing."""
     s = ctx.settings
     auth_user = s.auth_user or s.user or ""
     contact = f"<sip:{reg.user}@{reg.local};transport=ws;sipdiag={ctx.run_id[:8]}>"  # RFC 7118 5.2
+    label, expires = ("wsq", None) if query else ("wsreg", REGISTER_EXPIRES)
     out: dict[str, Any] = {"credentials": True, "challenged": False, "challenges": 0}
     out["challenge"] = None
     t0 = time.monotonic()
     keep = min(UNREGISTER_RESERVE + BASELINE_RESERVE, max(0.0, deadline - t0) * 0.3)
-    answer, _ = reg.request("wsreg", deadline - keep, contact, REGISTER_EXPIRES)
+    answer, _ = reg.request(label, deadline - keep, None if query else contact, expires)
     stale_retry = True
     while answer is not None and sipwire.status_code(answer) in (401, 407):
         out["challenged"] = True
@@ -156,7 +161,9 @@ def _register(
         except ValueError as exc:
             out["auth_error"] = str(exc)
             break
-        answer, _ = reg.request("wsreg", deadline - keep, contact, REGISTER_EXPIRES, authorization)
+        answer, _ = reg.request(
+            label, deadline - keep, None if query else contact, expires, authorization
+        )
     out["duration_ms"] = round((time.monotonic() - t0) * 1000)
     out["ignored"] = reg.ignored
     out["registrar_answered"] = out["challenged"] or answer is not None
@@ -176,9 +183,35 @@ def _register(
         return out
     out["outcome"] = o.OK
     out["bindings"] = answer.all("contact")
+    if query:
+        return out
     out["expires"] = REGISTER_EXPIRES
     out["unregistered"] = _unregister(reg, contact, answer, auth_user, password, deadline)
     return out
+
+
+def _register_if_harmless(
+    ctx: Context, reg: _Registration, password: Secret, deadline: float
+) -> dict[str, Any]:
+    """The binding query first; a binding of ours only when the account has no other, or with
+    --register-binding (sip.register's rule: a one-binding registrar would replace the
+    softphone's). The query's attempt is kept in ``query``; the account's bindings in
+    ``account_bindings``; bindings the query listed that our 200 OK no longer lists in
+    ``replaced_bindings``."""
+    query = _register(ctx, reg, password, deadline, query=True)
+    others = [asdict(b) for b in parse_bindings(list(query.get("bindings") or [])) if not b.ours]
+    plan = binding_plan([query], others, ctx.settings.register_binding)
+    if not plan["create"]:
+        return {**query, "account_bindings": others, "binding": plan}
+    registered = _register(ctx, reg, password, deadline)
+    registered["transport"] = reg.target.transport
+    return {
+        **registered,
+        "query": query,
+        "account_bindings": others,
+        "binding": plan,
+        "replaced_bindings": replaced_bindings(others, [registered]),
+    }
 
 
 def _unregister(
@@ -292,7 +325,7 @@ def _attempt(
             out["websocket"] = {**session.info, "stage": "sip"}
             reg = _Registration(ctx, session, target, user)
             out["options"] = _options(reg, deadline)
-            out.update(_register(ctx, reg, password, deadline))
+            out.update(_register_if_harmless(ctx, reg, password, deadline))
     except WsFailure as exc:
         return {**_failure(exc), "remote": False, "credentials": True}
     except ConnectionClosed as exc:
@@ -370,14 +403,21 @@ def _result(
     ctx: Context, target: WsTarget, attempt: dict[str, Any], baseline: dict[str, Any] | None
 ) -> CheckResult:
     challenge_only = ctx.settings.no_register
+    plan = attempt.pop("binding", None)
+    created = plan is None or plan["create"]
     details: dict[str, Any] = {
         "ws_url": target.url,
-        "mode": "challenge_only" if challenge_only else "register",
+        "mode": "challenge_only" if challenge_only else "register" if created else "query",
         "attempts": [attempt],
         "baseline": baseline,
         "websocket": attempt.get("websocket"),
         "call_ids": [a["call_id"] for a in (attempt, baseline or {}) if a.get("call_id")],
     }
+    if plan is not None:  # the account's bindings, as sip.register records them
+        details["binding"] = plan
+        details["bindings"] = attempt.pop("account_bindings", [])
+        if "replaced_bindings" in attempt:
+            details["replaced_bindings"] = attempt.pop("replaced_bindings")
     t = target.transport
     text = f"{t}: {attempt['code'] or ''} {attempt['reason']}".replace("  ", " ")
     if attempt["code"] == 0 and (attempt.get("websocket") or {}).get("stage") != "proxy":
@@ -388,6 +428,21 @@ def _result(
             return passed(
                 f"registrar challenges {ctx.settings.user} over {t} ({text}); nothing was "
                 "registered (--no-register)",
+                **details,
+            )
+        if not created:
+            held = len(details["bindings"])
+            return passed(
+                f"registrar accepts the credentials over {t} ({text}); it holds {held} "
+                f"binding(s) for {ctx.settings.user}; nothing was registered ({plan['reason']})",
+                **details,
+            )
+        if details.get("replaced_bindings"):
+            return failed(
+                f"registered over {t} ({text}), and the registrar's 200 OK no longer lists "
+                "the softphone's binding: this registrar keeps one registration per account, "
+                "and sipdiag's test registration replaced the softphone's",
+                REPLACED_ACTION,
                 **details,
             )
         if not attempt.get("unregistered"):

@@ -143,3 +143,30 @@ def test_the_dial_test_calls_without_a_binding_of_its_own_when_the_softphone_has
     assert "number.not_permitted" in r.causes()
     assert binding_of(one_binding) == before
     assert softphone.registrations() == 1
+
+
+def test_sip_register_ws_queries_and_leaves_the_softphones_binding(tmp_path: Path) -> None:
+    kam = Kamailio.start(tmp_path / "kam-ws", websocket=True, one_binding=True)
+    phone = Baresip.start(tmp_path / "phone", f"{kam.host}:{kam.port}", "alice", PASSWORD)
+    try:
+        before = binding_of(kam)
+        r = cli_process(
+            "check", "--ws-url", kam.ws_url("ws"), "--user", "alice", "--only", "sip.register-ws",
+            "--format", "json", env={"SIPDIAG_PASSWORD": PASSWORD},
+        )  # fmt: skip
+        check = r.check("sip.register-ws")
+        assert check["status"] == "pass", check
+        assert check["details"]["mode"] == "query"
+        [binding] = check["details"]["bindings"]
+        assert f"@127.0.0.1:{phone.port}" in binding["contact"]
+        assert binding_of(kam) == before
+        r = cli_process(
+            "check", "--ws-url", kam.ws_url("ws"), "--user", "alice", "--only", "sip.register-ws",
+            "--format", "json", "--register-binding", env={"SIPDIAG_PASSWORD": PASSWORD},
+        )  # fmt: skip
+        assert r.check("sip.register-ws")["status"] == "fail"
+        assert r.check("sip.register-ws")["details"]["replaced_bindings"]
+        assert "sip.binding_replaced" in r.causes()
+    finally:
+        phone.stop()
+        kam.stop()
