@@ -129,11 +129,12 @@ class SipRun:
         """Something came back from the registrar (over `transport`, or over any)."""
         return any(s.reached and transport in (None, s.transport) for s in self.seen)
 
-    def working(self, besides: str) -> list[str]:
+    def working(self, besides: str | Iterable[str]) -> list[str]:
         """SIP transports other than `besides` that got a SIP answer in this run: the only
         ones an action may suggest switching to."""
         ok = {s.transport for s in self.seen if s.usable}
-        return [t for t in SIP_TRANSPORTS if t in ok and t != besides]
+        skip = {besides} if isinstance(besides, str) else set(besides)
+        return [t for t in SIP_TRANSPORTS if t in ok and t not in skip]
 
 
 Action = Callable[[Details, SipRun], str]
@@ -216,6 +217,53 @@ def unreachable_action(d: Details, run: SipRun) -> str:
             "address and port"
         )
     return "; ".join(steps)
+
+
+def refused_configured(d: Details) -> list[tuple[str, Item]]:
+    """(transport, request) for each configured transport refused outright (TCP RST, ICMP port
+    unreachable): every REGISTER attempt is over a configured transport; an OPTIONS result
+    counts only where the softphone is configured to use that transport."""
+    mine = [
+        (str(a.get("transport")), a)
+        for a in attempts(d)
+        if a.get("outcome") == o.REFUSED and not a.get("registrar_answered")
+    ]
+    return mine or [
+        (t, v)
+        for t, v in probed(d).items()
+        if v.get("outcome") == o.REFUSED and is_configured(d, t)
+    ]
+
+
+def _joined(names: list[str], word: str) -> str:
+    return ", ".join(names[:-1]) + f" {word} " + names[-1] if len(names) > 1 else names[0]
+
+
+def not_offered_action(d: Details, run: SipRun) -> str:
+    """sip.transport_not_offered: nothing listens for the softphone's transport; name only
+    the transports that got a SIP answer in this run."""
+    refused = refused_configured(d)
+    names = list(dict.fromkeys(PROTO.get(t, t.upper()) for t, _ in refused)) or ["it"]
+    closed = (
+        " or ".join(
+            dict.fromkeys(
+                f"{PROTO.get(t, t.upper())} {':'.join(map(str, where(a, t)))}" for t, a in refused
+            )
+        )
+        or "the registrar's address"
+    )
+    working = [PROTO[t] for t in run.working(besides=[t for t, _ in refused])]
+    if not working:
+        return (
+            f"nothing listens on {closed} (connection refused): ask the platform which "
+            "transport and port to use"
+        )
+    reach = "reaches" if len(working) == 1 else "reach"
+    return (
+        f"nothing listens on {closed}; {_joined(working, 'and')} {reach} the registrar: switch "
+        f"the softphone to {_joined(working, 'or')}, or ask the platform which port serves "
+        f"{_joined(names, 'or')}"
+    )
 
 
 # ---- TLS certificate

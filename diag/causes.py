@@ -226,6 +226,15 @@ CAUSES: dict[str, Cause] = {
             "allowed.",
         ),
         Cause(
+            "sip.transport_not_offered",
+            _R,
+            "The registrar does not offer the softphone's transport",
+            "Nothing listens on HOST:PORT for TRANSPORT (connection refused): the registrar does "
+            "not offer the transport the softphone is configured to use.",
+            "Switch the softphone to a transport the registrar answers on, or ask the platform "
+            "which transport and port to use.",
+        ),
+        Cause(
             "sip.not_found",
             _R,
             "SIP account not found",

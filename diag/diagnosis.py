@@ -68,6 +68,10 @@ def _register_silent(transport: str) -> Callable[[Details], bool]:
     return lambda d: any(a.get("transport") == transport and silent(a) for a in attempts(d))
 
 
+def _register_refused(d: Details) -> bool:
+    return bool(attempts(d)) and bool(act.refused_configured(d))
+
+
 def _register_outcome(outcome: str) -> Callable[[Details], bool]:
     return lambda d: any(a.get("outcome") == outcome for a in attempts(d))
 
@@ -81,6 +85,10 @@ def _options_silent(transport: str, configured: bool) -> Callable[[Details], boo
         return mine is not None and silent(mine) and act.is_configured(d, transport) == configured
 
     return when
+
+
+def _options_configured_refused(d: Details) -> bool:
+    return not attempts(d) and bool(act.refused_configured(d))
 
 
 def _options_unreachable(d: Details) -> bool:
@@ -253,6 +261,16 @@ RULES: tuple[Rule, ...] = (
     Rule("network.registrar_unreachable", "net.sip-options", _FAIL, Severity.CRITICAL,
          "no transport's OPTIONS got anything back: each timed out, had no route, or was "
          "refused", _options_unreachable, action=act.unreachable_action),
+    # A configured transport refused while another reached the registrar: the softphone cannot
+    # register as configured (OVERRIDES: when nothing reached it, registrar_unreachable).
+    Rule("sip.transport_not_offered", "sip.register", _FAIL, Severity.CRITICAL,
+         "a REGISTER over a configured transport was refused (nothing listens) while another "
+         "transport reached the registrar in the same run", _register_refused,
+         action=act.not_offered_action),
+    Rule("sip.transport_not_offered", "net.sip-options", _PROBLEM, Severity.CRITICAL,
+         "a configured transport's OPTIONS was refused (nothing listens) while another "
+         "transport reached the registrar in the same run", _options_configured_refused,
+         action=act.not_offered_action),
     *(Rule(cause, "sip.register", _FAIL, Severity.CRITICAL,
            f"REGISTER over {t.upper()} got nothing back: silence or no route, not a refusal",
            _register_silent(t), action=act.blocked_action(t))
@@ -284,6 +302,7 @@ RULES: tuple[Rule, ...] = (
 WS_SHARED_CAUSES = frozenset(
     {
         "network.dns_failure",
+        "sip.binding_replaced",
         "sip.credentials_rejected",
         "sip.forbidden",
         "sip.not_found",
@@ -362,11 +381,12 @@ OVERRIDES: tuple[Override, ...] = (
     Override("network.registrar_unreachable",
              "any transport reached the registrar (a SIP answer, a challenge or a TLS certificate "
              "in sip.register, net.sip-options or sip.register-ws): a silent transport is its "
-             "udp/tcp/tls_blocked finding instead, a refused one has none",
+             "udp/tcp/tls_blocked finding instead, a refused configured one its "
+             "sip.transport_not_offered",
              lambda run: run.reached()),
     *(Override(cause, "no transport reached the registrar: that is "
                "network.registrar_unreachable", lambda run: not run.reached())
-      for cause in TRANSPORT_CAUSES.values()),
+      for cause in (*TRANSPORT_CAUSES.values(), "sip.transport_not_offered")),
     *(Override(cause, f"{t.upper()} itself reached the registrar in the same run (e.g. OPTIONS "
                f"over {t.upper()} unanswered, REGISTER over {t.upper()} answered)",
                _reached_over(t))

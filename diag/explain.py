@@ -124,6 +124,7 @@ CATALOGUE: tuple[StatusEntry, ...] = (
             "network.udp_fragmentation",
             "host.vpn_active",
             "sip.forbidden",
+            "sip.transport_not_offered",
             "sip.credentials_rejected",
         ),
         403,

@@ -329,11 +329,88 @@ def test_a_transport_is_not_blocked_when_it_reached_the_registrar_in_the_same_ru
     assert _causes([options, register]) == []
 
 
-def test_a_refused_transport_is_no_block_while_another_reaches_the_registrar() -> None:
+def test_a_refused_transport_is_not_offered_never_blocked_while_another_answers() -> None:
     register = _register(_try("tcp", "refused", 503), _try("udp", "ok", 200))
     options = _options(["tcp", "udp"], tcp="refused", udp="answered")
     for runs in ([register], [options], [register, options]):
-        assert _causes(runs) == [], runs
+        assert _causes(runs) == ["sip.transport_not_offered"], runs
+
+
+def test_tcp_only_refused_while_udp_answers_options_is_transport_not_offered() -> None:
+    # Issue 14: --transport tcp only; nothing listens on TCP 5060, UDP answers OPTIONS.
+    runs = [
+        _register(_try("tcp", "refused", 503)),
+        _options(["tcp"], tcp="refused", udp="answered"),
+    ]
+    (f,) = diagnose(runs)
+    assert (f.cause, f.family, f.severity) == (
+        "sip.transport_not_offered",
+        Family.REGISTRATION,
+        Severity.CRITICAL,
+    )
+    assert f.evidence["checks"] == ["sip.register", "net.sip-options"]
+    assert f.action == (
+        "nothing listens on TCP pbx.example.com:5060; UDP reaches the registrar: switch the "
+        "softphone to UDP, or ask the platform which port serves TCP"
+    )
+    assert verdict([f]) == "failing"
+    # net.sip-options alone says the same.
+    (alone,) = diagnose([runs[1]])
+    assert (alone.cause, alone.action) == (f.cause, f.action)
+
+
+def test_transport_not_offered_names_only_transports_that_answered() -> None:
+    # TLS only gave an untrusted certificate: it reached the registrar, but is no way out.
+    runs = [_options(["tcp"], tcp="refused", tls="tls_untrusted")]
+    f = _by_cause(runs)["sip.transport_not_offered"]
+    assert f.action == (
+        "nothing listens on TCP pbx.example.com:5060 (connection refused): ask the platform "
+        "which transport and port to use"
+    )
+    runs = [_options(["tcp", "tls"], tcp="refused", tls="refused", udp="answered")]
+    (f,) = diagnose(runs)
+    assert f.action == (
+        "nothing listens on TCP pbx.example.com:5060 or TLS pbx.example.com:5061; UDP reaches "
+        "the registrar: switch the softphone to UDP, or ask the platform which port serves TCP "
+        "or TLS"
+    )
+
+
+def test_a_refusal_on_an_unconfigured_transport_is_no_finding() -> None:
+    runs = [_options(["udp"], udp="answered", tcp="refused")]
+    assert diagnose(runs) == [] and verdict([]) == "healthy"
+    runs = [_register(_try("udp", "ok", 200)), _options(["udp"], udp="answered", tls="refused")]
+    assert diagnose(runs) == []
+
+
+# Override: sip.transport_not_offered <- no transport reached the registrar (and its pair,
+# network.registrar_unreachable <- any transport reached it).
+@pytest.mark.parametrize(
+    "runs",
+    [
+        [_register(_try("tcp", "refused", 503))],
+        [_options(["tcp"], tcp="refused")],
+        [_options(["tcp"], tcp="refused", udp="refused")],
+        [_register(_try("tcp", "refused", 503), _try("udp", "timeout", 408))],
+    ],
+    ids=["register-tcp", "options-tcp", "options-all-refused", "register-refused-and-silent"],
+)
+def test_refused_with_nothing_reaching_the_registrar_is_only_registrar_unreachable(
+    runs: list[CheckRun],
+) -> None:
+    (f,) = diagnose(runs)
+    assert f.cause == "network.registrar_unreachable"
+    assert "nothing listens on pbx.example.com:5060 over TCP" in f.action
+
+
+def test_refused_while_something_reached_the_registrar_is_only_transport_not_offered() -> None:
+    runs = [
+        _register(_try("tcp", "refused", 503)),
+        _options(["tcp"], tcp="refused", udp="answered"),
+    ]
+    alone = [runs[0]]
+    assert _causes(alone) == ["network.registrar_unreachable"]
+    assert _causes(runs) == ["sip.transport_not_offered"]
 
 
 def test_refused_on_every_transport_is_unreachable_and_names_the_port_nothing_listens_on() -> None:
@@ -400,6 +477,12 @@ ACTION_CASES = [
         ],
         {"UDP"},
         {"network.tls_untrusted"},
+    ),
+    (
+        "tcp refused, udp registers",
+        [_register(_try("tcp", "refused", 503), _try("udp", "ok", 200))],
+        {"UDP"},
+        {"sip.transport_not_offered"},
     ),
     (
         "tcp refused, udp silent",
@@ -476,6 +559,8 @@ def test_each_finding_acts_on_its_own_evidence(
             assert named <= {"TLS"}, f.action
         elif f.cause == "network.registrar_unreachable":
             assert "switch" not in f.action and "--transport" not in f.action, f.action
+        elif f.cause == "sip.transport_not_offered":
+            assert "firewall" not in f.action, f.action  # a refusal is the server's answer
         else:
             assert not named, (f.cause, f.action)
         for suggested in re.findall(r"(?:switch the softphone to|--transport) (\w+)", f.action):

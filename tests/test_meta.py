@@ -20,7 +20,8 @@ audio.input_silent audio.permission_denied host.softphone_not_running host.vpn_a
 host.clock_skew network.dns_failure network.registrar_unreachable network.udp_blocked
 network.tcp_blocked network.tls_blocked network.tls_untrusted network.sip_alg
 network.udp_fragmentation network.stun_unreachable network.nat_restrictive network.media_blocked
-network.poor_quality sip.binding_replaced sip.credentials_rejected sip.forbidden sip.not_found sip.server_error
+network.poor_quality sip.binding_replaced sip.credentials_rejected sip.forbidden sip.not_found
+sip.server_error sip.transport_not_offered
 number.invalid number.not_permitted number.identity_mismatch
 network.wss_blocked
 """.split()

@@ -338,9 +338,8 @@ def test_a_silent_registrar_finishes_inside_the_budget(sipp_uas: SippFactory) ->
     assert (attempt["outcome"], attempt["code"], attempt["remote"]) == ("timeout", 0, False)
     assert elapsed < 3, elapsed
     assert check["hint"] == (
-        f"allow outbound SIP over UDP to 127.0.0.1:{uas.port} in the "
-        "firewall/VPN, or re-run with --transport tcp"
-    )
+        f"allow outbound SIP over UDP to 127.0.0.1:{uas.port} in the firewall/VPN"
+    )  # no other transport answered in this run, so none is suggested
     assert check["details"]["baseline"] is None  # nothing to compare with
     assert r.causes() == ["network.registrar_unreachable"]
     assert r.json["complete"] is True
@@ -463,8 +462,19 @@ def test_a_tcp_reset_is_refused_at_once(netns_pair: NetnsPair) -> None:
     attempts = {a["transport"]: a for a in r.check("sip.register")["details"]["attempts"]}
     assert attempts["tcp"]["outcome"] == "refused" and attempts["tcp"]["duration_ms"] < 500
     assert attempts["udp"]["outcome"] == "ok"
-    # A refusal is the far end saying nothing listens there, not a block; UDP registers.
-    assert r.causes() == []
+    # A refusal is the far end saying nothing listens there, not a block: no tcp_blocked, but
+    # the softphone's TCP is not offered; UDP registers, so that is the way out.
+    assert r.causes() == ["sip.transport_not_offered"]
+    host = f"{kam.host}:{kam.port}"
+    assert r.finding("sip.transport_not_offered")["action"] == (
+        f"nothing listens on TCP {host}; UDP reaches the registrar: switch the softphone to "
+        "UDP, or ask the platform which port serves TCP"
+    )
+    assert r.check("sip.register")["hint"] == (
+        f"nothing listens on {host} over TCP: check the registrar address and port with the "
+        "platform, or switch the softphone to UDP, which answers"
+    )
+    assert "tcp: refused; udp: 200 OK" in r.check("sip.register")["summary"]
 
 
 def test_everything_dropped_is_registrar_unreachable_within_the_budget(
