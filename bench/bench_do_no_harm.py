@@ -35,7 +35,8 @@ def run(args: list[str], prefix: list[str]) -> tuple[float, dict]:
 
 
 def series(label: str, args: list[str], prefix: list[str], runs: int, target: float) -> None:
-    walls, report = [], {}
+    walls: list[float] = []
+    report: dict = {}
     for _ in range(runs):
         wall, report = run(args, prefix)
         walls.append(wall)
