@@ -4,7 +4,13 @@ checks/reach.py plans the probes (up to three targets per transport, in DNS pref
 and runs them; this module only reads their results. Each transport is summed up by one target's
 result: the first that answered, else the first one, so diagnosis rules read
 ``details["transports"][t]`` as "what a softphone gets over t"; every target's own result is in
-``details["transports"][t]["targets"]``.
+``details["transports"][t]["targets"]`` and why the transport was probed in
+``details["transports"][t]["why_probed"]``.
+
+A transport that is configured and does not work fails the check; one that DNS publishes (so a
+softphone may be sent there) and does not work warns; one probed only because
+--probe-all-transports asked is information, whatever its result. Connection refused (TCP RST,
+ICMP port unreachable) means nothing listens there: the server's side, not a firewall's.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ from diag.outcomes import (
 from diag.target import Registrar
 
 ALL_TRANSPORTS = ("udp", "tcp", "tls")
+# Why a transport was probed (details["transports"][t]["why_probed"]).
+WHY_CONFIGURED = "configured"  # --transport, the profile, or the registrar URI
+WHY_DNS = "dns"  # not configured, but DNS publishes a NAPTR/SRV target for it
+WHY_ALL_TRANSPORTS = "all_transports"  # only --probe-all-transports asked for it
 Result = Mapping[str, Any]  # one probe's result (optionsprobe.Probe.out)
 
 
@@ -53,10 +63,16 @@ def verdict(
     ca_given: bool = False,
     dns_error: str | None = None,
     host_lookups: list[dict[str, Any]] | None = None,
+    why_probed: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """Status, summary, hint and details from every target's result, per transport, each
-    transport's targets in preference order."""
+    transport's targets in preference order. ``why_probed``: WHY_* per transport (default:
+    configured ones WHY_CONFIGURED, the others WHY_DNS)."""
     order = [t for t in ALL_TRANSPORTS if per_target.get(t)]
+    why = {
+        t: (why_probed or {}).get(t) or (WHY_CONFIGURED if t in configured else WHY_DNS)
+        for t in order
+    }
     results = {t: per_target[t][representative(per_target[t])] for t in order}
     probes = [r for t in order for r in per_target[t]]
     local_ips = [_local_ip(r) for r in probes]
@@ -70,8 +86,10 @@ def verdict(
     details: dict[str, Any] = {
         "registrar": registrar.host,
         "configured_transports": list(configured),
+        "probed_transports": order,
         "transports": {
-            t: {**results[t], "targets": [dict(r) for r in per_target[t]]} for t in order
+            t: {**results[t], "why_probed": why[t], "targets": [dict(r) for r in per_target[t]]}
+            for t in order
         },
         "public_addresses": public,
         "local_address": next((ip for ip in local_ips if ip), None),
@@ -81,7 +99,7 @@ def verdict(
         details["dns_error"] = dns_error
     if host_lookups:  # the registrar host's A/AAAA, asked for the derived targets
         details["host_lookups"] = host_lookups
-    summary = "; ".join(_summary_part(t, per_target[t]) for t in order)
+    summary = "; ".join(_summary_part(t, per_target[t], why[t]) for t in order)
     bad = [t for t in configured if t in results and not _usable(results[t])]
     evidence = [t for t in bad if results[t]["outcome"] != NOT_FINISHED]
     if evidence:
@@ -90,10 +108,11 @@ def verdict(
     if bad:
         return CheckResult(Status.ERROR, summary, details, "re-run with a larger --timeout")
     hints = []
+    # A transport only --probe-all-transports asked for is information, never a warning.
     spare = [
         t
         for t in order
-        if t not in configured and results[t]["outcome"] != NOT_FINISHED and not _usable(results[t])
+        if why[t] == WHY_DNS and results[t]["outcome"] != NOT_FINISHED and not _usable(results[t])
     ]
     if spare:
         hint = _hint(spare[0], results, registrar, ca_given, suggest_switch=False)
@@ -143,10 +162,12 @@ _IN_SHORT = {
 }
 
 
-def _summary_part(transport: str, targets: Sequence[Result]) -> str:
+def _summary_part(transport: str, targets: Sequence[Result], why: str = WHY_CONFIGURED) -> str:
     """The representative target's result, and how the other targets bear on it."""
     chosen = representative(targets)
     text = _outcome_text(transport, targets[chosen])
+    if why == WHY_ALL_TRANSPORTS and not _usable(targets[chosen]):
+        text += " (informational: neither configured nor published in DNS)"
     if chosen > 0:
         missed = ", ".join(
             f"{_label(r, targets)} {_IN_SHORT.get(r['outcome'], 'failed')}"
@@ -172,8 +193,9 @@ def _outcome_text(transport: str, r: Result) -> str:
     if outcome == TIMEOUT:
         connected = " (connected, then silence)" if r.get("connect_ms") is not None else ""
         return f"{transport} no answer{connected}"
+    if outcome == REFUSED:  # a TCP RST or an ICMP port unreachable: the server's side
+        return f"{transport} refused: nothing listens on {r['target']} over {_PROTO[transport]}"
     label = {
-        REFUSED: "refused",
         UNREACHABLE: "unreachable",
         TLS_FAILED: "handshake failed",
         NOT_FINISHED: "not finished",
@@ -225,15 +247,17 @@ def _hint(
         return _tls_hint(r, host, ca_given)
     if outcome == TIMEOUT and all(x["code"] is None for x in results.values()):
         return (
-            f"nothing answers at {host}: allow outbound SIP (UDP 5060, TCP 5060, TLS 5061) to "
-            "it in the firewall/VPN, and check that it is the right registrar"
+            f"nothing answers at {host}: allow outbound {proto} {port}"
+            f"{' (SIP over TLS)' if transport == 'tls' else ''} to it in the firewall/VPN, and "
+            "check that it is the right registrar"
         )
     if outcome == TIMEOUT:
         return f"allow outbound {where} in the firewall{switch}"
-    if outcome == REFUSED:
+    if outcome == REFUSED:  # nothing listens there: a question for the platform, not a firewall
+        name = _PROTO[transport]
         return (
-            f"{host} refused {_PROTO[transport]} {port}: check the registrar's port and allow "
-            f"outbound {where} in the firewall{switch}"
+            f"nothing listens on {r['target']} over {name}: check the registrar's {name} port "
+            f"with the platform{switch}"
         )
     if outcome == UNREACHABLE:
         return f"there is no route to {host}: check the network connection and VPN"

@@ -1,19 +1,21 @@
-"""net.sip-options: one raw OPTIONS to each of the registrar's targets over UDP, TCP and TLS,
-side by side.
+"""net.sip-options: one raw OPTIONS to each of the registrar's targets, per transport, side by
+side.
 
-All three transports are always probed, in parallel, whatever the softphone is configured to
-use: a blocked transport only means something next to one that works. Within a transport every
-target DNS gave is probed (the first MAX_TARGETS_PER_TRANSPORT, in preference order), so a
-preferred SRV target that is down shows next to the one a softphone would fail over to. The wire
-format lives in checks/sipwire.py, one probe's sockets in checks/optionsprobe.py, the certificate
-evidence in checks/tlscert.py and the verdict in checks/optionsverdict.py; this module plans the
-probes and runs them side by side.
+Probed are the transports the softphone is configured to use, and those DNS publishes a
+NAPTR/SRV target for (a softphone may be sent there); never a guessed port for any other
+transport, which would only find what does not listen there, or a local service. With
+--probe-all-transports the other transports are probed too, for information only. Within a
+transport every target DNS gave is probed (the first MAX_TARGETS_PER_TRANSPORT, in preference
+order), so a preferred SRV target that is down shows next to the one a softphone would fail
+over to. The wire format lives in checks/sipwire.py, one probe's sockets in
+checks/optionsprobe.py, the certificate evidence in checks/tlscert.py and the verdict in
+checks/optionsverdict.py; this module plans the probes and runs them side by side.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -23,11 +25,19 @@ from checks.dns import (
     DEFAULT_PORTS,
     Target,
     lookup_addresses,
+    resolve,
     targets_for,
     tried_summary,
 )
 from checks.optionsprobe import ERROR, NOT_FINISHED, PROBE_TIMEOUT, RESERVE, Plan, Probe
-from checks.optionsverdict import ALL_TRANSPORTS, verdict
+from checks.optionsverdict import (
+    ALL_TRANSPORTS,
+    WHY_ALL_TRANSPORTS,
+    WHY_CONFIGURED,
+    WHY_DNS,
+    verdict,
+)
+from diag.config import Settings
 from diag.context import Context
 from diag.model import CheckResult
 from diag.target import Registrar, is_ip
@@ -36,6 +46,9 @@ from diag.target import Registrar, is_ip
 MAX_TARGETS_PER_TRANSPORT = 3
 DNS_UNFINISHED = "name resolution did not finish in time"
 DNS_JOIN_SLACK = 0.05  # the resolver's own deadline is this much before we stop waiting for it
+# How net.dns says DNS itself published a transport's targets (else: the host's A/AAAA at the
+# default port, which is a guess, not a publication).
+PUBLISHED_VIA = ("NAPTR+SRV", "SRV")
 T = TypeVar("T")
 
 
@@ -56,23 +69,51 @@ def derived_port(registrar: Registrar, transport: str, configured: tuple[str, ..
     return DEFAULT_PORTS[transport]
 
 
-def find_targets(ctx: Context) -> list[Target]:
-    """targets_for(ctx), plus RFC 3263 targets for the transports the user did not configure.
+def probe_reasons(settings: Settings, discovered: Collection[str]) -> dict[str, str]:
+    """The transports to probe, in ALL_TRANSPORTS order, each with why: configured, published
+    by DNS (``discovered``), or only asked for by --probe-all-transports."""
+    configured = settings.effective_transports
+    why = {}
+    for transport in ALL_TRANSPORTS:
+        if transport in configured:
+            why[transport] = WHY_CONFIGURED
+        elif transport in discovered:
+            why[transport] = WHY_DNS
+        elif settings.probe_all_transports:
+            why[transport] = WHY_ALL_TRANSPORTS
+    return why
 
-    With an explicit port or an IP address RFC 3263 does no SRV lookup, so there is nothing
-    more to ask DNS: plan_probes() derives those targets instead.
+
+def find_targets(ctx: Context) -> tuple[list[Target], tuple[str, ...]]:
+    """targets_for(ctx), plus RFC 3263 targets for the transports the user did not configure:
+    (the targets to probe, the unconfigured transports DNS published a NAPTR/SRV target for).
+
+    Without --probe-all-transports, an unconfigured transport DNS published nothing for gets no
+    target (the A/AAAA fallback at its default port is a guess). With an explicit port or an IP
+    address RFC 3263 does no SRV lookup, so DNS publishes nothing more: plan_probes() derives
+    the targets --probe-all-transports asks for instead.
     """
     found = targets_for(ctx)
     registrar = ctx.settings.target
     assert registrar is not None
     configured = ctx.settings.effective_transports
+    dns = ctx.results.get("net.dns")
+    via: dict[str, str] = dict(dns.details.get("via") or {}) if dns is not None else {}
     have = {t.transport for t in found}
     missing = tuple(t for t in ALL_TRANSPORTS if t not in configured and t not in have)
     if missing and registrar.port is None and not is_ip(registrar.host):
-        others = {k: v for k, v in ctx.results.items() if k != "net.dns"}
-        more = replace(ctx, settings=replace(ctx.settings, transports=missing), results=others)
-        found = [*found, *targets_for(more)]
-    return found
+        more = resolve(registrar, missing, ctx.settings.dns_server, ctx.deadline)
+        via.update({t: route.via for t, route in more.routes.items()})
+        found = [*found, *more.targets]
+    discovered = tuple(
+        t
+        for t in ALL_TRANSPORTS
+        if t not in configured
+        and via.get(t) in PUBLISHED_VIA
+        and any(x.transport == t for x in found)
+    )
+    wanted = probe_reasons(ctx.settings, discovered)
+    return [t for t in found if t.transport in wanted], discovered
 
 
 @dataclass
@@ -80,36 +121,43 @@ class Found:
     """What name resolution gave net.sip-options."""
 
     targets: list[Target]
+    discovered: tuple[str, ...] = ()  # unconfigured transports DNS published a target for
     host_address: str | None = None  # the registrar host's address, for derived targets
     unresolved: str | None = None  # why the registrar host has no address
     lookups: list[dict[str, Any]] = field(default_factory=list)  # the queries for that address
 
 
 def find_probe_targets(ctx: Context) -> Found:
-    """find_targets(ctx), plus the registrar host's address for the transports DNS gave no
-    target for: asked of the resolver net.dns uses (so --dns-server counts), by ctx.deadline.
-    One address is enough for those: failover is judged among the targets DNS gave."""
-    targets = find_targets(ctx)
+    """find_targets(ctx), plus the registrar host's address for the transports to probe that DNS
+    gave no target for: asked of the resolver net.dns uses (so --dns-server counts), by
+    ctx.deadline. One address is enough for those: failover is judged among the targets DNS
+    gave."""
+    targets, discovered = find_targets(ctx)
     registrar = ctx.settings.target
     assert registrar is not None
     host = registrar.host
     if is_ip(host):
-        return Found(targets, host)
+        return Found(targets, discovered, host)
     known = next((t.address for t in targets if t.host == host), None)
-    if known is not None or {t.transport for t in targets} >= set(ALL_TRANSPORTS):
-        return Found(targets, known)
+    wanted = set(probe_reasons(ctx.settings, discovered))
+    if known is not None or {t.transport for t in targets} >= wanted:
+        return Found(targets, discovered, known)
     addresses, lookups = lookup_addresses(host, ctx.settings.dns_server, ctx.deadline)
     if addresses:
-        return Found(targets, addresses[0], lookups=lookups)
-    return Found(targets, None, f"cannot resolve {host}: {tried_summary(lookups)}", lookups)
+        return Found(targets, discovered, addresses[0], lookups=lookups)
+    unresolved = f"cannot resolve {host}: {tried_summary(lookups)}"
+    return Found(targets, discovered, None, unresolved, lookups)
 
 
 def plan_probes(
-    ctx: Context, dns_targets: list[Target], host_address: str | None = None
+    ctx: Context,
+    dns_targets: list[Target],
+    host_address: str | None = None,
+    discovered: Collection[str] = (),
 ) -> list[Plan]:
-    """Per transport, in preference order: DNS's first MAX_TARGETS_PER_TRANSPORT targets for it,
-    else one derived from the registrar (at ``host_address``, when DNS gave no target for the
-    registrar host itself).
+    """Per transport to probe (probe_reasons()), in preference order: DNS's first
+    MAX_TARGETS_PER_TRANSPORT targets for it, else one derived from the registrar (at
+    ``host_address``, when DNS gave no target for the registrar host itself).
 
     The first probe of a transport has the probe id ``<run_id>-<transport>``, the next ones
     ``<run_id>-<transport>-2`` and ``-3``: every request of the run can be found by its id.
@@ -118,7 +166,7 @@ def plan_probes(
     assert registrar is not None  # requires=("registrar",)
     configured = tuple(ctx.settings.effective_transports)
     plans = []
-    for transport in ALL_TRANSPORTS:
+    for transport in probe_reasons(ctx.settings, discovered):
         found = [t for t in dns_targets if t.transport == transport]
         places: list[tuple[str, int, str | None, str]] = [
             (t.host, t.port, t.address, "dns") for t in found[:MAX_TARGETS_PER_TRANSPORT]
@@ -185,10 +233,8 @@ def check_options(ctx: Context) -> CheckResult:
     probe_deadline = clock() + min(PROBE_TIMEOUT, max(0.0, end - clock()))
     now = ctx.now().timestamp() - clock()  # wall clock = monotonic + this offset
     # Every probe of every transport at once, each under the same per-probe deadline.
-    probes = [
-        Probe(plan, probe_deadline, clock, lambda: now + clock())
-        for plan in plan_probes(ctx, found.targets, found.host_address)
-    ]
+    plans = plan_probes(ctx, found.targets, found.host_address, found.discovered)
+    probes = [Probe(plan, probe_deadline, clock, lambda: now + clock()) for plan in plans]
     # A derived target without an address has nowhere to go: no fallback to the OS resolver,
     # which may not know what --dns-server knows.
     threads = {
@@ -211,7 +257,10 @@ def check_options(ctx: Context) -> CheckResult:
             out.update(outcome=NOT_FINISHED, error="still running at the deadline")
         per_target.setdefault(probe.plan.transport, []).append(out)
     configured = tuple(settings.effective_transports)
-    return verdict(per_target, configured, registrar, bool(settings.ca), dns_error, found.lookups)
+    why = probe_reasons(settings, found.discovered)
+    return verdict(
+        per_target, configured, registrar, bool(settings.ca), dns_error, found.lookups, why
+    )
 
 
 def _unresolved_outcome(found: Found) -> str:

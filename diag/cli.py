@@ -141,6 +141,14 @@ def check(
         bool,
         typer.Option("--no-register", help="Only OPTIONS and a challenge-only probe; no REGISTER."),
     ] = False,
+    probe_all_transports: Annotated[
+        bool,
+        typer.Option(
+            "--probe-all-transports",
+            help="net.sip-options also probes UDP/TCP/TLS when neither configured nor in DNS "
+            "(informational).",
+        ),
+    ] = False,
     turn: Annotated[
         list[str] | None,
         typer.Option(
@@ -241,6 +249,7 @@ def check(
         "dns_server": dns_server,
         "ca": ca,
         "no_register": no_register or None,
+        "probe_all_transports": probe_all_transports or None,
         "turn": turn,
         "turn_user": turn_user,
         "turn_password_env": turn_password_env,

@@ -75,6 +75,8 @@ class Settings:
     dns_server: str | None = None  # resolve via this DNS server instead of the system's
     ca: str | None = None  # extra CA bundle that verifies the registrar's TLS certificate
     no_register: bool = False  # OPTIONS + a challenge-only probe; never a real REGISTER
+    # net.sip-options also probes the transports neither configured nor published in DNS
+    probe_all_transports: bool = False
     turn: tuple[str, ...] = ()  # TURN servers HOST[:PORT] for the media-path checks
     turn_user: str | None = None
     turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
@@ -198,6 +200,10 @@ def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
         elif key == "no_register":
             if not isinstance(value, bool):
                 raise UsageError(f"{source}: 'no_register' must be true or false", "e.g. true")
+            out[key] = value
+        elif key == "probe_all_transports":
+            if not isinstance(value, bool):
+                raise UsageError(f"{source}: '{key}' must be true or false", "e.g. true")
             out[key] = value
         elif key == "play_tone":
             if not isinstance(value, bool):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from checks.dns import Target
 from checks.optionsverdict import verdict
 from checks.reach import check_options, derived_port, plan_probes
 from diag import __version__
-from diag.config import Settings
+from diag.config import Settings, build_settings
 from diag.context import Context
 from diag.model import CheckResult, Status
 from diag.report import user_agent
@@ -38,6 +40,7 @@ def context(
     ca: Path | None = None,
     targets: list[Target] | None = None,
     budget: float = 5.0,
+    probe_all: bool = False,
 ) -> Context:
     """A run's context; ``targets`` stand in for net.dns's result (its details["targets"])."""
     run_id = str(uuid.uuid4())
@@ -46,7 +49,12 @@ def context(
         dns = CheckResult(Status.PASS, "resolved", {"targets": [t.as_dict() for t in targets]})
         results["net.dns"] = dns
     return Context(
-        settings=Settings(registrar=registrar, transports=transports, ca=str(ca) if ca else None),
+        settings=Settings(
+            registrar=registrar,
+            transports=transports,
+            ca=str(ca) if ca else None,
+            probe_all_transports=probe_all,
+        ),
         run_id=run_id,
         user_agent=user_agent(run_id),
         results=results,
@@ -69,10 +77,24 @@ def transports(result: CheckResult) -> dict[str, dict[str, Any]]:
     return found
 
 
+def why_probed(details: Mapping[str, Any]) -> dict[str, str]:
+    return {t: r["why_probed"] for t, r in details["transports"].items()}
+
+
+def representative(transport: dict[str, Any]) -> dict[str, Any]:
+    """A transport's summary without what only the transport has: its representative target."""
+    return {k: v for k, v in transport.items() if k not in ("targets", "why_probed")}
+
+
 def test_kamailio_answers_on_every_transport_and_its_self_signed_tls_is_untrusted(
     kamailio: Kamailio,
 ) -> None:
-    ctx = context(f"sip:{kamailio.host}", transports=("tls",), targets=kamailio_targets(kamailio))
+    ctx = context(
+        f"sip:{kamailio.host}",
+        transports=("tls",),
+        targets=kamailio_targets(kamailio),
+        probe_all=True,
+    )
     result = check_options(ctx)
     t = transports(result)
     for name in ("udp", "tcp"):
@@ -102,6 +124,12 @@ def test_kamailio_answers_on_every_transport_and_its_self_signed_tls_is_untruste
     assert "; tls untrusted (self-signed certificate), unverified: 200 Keepalive " in result.summary
     assert result.hint is not None and result.hint.startswith(CA_HINT)
     assert result.details["configured_transports"] == ["tls"]
+    assert result.details["probed_transports"] == ["udp", "tcp", "tls"]
+    assert why_probed(result.details) == {
+        "udp": "all_transports",
+        "tcp": "all_transports",
+        "tls": "configured",
+    }
     assert result.details["local_address"] == "127.0.0.1"
     assert result.details["public_addresses"] == []  # Via received = our own address: no NAT
     assert result.details["call_ids"] == [f"{ctx.run_id}-{n}@127.0.0.1" for n in t]
@@ -121,6 +149,8 @@ def test_with_the_platform_ca_tls_verifies_and_the_check_passes(kamailio: Kamail
     assert tls["tls_version"] in ("TLSv1.2", "TLSv1.3") and tls["handshake_ms"] is not None
     assert result.status is Status.PASS, result.summary
     assert result.hint is None
+    # net.dns's TCP target is no reason to probe TCP: it is neither configured nor an SRV target.
+    assert result.details["probed_transports"] == ["udp", "tls"]
 
 
 def test_the_certificate_must_name_the_registrar_not_just_its_address(kamailio: Kamailio) -> None:
@@ -156,33 +186,98 @@ def test_an_unreadable_ca_file_is_reported_as_such_not_as_a_network_problem(
     assert result.hint == "give --ca a PEM file that holds the platform's CA certificate"
 
 
-def test_a_configured_transport_that_works_passes_while_a_missing_tls_port_warns(
-    kamailio: Kamailio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def run_options(*args: str) -> tuple[CliResult, dict[str, Any]]:
+    """net.sip-options alone through the CLI: the run and the check's JSON."""
+    r = cli("check", "--only", "net.sip-options", "--format", "json", *args, registry=[CHECK])
+    check: dict[str, Any] = r.json["checks"][0]
+    return r, check
+
+
+@pytest.mark.usefixtures("data_home")
+def test_a_registrar_without_tls_passes_on_its_configured_transports_and_no_tls_is_guessed(
+    kamailio: Kamailio,
 ) -> None:
-    # No DNS result: UDP/TCP go to the URI's port, TLS to 5061, where nothing listens.
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    r = cli(
-        "check",
-        "--registrar",
-        f"sip:{kamailio.host}:{kamailio.port}",
-        "--only",
-        "net.sip-options",
-        "--format",
-        "json",
-        registry=[CHECK],
+    # An IP and a port: no DNS to publish anything, so only UDP and TCP, as configured.
+    r, check = run_options(
+        "--registrar", f"sip:{kamailio.host}:{kamailio.port}", "--transport", "udp",
+        "--transport", "tcp",
+    )  # fmt: skip
+    t = check["details"]["transports"]
+    assert check["status"] == "pass" and r.code == 0, check["summary"]
+    assert check["hint"] is None
+    assert check["details"]["probed_transports"] == ["udp", "tcp"]
+    assert check["details"]["configured_transports"] == ["udp", "tcp"]
+    assert why_probed(check["details"]) == {"udp": "configured", "tcp": "configured"}
+    assert [t[n]["outcome"] for n in ("udp", "tcp")] == ["answered", "answered"]
+    assert "tls" not in t and "tls" not in check["summary"]
+    assert [c.rsplit("@")[0].rsplit("-", 1)[1] for c in check["details"]["call_ids"]] == [
+        "udp",
+        "tcp",
+    ]
+    assert r.json["correlation"]["call_ids"] == check["details"]["call_ids"]
+    assert "127.0.0.1" in r.json["correlation"]["local_addresses"]
+
+
+@pytest.mark.usefixtures("data_home")
+def test_probing_all_transports_reports_a_missing_tls_listener_without_warning(
+    kamailio: Kamailio,
+) -> None:
+    # UDP configured; TCP and TLS only because they were asked for: TCP at the URI's port
+    # (its port group), TLS at 5061, where nothing listens.
+    r, check = run_options(
+        "--registrar", f"sip:{kamailio.host}:{kamailio.port}", "--probe-all-transports"
     )
-    check = r.json["checks"][0]
     t = check["details"]["transports"]
     assert [t[n]["outcome"] for n in ("udp", "tcp", "tls")] == ["answered", "answered", "refused"]
     assert t["tls"]["target"] == "127.0.0.1:5061" and t["tls"]["target_source"] == "derived"
-    assert check["status"] == "warn" and r.code == 0
-    assert check["hint"] == (
-        "UDP works; TLS would not: 127.0.0.1 refused TLS 5061: check the registrar's port and "
-        "allow outbound TCP 5061 (SIP over TLS) to 127.0.0.1 in the firewall"
+    assert why_probed(check["details"]) == {
+        "udp": "configured",
+        "tcp": "all_transports",
+        "tls": "all_transports",
+    }
+    assert check["details"]["probed_transports"] == ["udp", "tcp", "tls"]
+    assert check["status"] == "pass" and r.code == 0 and check["hint"] is None
+    assert check["summary"].endswith(
+        "; tls refused: nothing listens on 127.0.0.1:5061 over TLS "
+        "(informational: neither configured nor published in DNS)"
     )
-    assert check["summary"].endswith("; tls refused (Connection refused)")
-    assert r.json["correlation"]["call_ids"] == check["details"]["call_ids"]
-    assert "127.0.0.1" in r.json["correlation"]["local_addresses"]
+
+
+@pytest.mark.usefixtures("data_home")
+def test_a_configured_tcp_port_where_nothing_listens_fails_without_blaming_a_firewall() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: the kernel answers with RST
+        port = closed.getsockname()[1]
+        r, check = run_options("--registrar", f"sip:127.0.0.1:{port}", "--transport", "tcp")
+    tcp = check["details"]["transports"]["tcp"]
+    assert (tcp["outcome"], tcp["why_probed"]) == ("refused", "configured")
+    assert check["details"]["probed_transports"] == ["tcp"]
+    assert check["status"] == "fail" and r.code == 1
+    assert check["summary"] == f"tcp refused: nothing listens on 127.0.0.1:{port} over TCP"
+    assert check["hint"] == (
+        f"nothing listens on 127.0.0.1:{port} over TCP: check the registrar's TCP port with "
+        "the platform"
+    )
+    assert "firewall" not in check["hint"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("probe_all_transports = true\n", True), ("probe_all_transports = false\n", False)],
+)
+def test_probe_all_transports_is_a_profile_key(tmp_path: Path, text: str, expected: bool) -> None:
+    profile = tmp_path / "agent.toml"
+    profile.write_text('registrar = "sip:pbx.test"\n' + text)
+    settings = build_settings(profile, {})
+    assert settings.probe_all_transports is expected
+
+
+def test_probe_all_transports_in_a_profile_must_be_true_or_false(tmp_path: Path) -> None:
+    profile = tmp_path / "agent.toml"
+    profile.write_text('registrar = "sip:pbx.test"\nprobe_all_transports = "yes"\n')
+    r = cli("check", "--profile", str(profile))
+    assert r.code == 64
+    assert "'probe_all_transports' must be true or false" in r.err
 
 
 NET_DNS, AFTER_DNS = registered("net.dns", "net.sip-options")
@@ -203,8 +298,8 @@ def run_with_dns_server(server: str, registrar: str, *args: str) -> dict[str, An
 def test_derived_targets_are_resolved_by_the_dns_server_given_not_the_os(
     dnsmasq: DnsmasqFactory, kamailio: Kamailio
 ) -> None:
-    # UDP by SRV to Kamailio; TCP and TLS "not offered here" (SRV target "."), so their probes
-    # are derived from cc.test, a name only this dnsmasq knows.
+    # UDP by SRV to Kamailio; TCP and TLS "not offered here" (SRV target "."), so only
+    # --probe-all-transports probes them, derived from cc.test, a name only this dnsmasq knows.
     server = dnsmasq(
         srv("_sip._udp.cc.test", "pbx.cc.test", kamailio.port),
         srv("_sip._tcp.cc.test"),
@@ -212,11 +307,12 @@ def test_derived_targets_are_resolved_by_the_dns_server_given_not_the_os(
         host("pbx.cc.test", "127.0.0.1"),
         host("cc.test", "127.0.0.1"),
     )
-    check = run_with_dns_server(server.server, "sip:cc.test")
+    check = run_with_dns_server(server.server, "sip:cc.test", "--probe-all-transports")
     t = check["details"]["transports"]
     assert (t["udp"]["outcome"], t["udp"]["target_source"]) == ("answered", "dns")
+    assert check["status"] == "pass", check["summary"]  # what TCP and TLS do is information
     for name, port in (("tcp", 5060), ("tls", 5061)):
-        assert t[name]["target_source"] == "derived"
+        assert (t[name]["target_source"], t[name]["why_probed"]) == ("derived", "all_transports")
         assert (t[name]["target"], t[name]["address"]) == (f"cc.test:{port}", "127.0.0.1")
         assert t[name]["outcome"] != "error", t[name]  # it was sent: refused, most likely
     lookups = check["details"]["host_lookups"]
@@ -232,22 +328,24 @@ def test_derived_targets_are_resolved_by_the_dns_server_given_not_the_os(
 def test_a_derived_target_the_dns_server_cannot_resolve_is_an_error_with_the_dns_hint(
     dnsmasq: DnsmasqFactory, kamailio: Kamailio
 ) -> None:
+    # TCP is configured but DNS offers no TCP target: derived from cc.test, which has no address.
     server = dnsmasq(
         srv("_sip._udp.cc.test", "pbx.cc.test", kamailio.port),
         srv("_sip._tcp.cc.test"),
         srv("_sips._tcp.cc.test"),
         host("pbx.cc.test", "127.0.0.1"),
     )
-    check = run_with_dns_server(server.server, "sip:cc.test")
+    check = run_with_dns_server(
+        server.server, "sip:cc.test", "--transport", "udp", "--transport", "tcp"
+    )
     t = check["details"]["transports"]
     assert t["udp"]["outcome"] == "answered"
-    for name in ("tcp", "tls"):
-        assert t[name]["outcome"] == "error" and t[name]["address"] is None
-        assert t[name]["error"].startswith("cannot resolve cc.test: tried A cc.test, AAAA cc.test")
-    assert check["status"] == "warn"
+    assert t["tcp"]["outcome"] == "error" and t["tcp"]["address"] is None
+    assert t["tcp"]["error"].startswith("cannot resolve cc.test: tried A cc.test, AAAA cc.test")
+    assert "tls" not in t  # its SRV target "." says TLS is not offered: nothing to probe
+    assert check["status"] == "fail"
     assert check["hint"] == (
-        "UDP works; TCP would not: check the registrar name and the DNS servers this machine "
-        "uses (or pass --dns-server)"
+        "check the registrar name and the DNS servers this machine uses (or pass --dns-server)"
     )
 
 
@@ -289,10 +387,12 @@ def test_a_silent_preferred_srv_target_warns_that_softphones_fail_over_slowly_ov
         200,
     )
     # The summary is the target that answered, as diagnosis reads it.
-    assert {k: v for k, v in udp.items() if k != "targets"} == second
+    assert representative(udp) == second
     assert all("targets" not in r for r in udp["targets"])
     assert [len(t[n]["targets"]) for n in ("tcp", "tls")] == [1, 1]
     assert t["tls"]["certificate"]["verified"] is True
+    # TCP and TLS are not configured, but their SRV records publish them: probed as "dns".
+    assert why_probed(check["details"]) == {"udp": "configured", "tcp": "dns", "tls": "dns"}
     assert check["status"] == "warn"
     assert re.fullmatch(
         rf"udp 200 Keepalive \d+ ms via pbx2\.localhost:{kamailio.port} "
@@ -325,15 +425,16 @@ def test_one_srv_target_per_transport_passes_with_that_target_listed(
     assert check["status"] == "pass" and check["hint"] is None, check["summary"]
     for name in ("udp", "tcp", "tls"):
         (only,) = t[name]["targets"]
-        assert {k: v for k, v in t[name].items() if k != "targets"} == only
+        assert representative(t[name]) == only
         assert (only["outcome"], only["target_source"]) == ("answered", "dns")
     assert " via " not in check["summary"]
     assert len(check["details"]["call_ids"]) == 3
+    assert check["details"]["probed_transports"] == ["udp", "tcp", "tls"]
 
 
 def test_at_most_three_targets_per_transport_are_probed_in_preference_order() -> None:
     dns = [Target("udp", f"pbx{n}.test", 5060, f"192.0.2.{n}") for n in range(1, 5)]
-    ctx = context("sip:pbx.test", targets=dns)
+    ctx = context("sip:pbx.test", targets=dns, probe_all=True)
     plans = plan_probes(ctx, dns, host_address="192.0.2.99")
     udp = [p for p in plans if p.transport == "udp"]
     assert [(p.host, p.address) for p in udp] == [
@@ -348,6 +449,20 @@ def test_at_most_three_targets_per_transport_are_probed_in_preference_order() ->
     assert others == [
         ("tcp", "derived", "192.0.2.99", f"{ctx.run_id}-tcp"),
         ("tls", "derived", "192.0.2.99", f"{ctx.run_id}-tls"),
+    ]
+
+
+def test_only_configured_and_dns_published_transports_are_planned_by_default() -> None:
+    dns = [
+        Target("udp", "pbx.test", 5060, "192.0.2.1"),
+        Target("tls", "tls.pbx.test", 5061, "192.0.2.2"),
+    ]
+    ctx = context("sip:pbx.test", targets=dns)
+    assert [p.transport for p in plan_probes(ctx, dns, host_address="192.0.2.99")] == ["udp"]
+    published = plan_probes(ctx, dns, host_address="192.0.2.99", discovered=("tls",))
+    assert [(p.transport, p.host, p.source) for p in published] == [
+        ("udp", "pbx.test", "dns"),
+        ("tls", "tls.pbx.test", "dns"),
     ]
 
 
@@ -411,6 +526,38 @@ def test_failing_over_between_addresses_of_one_host_names_them_next_to_a_broken_
         "not answer over UDP, so softphones try them first and fail over to pbx.test:5060 at "
         "192.0.2.3 slowly: ask the platform to fix them or to remove them from the A/AAAA "
         "records of pbx.test"
+    )
+
+
+def test_a_transport_only_probe_all_asked_for_is_information_whatever_its_result() -> None:
+    per_target = {
+        "udp": [probe_result("pbx.test:5060", "answered", 200)],
+        "tcp": [probe_result("pbx.test:5060", "timeout")],
+        "tls": [probe_result("pbx.test:5061", "refused", error="Connection refused")],
+    }
+    why = {"udp": "configured", "tcp": "all_transports", "tls": "all_transports"}
+    result = verdict(per_target, ("udp",), parse_registrar("sip:pbx.test"), why_probed=why)
+    assert result.status is Status.PASS and result.hint is None
+    informational = " (informational: neither configured nor published in DNS)"
+    assert result.summary == (
+        f"udp 200 OK 3 ms; tcp no answer{informational}; "
+        f"tls refused: nothing listens on pbx.test:5061 over TLS{informational}"
+    )
+    assert why_probed(result.details) == why
+    assert result.details["probed_transports"] == ["udp", "tcp", "tls"]
+
+
+def test_a_dns_published_transport_where_nothing_listens_warns_without_blaming_a_firewall() -> None:
+    per_target = {
+        "udp": [probe_result("pbx.test:5060", "answered", 200)],
+        "tls": [probe_result("tls.pbx.test:5061", "refused", error="Connection refused")],
+    }
+    why = {"udp": "configured", "tls": "dns"}
+    result = verdict(per_target, ("udp",), parse_registrar("sip:pbx.test"), why_probed=why)
+    assert result.status is Status.WARN
+    assert result.hint == (
+        "UDP works; TLS would not: nothing listens on tls.pbx.test:5061 over TLS: check the "
+        "registrar's TLS port with the platform"
     )
 
 
@@ -517,7 +664,7 @@ def test_a_silent_registrar_returns_before_the_deadline_and_a_short_budget_is_no
         targets = [
             Target(t, "127.0.0.1", s.getsockname()[1], "127.0.0.1") for t, s in ports.items()
         ]
-        ctx = context("sip:127.0.0.1", targets=targets, budget=budget)
+        ctx = context("sip:127.0.0.1", transports=tuple(ports), targets=targets, budget=budget)
         result = check_options(ctx)
         returned_at = time.monotonic()
     assert returned_at < ctx.deadline
@@ -590,9 +737,11 @@ def test_firewall_profiles_show_per_transport_from_the_agent_namespace(
     netns_pair.firewall(netns_pair.pbx, profile)
     ca = tmp_path / "pbx-ca.pem"
     ca.write_bytes(kam.ca_cert.read_bytes())
+    # UDP is configured (the default); TCP and TLS are probed because they are asked for.
     r = run_in_agent(
-        netns_pair, tmp_path, "--registrar", f"sip:{kam.host}", "--ca", str(ca), "--timeout", "4"
-    )
+        netns_pair, tmp_path, "--registrar", f"sip:{kam.host}", "--ca", str(ca), "--timeout", "4",
+        "--probe-all-transports",
+    )  # fmt: skip
     check = r.json["checks"][0]
     t = check["details"]["transports"]
     assert {n: t[n]["outcome"] for n in t} == expected, check["summary"]
@@ -609,13 +758,77 @@ def test_firewall_profiles_show_per_transport_from_the_agent_namespace(
             f"allow outbound UDP 5060 to {host} in the firewall, or re-run with --transport tcp"
         )
     elif profile == "udp-reject":
-        assert check["summary"].startswith("udp refused (Connection refused); tcp 200 Keepalive")
-        assert check["hint"].startswith(f"{host} refused UDP 5060: check the registrar's port")
+        # A reject rule answers like a closed port (ICMP port unreachable): what the probe saw.
+        assert check["status"] == "fail" and r.code == 1
+        assert check["summary"].startswith(
+            f"udp refused: nothing listens on {host}:5060 over UDP; tcp 200 Keepalive"
+        )
+        assert check["hint"] == (
+            f"nothing listens on {host}:5060 over UDP: check the registrar's UDP port with the "
+            "platform, or re-run with --transport tcp"
+        )
     elif profile == "tcp-rst":
-        assert check["status"] == "warn" and r.code == 0  # the configured UDP works
-        assert check["hint"].startswith(f"UDP works; TCP would not: {host} refused TCP 5060")
+        assert check["status"] == "pass" and r.code == 0  # the configured UDP works
+        assert check["hint"] is None  # TCP and TLS were only asked for: information
+        refused = f"tcp refused: nothing listens on {host}:5060 over TCP (informational"
+        assert refused in check["summary"]
     else:
         assert check["status"] == "fail"
         assert t["tcp"]["connect_ms"] is None  # not even the TCP handshake got through
-        assert check["hint"].startswith(f"nothing answers at {host}: allow outbound SIP")
+        assert check["hint"] == (
+            f"nothing answers at {host}: allow outbound UDP 5060 to it in the firewall/VPN, and "
+            "check that it is the right registrar"
+        )
         assert r.json["complete"] is True
+
+
+def count_guesses(pair: NetnsPair, *, read: bool = False) -> int:
+    """In ``pbx``, count TCP/UDP packets to any port but 5060 (before the DNAT): ``read`` gives
+    the count so far; otherwise the counter is set up (at 0)."""
+    if read:
+        argv = ["nft", "-j", "list", "counter", "ip", "sdcount", "guessed"]
+        done = subprocess.run(
+            pair.exec_argv(pair.pbx, argv), capture_output=True, text=True, timeout=10, check=True
+        )
+        counters = [x["counter"] for x in json.loads(done.stdout)["nftables"] if "counter" in x]
+        return int(counters[0]["packets"])
+    rules = """table ip sdcount {
+  counter guessed { }
+  chain pre {
+    type filter hook prerouting priority raw; policy accept;
+    meta l4proto { tcp, udp } th dport != 5060 counter name "guessed"
+  }
+}
+"""
+    done = subprocess.run(
+        pair.exec_argv(pair.pbx, ["nft", "-f", "-"]),
+        input=rules,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return 0
+
+
+def test_nothing_is_sent_to_a_guessed_tls_port_unless_all_transports_are_asked_for(
+    netns_pair: NetnsPair, tmp_path: Path
+) -> None:
+    kam = netns_pair.start_kamailio()
+    serve_default_ports(netns_pair, kam)
+    count_guesses(netns_pair)
+    registrar = ("--registrar", f"sip:{kam.host}", "--timeout", "4")
+    r = run_in_agent(netns_pair, tmp_path, *registrar, "--transport", "udp", "--transport", "tcp")
+    check = r.json["checks"][0]
+    assert check["status"] == "pass", check["summary"]
+    assert check["details"]["probed_transports"] == ["udp", "tcp"]
+    assert count_guesses(netns_pair, read=True) == 0  # not one packet to 5061, or elsewhere
+    # The control: asked for, TLS goes to 5061 (and the counter sees it).
+    r = run_in_agent(netns_pair, tmp_path, *registrar, "--probe-all-transports")
+    check = r.json["checks"][0]
+    tls = check["details"]["transports"]["tls"]
+    assert (tls["target"], tls["why_probed"]) == (f"{kam.host}:5061", "all_transports")
+    assert tls["outcome"] == "tls_untrusted"  # Kamailio's own CA was not given
+    assert check["status"] == "pass" and check["hint"] is None
+    assert count_guesses(netns_pair, read=True) > 0
