@@ -141,6 +141,16 @@ def check(
         bool,
         typer.Option("--no-register", help="Only OPTIONS and a challenge-only probe; no REGISTER."),
     ] = False,
+    register_binding: Annotated[
+        bool,
+        typer.Option(
+            "--register-binding",
+            help="sip.register also registers a binding of its own when the account already has "
+            "one. WARNING: a registrar that keeps one registration per account then replaces the "
+            "softphone's, which stays off the platform until it re-registers (reported as "
+            "sip.binding_replaced). Not accepted in a profile.",
+        ),
+    ] = False,
     probe_all_transports: Annotated[
         bool,
         typer.Option(
@@ -250,6 +260,7 @@ def check(
         "ca": ca,
         "no_register": no_register or None,
         "probe_all_transports": probe_all_transports or None,
+        "register_binding": register_binding or None,
         "turn": turn,
         "turn_user": turn_user,
         "turn_password_env": turn_password_env,

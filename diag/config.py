@@ -94,6 +94,9 @@ class Settings:
     debug: bool = False
     region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
     dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)
+    # --register-binding (flag only): sip.register may register even when the account has
+    # other bindings, which a one-binding registrar then replaces (sip.binding_replaced)
+    register_binding: bool = False
     dial_max_duration: float = DEFAULT_DIAL_MAX_DURATION
     password: Secret | None = field(default=None, repr=False)
 
@@ -132,7 +135,9 @@ class Settings:
 # Profile keys: everything a flag can set except debug and the password itself.
 # A test call is never a profile default: --dial-test must be asked for on each run.
 PROFILE_KEYS = tuple(
-    f.name for f in fields(Settings) if f.name not in ("debug", "password", "dial_test")
+    f.name
+    for f in fields(Settings)
+    if f.name not in ("debug", "password", "dial_test", "register_binding")
 )
 _LIST_KEYS: tuple[str, ...] = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
 _LIST_KEYS += ("softphone_processes", "softphone_ports")
