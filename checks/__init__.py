@@ -52,7 +52,7 @@ REGISTRY: tuple[Check, ...] = (
     ),
     Check(
         "net.sip-options",
-        "Registrar answers OPTIONS on every transport",
+        "Registrar answers OPTIONS on every configured transport",
         reach.check_options,
         needs="--registrar (and --ca for a private CA)",
         requires=("registrar",),
