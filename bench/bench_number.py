@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.toml"
         policy.write_text(POLICY)
-        from checks.number import describe
+        from checks.number.format import describe
         from diag.policy import NumberFacts, evaluate, load_policy
 
         rules = load_policy(policy)

@@ -1,42 +1,50 @@
 """The check registry: every probe sipdiag runs, listed explicitly (no import side effects).
 
-A new probe costs one module, one line here and one test file.
+A check's code is found from its ID: `net.sip-options` lives in checks/net/sip_options.py (family
+package, module named after the check). A new probe costs one module, one line here and one test
+file. checks/wire/ is the protocol layer the probes share.
 """
 
 from __future__ import annotations
 
-from checks import (
-    audio,
-    audiostream,
-    dns,
-    fragment,
-    host,
-    media,
-    micpermission,
-    nat,
-    quality,
-    reach,
-    route,
-    sip,
-    sipalg,
-    softphone,
-    stun,
-)
-from checks.browser import check_browser_mic
-from checks.dial import check_dial
-from checks.number import check_format, check_identity, check_policy
-from checks.sipws import check_register_ws
+from checks.audio.backend import check_backend
+from checks.audio.browser_mic import check_browser_mic
+from checks.audio.devices import check_devices
+from checks.audio.input import check_input
+from checks.audio.output import check_output
+from checks.audio.permission import check_permission
+from checks.host.clock import check_clock
+from checks.host.interfaces import check_interfaces
+from checks.host.os import check_os
+from checks.host.proxy import check_proxy
+from checks.host.softphone import check_softphone
+from checks.host.vpn import check_vpn
+from checks.net.dns import check_dns
+from checks.net.media import check_media
+from checks.net.nat import check_nat
+from checks.net.quality import check_quality
+from checks.net.route import check_route
+from checks.net.sip_alg import check_sip_alg
+from checks.net.sip_options import check_options
+from checks.net.stun import check_stun
+from checks.net.udp_fragmentation import check_udp_fragmentation
+from checks.number.dial_test import check_dial
+from checks.number.format import check_format
+from checks.number.identity import check_identity
+from checks.number.policy import check_policy
+from checks.sip.register import check_register
+from checks.sip.register_ws import check_register_ws
 from diag.model import Check
 
 REGISTRY: tuple[Check, ...] = (
-    Check("host.os", "Operating system is identified", host.check_os, timeout=2.0),
-    Check("host.interfaces", "A network interface is up", host.check_interfaces, timeout=3.0),
-    Check("host.vpn", "No VPN interface is active", host.check_vpn, timeout=3.0),
-    Check("host.proxy", "Proxy settings are known", host.check_proxy, timeout=2.0),
+    Check("host.os", "Operating system is identified", check_os, timeout=2.0),
+    Check("host.interfaces", "A network interface is up", check_interfaces, timeout=3.0),
+    Check("host.vpn", "No VPN interface is active", check_vpn, timeout=3.0),
+    Check("host.proxy", "Proxy settings are known", check_proxy, timeout=2.0),
     Check(
         "net.dns",
         "Registrar name resolves",
-        dns.check_dns,
+        check_dns,
         needs="--registrar (and --dns-server to use a specific DNS server)",
         requires=("registrar",),
         timeout=None,
@@ -44,7 +52,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.route",
         "The route to the registrar is known",
-        route.check_route,
+        check_route,
         needs="--registrar",
         requires=("registrar",),
         after=("net.dns",),
@@ -53,7 +61,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.sip-options",
         "Registrar answers OPTIONS on every configured transport",
-        reach.check_options,
+        check_options,
         needs="--registrar (and --ca for a private CA)",
         requires=("registrar",),
         after=("net.dns",),
@@ -62,7 +70,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.udp-fragmentation",
         "Large SIP messages over UDP get through",
-        fragment.check_udp_fragmentation,
+        check_udp_fragmentation,
         needs="--registrar (UDP)",
         requires=("registrar",),
         after=("net.dns",),
@@ -70,14 +78,14 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.stun",
         "STUN servers answer",
-        stun.check_stun,
+        check_stun,
         needs="--stun",
         requires=("stun",),
     ),
     Check(
         "net.nat",
         "NAT lets calls in",
-        nat.check_nat,
+        check_nat,
         needs="--stun (a server with two addresses, RFC 5780)",
         requires=("stun",),
         after=("net.stun",),
@@ -85,14 +93,14 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.media",
         "The media path is open",
-        media.check_media,
+        check_media,
         needs="--turn with --turn-user and a password env var, and/or --media",
         timeout=5.0,
     ),
     Check(
         "net.quality",
         "Network quality is good enough for calls",
-        quality.check_quality,
+        check_quality,
         needs="--stun",
         requires=("stun",),
         timeout=5.0,
@@ -100,7 +108,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "sip.register",
         "Registrar accepts our REGISTER",
-        sip.check_register,
+        check_register,
         needs="--registrar, --user and a password (env var, keyring or prompt), or --no-register",
         requires=("registrar", "user"),
         after=("net.dns",),
@@ -110,7 +118,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "net.sip-alg",
         "No SIP ALG rewrites our signalling",
-        sipalg.check_sip_alg,
+        check_sip_alg,
         needs="--registrar (reads sip.register and net.stun when they ran)",
         requires=("registrar",),
         after=("net.dns", "sip.register", "net.stun"),
@@ -152,7 +160,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "host.clock",
         "Clock agrees with the registrar",
-        host.check_clock,
+        check_clock,
         needs="a registrar that sends a Date header (via sip.register)",
         after=("sip.register",),
         timeout=2.0,
@@ -175,11 +183,11 @@ REGISTRY: tuple[Check, ...] = (
         timeout=3.0,
     ),
     # PortAudio is not thread-safe: the audio checks run one after another (after=...).
-    Check("audio.backend", "PortAudio and an audio host API are available", audio.check_backend),
+    Check("audio.backend", "PortAudio and an audio host API are available", check_backend),
     Check(
         "audio.devices",
         "A microphone and a speaker are present",
-        audio.check_devices,
+        check_devices,
         needs="nothing (--input-device/--output-device name the headset)",
         after=("audio.backend",),
         timeout=3.0,
@@ -187,7 +195,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "audio.input",
         "The microphone records sound",
-        audiostream.check_input,
+        check_input,
         needs="an input device (--capture-seconds sets the window)",
         after=("audio.backend", "audio.devices"),
         timeout=None,  # the capture window, bounded by the run's budget inside the check
@@ -195,7 +203,7 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "audio.output",
         "The speaker or headset plays",
-        audiostream.check_output,
+        check_output,
         needs="an output device (--play-tone to hear it)",
         after=("audio.backend", "audio.input"),
         timeout=None,  # bounded inside the check: silence ~0.1 s; --play-tone up to ~4 s
@@ -203,14 +211,14 @@ REGISTRY: tuple[Check, ...] = (
     Check(
         "audio.permission",
         "The OS lets the softphone use the microphone",
-        micpermission.check_permission,
+        check_permission,
         needs="macOS or Windows (--softphone-process names the app)",
         timeout=3.0,
     ),
     Check(
         "host.softphone",
         "The softphone is running",
-        softphone.check_softphone,
+        check_softphone,
         needs="--softphone-process (and --softphone-port for ports beyond 5060/5061)",
         timeout=5.0,
     ),

@@ -210,7 +210,7 @@ def write_report_file(path: Path, text: str) -> None:
 
 def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
     """The report's host section; without psutil it still names the machine."""
-    from checks.host import describe_host, describe_host_minimal
+    from checks.host.os import describe_host, describe_host_minimal
 
     try:
         return describe_host(environ)

@@ -174,7 +174,7 @@ def _dial_code(want: Callable[[int], bool]) -> Callable[[Details], bool]:
 
 
 def _explain_dial(d: Details) -> str:
-    from checks.dial import evidence_text
+    from checks.number.dial_test import evidence_text
 
     call = d.get("call") or {}
     return f" Evidence: the test call to {call.get('uri')} got {evidence_text(call)}."

@@ -20,8 +20,9 @@ import pytest
 from clihelp import CliResult, cli_process
 from peers.pulse import SINK, Pulse
 
-from checks.audio import Inventory, choose_device
-from checks.audiostream import DBFS_FLOOR, dbfs, levels
+from checks.audio.backend import Inventory
+from checks.audio.devices import choose_device
+from checks.audio.input import DBFS_FLOOR, dbfs, levels
 
 TONE_RATE = 48000
 TONE_AMPLITUDE = 0.3  # RMS 0.3/sqrt(2) -> -13.5 dBFS, peak -10.5 dBFS

@@ -14,7 +14,7 @@ from clihelp import CliResult, cli, registered
 from peers.chromium import Chromium
 from peers.process import PeerStartError
 
-from checks.browser import (
+from checks.audio.browser_mic import (
     Origin,
     chromium_pattern_matches,
     firefox_verdict,

@@ -15,19 +15,16 @@ from peers.dnsmasq import Dnsmasq, DnsmasqFactory, answers_dns, host, naptr, srv
 from peers.kamailio import Kamailio
 from peers.process import Daemon, free_port
 
-from checks.dns import (
+from checks.net.dns import check_dns, dns_deadline, failure_outcome, targets_for
+from checks.wire.dns import (
     NaptrRecord,
     Resolution,
     SrvRecord,
     Target,
-    check_dns,
-    dns_deadline,
-    failure_outcome,
     naptr_srv_names,
     parse_nameserver,
     resolve,
     srv_order,
-    targets_for,
 )
 from diag.config import Settings
 from diag.context import Context

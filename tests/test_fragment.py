@@ -17,7 +17,7 @@ from clihelp import CliResult, cli_process
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
-from checks.fragment import (
+from checks.net.udp_fragmentation import (
     HINT,
     MAX_PAD_LINE,
     MIN_PAD,
@@ -26,8 +26,7 @@ from checks.fragment import (
     fragments,
     pad_request,
 )
-from checks.sipmsg import parse
-from checks.sipwire import message_length, options_request
+from checks.wire.sip import message_length, options_request, parse
 from diag.config import Settings
 from diag.context import Context
 from diag.model import CheckResult, Status

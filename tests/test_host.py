@@ -11,13 +11,9 @@ import pytest
 from clihelp import cli, cli_process
 from peers.tun import held_tun
 
-from checks.host import (
-    check_clock,
-    check_proxy,
-    clock_offset_ms,
-    is_vpn_interface,
-    proxies,
-)
+from checks.host.clock import check_clock, clock_offset_ms
+from checks.host.interfaces import is_vpn_interface
+from checks.host.proxy import check_proxy, proxies
 from diag.config import Settings
 from diag.context import Context
 from diag.model import CheckResult, Status, passed

@@ -15,7 +15,7 @@ from peers.netns import NetnsPair, apply_firewall
 from peers.process import PeerStartError, free_port
 from peers.turn import PASSWORD, USER, Turn
 
-from checks.media import MediaRange, check_media, parse_media
+from checks.net.media import MediaRange, check_media, parse_media
 from diag.config import Settings
 from diag.context import Context
 from diag.model import Status

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clihelp import cli, registered
 
-from checks.micpermission import (
+from checks.audio.permission import (
     CONSENT_KEY,
     HKCU,
     HKLM,

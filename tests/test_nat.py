@@ -27,7 +27,7 @@ from peers.natrouter import (
 from peers.process import socket_in_netns
 from peers.stun import Stun
 
-from checks.nat import (
+from checks.net.nat import (
     ADM,
     APDM,
     EIM,
@@ -39,7 +39,7 @@ from checks.nat import (
     classify_filtering,
     classify_mapping,
 )
-from checks.stun import Transaction, check_stun, exchange_udp
+from checks.net.stun import Transaction, check_stun, exchange_udp
 from diag.config import Settings
 from diag.context import Context
 from diag.model import Status

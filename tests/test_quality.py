@@ -18,7 +18,7 @@ from peers.process import PeerStartError, free_port
 from peers.stun import Stun
 from peers.turn import Turn
 
-from checks.quality import (
+from checks.net.quality import (
     Figures,
     delay_impairment,
     effective_equipment_impairment,
@@ -29,7 +29,7 @@ from checks.quality import (
     r_factor,
     rfc3550_jitter,
 )
-from checks.quality import check_quality as run_quality
+from checks.net.quality import check_quality as run_quality
 from diag.config import Settings
 from diag.context import Context
 from diag.model import Status

@@ -19,9 +19,9 @@ from peers.dnsmasq import DnsmasqFactory, host, srv
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
-from checks.dns import Target
-from checks.optionsverdict import verdict
-from checks.reach import check_options, derived_port, plan_probes
+from checks.net.sip_options import check_options, derived_port, plan_probes
+from checks.net.sip_options_verdict import verdict
+from checks.wire.dns import Target
 from diag import __version__
 from diag.config import Settings, build_settings
 from diag.context import Context

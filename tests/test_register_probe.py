@@ -19,7 +19,7 @@ from peers.kamailio import Kamailio
 from peers.process import free_port
 from peers.sipp import SippFactory
 
-from checks.optionsprobe import register_probe
+from checks.wire.sipclient import register_probe
 
 KEYS = {
     "transport",

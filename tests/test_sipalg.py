@@ -14,10 +14,7 @@ from peers.alg_relay import CONTACT, VIA, AlgRelay, alg_rewrite, alg_rewrite_sdp
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
-from checks import sipmsg, sipwire
-from checks.dns import Target
-from checks.fragment import Exchange
-from checks.sipalg import (
+from checks.net.sip_alg import (
     check_sip_alg,
     contact_uri,
     hint,
@@ -26,6 +23,10 @@ from checks.sipalg import (
     split_contacts,
     via_changes,
 )
+from checks.wire import sip as sipmsg
+from checks.wire import sip as sipwire
+from checks.wire.dns import Target
+from checks.wire.udp import Exchange
 from diag.config import Settings
 from diag.context import Context
 from diag.model import Check, CheckResult, Status, passed

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from checks.sipmsg import parse
-from checks.sipwire import (
+from checks.wire.sip import (
     header_list,
     host_literal,
     match_response,
     message_length,
     options_request,
+    parse,
     probe_id,
     reason_phrase,
     register_request,

@@ -1,13 +1,12 @@
-"""The SIP-over-WebSocket additions to checks/sipwire.py (digest, a real REGISTER's headers) and
-the proxy choice of checks/wsprobe.py: pure logic."""
+"""The SIP-over-WebSocket additions to checks/wire/sip.py (digest, a real REGISTER's headers) and
+the proxy choice of checks/wire/ws.py: pure logic."""
 
 from __future__ import annotations
 
 import pytest
 
-from checks.sipmsg import parse
-from checks.sipwire import digest_authorization, match_response, register_request
-from checks.wsprobe import WsTarget, proxy_for
+from checks.wire.sip import digest_authorization, match_response, parse, register_request
+from checks.wire.ws import WsTarget, proxy_for
 
 # RFC 7616 section 3.9.1: the same request answered with MD5 and with SHA-256.
 RFC7616 = dict(

@@ -16,7 +16,7 @@ import pytest
 from clihelp import cli, registered
 from peers.process import free_port
 
-from checks.softphone import matches, port_holders, port_ranges
+from checks.host.softphone import matches, port_holders, port_ranges
 
 SECRET = "s3cr3t-Passw0rd-on-argv"
 

@@ -18,7 +18,7 @@ from peers.fakestun import FakeStun
 from peers.natrouter import CLIENT_IP, ROUTER_OUTSIDE_IP, SERVER_IP, NatRouter
 from peers.stun import Stun
 
-from checks.stun import check_stun
+from checks.net.stun import check_stun
 from diag.config import Settings
 from diag.context import Context
 from diag.model import CheckResult, Status

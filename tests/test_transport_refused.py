@@ -11,7 +11,7 @@ from pathlib import Path
 from clihelp import cli_process
 from peers.netns import NetnsPair
 
-from checks.sip import _attempt_text
+from checks.sip.register import _attempt_text
 
 
 def test_the_register_summary_says_what_happened_to_an_attempt_without_an_answer() -> None:

@@ -1,0 +1,1 @@
+"""audio.* checks: PortAudio backend, devices, microphone and speaker, OS and browser permission."""

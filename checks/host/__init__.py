@@ -1,0 +1,1 @@
+"""host.* checks: this machine (OS, interfaces, VPN, proxy, clock, the softphone process)."""

@@ -1,0 +1,1 @@
+"""sip.* checks: registration through pjsua2 (worker process) and over WebSocket."""
