@@ -15,7 +15,7 @@ from checks.audio.output import check_output
 from checks.audio.permission import check_permission
 from checks.host.clock import check_clock
 from checks.host.interfaces import check_interfaces
-from checks.host.os import check_os
+from checks.host.os import check_os, describe_host, describe_host_minimal
 from checks.host.proxy import check_proxy
 from checks.host.softphone import check_softphone
 from checks.host.vpn import check_vpn
@@ -35,6 +35,9 @@ from checks.number.policy import check_policy
 from checks.sip.register import check_register
 from checks.sip.register_ws import check_register_ws
 from diag.model import Check
+
+# What diag/ may use of checks/: the registry, and the report's description of this machine.
+__all__ = ["REGISTRY", "describe_host", "describe_host_minimal"]
 
 REGISTRY: tuple[Check, ...] = (
     Check("host.os", "Operating system is identified", check_os, timeout=2.0),

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
+from checks.wire.ws import redact_url
 from diag.context import Context
 from diag.model import CheckResult, passed
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-def redact_url(value: str) -> str:
-    """Proxy URLs may carry user:password@; keep the host, drop the credentials."""
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return "[unparseable]"
-    if parts.username is None and parts.password is None:
-        return value
-    host = parts.hostname or ""
-    netloc = f"[redacted]@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def proxies(environ: Mapping[str, str]) -> dict[str, str]:

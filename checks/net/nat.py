@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from checks.net.stun import Address, Transaction, address_text, exchange_udp, probe_servers
+from checks.net.stun import Address, Transaction, exchange_udp, probe_servers
 from checks.wire.budget import MIN_CONCLUSIVE_WAIT, RESERVE
+from checks.wire.stun import address_text
 from diag.context import Context
 from diag.model import CheckResult, Status
 from diag.outcomes import ANSWERED

@@ -14,8 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from checks.wire.budget import MIN_CONCLUSIVE_WAIT, RESERVE, UNREACHABLE_ERRNOS
-from checks.wire.dns import DEADLINE_REACHED, hostport, lookup_addresses, tried_summary
-from checks.wire.stun import FIREWALL_ERROR, Address, Transaction, exchange_tcp, exchange_udp
+from checks.wire.dns import DEADLINE_REACHED, lookup_addresses, tried_summary
+from checks.wire.stun import (
+    FIREWALL_ERROR,
+    Address,
+    Transaction,
+    address_text,
+    exchange_tcp,
+    exchange_udp,
+)
 from diag.context import Context
 from diag.model import CheckResult, Status
 from diag.outcomes import ANSWERED, DNS_FAILURE, ERROR, NOT_FINISHED, REFUSED, TIMEOUT, UNREACHABLE
@@ -28,10 +35,6 @@ DEFAULT_PORT = 3478
 PROBE_TIMEOUT = 2.0  # per server and transport: a healthy STUN server answers in milliseconds
 JOIN_SLACK = 0.05
 DNS_UNFINISHED = "name resolution did not finish in time"
-
-
-def address_text(address: Address | None) -> str | None:
-    return None if address is None else hostport(address[0], address[1])
 
 
 @dataclass(frozen=True)

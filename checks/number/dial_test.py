@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from checks.net.dns import targets_for
-from checks.sip.register import _plan, account_bindings, run_worker, worker_job
+from checks.sip.register import account_bindings, register_plan, run_worker, worker_job
 from checks.sip.stack import INSTALL_HINT
 from diag.context import Context
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
@@ -45,7 +45,7 @@ def check_dial(ctx: Context) -> CheckResult:
             "or run on a terminal to be prompted",
         )
     transport = s.effective_transports[0]
-    target, uri = _plan(ctx, configured, transport, targets_for(ctx))
+    target, uri = register_plan(ctx, configured, transport, targets_for(ctx))
     host = (s.sip_uri or "").rpartition("@")[2] or configured.host_literal
     to = dial_uri(s.dial_test, s.region, host)
     deadline = ctx.monotonic() + max(0.1, ctx.remaining() - 0.2)

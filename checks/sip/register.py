@@ -37,7 +37,7 @@ QUERY_TIMEOUT = 2.0  # as net.sip-options: a healthy registrar answers in millis
 QUERY_SLACK = 0.15  # after its deadline, a query thread may take this long to return
 
 
-def _plan(
+def register_plan(
     ctx: Context, configured: Registrar, transport: str, resolved: list[Target]
 ) -> tuple[dict[str, Any], str]:
     """Where to register over `transport`: net.dns's first target, else the configured URI.
@@ -72,7 +72,7 @@ def _query_all(
     results: dict[str, dict[str, Any]] = {}
 
     def probe(transport: str) -> None:
-        target, _ = _plan(ctx, configured, transport, resolved)
+        target, _ = register_plan(ctx, configured, transport, resolved)
         results[transport] = _query(ctx, transport, target, user, deadline, password=password)
 
     threads = [threading.Thread(target=probe, args=(t,), daemon=True) for t in transports]
@@ -158,7 +158,7 @@ def _register(
     resolved = targets_for(ctx)
     plans = []
     for transport in transports:
-        target, uri = _plan(ctx, configured, transport, resolved)
+        target, uri = register_plan(ctx, configured, transport, resolved)
         plans.append({"transport": transport, "uri": uri, "target": target})
     keep = min(BASELINE_RESERVE, ctx.remaining() * 0.25)
     deadline = ctx.monotonic() + max(0.1, ctx.remaining() - keep)

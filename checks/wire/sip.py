@@ -15,6 +15,15 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Password(Protocol):
+    """A password that shows itself only when asked (diag.config.Secret is one): what the wire
+    layer takes, so it never holds a bare string it could print."""
+
+    def reveal(self) -> str: ...
+
 
 # ---- reading SIP messages (also those pjsua2 hands us as raw text)
 

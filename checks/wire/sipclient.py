@@ -18,9 +18,8 @@ from typing import Any
 
 from checks.wire import sip as sipwire
 from checks.wire.budget import MIN_CONCLUSIVE_WAIT, T1, UNREACHABLE_ERRNOS
-from checks.wire.sip import SipMessage, parse_bindings, parse_challenge, via_received
+from checks.wire.sip import Password, SipMessage, parse_bindings, parse_challenge, via_received
 from checks.wire.tls import certificate_details, chain_details, peer_chain
-from diag.config import Secret
 from diag.outcomes import (
     ANSWERED,
     CHALLENGED,
@@ -60,7 +59,7 @@ class Plan:
     user: str = ""
     domain: str = ""
     auth_user: str = ""  # REGISTER with a password: the digest user (default: user)
-    password: Secret | None = None  # REGISTER: answer the registrar's digest challenge
+    password: Password | None = None  # REGISTER: answer the registrar's digest challenge
 
 
 def _hostport(host: str, port: int) -> str:
@@ -404,7 +403,7 @@ def register_probe(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], float] = time.time,
     auth_user: str = "",
-    password: Secret | None = None,
+    password: Password | None = None,
 ) -> dict[str, Any]:
     """One REGISTER without Contact for ``user@domain`` (sipwire.register_request), run in the
     calling thread until ``deadline`` (a ``clock`` time): what the registrar says to an account

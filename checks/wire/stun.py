@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from checks.wire.dns import hostport
+
 if TYPE_CHECKING:
     from aioice.stun import Message
 
@@ -133,3 +135,7 @@ def _recv_exact(sock: socket.socket, size: int, until: float, clock: Callable[[]
             raise ConnectionError("the server closed the connection without an answer")
         data += chunk
     return data
+
+
+def address_text(address: Address | None) -> str | None:
+    return None if address is None else hostport(address[0], address[1])

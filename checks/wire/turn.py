@@ -11,9 +11,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from checks.net.stun import address_text
+from checks.wire.sip import Password
+from checks.wire.stun import address_text
 from diag import outcomes as o
-from diag.config import Secret
 from diag.target import is_ip
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ async def resolve_address(host: str, until: float, nameserver: str | None) -> st
 
 
 async def _connect(
-    at: tuple[str, int], transport: str, user: str | None, pw: Secret | None, until: float
+    at: tuple[str, int], transport: str, user: str | None, pw: Password | None, until: float
 ) -> tuple[asyncio.BaseTransport, turn.TurnClientMixin, asyncio.Future[Exception]]:
     """aioice's TURN client over a connected socket (its request() also runs plain STUN
     transactions), plus a future set by an ICMP error or a closed TCP link, which aioice
@@ -160,7 +160,7 @@ async def binding(at: tuple[str, int], until: float) -> Row:
 
 
 async def allocate(
-    transport: str, user: str | None, pw: Secret | None, at: tuple[str, int], until: float
+    transport: str, user: str | None, pw: Password | None, at: tuple[str, int], until: float
 ) -> Row:
     """Allocate (401 challenge, then the authenticated request), then release at once."""
     from aioice import stun, turn

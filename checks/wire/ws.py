@@ -17,9 +17,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from checks.host.proxy import redact_url
 from checks.wire import sip as sipwire
 from checks.wire.budget import UNREACHABLE_ERRNOS
 from checks.wire.sip import SipMessage
@@ -276,3 +275,16 @@ def _peek_certificate(
     except OSError:
         return empty
     return certificate_details(der, verified=False, verify_error=why, now=time.time())
+
+
+def redact_url(value: str) -> str:
+    """Proxy URLs may carry user:password@; keep the host, drop the credentials."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "[unparseable]"
+    if parts.username is None and parts.password is None:
+        return value
+    host = parts.hostname or ""
+    netloc = f"[redacted]@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
