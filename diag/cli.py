@@ -317,8 +317,8 @@ def explain(
     format: Annotated[str, typer.Option(metavar="text|json", help="Output format.")] = "text",
 ) -> None:
     """Explain what a platform call-offer status means and what to check next."""
-    from diag.explain import lookup, suggestions
-    from diag.render.logs import render_explanation
+    from diag.logs.explain import lookup, suggestions
+    from diag.render.explain import render_explanation
 
     env = _env(ctx)
     _choose("--format", format, ("text", "json"))
@@ -375,9 +375,9 @@ def match(
     ] = "text",
 ) -> None:
     """Match a platform's log export to agents' reports: each failure explained."""
-    from diag.logexport import parse_column_options
-    from diag.match import parse_duration, run_match
-    from diag.render.logs import write_match
+    from diag.logs.log_export import parse_column_options
+    from diag.logs.match import parse_duration, run_match
+    from diag.render.match import write_match
 
     _choose("--format", format, ("text", "json", "csv", "md"))
     with interruptible():  # its temporary files and its parsing process go with it
@@ -403,8 +403,8 @@ def fleet(
     ] = None,
 ) -> None:
     """Summarise many reports: verdicts, causes, sites, days, changes; Prometheus or ECS."""
-    from diag.fleet import parse_since, run_fleet
-    from diag.render.logs import render_fleet
+    from diag.logs.fleet import parse_since, run_fleet
+    from diag.render.fleet import render_fleet
 
     _choose("--format", format, ("text", "json", "md", "prom", "ndjson"))
     with interruptible():

@@ -11,7 +11,7 @@ from clihelp import cli
 
 from checks import REGISTRY
 from diag.causes import CAUSES
-from diag.explain import CATALOGUE, CATEGORIES
+from diag.logs.explain import CATALOGUE, CATEGORIES
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "explain" / "catalogue.json"
 FAMILIES = {"audio", "host", "net", "sip", "number"}  # test_meta's check-id families

@@ -187,7 +187,7 @@ def test_match_and_fleet_are_in_the_help_and_need_no_native_libraries(
 
 
 def test_skipping_the_checks_array_reads_the_same_report(reports: RealReports) -> None:
-    from diag.reportset import _without_checks
+    from diag.logs.report_set import _without_checks
 
     for report in (reports.ok, reports.bad, reports.host):
         raw = reports.path(report).read_bytes()

@@ -24,7 +24,7 @@ from clihelp import REPO, CliResult, cli, cli_process, subprocess_env
 from logdata import PASSWORD, WRONG, RealReports, make_real_reports, skewed_copy, started
 from peers.kamailio import Kamailio
 
-from diag.render.logs import MATCH_COLUMNS
+from diag.render.match import MATCH_COLUMNS
 
 NETCALL_HEADER = "Date/Time;Queue;Agent;Agent Number;Status;Duration"
 NY = ZoneInfo("America/New_York")
@@ -198,7 +198,7 @@ def test_the_nearest_report_wins_before_or_after_when_an_agent_has_many(
 ) -> None:
     """20 hourly reports of one agent: both pairing strategies (ASOF joins, and a range join)
     pick the nearest one, whichever side of the row it is on."""
-    monkeypatch.setattr("diag.match.RANGE_JOIN_MAX_PER_KEY", reports_for_range_join)
+    monkeypatch.setattr("diag.logs.match.RANGE_JOIN_MAX_PER_KEY", reports_for_range_join)
     directory = tmp_path / "hourly"
     directory.mkdir()
     for hour in range(20):

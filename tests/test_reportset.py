@@ -1,4 +1,4 @@
-"""diag/reportset.py: which files count as reports, and the background parser that `match`
+"""diag/logs/report_set.py: which files count as reports, and the background parser that `match`
 runs beside its scan (a forked child on Linux, a thread elsewhere or when the child fails)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from diag import reportset
+from diag.logs import report_set
 
 REPORT: dict[str, Any] = {
     "schema_version": 1,
@@ -57,8 +57,8 @@ def test_reports_are_read_and_foreign_shapes_are_skipped(tmp_path: Path) -> None
     write(tmp_path, "other-tool.json", variant(tool={"name": "else"}))
     write(tmp_path, "list.json", [REPORT])
     write(tmp_path, "broken.json", '{"schema_version": 1, ')
-    con = reportset.connect()
-    loaded = reportset.load(con, [tmp_path])
+    con = report_set.connect()
+    loaded = report_set.load(con, [tmp_path])
     assert loaded.count == 2
     assert {(Path(s["path"]).name, s["reason"]) for s in loaded.skipped} == {
         ("agent-string.json", "not a sipdiag report"),
@@ -88,18 +88,18 @@ def test_the_background_parse_in_a_child_equals_the_one_in_a_thread(
     for i in range(30):
         write(tmp_path, f"r{i}.json", variant(run_id=f"r{i}"))
     write(tmp_path, "broken.json", "{")
-    found = reportset.collect([tmp_path])
+    found = report_set.collect([tmp_path])
 
     def run() -> tuple[bool, list[bytes], list[dict[str, str]]]:
-        with reportset.BackgroundParse(*found) as parsing:
+        with report_set.BackgroundParse(*found) as parsing:
             used_child = parsing._pid is not None
             got = parsing.result()
             ndjson = got.ndjson.read_bytes() if isinstance(got.ndjson, Path) else got.ndjson
             return used_child, sorted(ndjson.splitlines()), got.skipped
 
-    monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
+    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
     child = run()
-    monkeypatch.setattr(reportset, "_single_threaded", lambda: False)
+    monkeypatch.setattr(report_set, "_single_threaded", lambda: False)
     thread = run()
     assert child[0] is True and thread[0] is False
     assert child[1:] == thread[1:] and len(child[1]) == 30
@@ -110,9 +110,9 @@ def test_a_failed_child_falls_back_to_a_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(tmp_path, "r.json", REPORT)
-    monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
-    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self, parent: os._exit(3))
-    with reportset.BackgroundParse(*reportset.collect([tmp_path])) as parsing:
+    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
+    monkeypatch.setattr(report_set.BackgroundParse, "_child", lambda self, parent: os._exit(3))
+    with report_set.BackgroundParse(*report_set.collect([tmp_path])) as parsing:
         got = parsing.result()
     assert got.paths == [str(tmp_path / "r.json")] and isinstance(got.ndjson, bytes)
 
@@ -121,9 +121,9 @@ def test_closing_stops_the_child_and_removes_its_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(tmp_path, "r.json", REPORT)
-    monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
-    monkeypatch.setattr(reportset.BackgroundParse, "_child", lambda self, parent: time.sleep(60))
-    parsing = reportset.BackgroundParse(*reportset.collect([tmp_path]))
+    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
+    monkeypatch.setattr(report_set.BackgroundParse, "_child", lambda self, parent: time.sleep(60))
+    parsing = report_set.BackgroundParse(*report_set.collect([tmp_path]))
     parsing.start()
     pid, tmp = parsing._pid, parsing._tmp
     assert pid and tmp and tmp.is_dir()
@@ -133,15 +133,15 @@ def test_closing_stops_the_child_and_removes_its_files(
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
     assert not tmp.exists()
-    with pytest.raises(reportset.ParseStopped):
+    with pytest.raises(report_set.ParseStopped):
         parsing.result()
 
 
 def test_a_file_name_that_is_not_utf8_is_read_and_shown_with_a_replacement(tmp_path: Path) -> None:
     name = os.fsdecode(b"r\xff.json")  # surrogate-escaped, as os.scandir gives it
     write(tmp_path, name, REPORT)
-    con = reportset.connect()
-    loaded = reportset.load(con, [tmp_path])
+    con = report_set.connect()
+    loaded = report_set.load(con, [tmp_path])
     assert (loaded.count, loaded.skipped) == (1, [])
     ((path,),) = con.execute("SELECT path FROM reports").fetchall()
     assert path.endswith("r\ufffd.json")
@@ -155,9 +155,9 @@ def test_a_fork_that_fails_leaves_the_work_to_a_thread(
     def no_fork() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(reportset, "_single_threaded", lambda: True)
+    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
     monkeypatch.setattr(os, "fork", no_fork)
-    with reportset.BackgroundParse(*reportset.collect([tmp_path])) as parsing:
+    with report_set.BackgroundParse(*report_set.collect([tmp_path])) as parsing:
         assert parsing._pid is None
         tmp = parsing._tmp
         assert tmp is not None
@@ -169,7 +169,7 @@ def test_a_ctrl_c_while_closing_waits_until_the_files_are_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(tmp_path, "r.json", REPORT)
-    parsing = reportset.BackgroundParse(*reportset.collect([tmp_path]))
+    parsing = report_set.BackgroundParse(*report_set.collect([tmp_path]))
     parsing.start()
     tmp = parsing._tmp
     assert tmp is not None and tmp.is_dir()
@@ -180,7 +180,7 @@ def test_a_ctrl_c_while_closing_waits_until_the_files_are_gone(
         time.sleep(0.05)
         real_rmtree(path, ignore_errors=ignore_errors)
 
-    monkeypatch.setattr(reportset.shutil, "rmtree", interrupted_rmtree)
+    monkeypatch.setattr(report_set.shutil, "rmtree", interrupted_rmtree)
     with pytest.raises(KeyboardInterrupt):
         parsing.close()
     assert not tmp.exists()

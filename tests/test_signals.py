@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from clihelp import REPO, cli, subprocess_env
 
-from diag import logexport
 from diag.errors import (
     Interrupted,
     UsageError,
@@ -21,6 +20,7 @@ from diag.errors import (
     is_interrupt,
     signals_deferred,
 )
+from diag.logs import log_export
 
 DRIVER = """
 import pathlib, sys, threading
@@ -124,14 +124,14 @@ def test_after_a_signal_any_error_counts_as_the_interrupt_until_the_next_command
     try:
         cli("explain", "Failure (No Answer)")  # a fresh command forgets earlier signals
         with pytest.raises(UsageError):
-            logexport.check_tz(con, "Nowhere/Else")
+            log_export.check_tz(con, "Nowhere/Else")
         assert not is_interrupt(ValueError("unknown time zone"))
         with pytest.raises(Interrupted), interruptible():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
         assert is_interrupt(ValueError("unknown time zone"))
         with pytest.raises(duckdb.Error):  # raised as it is, for the boundary to call it 130
-            logexport.check_tz(con, "Nowhere/Else")
+            log_export.check_tz(con, "Nowhere/Else")
         assert cli("explain", "Failure (No Answer)").code == 0
         assert not is_interrupt(ValueError("unknown time zone"))
     finally:

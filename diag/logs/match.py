@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diag import explain, logexport, reportset
 from diag.errors import UsageError
+from diag.logs import explain, log_export, report_set
 
 _FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -52,10 +52,10 @@ class MatchResult:
     skipped_reports: list[dict[str, str]]
 
 
-def _load_reports(con: Any, parsing: reportset.BackgroundParse) -> reportset.ReportSet:
+def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.ReportSet:
     """Table `reports`, and `rkeys`: every report under each key that names its agent (ID,
     SIP URI and its user part, numbers), at its true time."""
-    reports = reportset.to_table(con, parsing.result())
+    reports = report_set.to_table(con, parsing.result())
     con.execute(
         f"""CREATE OR REPLACE TABLE rkeys AS
         SELECT DISTINCT k AS key, t, run_id FROM (
@@ -68,7 +68,7 @@ def _load_reports(con: Any, parsing: reportset.BackgroundParse) -> reportset.Rep
     return reports
 
 
-def _failures_table(con: Any, export: logexport.LogExport, has_call_id: bool) -> None:
+def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -> None:
     """Table `statuses`: each distinct failure status with its catalogue entry's fields (NULL
     entry: not in the catalogue); table `failures`: the readable rows with such a status."""
     rows: list[tuple[Any, ...]] = []
@@ -137,15 +137,15 @@ def run_match(
     window_s: int,
     tz: str,
 ) -> MatchResult:
-    found = reportset.collect(report_paths)  # a missing path is a usage error before any work
+    found = report_set.collect(report_paths)  # a missing path is a usage error before any work
     # Reports parse while DuckDB is imported, then load on a connection of their own while this
     # one scans the export and picks out its failures, which need no report. A usage error or
     # Ctrl-C stops the parsing (leaving the parsing context first, so the loader sees it).
-    with ThreadPoolExecutor(max_workers=1) as side, reportset.BackgroundParse(*found) as parsing:
-        con = reportset.connect()
-        logexport.check_tz(con, tz)
+    with ThreadPoolExecutor(max_workers=1) as side, report_set.BackgroundParse(*found) as parsing:
+        con = report_set.connect()
+        log_export.check_tz(con, tz)
         loading = side.submit(_load_reports, con.cursor(), parsing)
-        export = logexport.load(con, log_path, columns, tz)
+        export = log_export.load(con, log_path, columns, tz)
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])
         reports = loading.result()
@@ -273,9 +273,9 @@ def _by_time_sql(con: Any, window_us: int) -> str:
           WHERE abs(d) <= {window_us} GROUP BY n)"""
 
 
-def _rejected_table(con: Any, export: logexport.LogExport) -> bool:
+def _rejected_table(con: Any, export: log_export.LogExport) -> bool:
     """Line numbers: an accepted row's index plus the export's first data line, plus the lines
-    the CSV reader rejected before it (`logexport.rows_before_rejected`, joined ASOF): table
+    the CSV reader rejected before it (`log_export.rows_before_rejected`, joined ASOF): table
     `rejected_before`, when there are any."""
     rejected = export.rejected_lines
     if rejected:
@@ -283,7 +283,7 @@ def _rejected_table(con: Any, export: logexport.LogExport) -> bool:
             "CREATE OR REPLACE TABLE rejected_before AS SELECT k, max(before) AS before "
             "FROM (SELECT unnest(?)::BIGINT AS k, unnest(?)::BIGINT AS before) GROUP BY k",
             [
-                logexport.rows_before_rejected(export.first_line, rejected),
+                log_export.rows_before_rejected(export.first_line, rejected),
                 list(range(1, len(rejected) + 1)),
             ],
         ).fetchall()

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from diag import reportset
 from diag.errors import UsageError
+from diag.logs import report_set
 
 VERDICTS = ("healthy", "degraded", "failing")
 
@@ -26,7 +26,7 @@ def parse_since(text: str, now: float | None = None) -> int:
     """'2026-11-20', an RFC 3339 time, or a duration ago ('7d', '12h') -> UTC epoch µs."""
     t = text.strip()
     if re.fullmatch(r"\d+\s*[smhd]", t.lower()):
-        from diag.match import parse_duration
+        from diag.logs.match import parse_duration
 
         return int(((now or time.time()) - parse_duration(t, "--since")) * 1_000_000)
     try:
@@ -58,8 +58,8 @@ def iso(us: int) -> str:
 
 
 def run_fleet(paths: Sequence[Path], since_us: int | None) -> dict[str, Any]:
-    con = reportset.connect()
-    loaded = reportset.load(con, paths)
+    con = report_set.connect()
+    loaded = report_set.load(con, paths)
     rows = con.execute(
         """SELECT run_id, started_us, coalesce(agent_id, sip_uri, hostname) AS agent, hostname,
                   verdict, findings, local_addresses, public_addresses, path, agent_id, sip_uri,

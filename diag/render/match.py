@@ -1,0 +1,143 @@
+"""Output of `match`: text, JSON, CSV or Markdown, the rows streamed from DuckDB's writer."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from diag.logs.match import MatchResult
+
+MALFORMED_SHOWN = 10  # text/md list this many malformed lines; json lists them all
+
+
+MATCH_COLUMNS = (
+    "line", "time", "agent", "status", "category", "run_id", "matched_by", "report_offset_s",
+    "findings", "likely_cause",
+)  # fmt: skip
+
+
+def _sql_text(col: str) -> str:
+    return f"coalesce(CAST({col} AS VARCHAR), '')"
+
+
+def _sql_md(col: str) -> str:
+    """A Markdown table cell: `|` escaped, line breaks as one space (the regex only where a
+    line break is: most cells have none, and 10^6 regex calls cost ~0.3 s)."""
+    x = f"replace({_sql_text(col)}, '|', '\\|')"
+    return (
+        f"CASE WHEN strpos({x}, chr(10)) > 0 OR strpos({x}, chr(13)) > 0 "
+        f"THEN regexp_replace({x}, '[\r\n]+', ' ', 'g') ELSE {x} END"
+    )
+
+
+_CELL = {c: "finding_causes" if c == "findings" else c for c in MATCH_COLUMNS}
+_JSON_COLUMNS = ", ".join((
+    "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
+    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause",
+))  # fmt: skip
+_TEXT_ROW = (
+    "time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category || ']  '"
+    " || coalesce(left(run_id, 8), 'no report') || '  -> ' || likely_cause"
+)
+
+
+@contextlib.contextmanager
+def _copy_file(result: MatchResult, select: str, options: str) -> Iterator[Path]:
+    """DuckDB's own writer (parallel, does the quoting) into a temporary file, in line order."""
+    with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
+        out = Path(tmp) / "rows"
+        result.con.execute(
+            f"COPY (SELECT {select} FROM match_rows ORDER BY line) TO '{out}' ({options})"
+        ).fetchall()
+        yield out
+
+
+def _emit(result: MatchResult, select: str, options: str, out: TextIO) -> None:
+    """The rows DuckDB writes, copied into `out`: to a UTF-8 stream's binary buffer as they are
+    (10^5 rows and more: a decode and an encode of the whole output cost ~0.2 s), else as text."""
+    binary = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None) or ""
+    with _copy_file(result, select, options) as path:
+        # Where text streams write "\r\n" (Windows), the rows go through the text stream too.
+        utf8 = bool(encoding) and codecs.lookup(encoding).name == "utf-8"
+        if binary is not None and utf8 and os.linesep == "\n":
+            out.flush()
+            with path.open("rb") as rows:
+                shutil.copyfileobj(rows, binary, 1 << 20)
+            binary.flush()
+        else:
+            with path.open(encoding="utf-8", newline="") as rows:
+                shutil.copyfileobj(rows, out, 1 << 20)
+
+
+_CSV_SELECT = ", ".join(f"{_CELL[c]} AS {c}" for c in MATCH_COLUMNS)
+_CSV_OPTIONS = "FORMAT csv, HEADER false"
+# One pre-rendered text column per row, written as it is: no quoting, no escaping.
+_RAW_OPTIONS = "FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIM '\x1f'"
+_MD_ROW = "'| ' || " + " || ' | ' || ".join(_sql_md(_CELL[c]) for c in MATCH_COLUMNS) + " || ' |'"
+
+
+def write_match(result: MatchResult, fmt: str, out: TextIO) -> None:
+    """The match result in `fmt` into `out`; the rows stream from DuckDB's writer."""
+    if fmt == "json":
+        head = {
+            "summary": result.summary,
+            "malformed": result.malformed,
+            "skipped_reports": result.skipped_reports,
+        }
+        text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # reopen the object
+        out.write(text + ',\n  "rows": ')
+        if result.summary["failures"]:
+            _emit(result, _JSON_COLUMNS, "FORMAT json, ARRAY true", out)  # "[ ... ]\n"
+        else:
+            out.write("[]\n")
+        out.write("}\n")
+    elif fmt == "csv":
+        out.write(",".join(MATCH_COLUMNS) + "\n")
+        _emit(result, _CSV_SELECT, _CSV_OPTIONS, out)
+    elif fmt == "md":
+        lines = [
+            "# sipdiag match",
+            "",
+            *(f"- {line.strip()}" for line in _summary_lines(result)),
+            "",
+            "| " + " | ".join(MATCH_COLUMNS) + " |",
+            "|" + "---|" * len(MATCH_COLUMNS),
+        ]
+        out.write("\n".join(lines) + "\n")
+        _emit(result, _MD_ROW, _RAW_OPTIONS, out)
+    else:
+        _emit(result, _TEXT_ROW, _RAW_OPTIONS, out)
+        out.write("\n".join(["", *_summary_lines(result)]) + "\n")
+
+
+def render_match(result: MatchResult, fmt: str) -> str:
+    buffer = io.StringIO()
+    write_match(result, fmt, buffer)
+    return buffer.getvalue()
+
+
+def _summary_lines(result: MatchResult) -> list[str]:
+    s = result.summary
+    cats = ", ".join(f"{k} {v}" for k, v in s["by_category"].items()) or "none"
+    lines = [
+        f"rows read {s['rows_read']}, skipped as malformed {s['rows_skipped']}; "
+        f"failures {s['failures']} ({cats})",
+        f"matched {s['matched']} ({s['matched_by_call_id']} by Call-ID), "
+        f"unmatched {s['unmatched']}; reports read {s['reports_read']}, "
+        f"skipped {s['reports_skipped']}",
+    ]
+    for m in result.malformed[:MALFORMED_SHOWN]:
+        lines.append(f"  malformed line {m['line']}: {m['reason']}")
+    if len(result.malformed) > MALFORMED_SHOWN:
+        lines.append(f"  … {len(result.malformed) - MALFORMED_SHOWN} more (see --format json)")
+    return lines
