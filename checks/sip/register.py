@@ -17,6 +17,7 @@ import os
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from checks.host.clock import clock_offset_ms
@@ -224,10 +225,14 @@ def run_worker(ctx: Context, job: dict[str, Any], deadline: float) -> dict[str, 
 
 
 def _worker_env(ctx: Context) -> dict[str, str]:
-    """The worker finds this package however sipdiag itself was found (installed or not)."""
-    env = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+    """The worker's environment: ours without any variable that holds a password (it gets the
+    password on stdin only), and a PYTHONPATH that finds this package however sipdiag itself
+    was found (installed or not)."""
+    s = ctx.settings
+    secret = {s.password_env, s.turn_password_env}
+    env = {k: v for k, v in os.environ.items() if k not in secret}
+    root = str(Path(__file__).resolve().parents[2])  # the directory that holds checks/
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -482,7 +487,9 @@ def _result(
         details["public_addresses"] = sorted(seen)
     dated = next((a for a in attempts if a.get("server_date") and a.get("local_time")), None)
     if dated:
-        details["clock_offset_ms"] = clock_offset_ms(dated["server_date"], dated["local_time"])
+        offset = clock_offset_ms(dated["server_date"], dated["local_time"])
+        if offset is not None:  # an unparseable Date is recorded (server_date), not fatal
+            details["clock_offset_ms"] = offset
     text = "; ".join(f"{a['transport']}: {_attempt_text(a)}" for a in attempts)
     good = o.CHALLENGED if challenge_only else o.OK
     if all(a["outcome"] == good for a in attempts):

@@ -95,7 +95,7 @@ def parse_date(value: str) -> dt.datetime | None:
     """RFC 3261 Date header (RFC 1123 form, always GMT)."""
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):  # a year past 9999, garbage
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,61 @@
+"""Hardening against hostile registrars and a leaky environment (issue: hardening)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+from clihelp import subprocess_env
+from peers.sipp import SippFactory
+
+from checks.wire.sip import parse_date
+
+PASSWORD = "hardening-secret-3141"
+
+
+def test_a_date_with_a_year_no_clock_can_hold_is_unparseable_not_a_crash() -> None:
+    assert parse_date("Fri, 27 Nov 99999999999 03:00:00 GMT") is None
+    assert parse_date("Fri, 27 Nov 2026 03:00:00 GMT") is not None
+
+
+def test_a_registrar_with_an_absurd_date_still_gets_a_result(sipp_uas: SippFactory) -> None:
+    from clihelp import cli_process
+
+    uas = sipp_uas("reg_200_bad_date.xml")
+    r = cli_process(
+        "check", "--registrar", uas.uri, "--user", "alice", "--only", "sip.register",
+        "--no-register", "--format", "json",
+    )  # fmt: skip
+    check = r.check("sip.register")
+    assert check["status"] == "warn", check  # answered without asking for credentials
+    assert "clock_offset_ms" not in check["details"]
+    assert check["details"]["attempts"][0]["server_date"].startswith("Fri, 27 Nov 99999999999")
+
+
+def test_the_pjsip_worker_never_holds_the_password_in_its_environment(
+    sipp_uas: SippFactory,
+) -> None:
+    uas = sipp_uas("reg_slow_binding.xml", extra_args=["-m", "2"])
+    env = subprocess_env({"SIPDIAG_PASSWORD": PASSWORD, "SIPDIAG_TURN_PASSWORD": PASSWORD})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diag", "check", "--registrar", uas.uri, "--user", "alice",
+         "--only", "sip.register", "--format", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    seen: list[dict[str, str]] = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end and proc.poll() is None and not seen:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "checks.sip.worker" in " ".join(child.cmdline()):
+                    seen.append(child.environ())
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    out, _ = proc.communicate(timeout=20)
+    assert seen, "the PJSIP worker was never seen running"
+    assert "SIPDIAG_PASSWORD" not in seen[0] and "SIPDIAG_TURN_PASSWORD" not in seen[0]
+    assert PASSWORD not in "".join(seen[0].values())
+    assert b'"status": "pass"' in out  # the slow registration still went through
