@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ class RuleSet:
     prefixes: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
+
+    @cached_property
+    def number_set(self) -> frozenset[str]:
+        return frozenset(self.numbers)
+
+    @cached_property
+    def prefix_set(self) -> frozenset[str]:
+        return frozenset(self.prefixes)
 
 
 @dataclass(frozen=True)
@@ -155,12 +164,14 @@ def _rules(table: Any, side: str, text: str, path: Path) -> RuleSet:
 
 
 def _rule_value(kind: str, value: str, side: str, text: str, path: Path) -> str:
-    where = _at(path, _line_of(text, f'"{value}"') or _line_of(text, value))
+    def where() -> str:  # found only for an error: a search per value would be quadratic
+        return _at(path, _line_of(text, f'"{value}"') or _line_of(text, value))
+
     if kind in ("numbers", "prefixes"):
         compact = re.sub(r"[\s().-]", "", value)
         if not re.fullmatch(r"\+\d{1,15}", compact):
             raise UsageError(
-                f"{where}: {side}.{kind} value {value!r} is not an E.164 "
+                f"{where()}: {side}.{kind} value {value!r} is not an E.164 "
                 f"{'number' if kind == 'numbers' else 'prefix'}",
                 "write it with + and the country code, e.g. +4420",
             )
@@ -168,13 +179,13 @@ def _rule_value(kind: str, value: str, side: str, text: str, path: Path) -> str:
     if kind == "types":
         if value.lower() not in NUMBER_TYPES:
             raise UsageError(
-                f"{where}: unknown number type {value!r} in {side}.types",
+                f"{where()}: unknown number type {value!r} in {side}.types",
                 f"use one of {', '.join(NUMBER_TYPES)}",
             )
         return value.lower()
     if not re.fullmatch(r"[A-Za-z]{2}", value):
         raise UsageError(
-            f"{where}: {side}.countries value {value!r} is not a two-letter region code",
+            f"{where()}: {side}.countries value {value!r} is not a two-letter region code",
             "use ISO 3166 codes such as GB, DE, US",
         )
     return value.upper()
@@ -182,11 +193,14 @@ def _rule_value(kind: str, value: str, side: str, text: str, path: Path) -> str:
 
 def _match(rules: RuleSet, side: str, n: NumberFacts) -> str | None:
     """The most specific rule of one side that matches, as text, or None."""
-    if n.e164 in rules.numbers:
+    if n.e164 in rules.number_set:
         return f'{side}.numbers "{n.e164}"'
-    prefixes = sorted((p for p in rules.prefixes if n.e164.startswith(p)), key=len, reverse=True)
-    if prefixes:
-        return f'{side}.prefixes "{prefixes[0]}"'
+    # The longest prefix first, by looking the number's own prefixes up: linear in its length,
+    # whatever the size of the policy.
+    known = rules.prefix_set
+    prefix = next((n.e164[:k] for k in range(len(n.e164), 0, -1) if n.e164[:k] in known), None)
+    if prefix is not None:
+        return f'{side}.prefixes "{prefix}"'
     if n.type in rules.types:
         return f'{side}.types "{n.type}"'
     if n.country and n.country in rules.countries:

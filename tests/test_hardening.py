@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 from clihelp import subprocess_env
 from peers.sipp import SippFactory
 
@@ -59,3 +61,25 @@ def test_the_pjsip_worker_never_holds_the_password_in_its_environment(
     assert "SIPDIAG_PASSWORD" not in seen[0] and "SIPDIAG_TURN_PASSWORD" not in seen[0]
     assert PASSWORD not in "".join(seen[0].values())
     assert b'"status": "pass"' in out  # the slow registration still went through
+
+
+def test_a_valid_policy_is_read_without_searching_its_text_once_per_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diag import policy
+
+    searches: list[tuple[str, ...]] = []
+    real = policy._line_of
+    monkeypatch.setattr(policy, "_line_of", lambda *a: searches.append(a) or real(*a))
+    numbers = ", ".join(f'"+4420{i:07d}"' for i in range(2000))
+    prefixes = ", ".join(f'"+4479{i:04d}"' for i in range(2000))
+    path = tmp_path / "policy.toml"
+    path.write_text(f'default = "deny"\n[allow]\nnumbers = [{numbers}]\nprefixes = [{prefixes}]\n')
+    loaded = policy.load_policy(path)
+    assert searches == []  # a per-value search of the text made loading quadratic
+    facts = policy.NumberFacts(e164="+447900421234", type="mobile", country="GB")
+    assert policy.evaluate(loaded, facts).rule == 'allow.prefixes "+44790042"'  # the longest
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[deny]\nprefixes = ["+44", "044"]\n')
+    with pytest.raises(policy.UsageError, match="line 2: deny.prefixes value '044'"):
+        policy.load_policy(bad)
