@@ -83,3 +83,34 @@ def test_a_valid_policy_is_read_without_searching_its_text_once_per_value(
     bad.write_text('[deny]\nprefixes = ["+44", "044"]\n')
     with pytest.raises(policy.UsageError, match="line 2: deny.prefixes value '044'"):
         policy.load_policy(bad)
+
+
+def test_sigterm_to_sipdiag_takes_the_pjsip_worker_with_it(
+    sipp_uas: SippFactory, tmp_path: Path
+) -> None:
+    uas = sipp_uas("reg_slow_binding.xml", extra_args=["-m", "2"])
+    env = subprocess_env({"SIPDIAG_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diag", "check", "--registrar", uas.uri, "--user", "alice",
+         "--only", "sip.register", "--format", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    workers: list[psutil.Process] = []
+    end = time.monotonic() + 8
+    while time.monotonic() < end and not workers:
+        workers = [
+            c
+            for c in psutil.Process(proc.pid).children(recursive=True)
+            if "checks.sip.worker" in " ".join(c.cmdline())
+        ]
+        time.sleep(0.02)
+    assert workers, "the PJSIP worker was never seen running"
+    time.sleep(0.3)  # the worker is inside its slow REGISTER now
+    proc.terminate()
+    proc.communicate(timeout=10)
+    gone, alive = psutil.wait_procs(workers, timeout=2)
+    assert alive == [], "the PJSIP worker outlived sipdiag"
+    sent = uas.messages().count("REGISTER sip:")
+    time.sleep(1.0)
+    assert uas.messages().count("REGISTER sip:") == sent  # nothing leaves after the exit
+    assert list(tmp_path.rglob("*.part")) == []

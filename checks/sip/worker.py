@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ from checks.wire.sip import parse, parse_challenge, via_received
 from diag import outcomes as o
 from diag.config import Secret
 
+PARENT_POLL_S = 0.2  # how soon a worker notices that sipdiag has gone (where no PDEATHSIG)
 UNREGISTER_RESERVE = 0.3  # seconds kept back to remove our binding again
 UNREGISTER_WAIT = 1.0  # at most this long for the un-REGISTER's answer
 REGISTER_EXPIRES = 60  # short: a binding we fail to remove disappears soon by itself
@@ -399,7 +402,31 @@ def command() -> list[str]:
     return [sys.executable, "-m", "checks.sip.worker"]
 
 
+def die_with_parent() -> None:
+    """The worker must never outlive sipdiag (it would go on sending REGISTERs and appending to
+    the run's trace): on Linux the kernel kills it when its parent goes (PR_SET_PDEATHSIG);
+    everywhere, a watcher thread ends it once it has been re-parented."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent went before the kernel was told
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="sipdiag-parent-watch").start()
+
+
 def main() -> None:
+    die_with_parent()
     raw = json.loads(sys.stdin.read())
     dial_job = raw.pop("dial", None)  # {"uri", "max_duration"} for number.dial-test
     job = Job.from_json(json.dumps(raw))
