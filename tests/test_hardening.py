@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -114,3 +115,23 @@ def test_sigterm_to_sipdiag_takes_the_pjsip_worker_with_it(
     time.sleep(1.0)
     assert uas.messages().count("REGISTER sip:") == sent  # nothing leaves after the exit
     assert list(tmp_path.rglob("*.part")) == []
+
+
+def test_latin1_from_the_registrar_becomes_valid_text_and_the_report_is_kept(
+    sipp_uas: SippFactory, tmp_path: Path
+) -> None:
+    from clihelp import cli_process
+
+    uas = sipp_uas("reg_200_latin1.xml", extra_args=["-m", "2"])
+    r = cli_process(
+        "check", "--registrar", uas.uri, "--user", "alice", "--only", "sip.register",
+        "--format", "json", env={"SIPDIAG_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert r.code in (0, 1), r.err
+    check = r.check("sip.register")
+    assert check["status"] in ("pass", "warn"), check
+    reasons = [a["reason"] for a in check["details"]["attempts"] + check["details"]["queries"]]
+    assert all(reason.startswith("Acc\ufffds autoris") for reason in reasons), reasons
+    text = json.dumps(r.json, ensure_ascii=False)
+    assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # no lone surrogate left
+    assert r.saved_report()["run_id"] == r.json["run_id"]
