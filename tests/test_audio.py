@@ -28,7 +28,7 @@ TONE_RATE = 48000
 TONE_AMPLITUDE = 0.3  # RMS 0.3/sqrt(2) -> -13.5 dBFS, peak -10.5 dBFS
 AUDIO_IDS = ("audio.backend", "audio.devices", "audio.input", "audio.output")
 
-# One output, zero inputs (TESTBED §5): the stock `null` pcm is never listed by PortAudio.
+# One output, zero inputs (tests/README.md §Audio): PortAudio never lists the stock `null` pcm.
 ASOUNDRC_PLAYBACK_ONLY = """\
 pcm.!default {
     type asym
@@ -45,9 +45,9 @@ pcm.brokenmic {
 """
 
 
-# An ALSA-only virtual microphone that plays back a file (TESTBED §5): no kernel module, no
-# server. The file plugin hands the raw bytes over in the format and rate the app opened, so the
-# file is written as audio.input opens a microphone: 16-bit mono at 16 kHz.
+# An ALSA-only virtual microphone that plays back a file (tests/README.md §Audio): no kernel
+# module, no server. The file plugin hands the raw bytes over in the format and rate the app
+# opened, so the file is written as audio.input opens a microphone: 16-bit mono at 16 kHz.
 ASOUNDRC_FILE_MIC = """\
 pcm.nulldev {{
     type null

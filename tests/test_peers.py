@@ -1,4 +1,4 @@
-"""Smoke tests: each peer fixture starts a real server that behaves as TESTBED.md describes."""
+"""Smoke tests: each peer fixture starts a real server that behaves as tests/README.md describes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """A real third-party softphone: Debian's baresip, headless, registered with one account.
 
-TESTBED §7: a config dir with `config`, `accounts` and an empty `contacts` runs baresip with a
-sine-wave source and file sinks, no sound card. It prints "{0/UDP/v4} 200 OK" (or TCP) once
-the registrar accepted it. Tests use it to prove sipdiag never touches the agent's binding.
+tests/README.md §baresip: a config dir with `config`, `accounts` and an empty `contacts` runs
+baresip with a sine-wave source and file sinks, no sound card. It prints "{0/UDP/v4} 200 OK" (or
+TCP) once the registrar accepted it. Tests use it to prove sipdiag never touches the agent's
+binding.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A UDP relay that delays (and optionally drops) datagrams each way: tc netem is not available
-in this kernel (TESTBED §4), so delay is added in user space.
+in this kernel (tests/README.md §Delay), so delay is added in user space.
 
 Run as a script: ``python delay_relay.py LISTEN_IP LISTEN_PORT TARGET_IP TARGET_PORT
 --delay-ms 100 [--loss 0.1] [--duration 600]``, or start it with ``DelayRelay.start``. Each

@@ -1,4 +1,4 @@
-"""Kamailio registrar from TESTBED.md (htable users, no database), on free ports, TLS included."""
+"""Kamailio registrar (tests/README.md §Kamailio: htable users, no database), free ports, TLS."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A NAT topology in three namespaces (TESTBED.md §4 "NAT"), with coturn STUN-only behind it.
+"""A NAT topology in three namespaces (tests/README.md §NAT), with coturn STUN-only behind it.
 
     client 10.97.0.1 ── 10.97.0.254  router  10.96.0.254 ── server 10.96.0.2 + 10.96.0.3
 

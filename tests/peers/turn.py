@@ -1,6 +1,7 @@
-"""coturn as a TURN server with a long-term credential (TESTBED §2), on loopback or in a netns.
+"""coturn as a TURN server with a long-term credential, on loopback or in a netns.
 
 It answers STUN Binding requests too, so it also stands in for a STUN server inside a namespace.
+tests/README.md §coturn has the flags and what coturn 4.6.1 does with them.
 """
 
 from __future__ import annotations
