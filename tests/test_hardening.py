@@ -135,3 +135,23 @@ def test_latin1_from_the_registrar_becomes_valid_text_and_the_report_is_kept(
     text = json.dumps(r.json, ensure_ascii=False)
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # no lone surrogate left
     assert r.saved_report()["run_id"] == r.json["run_id"]
+
+
+def test_an_answer_with_another_call_id_is_not_our_registration(
+    sipp_uas: SippFactory, tmp_path: Path
+) -> None:
+    from clihelp import cli_process
+
+    uas = sipp_uas("reg_foreign_callid.xml", extra_args=["-m", "2"])
+    r = cli_process(
+        "check", "--registrar", uas.uri, "--user", "alice", "--only", "sip.register",
+        "--format", "json", "--timeout", "4",
+        env={"SIPDIAG_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path)},
+    )  # fmt: skip
+    check = r.check("sip.register")
+    [attempt] = check["details"]["attempts"]
+    assert attempt["outcome"] == "error", attempt
+    assert attempt["foreign_answer"]["call_id"].startswith("not-yours-")
+    assert not attempt["call_id"].startswith("not-yours-")
+    assert check["status"] != "pass"
+    assert not any(c.startswith("not-yours-") for c in r.json["correlation"]["call_ids"])

@@ -179,7 +179,22 @@ class _Registration:
             out.update(_describe(self.events[0], self.t0))
             if out["outcome"] == o.OK:
                 out["unregistered"] = self.unregistered
-        call_id = out.get("call_id") or stack.trace.call_id(self.probe)
+        # The Call-ID we sent is the one to search logs for. PJSIP matches answers by branch
+        # only, so a registrar (or a middlebox) answering with another Call-ID would be taken
+        # for ours: such an answer is not our transaction, and says nothing about it.
+        sent = stack.trace.call_id(self.probe)
+        answered = out.get("call_id")
+        if sent and answered and answered != sent:
+            out.update(
+                outcome=o.ERROR,
+                remote=False,
+                reason=f"the answer {out['code']} carried another Call-ID ({answered}): not our "
+                "transaction, ignored",
+                foreign_answer={"code": out["code"], "call_id": answered},
+                code=0,
+            )
+            out.pop("unregistered", None)
+        call_id = sent or answered
         out["call_id"] = call_id
         out["sent"] = stack.trace.sent(self.probe)
         # The first 2xx on the Call-ID we sent: what the registrar made of our Via and Contact.
