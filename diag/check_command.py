@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
-import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +11,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from diag.config import Settings, build_settings, resolve_password
 from diag.context import Context
-from diag.errors import ExitCode, SipdiagError, UsageError, sigterm_as_interrupt
+from diag.errors import ExitCode, SipdiagError, UsageError
+from diag.lifecycle import sigint_ignored, sigterm_as_interrupt
 from diag.model import Check
 from diag.progress import TerminalProgress
 from diag.render import Marks, format_for_path, render
@@ -94,12 +93,9 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         if progress is not None:
             progress.close()
     # From here on the report must get written: a second Ctrl-C waits for it.
-    previous = _ignore_sigint()
-    try:
+    with sigint_ignored():
         env.abandoned.extend(outcome.abandoned)
         report, problem = _finish(env, settings, run_id, outcome, marks, ctx.sip_log)
-    finally:
-        _restore_sigint(previous)
     if problem is not None:
         raise problem
     return int(exit_code(report, settings.fail_on))
@@ -245,18 +241,3 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
-
-
-def _ignore_sigint() -> Any:
-    if _in_main_thread():
-        return signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return None
-
-
-def _restore_sigint(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import traceback
@@ -15,11 +14,9 @@ from typing import Annotated, Any, NoReturn, TextIO
 import typer
 
 from diag import __version__
-from diag.errors import (
-    ExitCode,
-    Interrupted,
-    SipdiagError,
-    UsageError,
+from diag.errors import ExitCode, Interrupted, SipdiagError, UsageError
+from diag.lifecycle import (
+    exit_process,
     forget_interrupt,
     interrupt_received,
     interruptible,
@@ -511,22 +508,4 @@ def main() -> NoReturn:
         if not env.said_interrupted:
             _interrupted(env)
         code = int(ExitCode.INTERRUPTED)
-    # The outcome is decided and said: a Ctrl-C or SIGTERM from now on, or one still pending
-    # (DuckDB can stop a query on Ctrl-C before Python's handler has run), must not turn it
-    # into a traceback or a death by signal on the way out.
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: None)
-    try:
-        env.stdout.flush()
-        env.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    interrupted = code == ExitCode.INTERRUPTED
-    if interrupted or env.kept is not None or any(t.is_alive() for t in env.abandoned):
-        # Output is flushed. A probe that overran inside native code: the report is written, so
-        # don't wait for it. Nothing to save in `match`'s DuckDB: don't spend time freeing it.
-        # Interrupted: the command has cleaned up, and Python's own exit would turn a Ctrl-C
-        # that passed through PyRun_String (native modules use it) into a death by SIGINT.
-        os._exit(code)
-    sys.exit(code)
+    exit_process(code, (env.stdout, env.stderr), kept=env.kept, abandoned=env.abandoned)

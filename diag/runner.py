@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from diag.context import Context
-from diag.errors import UsageError, forget_interrupt
+from diag.errors import UsageError
+from diag.lifecycle import forget_interrupt
 from diag.model import Check, CheckResult, CheckRun, Status
 
 # How each `requires` setting is named in the skip reason ("no registrar configured").

@@ -13,13 +13,8 @@ from pathlib import Path
 import pytest
 from clihelp import REPO, cli, subprocess_env
 
-from diag.errors import (
-    Interrupted,
-    UsageError,
-    interruptible,
-    is_interrupt,
-    signals_deferred,
-)
+from diag.errors import Interrupted, UsageError
+from diag.lifecycle import interruptible, is_interrupt, signals_deferred
 from diag.logs import log_export
 
 DRIVER = """

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError, is_interrupt, signals_deferred
+from diag.errors import UsageError
+from diag.lifecycle import is_interrupt, signals_deferred
 
 if TYPE_CHECKING:
     import duckdb

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError, signals_deferred
+from diag.errors import UsageError
+from diag.lifecycle import signals_deferred
 
 if TYPE_CHECKING:
     import duckdb
