@@ -155,3 +155,29 @@ def test_an_answer_with_another_call_id_is_not_our_registration(
     assert not attempt["call_id"].startswith("not-yours-")
     assert check["status"] != "pass"
     assert not any(c.startswith("not-yours-") for c in r.json["correlation"]["call_ids"])
+
+
+def test_host_validation_is_linear_a_bad_long_name_is_refused_at_once() -> None:
+    import threading
+
+    from diag.target import is_hostname, parse_registrar
+
+    bad = ("registrar." * 25)[:243] + "example.com/"  # 255 characters ending in a typo
+    assert len(bad) == 255 and not is_hostname(bad)
+    assert not is_hostname(bad[-250:])  # within the length limit: refused label by label
+    # The exponential pattern took minutes on such names, whatever --timeout said: run it in a
+    # thread and require an answer long before a backtracking regex could give one.
+    answer: list[str] = []
+
+    def parse() -> None:
+        try:
+            parse_registrar(f"sip:{bad}")
+        except ValueError as exc:
+            answer.append(str(exc))
+
+    worker = threading.Thread(target=parse, daemon=True)
+    worker.start()
+    worker.join(5.0)
+    assert answer and "is not a host name or address" in answer[0]
+    assert is_hostname("pbx-1.example.com.") and is_hostname("_sip._udp.example.com")
+    assert not is_hostname("a" * 64 + ".example.com")  # a label is at most 63 characters
