@@ -20,6 +20,27 @@ def is_hostname(host: str) -> bool:
     return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
+def not_unicast(address: str) -> str | None:
+    """Why ``address`` cannot be one server (multicast, broadcast, unspecified, reserved), or
+    None for a unicast address or a name. Nothing is ever sent to such an address: a REGISTER
+    to a multicast group would hand the digest response to the whole segment."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "the broadcast address"
+    if ip.is_reserved and not ip.is_loopback:  # IPv6 ::/8 holds ::1
+        return "a reserved address"
+    return None
+
+
 def is_ip(host: str) -> bool:
     """An IPv4 or IPv6 address literal (without brackets), not a name."""
     try:
@@ -87,6 +108,9 @@ def parse_registrar(text: str) -> Registrar:
             raise ValueError("no host")
         if not is_hostname(host):
             raise ValueError(f"'{host}' is not a host name or address")
+    why = not_unicast(host)
+    if why is not None:
+        raise ValueError(f"'{host}' is {why}, not one server's address")
     port = None
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:

@@ -181,3 +181,24 @@ def test_host_validation_is_linear_a_bad_long_name_is_refused_at_once() -> None:
     assert answer and "is not a host name or address" in answer[0]
     assert is_hostname("pbx-1.example.com.") and is_hostname("_sip._udp.example.com")
     assert not is_hostname("a" * 64 + ".example.com")  # a label is at most 63 characters
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--registrar", "224.0.0.1"),
+        ("--registrar", "sip:[ff02::1]:5060"),
+        ("--registrar", "0.0.0.0"),
+        ("--registrar", "255.255.255.255"),
+        ("--registrar", "sip:127.0.0.1", "--stun", "239.255.255.250:3478"),
+        ("--registrar", "sip:127.0.0.1", "--turn", "[::]:3478"),
+    ],
+)
+def test_a_non_unicast_server_address_is_a_usage_error_before_anything_is_sent(
+    flags: tuple[str, ...],
+) -> None:
+    from clihelp import cli_process
+
+    r = cli_process("check", *flags, "--user", "alice", "--only", "sip.register")
+    assert r.code == 64, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1 and "not one server's address" in r.err

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from diag.target import Registrar, is_ip, parse_registrar
+from diag.target import Registrar, is_ip, not_unicast, parse_registrar
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -78,6 +78,9 @@ class Resolution:
     routes: dict[str, Route] = field(default_factory=dict)  # per requested transport
     dns_servers: list[str] = field(default_factory=list)  # what dnspython asks, as host:port
     os_resolver: bool = False  # whether getaddrinfo() was asked too
+    # Addresses DNS or the OS gave that are no one server's (multicast, broadcast, unspecified,
+    # reserved): {"name", "address", "why"}; never targets, nothing is sent there.
+    refused: list[dict[str, str]] = field(default_factory=list)
 
 
 class NaptrRecord(NamedTuple):
@@ -179,6 +182,8 @@ class _Lookups:
     def __init__(self, nameserver: str | None, deadline: float) -> None:
         self.deadline = deadline
         self.records: list[dict[str, Any]] = []
+        # Addresses DNS or the OS gave that are not one server's (multicast, broadcast…).
+        self.refused: list[dict[str, str]] = []
         self._answers: dict[tuple[str, str], list[Any]] = {}
         # --dns-server is what the user asked about: then only that server counts.
         self.os_resolver = nameserver is None
@@ -224,7 +229,15 @@ class _Lookups:
         found = {r.address: DNS for rdtype in ("A", "AAAA") for r in self.query(rdtype, name)}
         for address in self._os_addresses(name):
             found.setdefault(address, OS)
-        return list(found.items())
+        usable = []
+        for address, source in found.items():
+            why = not_unicast(address)
+            if why is None:
+                usable.append((address, source))
+            elif (name, address) not in {(r["name"], r["address"]) for r in self.refused}:
+                # Nothing is ever sent there: recorded, and net.dns says so.
+                self.refused.append({"name": name, "address": address, "why": why})
+        return usable
 
     def _os_addresses(self, name: str) -> list[str]:
         if not self.os_resolver:
@@ -321,10 +334,11 @@ def resolve(
             out.routes[transport] = Route("IP address", "")
         return out
     lookups = _Lookups(nameserver, deadline)
-    out.lookups, out.dns_servers, out.os_resolver = (
+    out.lookups, out.dns_servers, out.os_resolver, out.refused = (
         lookups.records,
         lookups.dns_servers,
         lookups.os_resolver,
+        lookups.refused,
     )
     lookups.start_os_lookup(host)  # used if there is no SRV; recorded only then
     if registrar.port is not None:  # §4.2: an explicit port means no NAPTR and no SRV
