@@ -377,7 +377,7 @@ def match(
     from diag.render.match import write_match
 
     _choose("--format", format, ("text", "json", "csv", "md"))
-    with interruptible():  # its temporary files and its parsing process go with it
+    with interruptible():  # its temporary files and its parsing thread go with it
         columns = parse_column_options(column or [])
         result = run_match(log, reports, columns, parse_duration(window), tz)
         write_match(result, format, _env(ctx).stdout)

@@ -3,144 +3,38 @@
 from __future__ import annotations
 
 import getpass
-import math
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
-from diag.target import Registrar, is_ip, parse_registrar
+from diag.settings import (
+    DEFAULT_PASSWORD_ENV,
+    PROFILE_KEYS,
+    SETTINGS,
+    TRANSPORTS,
+    WS_TRANSPORTS,
+    Secret,
+    Setting,
+    Settings,
+)
+from diag.settings import (
+    DEFAULT_TURN_PASSWORD_ENV as DEFAULT_TURN_PASSWORD_ENV,  # diag/bundle
+)
+from diag.validation import parse_port_range as parse_port_range  # checks/host/softphone
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-TRANSPORTS = ("udp", "tcp", "tls")
-WS_TRANSPORTS = ("ws", "wss")  # SIP over WebSocket (RFC 7118): sip.register-ws, with --ws-url
-FORMATS = ("text", "json", "md", "html")
-FAIL_ON = ("warn", "fail")
-DEFAULT_PASSWORD_ENV = "SIPDIAG_PASSWORD"
-DEFAULT_TURN_PASSWORD_ENV = "SIPDIAG_TURN_PASSWORD"
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_CAPTURE_SECONDS = 1.0
-MAX_CAPTURE_SECONDS = 30.0  # a level check, not a recording
-MAX_TIMEOUT = 3600.0  # a diagnostic that runs longer than an hour is a hang, not a check
-DEFAULT_DIAL_MAX_DURATION = 5.0  # seconds a --dial-test call may last, at most
-MAX_DIAL_DURATION = 60.0
 KEYRING_SERVICE = "sipdiag"
 # Keys that would put a secret into a file on disk; refused outright.
 SECRET_KEYS = ("password", "passwd", "pass", "secret", "pin")
-
-
-class Secret:
-    """A password that never shows itself in repr, str, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class Settings:
-    registrar: str | None = None
-    domain: str | None = None
-    user: str | None = None
-    auth_user: str | None = None
-    password_env: str = DEFAULT_PASSWORD_ENV
-    transports: tuple[str, ...] = ()
-    agent_id: str | None = None
-    numbers: tuple[str, ...] = ()
-    policy: str | None = None
-    stun: tuple[str, ...] = ()
-    only: tuple[str, ...] = ()
-    skip: tuple[str, ...] = ()
-    timeout: float = DEFAULT_TIMEOUT
-    format: str = "text"
-    out: str | None = None
-    fail_on: str = "fail"
-    dns_server: str | None = None  # resolve via this DNS server instead of the system's
-    ca: str | None = None  # extra CA bundle that verifies the registrar's TLS certificate
-    no_register: bool = False  # OPTIONS + a challenge-only probe; never a real REGISTER
-    # net.sip-options also probes the transports neither configured nor published in DNS
-    probe_all_transports: bool = False
-    turn: tuple[str, ...] = ()  # TURN servers HOST[:PORT] for the media-path checks
-    turn_user: str | None = None
-    turn_password_env: str = DEFAULT_TURN_PASSWORD_ENV
-    media: tuple[str, ...] = ()  # the platform's media (RTP) endpoints HOST:PORT[-PORT]
-    quiet: bool = False  # no progress and no "report saved" notes on stderr; errors still
-    ws_url: str | None = None  # ws[s]://host[:port]/path of a WebRTC softphone's SIP server
-    softphone_url: str | None = None  # the WebRTC softphone's web origin (browser mic permission)
-    # Audio and softphone host checks.
-    input_device: str | None = None  # substring of the headset/mic the softphone uses
-    output_device: str | None = None
-    capture_seconds: float = DEFAULT_CAPTURE_SECONDS
-    play_tone: bool = False
-    softphone_processes: tuple[str, ...] = ()  # process names, e.g. "zoiper", "chrome"
-    softphone_ports: tuple[str, ...] = ()  # local PORT or LOW-HIGH, added to 5060 and 5061
-    debug: bool = False
-    region: str | None = None  # default region (ISO 3166, e.g. GB) for national numbers
-    dial_test: str | None = None  # --dial-test: the one test call of the run (flag only)
-    # --register-binding (flag only): sip.register may register even when the account has
-    # other bindings, which a one-binding registrar then replaces (sip.binding_replaced)
-    register_binding: bool = False
-    dial_max_duration: float = DEFAULT_DIAL_MAX_DURATION
-    password: Secret | None = field(default=None, repr=False)
-
-    @property
-    def target(self) -> Registrar | None:
-        """The parsed registrar (validated by validate(), so parsing cannot fail here)."""
-        return parse_registrar(self.registrar) if self.registrar else None
-
-    @property
-    def effective_transports(self) -> tuple[str, ...]:
-        """--transport (each once), else the URI's ;transport=, else TLS for sips:, else UDP."""
-        if self.transports and set(self.transports) - set(WS_TRANSPORTS):
-            return tuple(t for t in dict.fromkeys(self.transports) if t not in WS_TRANSPORTS)
-        target = self.target
-        if target and target.transport:
-            return (target.transport,)
-        return ("tls",) if target and target.scheme == "sips" else ("udp",)
-
-    @property
-    def ws_transport(self) -> str | None:
-        """ws or wss: the --ws-url's scheme (validate() keeps --transport ws|wss in step)."""
-        if not self.ws_url:
-            return None
-        scheme = self.ws_url.partition("://")[0].lower()
-        return scheme if scheme in WS_TRANSPORTS else None
-
-    @property
-    def sip_uri(self) -> str | None:
-        target = self.target
-        host = self.domain or (target.host_literal if target else None)
-        if not self.user or not host:
-            return None
-        return f"sip:{self.user}@{host}"
-
-
-# Profile keys: everything a flag can set except debug and the password itself.
-# A test call is never a profile default: --dial-test must be asked for on each run.
-PROFILE_KEYS = tuple(
-    f.name
-    for f in fields(Settings)
-    if f.name not in ("debug", "password", "dial_test", "register_binding")
-)
-_LIST_KEYS: tuple[str, ...] = ("transports", "numbers", "stun", "only", "skip", "turn", "media")
-_LIST_KEYS += ("softphone_processes", "softphone_ports")
+_PROFILE_SETTINGS = {s.name: s for s in SETTINGS if s.profile}
 
 
 def load_profile(path: Path) -> dict[str, Any]:
@@ -191,48 +85,33 @@ def _all_keys(data: Any) -> list[str]:
 
 
 def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "softphone_ports" and isinstance(value, list):
-            # Ports are numbers in TOML; ranges ("10000-10100") are strings.
+    return {
+        key: _profile_value(_PROFILE_SETTINGS[key], value, source) for key, value in data.items()
+    }
+
+
+def _profile_value(s: Setting, value: Any, source: str) -> Any:
+    """A profile value of the setting's kind, else a one-line UsageError naming the key."""
+    key = s.name
+    if s.kind == "list":
+        if isinstance(value, str):
+            value = [value]
+        if s.int_items and isinstance(value, list):  # ports: 5080 or "10000-10100"
             value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-        if key in _LIST_KEYS:
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise UsageError(f"{source}: '{key}' must be a list of strings", 'e.g. ["udp"]')
-            out[key] = tuple(value)
-        elif key == "no_register":
-            if not isinstance(value, bool):
-                raise UsageError(f"{source}: 'no_register' must be true or false", "e.g. true")
-            out[key] = value
-        elif key == "probe_all_transports":
-            if not isinstance(value, bool):
-                raise UsageError(f"{source}: '{key}' must be true or false", "e.g. true")
-            out[key] = value
-        elif key == "play_tone":
-            if not isinstance(value, bool):
-                raise UsageError(f"{source}: 'play_tone' must be true or false", "e.g. true")
-            out[key] = value
-        elif key == "capture_seconds":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(
-                    f"{source}: 'capture_seconds' must be a number of seconds", "e.g. 1.0"
-                )
-            out[key] = float(value)
-        elif key == "timeout":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"{source}: 'timeout' must be a number of seconds", "e.g. 10")
-            out[key] = float(value)
-        elif key == "dial_max_duration":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise UsageError(f"{source}: '{key}' must be a number of seconds", "e.g. 5")
-            out[key] = float(value)
-        else:
-            if not isinstance(value, str):
-                raise UsageError(f"{source}: '{key}' must be a string", f"quote the value of {key}")
-            out[key] = value
-    return out
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{source}: '{key}' must be a list of strings", 'e.g. ["udp"]')
+        return tuple(value)
+    if s.kind == "switch":
+        if not isinstance(value, bool):
+            raise UsageError(f"{source}: '{key}' must be true or false", "e.g. true")
+        return value
+    if s.kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{source}: '{key}' must be a number of seconds", f"e.g. {s.example}")
+        return float(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{source}: '{key}' must be a string", f"quote the value of {key}")
+    return value
 
 
 def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
@@ -247,37 +126,44 @@ def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
     return settings
 
 
+def given_flags(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The `check` command's options, by setting name (None: not given)."""
+    return {s.name: s.given(options[s.parameter]) for s in SETTINGS}
+
+
 def validate(s: Settings) -> None:
-    for name in (
-        "registrar",
-        "domain",
-        "user",
-        "auth_user",
-        "agent_id",
-        "policy",
-        "out",
-        "dns_server",
-        "ca",
-        "region",
-        "dial_test",
-        "ws_url",
-        "softphone_url",
-    ):
-        if getattr(s, name) == "":
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} is empty", f"give {flag} a value or leave it out")
-    for name in ("numbers", "stun", "transports", "turn", "media"):
-        if any(not v.strip() for v in getattr(s, name)):
-            raise UsageError(f"an empty value was given for {name}", "remove the empty value")
-    if s.registrar is not None:
-        try:
-            target = parse_registrar(s.registrar)
-        except ValueError as exc:
+    """Every value by the table's rules, then the settings that are checked together."""
+    for setting in SETTINGS:
+        if setting.not_empty:
+            _check_not_empty(setting, getattr(s, setting.name))
+    _validate_registrar(s)
+    _validate_web(s)
+    for setting in SETTINGS:
+        value = getattr(s, setting.name)
+        if setting.check is not None and value is not None:
+            setting.check(setting.flag, value)
+
+
+def _check_not_empty(setting: Setting, value: Any) -> None:
+    if setting.kind == "list":
+        if any(not v.strip() for v in value):
             raise UsageError(
-                f"invalid registrar '{s.registrar}': {exc}",
-                "use sip:host[:port], sips:host[:port], host[:port] or [IPv6]:port",
-            ) from None
-        if target.scheme == "sips" and set(s.effective_transports) - {"tls"}:
+                f"an empty value was given for {setting.name}", "remove the empty value"
+            )
+    elif value == "":
+        flag = setting.flag
+        raise UsageError(f"{flag} is empty", f"give {flag} a value or leave it out")
+
+
+def _validate_registrar(s: Settings) -> None:
+    """The registrar (parsed once, by Settings) and the transports it is reached over."""
+    if s.registrar_problem is not None:
+        raise UsageError(
+            f"invalid registrar '{s.registrar}': {s.registrar_problem}",
+            "use sip:host[:port], sips:host[:port], host[:port] or [IPv6]:port",
+        )
+    if s.target is not None and s.target.scheme == "sips":
+        if set(s.effective_transports) - {"tls"}:
             raise UsageError(
                 f"a sips: registrar needs TLS, not {', '.join(s.effective_transports)}",
                 "use --transport tls or a sip: URI",
@@ -285,86 +171,10 @@ def validate(s: Settings) -> None:
     for t in s.effective_transports:
         if t not in TRANSPORTS:
             raise UsageError(f"unknown transport '{t}'", f"use one of {', '.join(TRANSPORTS)}")
-    _validate_web(s)
-    if s.format not in FORMATS:
-        raise UsageError(f"unknown format '{s.format}'", f"use one of {', '.join(FORMATS)}")
-    if s.fail_on not in FAIL_ON:
-        raise UsageError(f"unknown --fail-on value '{s.fail_on}'", "use warn or fail")
-    if not (math.isfinite(s.timeout) and 0 < s.timeout <= MAX_TIMEOUT):
-        raise UsageError(
-            f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds, got {s.timeout:g}",
-            "e.g. --timeout 10",
-        )
-    if s.out == "-":
-        raise UsageError("--out - is not a file", "use --format json to print the report")
-    if s.policy and not Path(s.policy).is_file():
-        raise UsageError(f"policy file {s.policy} not found", "check the --policy path")
-    if s.ca and not Path(s.ca).is_file():
-        raise UsageError(f"CA file {s.ca} not found", "give a PEM file with the platform's CA")
-    if s.dns_server:
-        try:
-            dns = parse_registrar(s.dns_server)
-        except ValueError as exc:
-            raise UsageError(
-                f"invalid --dns-server '{s.dns_server}': {exc}",
-                "use an address such as 192.0.2.53 or 192.0.2.53:5353",
-            ) from None
-        if not is_ip(dns.host):
-            raise UsageError(
-                f"--dns-server must be an IP address, got '{dns.host}'",
-                "use an address such as 192.0.2.53 or [2001:db8::53]:53",
-            )
-    for server in (*s.stun, *s.turn):
-        try:
-            parse_registrar(server)
-        except ValueError as exc:
-            raise UsageError(
-                f"invalid STUN/TURN server '{server}': {exc}",
-                "use HOST[:PORT], e.g. stun.example.com:3478",
-            ) from None
-    for media in s.media:
-        if not re.fullmatch(r".+:\d{1,5}(-\d{1,5})?", media):
-            raise UsageError(
-                f"invalid --media '{media}'",
-                "use HOST:PORT or HOST:LOW-HIGH, e.g. media.example.com:10000-20000",
-            )
-    _validate_audio_and_softphone(s)
-    _check_env_name(s.password_env, "--password-env", DEFAULT_PASSWORD_ENV)
-    _check_env_name(s.turn_password_env, "--turn-password-env", DEFAULT_TURN_PASSWORD_ENV)
-    _validate_numbers(s)
-
-
-def _validate_numbers(s: Settings) -> None:
-    """--region, --dial-test, --dial-max-duration and the policy file (read here, so a
-    malformed one stops the run with exit 64 and its line, before any check runs)."""
-    if s.region is not None:
-        import phonenumbers
-
-        if s.region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-            raise UsageError(
-                f"unknown --region '{s.region}'", "use an ISO 3166 code such as GB, DE or US"
-            )
-    if s.dial_test is not None and not re.fullmatch(
-        r"sips?:\S+|\+?[0-9][0-9 ().-]*|[A-Za-z0-9._~-]+", s.dial_test
-    ):
-        raise UsageError(
-            f"invalid --dial-test '{s.dial_test}'",
-            "give one number (e.g. +442079460123), an extension, or a sip: URI",
-        )
-    if not (math.isfinite(s.dial_max_duration) and 0 < s.dial_max_duration <= MAX_DIAL_DURATION):
-        raise UsageError(
-            f"--dial-max-duration must be between 0 and {MAX_DIAL_DURATION:g} seconds, "
-            f"got {s.dial_max_duration:g}",
-            f"e.g. --dial-max-duration {DEFAULT_DIAL_MAX_DURATION:g}",
-        )
-    if s.policy and Path(s.policy).is_file():
-        from diag.policy import load_policy
-
-        load_policy(Path(s.policy))
 
 
 def _validate_web(s: Settings) -> None:
-    """--ws-url / --transport ws|wss / --softphone-url (the WebRTC softphone checks)."""
+    """--ws-url with --transport ws|wss (the WebRTC softphone's SIP over WebSocket)."""
     from urllib.parse import urlsplit
 
     asked = [t for t in dict.fromkeys(s.transports) if t in WS_TRANSPORTS]
@@ -393,62 +203,6 @@ def _validate_web(s: Settings) -> None:
         raise UsageError(
             f"--transport {asked[0]} needs --ws-url",
             f"give the softphone's WebSocket URL, e.g. --ws-url {asked[0]}://sip.example.com/ws",
-        )
-    if s.softphone_url is not None:
-        try:
-            web = urlsplit(s.softphone_url)
-            web.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise UsageError(
-                f"invalid --softphone-url '{s.softphone_url}': {exc}",
-                "use the softphone's web address, e.g. https://agent.example.com",
-            ) from None
-        if web.scheme.lower() not in ("http", "https") or not web.hostname:
-            raise UsageError(
-                f"invalid --softphone-url '{s.softphone_url}': not an http(s):// URL",
-                "use the softphone's web address, e.g. https://agent.example.com",
-            )
-
-
-def _validate_audio_and_softphone(s: Settings) -> None:
-    for name in ("input_device", "output_device"):
-        if getattr(s, name) is not None and not getattr(s, name).strip():
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} is empty", f"give part of the device name, e.g. {flag} Jabra")
-    if not (math.isfinite(s.capture_seconds) and 0 < s.capture_seconds <= MAX_CAPTURE_SECONDS):
-        raise UsageError(
-            f"--capture-seconds must be between 0 and {MAX_CAPTURE_SECONDS:g}, "
-            f"got {s.capture_seconds:g}",
-            "e.g. --capture-seconds 1",
-        )
-    if any(not v.strip() for v in s.softphone_processes):
-        raise UsageError(
-            "an empty --softphone-process was given", "e.g. --softphone-process zoiper"
-        )
-    for spec in s.softphone_ports:
-        if parse_port_range(spec) is None:
-            raise UsageError(
-                f"invalid --softphone-port '{spec}'",
-                "use a port 1-65535 or a range LOW-HIGH, e.g. 5080 or 10000-20000",
-            )
-
-
-def parse_port_range(spec: str) -> tuple[int, int] | None:
-    """'5060' -> (5060, 5060); '10000-20000' -> (10000, 20000); anything else -> None."""
-    m = re.fullmatch(r"\s*(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*", spec)
-    if not m:
-        return None
-    low = int(m.group(1))
-    high = int(m.group(2) or low)
-    return (low, high) if 1 <= low <= high <= 65535 else None
-
-
-def _check_env_name(value: str, flag: str, default: str) -> None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        # The value is not echoed: it may be the password, given here by mistake.
-        raise UsageError(
-            f"{flag} must be the name of an environment variable (letters, digits, _)",
-            f"e.g. {flag} {default}; never pass the password itself",
         )
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clihelp import cli
 
-from diag.config import Secret, Settings, build_settings, resolve_password
+from diag.config import Secret, Settings, build_settings, load_profile, resolve_password
 from diag.errors import UsageError
+from diag.target import parse_registrar
 
 
 def _profile(tmp_path: Path, text: str) -> Path:
@@ -100,3 +103,42 @@ def test_secret_never_shows_itself() -> None:
 def test_build_settings_rejects_unknown_transport() -> None:
     with pytest.raises(UsageError, match="unknown transport"):
         build_settings(None, {"transports": ["sctp"]})
+
+
+def test_a_profile_sets_every_profile_key_of_the_table_by_its_type(tmp_path: Path) -> None:
+    from diag.settings import PROFILE_KEYS, SETTINGS
+
+    toml = {"text": '"x"', "number": "2", "switch": "true", "list": '["x"]'}
+    body = "".join(f"{s.name} = {toml[s.kind]}\n" for s in SETTINGS if s.profile)
+    loaded = load_profile(_profile(tmp_path, body))
+    assert tuple(loaded) == PROFILE_KEYS
+    assert loaded["quiet"] is True and loaded["timeout"] == 2.0 and loaded["stun"] == ("x",)
+    assert {"debug", "dial_test", "register_binding"}.isdisjoint(PROFILE_KEYS)
+
+
+def test_a_profile_may_give_softphone_ports_as_numbers_but_transports_only_as_strings(
+    tmp_path: Path,
+) -> None:
+    path = _profile(tmp_path, 'softphone_ports = [5080, "10000-10100"]\n')
+    assert load_profile(path)["softphone_ports"] == ("5080", "10000-10100")
+    with pytest.raises(UsageError, match="'transports' must be a list of strings"):
+        load_profile(_profile(tmp_path, "transports = [5060]\n"))
+
+
+def test_each_requirement_reads_the_setting_it_names() -> None:
+    from diag.settings import REQUIREMENTS
+
+    given: dict[str, Any] = {"text": "x", "list": ("x",)}
+    for needed in REQUIREMENTS:
+        setting = needed.setting
+        assert not needed.is_set(Settings()), setting.name
+        assert needed.is_set(Settings(**{setting.name: given[setting.kind]})), setting.name
+
+
+def test_the_registrar_is_parsed_once_when_the_settings_are_built() -> None:
+    s = Settings(registrar="sips:pbx.example:5071")
+    assert s.target is s.target and s.target == parse_registrar("sips:pbx.example:5071")
+    assert replace(s, registrar="pbx").target == parse_registrar("pbx")
+    assert Settings(registrar="sip:").target is None
+    with pytest.raises(UsageError, match="invalid registrar 'sip:': no host"):
+        build_settings(None, {"registrar": "sip:"})

@@ -1,12 +1,12 @@
-"""diag/logs/report_set.py: which files count as reports, and the background parser that `match`
-runs beside its scan (a forked child on Linux, a thread elsewhere or when the child fails)."""
+"""diag/logs/report_set.py: which files count as reports, and the background parser (a thread)
+that `match` runs beside its scan."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,57 +82,39 @@ def test_reports_are_read_and_foreign_shapes_are_skipped(tmp_path: Path) -> None
     )  # fmt: skip
 
 
-def test_the_background_parse_in_a_child_equals_the_one_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_background_parse_equals_one_in_the_foreground(tmp_path: Path) -> None:
     for i in range(30):
         write(tmp_path, f"r{i}.json", variant(run_id=f"r{i}"))
     write(tmp_path, "broken.json", "{")
     found = report_set.collect([tmp_path])
-
-    def run() -> tuple[bool, list[bytes], list[dict[str, str]]]:
-        with report_set.BackgroundParse(*found) as parsing:
-            used_child = parsing._pid is not None
-            got = parsing.result()
-            ndjson = got.ndjson.read_bytes() if isinstance(got.ndjson, Path) else got.ndjson
-            return used_child, sorted(ndjson.splitlines()), got.skipped
-
-    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
-    child = run()
-    monkeypatch.setattr(report_set, "_single_threaded", lambda: False)
-    thread = run()
-    assert child[0] is True and thread[0] is False
-    assert child[1:] == thread[1:] and len(child[1]) == 30
-    assert child[2] == [{"path": str(tmp_path / "broken.json"), "reason": "not valid JSON"}]
-
-
-def test_a_failed_child_falls_back_to_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write(tmp_path, "r.json", REPORT)
-    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
-    monkeypatch.setattr(report_set.BackgroundParse, "_child", lambda self, parent: os._exit(3))
-    with report_set.BackgroundParse(*report_set.collect([tmp_path])) as parsing:
+    with report_set.BackgroundParse(*found) as parsing:
         got = parsing.result()
-    assert got.paths == [str(tmp_path / "r.json")] and isinstance(got.ndjson, bytes)
+    assert got == report_set.parse_files(*found) and len(got.paths) == 30
+    assert got.skipped == [{"path": str(tmp_path / "broken.json"), "reason": "not valid JSON"}]
 
 
-def test_closing_stops_the_child_and_removes_its_files(
+def test_closing_stops_the_parse_part_way_and_refuses_its_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path, "r.json", REPORT)
-    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
-    monkeypatch.setattr(report_set.BackgroundParse, "_child", lambda self, parent: time.sleep(60))
+    for i in range(100):
+        write(tmp_path, f"r{i}.json", REPORT)
+    started = threading.Event()
+    parsed: list[str] = []
+    real_checked = report_set._checked
+
+    def slow_checked(index: int, path: str, loads: Any) -> bytes | str:
+        started.set()
+        parsed.append(path)
+        time.sleep(0.05)
+        return real_checked(index, path, loads)
+
+    monkeypatch.setattr(report_set, "_checked", slow_checked)
     parsing = report_set.BackgroundParse(*report_set.collect([tmp_path]))
     parsing.start()
-    pid, tmp = parsing._pid, parsing._tmp
-    assert pid and tmp and tmp.is_dir()
+    assert started.wait(5)
     t0 = time.monotonic()
     parsing.close()
-    assert time.monotonic() - t0 < 5
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
-    assert not tmp.exists()
+    assert time.monotonic() - t0 < 1 and len(parsed) < 100
     with pytest.raises(report_set.ParseStopped):
         parsing.result()
 
@@ -147,40 +129,26 @@ def test_a_file_name_that_is_not_utf8_is_read_and_shown_with_a_replacement(tmp_p
     assert path.endswith("r\ufffd.json")
 
 
-def test_a_fork_that_fails_leaves_the_work_to_a_thread(
+def test_a_ctrl_c_while_closing_waits_until_the_parse_has_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path, "r.json", REPORT)
+    for i in range(10):
+        write(tmp_path, f"r{i}.json", REPORT)
+    started, finished = threading.Event(), threading.Event()
+    real_checked = report_set._checked
 
-    def no_fork() -> int:
-        raise BlockingIOError(11, "Resource temporarily unavailable")
+    def slow_checked(index: int, path: str, loads: Any) -> bytes | str:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+        return real_checked(index, path, loads)
 
-    monkeypatch.setattr(report_set, "_single_threaded", lambda: True)
-    monkeypatch.setattr(os, "fork", no_fork)
-    with report_set.BackgroundParse(*report_set.collect([tmp_path])) as parsing:
-        assert parsing._pid is None
-        tmp = parsing._tmp
-        assert tmp is not None
-        got = parsing.result()
-    assert got.paths == [str(tmp_path / "r.json")] and not tmp.exists()
-
-
-def test_a_ctrl_c_while_closing_waits_until_the_files_are_gone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write(tmp_path, "r.json", REPORT)
+    monkeypatch.setattr(report_set, "_checked", slow_checked)
     parsing = report_set.BackgroundParse(*report_set.collect([tmp_path]))
     parsing.start()
-    tmp = parsing._tmp
-    assert tmp is not None and tmp.is_dir()
-    real_rmtree = shutil.rmtree
-
-    def interrupted_rmtree(path: Path, ignore_errors: bool = False) -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C just as the files are being removed
-        time.sleep(0.05)
-        real_rmtree(path, ignore_errors=ignore_errors)
-
-    monkeypatch.setattr(report_set.shutil, "rmtree", interrupted_rmtree)
+    assert started.wait(5)
+    # Ctrl-C while close() waits for the thread to finish the file it is on.
+    threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         parsing.close()
-    assert not tmp.exists()
+    assert finished.is_set()

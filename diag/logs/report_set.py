@@ -9,13 +9,9 @@ the fields used from all of them in one parallel bulk read.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import gc
 import json
 import os
-import shutil
-import signal
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -185,10 +181,10 @@ _FINDING_KEYS = ("cause", "family", "severity", "title", "explanation", "action"
 
 @dataclass
 class Parsed:
-    """Reports that look like sipdiag's, one wrapped NDJSON line each (`_checked`; in memory,
-    or in a file), their paths, and the files skipped so far."""
+    """Reports that look like sipdiag's, one wrapped NDJSON line each (`_checked`), their
+    paths, and the files skipped so far."""
 
-    ndjson: bytes | Path
+    ndjson: bytes
     paths: list[str]
     skipped: list[dict[str, str]]
 
@@ -260,11 +256,8 @@ WHERE started_us IS NOT NULL"""
 def to_table(con: duckdb.DuckDBPyConnection, parsed: Parsed) -> ReportSet:
     """Table `reports`, loaded from newline-delimited JSON: one bulk read, no row inserts."""
     with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
-        ndjson = parsed.ndjson
-        if isinstance(ndjson, bytes):
-            written = Path(tmp) / "reports.ndjson"
-            written.write_bytes(ndjson)
-            ndjson = written
+        ndjson = Path(tmp) / "reports.ndjson"
+        ndjson.write_bytes(parsed.ndjson)
         con.execute(_REPORTS, [str(ndjson), _WRAPPED]).fetchall()
     kept = {i for (i,) in con.execute("SELECT i FROM reports").fetchall()}
     skipped = parsed.skipped + [
@@ -280,125 +273,47 @@ class ParseStopped(Exception):
     """`BackgroundParse.result` after `close`: nobody needs the reports any more."""
 
 
-def _single_threaded() -> bool:
-    """Linux, and no thread but this one (native ones included: DuckDB's are invisible to
-    `threading`): where fork() is safe."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
-
-
 class BackgroundParse:
-    """`parse_files` alongside the caller's own work. On Linux, in a forked child while this
-    process has a single thread (before DuckDB starts its own): the child has a core and a GIL
-    to itself, where a thread would contend with the caller's Python (DuckDB's import) for the
-    GIL. Elsewhere, or if the child cannot start or fails, in a thread of this process."""
+    """`parse_files` in a thread, alongside the caller's own work (DuckDB's import, the export's
+    scan). A forked child, with a GIL of its own, won by less than the run-to-run noise on
+    bench/bench_match.py (1M rows, 10,000 reports), so the thread it is."""
 
     def __init__(self, files: Sequence[str], skipped: list[dict[str, str]]) -> None:
         self._args = (list(files), list(skipped))
-        self._pid: int | None = None
-        self._thread: concurrent.futures.Future[Parsed] | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._stop = threading.Event()
-        # The child is reaped under this lock only, so close() never signals a reused pid.
-        self._reaping = threading.Lock()
-        self._tmp: Path | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._parsed: concurrent.futures.Future[Parsed] | None = None
 
     def start(self) -> None:
         """Begin parsing; `with BackgroundParse(...)` calls it. Ctrl-C and SIGTERM wait until
-        the directory and the child both exist (or neither does), and from then on close()
-        removes them: started by __enter__, not __init__, so that no signal can fall between
-        the work starting and the `with` statement taking charge of it."""
+        the thread exists (or does not), and from then on close() stops it: started by
+        __enter__, not __init__, so that no signal can fall between the work starting and the
+        `with` statement taking charge of it."""
         try:
             with signals_deferred():
-                self._tmp = Path(tempfile.mkdtemp(prefix="sipdiag-"))
-                if _single_threaded():
-                    self._fork()
-                if self._pid is None:
-                    self._start_thread()
+                self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+                self._parsed = self._pool.submit(parse_files, *self._args, self._stop)
         except BaseException:
             self.close()
             raise
-
-    def _fork(self) -> None:
-        parent = os.getpid()
-        # Called inside start()'s signals_deferred(): a Ctrl-C or SIGTERM handler raising inside
-        # fork()'s at-fork hooks would have its KeyboardInterrupt swallowed there.
-        try:
-            pid = os.fork()
-        except OSError:  # no process to spare (EAGAIN, ENOMEM): the thread does it
-            return
-        if pid == 0:
-            try:
-                self._child(parent)
-            finally:
-                os._exit(1)  # the child never returns into its parent's code
-        self._pid = pid
-
-    def _child(self, parent: int) -> None:
-        code = 1
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handlers
-            _die_with_parent(parent)
-            parsed = parse_files(*self._args)
-            assert isinstance(parsed.ndjson, bytes) and self._tmp is not None
-            (self._tmp / "reports.ndjson").write_bytes(parsed.ndjson)
-            meta = {"paths": parsed.paths, "skipped": parsed.skipped}
-            (self._tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-            code = 0
-        finally:
-            os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
-
-    def _start_thread(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._thread = self._pool.submit(parse_files, *self._args, self._stop)
 
     def result(self) -> Parsed:
         """The parsed reports (waiting for them); ParseStopped once `close` has begun."""
         if self._stop.is_set():
             raise ParseStopped
-        pid = self._pid
-        if pid is not None:
-            try:
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited; not reaped yet
-            except ChildProcessError:  # close() reaped it
-                raise ParseStopped from None
-            with self._reaping:
-                if self._pid is None or self._stop.is_set():
-                    raise ParseStopped
-                _, status = os.waitpid(pid, 0)
-                self._pid = None
-            if os.waitstatus_to_exitcode(status) == 0 and self._tmp is not None:
-                meta = json.loads((self._tmp / "meta.json").read_text(encoding="utf-8"))
-                return Parsed(self._tmp / "reports.ndjson", meta["paths"], meta["skipped"])
-            self._start_thread()  # the child failed: do it here
-        assert self._thread is not None
-        parsed = self._thread.result()
+        assert self._parsed is not None
+        parsed = self._parsed.result()
         if self._stop.is_set():  # stopped part way: not all of them
             raise ParseStopped
         return parsed
 
     def close(self) -> None:
-        """Stop the work if still running (a usage error, Ctrl-C) and remove its files; a
-        Ctrl-C meanwhile waits until they are gone."""
+        """Stop the work if still running (a usage error, Ctrl-C); a Ctrl-C meanwhile waits
+        until the thread has stopped."""
         self._stop.set()
         with signals_deferred():
-            try:
-                with self._reaping:
-                    if self._pid is not None:
-                        with contextlib.suppress(OSError):
-                            os.kill(self._pid, signal.SIGKILL)
-                            os.waitpid(self._pid, 0)
-                        self._pid = None
-                if self._pool is not None:
-                    self._pool.shutdown(wait=True)
-            finally:
-                if self._tmp is not None:
-                    shutil.rmtree(self._tmp, ignore_errors=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
     def __enter__(self) -> BackgroundParse:
         self.start()
@@ -406,18 +321,6 @@ class BackgroundParse:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _die_with_parent(parent: int) -> None:
-    """The child is killed when its parent dies (say, by SIGKILL) instead of parsing on for
-    nobody; if the parent is already gone, exit now."""
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def load(con: duckdb.DuckDBPyConnection, paths: Sequence[Path]) -> ReportSet:
