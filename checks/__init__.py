@@ -35,6 +35,16 @@ from checks.number.policy import check_policy
 from checks.sip.register import check_register
 from checks.sip.register_ws import check_register_ws
 from diag.model import Check
+from diag.settings import (
+    DIAL_TEST,
+    NUMBERS,
+    POLICY,
+    REGISTRAR,
+    SOFTPHONE_URL,
+    STUN,
+    USER,
+    WS_URL,
+)
 
 # What diag/ may use of checks/: the registry, and the report's description of this machine.
 __all__ = ["REGISTRY", "describe_host", "describe_host_minimal"]
@@ -49,7 +59,7 @@ REGISTRY: tuple[Check, ...] = (
         "Registrar name resolves",
         check_dns,
         needs="--registrar (and --dns-server to use a specific DNS server)",
-        requires=("registrar",),
+        requires=(REGISTRAR,),
         timeout=None,
     ),
     Check(
@@ -57,7 +67,7 @@ REGISTRY: tuple[Check, ...] = (
         "The route to the registrar is known",
         check_route,
         needs="--registrar",
-        requires=("registrar",),
+        requires=(REGISTRAR,),
         after=("net.dns",),
         timeout=3.0,
     ),
@@ -66,7 +76,7 @@ REGISTRY: tuple[Check, ...] = (
         "Registrar answers OPTIONS on every configured transport",
         check_options,
         needs="--registrar (and --ca for a private CA)",
-        requires=("registrar",),
+        requires=(REGISTRAR,),
         after=("net.dns",),
         timeout=None,
     ),
@@ -75,7 +85,7 @@ REGISTRY: tuple[Check, ...] = (
         "Large SIP messages over UDP get through",
         check_udp_fragmentation,
         needs="--registrar (UDP)",
-        requires=("registrar",),
+        requires=(REGISTRAR,),
         after=("net.dns",),
     ),
     Check(
@@ -83,14 +93,14 @@ REGISTRY: tuple[Check, ...] = (
         "STUN servers answer",
         check_stun,
         needs="--stun",
-        requires=("stun",),
+        requires=(STUN,),
     ),
     Check(
         "net.nat",
         "NAT lets calls in",
         check_nat,
         needs="--stun (a server with two addresses, RFC 5780)",
-        requires=("stun",),
+        requires=(STUN,),
         after=("net.stun",),
     ),
     Check(
@@ -105,7 +115,7 @@ REGISTRY: tuple[Check, ...] = (
         "Network quality is good enough for calls",
         check_quality,
         needs="--stun",
-        requires=("stun",),
+        requires=(STUN,),
         timeout=5.0,
     ),
     Check(
@@ -113,7 +123,7 @@ REGISTRY: tuple[Check, ...] = (
         "Registrar accepts our REGISTER",
         check_register,
         needs="--registrar, --user and a password (env var, keyring or prompt), or --no-register",
-        requires=("registrar", "user"),
+        requires=(REGISTRAR, USER),
         after=("net.dns",),
         timeout=None,
         uses_sip=True,
@@ -123,7 +133,7 @@ REGISTRY: tuple[Check, ...] = (
         "No SIP ALG rewrites our signalling",
         check_sip_alg,
         needs="--registrar (reads sip.register and net.stun when they ran)",
-        requires=("registrar",),
+        requires=(REGISTRAR,),
         after=("net.dns", "sip.register", "net.stun"),
     ),
     Check(
@@ -131,7 +141,7 @@ REGISTRY: tuple[Check, ...] = (
         "Agent numbers are valid E.164 numbers",
         check_format,
         needs="--number (and --region for national numbers)",
-        requires=("numbers",),
+        requires=(NUMBERS,),
         timeout=3.0,
     ),
     Check(
@@ -139,7 +149,7 @@ REGISTRY: tuple[Check, ...] = (
         "Agent numbers are permitted by the policy",
         check_policy,
         needs="--number and --policy",
-        requires=("numbers", "policy"),
+        requires=(NUMBERS, POLICY),
         timeout=3.0,
     ),
     Check(
@@ -147,7 +157,7 @@ REGISTRY: tuple[Check, ...] = (
         "The registered SIP identity covers the agent numbers",
         check_identity,
         needs="--number and --user",
-        requires=("numbers", "user"),
+        requires=(NUMBERS, USER),
         timeout=3.0,
     ),
     Check(
@@ -155,7 +165,7 @@ REGISTRY: tuple[Check, ...] = (
         "The platform lets a test call reach the number",
         check_dial,
         needs="--dial-test NUMBER with --registrar, --user and a password (opt-in)",
-        requires=("dial_test", "registrar", "user"),
+        requires=(DIAL_TEST, REGISTRAR, USER),
         after=("net.dns", "sip.register"),
         timeout=None,
         uses_sip=True,
@@ -173,7 +183,7 @@ REGISTRY: tuple[Check, ...] = (
         "Registrar accepts our REGISTER over WebSocket",
         check_register_ws,
         needs="--ws-url (ws:// or wss://), --user and a password, or --no-register",
-        requires=("ws_url", "user"),
+        requires=(WS_URL, USER),
         timeout=None,
         uses_sip=True,
     ),
@@ -182,7 +192,7 @@ REGISTRY: tuple[Check, ...] = (
         "The browser lets the softphone use the microphone",
         check_browser_mic,
         needs="--softphone-url (the WebRTC softphone's web address)",
-        requires=("softphone_url",),
+        requires=(SOFTPHONE_URL,),
         timeout=3.0,
     ),
     # PortAudio is not thread-safe: the audio checks run one after another (after=...).

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import stat
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
 from diag.config import Settings, build_settings, resolve_password
 from diag.context import Context
+from diag.environment import Environment, isatty, use_color, write_report_file, write_text
 from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.lifecycle import sigint_ignored, sigterm_as_interrupt
 from diag.model import Check
@@ -26,9 +26,6 @@ from diag.report import (
     write_atomic,
 )
 from diag.runner import RunOutcome, run_checks, select_checks
-
-if TYPE_CHECKING:
-    from diag.cli import Environment
 
 
 def exit_code(report: Mapping[str, Any], fail_on: str) -> ExitCode:
@@ -62,7 +59,7 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
     selected: list[Check] = select_checks(env.checks(), settings.only, settings.skip)
     _check_out_path(settings.out)
     # Only a SIP check that will really run asks for the password (no prompt for a skipped one).
-    if any(c.uses_sip and all(getattr(settings, r) for r in c.requires) for c in selected):
+    if any(c.uses_sip and all(r.is_set(settings) for r in c.requires) for c in selected):
         settings = resolve_password(settings, env.environ, env.stdin_isatty)
 
     run_id = str(uuid.uuid4())
@@ -76,11 +73,11 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
     marks = Marks.for_encoding(getattr(env.stdout, "encoding", None))
     stderr_marks = Marks.for_encoding(getattr(env.stderr, "encoding", None))
     show_progress = not settings.quiet and (
-        _isatty(env.stderr) or (settings.format == "text" and _isatty(env.stdout))
+        isatty(env.stderr) or (settings.format == "text" and isatty(env.stdout))
     )
     progress = (
         TerminalProgress(
-            env.stderr, selected, stderr_marks, use_color(env.stderr, env.environ), _write
+            env.stderr, selected, stderr_marks, use_color(env.stderr, env.environ), write_text
         )
         if show_progress
         else None
@@ -132,7 +129,7 @@ def _finish(
         write_atomic(saved, to_json(report))
         _keep_sip_log(sip_log, saved)
         if not settings.quiet:
-            _write(env.stderr, f"sipdiag: report saved to {saved}\n")
+            write_text(env.stderr, f"sipdiag: report saved to {saved}\n")
     except OSError as exc:
         problems.append(
             SipdiagError(
@@ -147,7 +144,7 @@ def _finish(
                 render(report, format_for_path(settings.out, settings.format), marks),
             )
             if not settings.quiet:
-                _write(env.stderr, f"sipdiag: report written to {settings.out}\n")
+                write_text(env.stderr, f"sipdiag: report written to {settings.out}\n")
         except OSError as exc:
             problems.append(
                 SipdiagError(
@@ -156,7 +153,7 @@ def _finish(
                 )
             )
     color = settings.format == "text" and use_color(env.stdout, env.environ)
-    if not _write(env.stdout, render(report, settings.format, marks, color)):
+    if not write_text(env.stdout, render(report, settings.format, marks, color)):
         problems.append(
             SipdiagError(
                 "cannot write the report to standard output",
@@ -166,7 +163,7 @@ def _finish(
     if settings.debug:
         for r in outcome.runs:
             if r.result.traceback:
-                _write(env.stderr, f"--- traceback of {r.check.id}\n{r.result.traceback}")
+                write_text(env.stderr, f"--- traceback of {r.check.id}\n{r.result.traceback}")
     return report, problems[0] if problems else None
 
 
@@ -190,20 +187,6 @@ def _keep_sip_log(pending: Path | None, saved: Path) -> None:
         pass  # no pjsua2 REGISTER in this run: nothing was traced
 
 
-def write_report_file(path: Path, text: str) -> None:
-    """Regular files are replaced atomically; a symlink's target is written, not the link;
-    devices and pipes (/dev/stdout, a FIFO) are written in place, never replaced."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        return
-    write_atomic(path.resolve(), text)
-
-
 def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
     """The report's host section; without psutil it still names the machine."""
     from checks.host.os import describe_host, describe_host_minimal
@@ -212,32 +195,3 @@ def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
         return describe_host(environ)
     except Exception:  # noqa: BLE001 - e.g. psutil missing: the host checks say so themselves
         return describe_host_minimal(environ)
-
-
-def _write(stream: TextIO | None, text: str) -> bool:
-    """Write without ever raising: unencodable characters are replaced, a closed stream is
-    reported as False."""
-    if stream is None:
-        return False
-    try:
-        try:
-            stream.write(text)
-        except UnicodeEncodeError:
-            encoding = getattr(stream, "encoding", None) or "ascii"
-            stream.write(text.encode(encoding, "replace").decode(encoding))
-        stream.flush()
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def use_color(stream: Any, environ: Mapping[str, str]) -> bool:
-    """Colours only on a terminal, and never with NO_COLOR set (no-color.org) or TERM=dumb."""
-    return _isatty(stream) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False

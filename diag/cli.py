@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import inspect
 import sys
-import threading
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from diag import __version__
+from diag.environment import Environment
 from diag.errors import ExitCode, Interrupted, SipdiagError, UsageError
 from diag.lifecycle import (
     exit_process,
@@ -22,6 +21,7 @@ from diag.lifecycle import (
     interruptible,
     is_interrupt,
 )
+from diag.settings import SETTINGS, Setting
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
 # Shell completion: `sipdiag --install-completion` / `--show-completion` (typer).
@@ -33,31 +33,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Diagnose why calls to a contact-centre softphone fail (SIP 403 and friends).",
 )
-
-
-@dataclass
-class Environment:
-    """Process boundaries the CLI touches, swappable in tests (httpie's Environment)."""
-
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    stdin_isatty: bool = field(default_factory=lambda: sys.stdin is not None and sys.stdin.isatty())
-    registry: Sequence[Any] | None = None  # None: checks.REGISTRY, imported lazily
-    # Threads of checks that overran: the process exits without waiting for them.
-    abandoned: list[threading.Thread] = field(default_factory=list)
-    # Set by a command whose only remaining state is an in-memory DuckDB, which it hands over
-    # here: the process exits without freeing it (`match` spends ~0.1 s tearing down its tables
-    # otherwise, as soon as the command returns and drops its last reference).
-    kept: Any = None
-    said_interrupted: bool = False  # the one "interrupted" line is out
-
-    def checks(self) -> Sequence[Any]:
-        if self.registry is None:
-            from checks import REGISTRY
-
-            self.registry = REGISTRY
-        return self.registry
 
 
 def _env(ctx: typer.Context) -> Environment:
@@ -81,212 +56,45 @@ def _root(
 
 
 @app.command()
-def check(
-    ctx: typer.Context,
-    profile: Annotated[Path | None, typer.Option(help="TOML profile; flags override it.")] = None,
-    registrar: Annotated[str | None, typer.Option(help="Registrar URI or host[:port].")] = None,
-    domain: Annotated[
-        str | None, typer.Option(help="SIP domain (default: registrar host).")
-    ] = None,
-    user: Annotated[str | None, typer.Option(help="SIP user.")] = None,
-    auth_user: Annotated[
-        str | None, typer.Option(help="Digest auth user (default: --user).")
-    ] = None,
-    password_env: Annotated[
-        str | None,
-        typer.Option(help="Environment variable holding the password [default: SIPDIAG_PASSWORD]."),
-    ] = None,
-    transport: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="udp|tcp|tls|ws|wss",
-            help="udp, tcp, tls (native SIP) or ws/wss (with --ws-url); repeatable [default: udp].",
-        ),
-    ] = None,
-    agent_id: Annotated[str | None, typer.Option(help="The agent's id in the platform.")] = None,
-    number: Annotated[
-        list[str] | None, typer.Option(metavar="NUMBER", help="Agent number (E.164); repeatable.")
-    ] = None,
-    policy: Annotated[str | None, typer.Option(help="Permitted-numbers policy file.")] = None,
-    stun: Annotated[
-        list[str] | None,
-        typer.Option(metavar="HOST[:PORT]", help="STUN server HOST[:PORT]; repeatable."),
-    ] = None,
-    only: Annotated[
-        list[str] | None, typer.Option(metavar="ID", help="Run only this check id or family.")
-    ] = None,
-    skip: Annotated[
-        list[str] | None, typer.Option(metavar="ID", help="Skip this check id or family.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Whole-run budget in seconds [default: 10].")
-    ] = None,
-    format: Annotated[
-        str | None, typer.Option(help="text, json, md or html [default: text].")
-    ] = None,
-    out: Annotated[
-        str | None, typer.Option(help="Also write the report here (format by extension).")
-    ] = None,
-    fail_on: Annotated[str | None, typer.Option(help="warn or fail [default: fail].")] = None,
-    dns_server: Annotated[
-        str | None, typer.Option(help="Resolve via this DNS server IP[:PORT], not the system's.")
-    ] = None,
-    ca: Annotated[
-        str | None, typer.Option(help="PEM CA bundle that verifies the registrar's TLS cert.")
-    ] = None,
-    no_register: Annotated[
-        bool,
-        typer.Option("--no-register", help="Only OPTIONS and a challenge-only probe; no REGISTER."),
-    ] = False,
-    register_binding: Annotated[
-        bool,
-        typer.Option(
-            "--register-binding",
-            help="sip.register also registers a binding of its own when the account already has "
-            "one. WARNING: a registrar that keeps one registration per account then replaces the "
-            "softphone's, which stays off the platform until it re-registers (reported as "
-            "sip.binding_replaced). Not accepted in a profile.",
-        ),
-    ] = False,
-    probe_all_transports: Annotated[
-        bool,
-        typer.Option(
-            "--probe-all-transports",
-            help="net.sip-options also probes UDP/TCP/TLS when neither configured nor in DNS "
-            "(informational).",
-        ),
-    ] = False,
-    turn: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="HOST[:PORT]", help="TURN server HOST[:PORT] for the media path; repeatable."
-        ),
-    ] = None,
-    turn_user: Annotated[str | None, typer.Option(help="TURN long-term credential user.")] = None,
-    turn_password_env: Annotated[
-        str | None,
-        typer.Option(
-            help="Environment variable holding the TURN password [default: SIPDIAG_TURN_PASSWORD]."
-        ),
-    ] = None,
-    media: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="HOST:PORT[-PORT]",
-            help="Platform media (RTP) endpoint HOST:PORT[-PORT]; repeatable.",
-        ),
-    ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(metavar="CC", help="Default region for national numbers, e.g. GB."),
-    ] = None,
-    dial_test: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NUMBER",
-            help="Place ONE test call to NUMBER through the registered account (opt-in).",
-        ),
-    ] = None,
-    dial_max_duration: Annotated[
-        float | None,
-        typer.Option(metavar="SECONDS", help="Longest the test call may last [default: 5]."),
-    ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="No progress or notes on stderr; errors still."),
-    ] = False,
-    ws_url: Annotated[
-        str | None,
-        typer.Option(help="SIP over WebSocket URL of a WebRTC softphone, wss://host[:port]/path."),
-    ] = None,
-    softphone_url: Annotated[
-        str | None,
-        typer.Option(help="The WebRTC softphone's web address (browser microphone permission)."),
-    ] = None,
-    input_device: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Microphone/headset the softphone uses (substring)."),
-    ] = None,
-    output_device: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Speaker/headset the softphone uses (substring)."),
-    ] = None,
-    capture_seconds: Annotated[
-        float | None,
-        typer.Option(metavar="S", help="Microphone capture window in seconds [default: 1]."),
-    ] = None,
-    play_tone: Annotated[
-        bool, typer.Option("--play-tone", help="Play a short quiet tone on the output device.")
-    ] = False,
-    softphone_process: Annotated[
-        list[str] | None,
-        typer.Option(metavar="NAME", help="Softphone process name (e.g. zoiper); repeatable."),
-    ] = None,
-    softphone_port: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="PORT[-PORT]",
-            help="Local SIP/RTP port(s) the softphone needs, besides 5060/5061; repeatable.",
-        ),
-    ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks of broken probes.")
-    ] = False,
-) -> None:
+def check(ctx: typer.Context, profile: Path | None = None, **options: Any) -> None:
     """Run the checks and write the report (always also saved under the user data directory)."""
     from diag.check_command import run_check_command
+    from diag.config import given_flags
 
-    flags = {
-        "registrar": registrar,
-        "domain": domain,
-        "user": user,
-        "auth_user": auth_user,
-        "password_env": password_env,
-        "transports": transport,
-        "agent_id": agent_id,
-        "numbers": number,
-        "policy": policy,
-        "stun": stun,
-        "only": only,
-        "skip": skip,
-        "timeout": timeout,
-        "format": format,
-        "out": out,
-        "fail_on": fail_on,
-        "dns_server": dns_server,
-        "ca": ca,
-        "no_register": no_register or None,
-        "probe_all_transports": probe_all_transports or None,
-        "register_binding": register_binding or None,
-        "turn": turn,
-        "turn_user": turn_user,
-        "turn_password_env": turn_password_env,
-        "media": media,
-        "quiet": quiet or None,
-        "ws_url": ws_url,
-        "softphone_url": softphone_url,
-        "input_device": input_device,
-        "output_device": output_device,
-        "capture_seconds": capture_seconds,
-        "play_tone": play_tone or None,
-        "softphone_processes": softphone_process,
-        "softphone_ports": softphone_port,
-        "debug": debug or None,
-        "region": region,
-        "dial_test": _one_dial_test(dial_test),
-        "dial_max_duration": dial_max_duration,
-    }
-    raise typer.Exit(run_check_command(_env(ctx), profile, flags))
+    raise typer.Exit(run_check_command(_env(ctx), profile, given_flags(options)))
 
 
-def _one_dial_test(values: list[str] | None) -> str | None:
-    """At most one test call per run: a repeated --dial-test is refused, not half-ignored."""
-    if values and len(values) > 1:
-        raise UsageError(
-            f"--dial-test was given {len(values)} times; a run places at most one test call",
-            "give --dial-test once; run sipdiag again for another number",
-        )
-    return values[0] if values else None
+def _check_signature() -> inspect.Signature:
+    """--profile, then one option per setting, in the table's order (diag/settings.py)."""
+    profile = typer.Option(help="TOML profile; flags override it.")
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter(
+            "profile",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[Path | None, profile],
+        ),
+    ]
+    return inspect.Signature([*params, *(_option(s) for s in SETTINGS)])
+
+
+def _option(s: Setting) -> inspect.Parameter:
+    annotation: Any
+    if s.kind == "switch":
+        decls = [s.flag, s.short] if s.short else [s.flag]
+        annotation = Annotated[bool, typer.Option(*decls, help=s.help)]
+        default: bool | None = False
+    else:
+        value: Any = list[str] if s.repeatable or s.once else float if s.kind == "number" else str
+        annotation = Annotated[value | None, typer.Option(metavar=s.metavar, help=s.help)]
+        default = None
+    return inspect.Parameter(
+        s.parameter, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+check.__signature__ = _check_signature()  # type: ignore[attr-defined]
 
 
 @app.command("checks")

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from diag.settings import Requirement
+
 if TYPE_CHECKING:
     from diag.context import Context
 
@@ -75,7 +77,7 @@ class Check:
     title: str
     run: Callable[[Context], CheckResult]
     needs: str = "nothing"  # what the user must configure, shown by `sipdiag checks`
-    requires: tuple[str, ...] = ()  # settings that must be set, else skip "no X configured"
+    requires: tuple[Requirement, ...] = ()  # settings that must be set, else skip "no X configured"
     after: tuple[str, ...] = ()  # checks whose results this one reads (ctx.results)
     timeout: float | None = 5.0  # own deadline (s), capped by --timeout; None = the whole budget
     uses_sip: bool = False  # registers with the SIP password (resolved before the run)

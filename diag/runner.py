@@ -18,19 +18,6 @@ from diag.errors import UsageError
 from diag.lifecycle import forget_interrupt
 from diag.model import Check, CheckResult, CheckRun, Status
 
-# How each `requires` setting is named in the skip reason ("no registrar configured").
-SETTING_LABELS = {
-    "registrar": ("registrar", "--registrar"),
-    "user": ("SIP user", "--user"),
-    "numbers": ("number", "--number"),
-    "stun": ("STUN server", "--stun"),
-    "agent_id": ("agent id", "--agent-id"),
-    "policy": ("number policy", "--policy"),
-    "dial_test": ("test-call number", "--dial-test"),
-    "ws_url": ("WebSocket URL", "--ws-url"),
-    "softphone_url": ("softphone URL", "--softphone-url"),
-}
-
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)
 
 
@@ -76,14 +63,14 @@ class _Running:
 
 
 def _missing_setting(check: Check, ctx: Context) -> CheckResult | None:
-    for name in check.requires:
-        if not getattr(ctx.settings, name):
-            label, flag = SETTING_LABELS.get(name, (name, f"--{name.replace('_', '-')}"))
+    for needed in check.requires:
+        if not needed.is_set(ctx.settings):
+            setting = needed.setting
             return CheckResult(
                 Status.SKIP,
-                f"no {label} configured",
-                {"missing_setting": name},
-                f"pass {flag} or set {name} in the profile",
+                f"no {setting.label or setting.name} configured",
+                {"missing_setting": setting.name},
+                f"pass {setting.flag} or set {setting.name} in the profile",
             )
     return None
 

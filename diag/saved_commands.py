@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from diag.environment import Environment, use_color, write_report_file, write_text
 from diag.errors import SipdiagError, UsageError
 from diag.saved import load_report, newest_report
-
-if TYPE_CHECKING:
-    from diag.cli import Environment
 
 REPORT_FORMATS = ("text", "md", "html", "json")
 
@@ -17,7 +14,6 @@ REPORT_FORMATS = ("text", "md", "html", "json")
 def run_report_command(
     env: Environment, path: Path | None, fmt: str | None, out: str | None
 ) -> int:
-    from diag.check_command import _write, use_color, write_report_file
     from diag.render import Marks, format_for_path, render
 
     if fmt is not None and fmt not in REPORT_FORMATS:
@@ -35,7 +31,7 @@ def run_report_command(
             "give the report exactly as `sipdiag check` wrote it",
         ) from None
     if out is None:
-        if not _write(env.stdout, text):
+        if not write_text(env.stdout, text):
             raise SipdiagError("cannot write to standard output", "use --out FILE")
         return 0
     target = Path(out).expanduser()
@@ -47,13 +43,12 @@ def run_report_command(
         raise SipdiagError(
             f"cannot write --out {out}: {exc.strerror or exc}", "choose another --out path"
         ) from None
-    _write(env.stderr, f"sipdiag: report written to {out}\n")
+    write_text(env.stderr, f"sipdiag: report written to {out}\n")
     return 0
 
 
 def run_bundle_command(env: Environment, path: Path | None, out: str | None, redact: bool) -> int:
     from diag.bundle import build_bundle
-    from diag.check_command import _write
 
     source = path or newest_report()
     report = load_report(source)
@@ -69,9 +64,9 @@ def run_bundle_command(env: Environment, path: Path | None, out: str | None, red
             f"cannot write the bundle {target}: {exc.strerror or exc}", "choose another --out path"
         ) from None
     for note in result.notes:
-        _write(env.stderr, f"sipdiag: note: {note}\n")
+        write_text(env.stderr, f"sipdiag: note: {note}\n")
     state = "redacted" if redact else "not redacted: contains hostname, user name and addresses"
-    _write(
+    write_text(
         env.stderr,
         f"sipdiag: bundle written to {target} ({', '.join(result.files)}; {state})\n",
     )

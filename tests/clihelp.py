@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diag.cli import Environment, run_cli
+from diag.cli import run_cli
+from diag.environment import Environment
 
 REPO = Path(__file__).resolve().parent.parent
 

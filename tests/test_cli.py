@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -307,3 +308,48 @@ def test_a_terminal_that_cannot_show_unicode_gets_ascii_not_a_crash() -> None:
     r = cli_process("check", "--only", "host.os", env={"PYTHONIOENCODING": "ascii"})
     assert r.code == 0, r.err
     assert "[+] Operating system is identified - Linux" in r.out and r.out.isascii()
+
+
+def test_the_check_command_has_one_option_per_setting_in_the_tables_order() -> None:
+    import typer
+
+    from diag.cli import app
+    from diag.settings import SETTINGS
+
+    command = typer.main.get_command(app).commands["check"]  # type: ignore[attr-defined]
+    options = [p for p in command.params if p.name != "ctx"]
+    assert [p.name for p in options] == ["profile", *(s.parameter for s in SETTINGS)]
+    for param, s in zip(options[1:], SETTINGS, strict=True):
+        assert param.opts == ([s.flag, s.short] if s.short else [s.flag]), s.name
+        assert param.help == s.help, s.name
+        assert param.multiple == (s.repeatable or s.once), s.name
+        assert param.is_flag == (s.kind == "switch"), s.name
+        assert param.default == (False if s.kind == "switch" else None), s.name
+        if s.metavar:
+            assert param.metavar == s.metavar, s.name
+
+
+def _readme_block(start: str, end: str) -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    begin = text.index(start)
+    return text[begin : text.index(end, begin)]
+
+
+def test_the_readme_check_synopsis_is_the_one_the_settings_table_generates() -> None:
+    from diag.settings import synopsis
+
+    # README "## Commands": the `sipdiag check [...]` lines, up to `sipdiag report`.
+    assert _readme_block("sipdiag check [", "sipdiag report [") == synopsis() + "\n"
+
+
+def test_the_readme_check_flags_table_has_one_row_per_setting_in_the_tables_order() -> None:
+    from diag.settings import PROFILE_OPTION, SETTINGS, usage
+
+    # README "### `sipdiag check` flags": the first column of the table, row by row.
+    block = _readme_block("| flag | meaning |", "\n\n")
+    cells = [row.split(" | ")[0].removeprefix("| ") for row in block.splitlines()[2:]]
+
+    def cell(s: Any) -> str:
+        return f"`{usage(s)}`".replace("|", "\\|") + (f", `{s.short}`" if s.short else "")
+
+    assert cells == [f"`{PROFILE_OPTION}`", *(cell(s) for s in SETTINGS)]

@@ -13,6 +13,7 @@ from contexts import make_context
 from diag.context import Context
 from diag.model import Check, CheckResult, Status, passed
 from diag.runner import run_checks, select_checks
+from diag.settings import REGISTRAR, USER
 
 release = threading.Event()
 
@@ -115,7 +116,7 @@ def test_a_check_waits_for_the_checks_it_reads() -> None:
 
 
 def test_missing_settings_skip_with_the_reason() -> None:
-    checks = [Check("sip.x", "X works", _ok, requires=("registrar", "user"))]
+    checks = [Check("sip.x", "X works", _ok, requires=(REGISTRAR, USER))]
     result = run_checks(checks, make_context(), 5).runs[0].result
     assert (result.status, result.summary) == (Status.SKIP, "no registrar configured")
     assert result.hint == "pass --registrar or set registrar in the profile"
