@@ -6,11 +6,11 @@ diag/diagnosis.py name an action here, read from their own check's details and f
 what every SIP check of the run saw per transport: a finding may suggest switching to a
 transport only if that transport got a SIP answer somewhere in the same run.
 
-Details shapes read here (every key with .get: checks change in parallel):
-sip.register / sip.register-ws: ``attempts`` (and ``queries``) [{transport, outcome, code,
-reason, registrar_answered, target: {host, port}}], ``baseline``, ``user``, ``domain``,
-``registrar``; net.sip-options: ``transports`` {t: {outcome, code, target "host:port",
-certificate, why_probed}}, ``configured_transports``, ``probed_transports``.
+The details read here are typed in diag/evidence.py: sip.register / sip.register-ws'
+``RegisterDetails`` (``attempts`` and ``queries`` of ``RegisterAttempt``, ``baseline``,
+``user``, ``domain``, ``registrar``) and net.sip-options' ``OptionsDetails`` (``transports``
+{t: ``OptionsTransport``}, ``configured_transports``, ``probed_transports``). Optional keys are
+read with .get: a skipped or broken check's details hold none of them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from diag import outcomes as o
+from diag.evidence import (
+    Certificate,
+    OptionsTransport,
+    RegisterAttempt,
+    options_details,
+    register_details,
+)
 from diag.model import CheckRun
 
-Details = Mapping[str, Any]
-Item = Mapping[str, Any]  # one REGISTER attempt, or one transport's OPTIONS result
+Details = Mapping[str, Any]  # a check's details, as its CheckResult holds them
+Item = RegisterAttempt | OptionsTransport  # one REGISTER attempt, or one transport's OPTIONS
 
 SIP_TRANSPORTS = ("udp", "tcp", "tls")
 PROTO = {"udp": "UDP", "tcp": "TCP", "tls": "TLS"}
@@ -39,21 +46,24 @@ REGISTER_CHECKS = ("sip.register", "sip.register-ws")
 # ---- one request's evidence
 
 
-def attempts(d: Details) -> list[Item]:
-    return list(d.get("attempts") or [])
+def attempts(d: Details) -> list[RegisterAttempt]:
+    return list(register_details(d).get("attempts") or [])
 
 
-def probed(d: Details) -> dict[str, Item]:
+def probed(d: Details) -> dict[str, OptionsTransport]:
     """net.sip-options' result per transport it probed (``probed_transports`` when given)."""
-    per: Mapping[str, Item] = d.get("transports") or {}
-    names = d.get("probed_transports")
+    options = options_details(d)
+    per = options.get("transports") or {}
+    names = options.get("probed_transports")
     return {t: v for t, v in per.items() if names is None or t in names}
 
 
 def is_configured(d: Details, transport: str) -> bool:
     """The softphone uses this transport (net.sip-options probed it because it is configured)."""
-    why = (probed(d).get(transport) or {}).get("why_probed")
-    return transport in (d.get("configured_transports") or []) or why == "configured"
+    mine = probed(d).get(transport)
+    why = mine.get("why_probed") if mine else None
+    configured = options_details(d).get("configured_transports") or []
+    return transport in configured or why == "configured"
 
 
 def silent(item: Item) -> bool:
@@ -67,10 +77,12 @@ def got_nothing(item: Item) -> bool:
     return item.get("outcome") in o.NETWORK and not item.get("registrar_answered")
 
 
-def where(item: Item, transport: str = "udp") -> tuple[str, int | str]:
+def where(item: Item | None, transport: str = "udp") -> tuple[str, int | str]:
     """(host, port) of one request, from a REGISTER attempt's target {host, port} or an
-    OPTIONS result's "host:port"."""
-    target = item.get("target")
+    OPTIONS result's "host:port" (None: no request to name)."""
+    target = item.get("target") if item else None
+    host: str | None
+    port: int | str | None
     if isinstance(target, Mapping):
         host, port = target.get("host"), target.get("port")
     elif isinstance(target, str) and target.rpartition(":")[0]:
@@ -110,8 +122,10 @@ class SipRun:
         for run in runs:
             d, check = run.result.details, run.check.id
             if check in REGISTER_CHECKS:
-                requests = [*attempts(d), *(d.get("queries") or []), d.get("baseline") or {}]
-                for a in requests:
+                register = register_details(d)
+                baseline = register.get("baseline")
+                requests = [*attempts(d), *(register.get("queries") or [])]
+                for a in [*requests, *([baseline] if baseline else [])]:
                     if not a.get("transport"):
                         continue
                     answered = a.get("outcome") in o.REGISTRAR_ANSWERED
@@ -143,9 +157,9 @@ Action = Callable[[Details, SipRun], str]
 # ---- network actions
 
 
-def _silent_item(d: Details, transport: str) -> Item:
+def _silent_item(d: Details, transport: str) -> Item | None:
     mine = [a for a in attempts(d) if a.get("transport") == transport and silent(a)]
-    return mine[0] if mine else probed(d).get(transport) or {}
+    return mine[0] if mine else probed(d).get(transport)
 
 
 def blocked_action(transport: str, configured: bool = True) -> Action:
@@ -157,7 +171,7 @@ def blocked_action(transport: str, configured: bool = True) -> Action:
         t = PROTO[transport]
         closed = (
             "gets no route (ICMP unreachable or prohibited)"
-            if item.get("outcome") == o.UNREACHABLE
+            if item is not None and item.get("outcome") == o.UNREACHABLE
             else "is dropped (no answer)"
         )
         what = f"SIP over {t} to {host}:{port} {closed}"
@@ -178,7 +192,7 @@ def blocked_action(transport: str, configured: bool = True) -> Action:
 
 def _items(d: Details) -> list[tuple[str, Item]]:
     """(transport, request) for each REGISTER attempt, else each OPTIONS result."""
-    found = [(str(a.get("transport")), a) for a in attempts(d)]
+    found: list[tuple[str, Item]] = [(str(a.get("transport")), a) for a in attempts(d)]
     return found or list(probed(d).items())
 
 
@@ -223,7 +237,7 @@ def refused_configured(d: Details) -> list[tuple[str, Item]]:
     """(transport, request) for each configured transport refused outright (TCP RST, ICMP port
     unreachable): every REGISTER attempt is over a configured transport; an OPTIONS result
     counts only where the softphone is configured to use that transport."""
-    mine = [
+    mine: list[tuple[str, Item]] = [
         (str(a.get("transport")), a)
         for a in attempts(d)
         if a.get("outcome") == o.REFUSED and not a.get("registrar_answered")
@@ -269,19 +283,21 @@ def not_offered_action(d: Details, run: SipRun) -> str:
 # ---- TLS certificate
 
 
-def _untrusted_item(d: Details) -> tuple[Item, bool]:
-    """The TLS request whose certificate failed, and whether the softphone uses TLS."""
+def _untrusted_item(d: Details) -> tuple[Item | None, Certificate, bool]:
+    """The TLS request whose certificate failed, its certificate (a REGISTER attempt records
+    none), and whether the softphone uses TLS."""
     mine = [a for a in attempts(d) if a.get("outcome") == o.TLS_UNTRUSTED]
     if mine:
-        return mine[0], True
-    return probed(d).get("tls") or {}, is_configured(d, "tls")
+        return mine[0], {}, True
+    options = probed(d).get("tls")
+    cert = (options.get("certificate") if options else None) or {}
+    return options, cert, is_configured(d, "tls")
 
 
 def tls_action(d: Details, run: SipRun) -> str:
     """network.tls_untrusted: what the certificate's own verification error calls for."""
-    item, configured = _untrusted_item(d)
+    item, cert, configured = _untrusted_item(d)
     host = where(item, "tls")[0]
-    cert = item.get("certificate") or {}
     why = str(cert.get("verify_error") or "").lower()
     if "mismatch" in why:
         names = ", ".join(cert.get("san") or []) or cert.get("subject_cn") or "other names"
@@ -310,23 +326,23 @@ def tls_action(d: Details, run: SipRun) -> str:
 # ---- SIP answers from the registrar
 
 
-def first_rejected(d: Details) -> Item | None:
+def first_rejected(d: Details) -> RegisterAttempt | None:
     return next((a for a in attempts(d) if a.get("outcome") == o.REJECTED), None)
 
 
 def user_and_domain(d: Details) -> tuple[str, str]:
     """The user and domain the REGISTER used (sip.register's ``user``/``domain``; else the
     registrar's host, which is the domain when the SIP URI gives none)."""
-    user = d.get("user") or (first_rejected(d) or {}).get("user") or ""
-    domain = d.get("domain") or ""
-    if not domain and d.get("registrar"):
+    register, rejected = register_details(d), first_rejected(d)
+    user = register.get("user") or (rejected.get("user") if rejected else None) or ""
+    domain = register.get("domain") or ""
+    if not domain and register.get("registrar"):
         from diag.target import parse_registrar
 
         try:
-            domain = parse_registrar(str(d["registrar"])).host
+            domain = parse_registrar(str(register.get("registrar"))).host
         except ValueError:
             domain = ""
-    rejected = first_rejected(d)
     if not domain and rejected is not None and rejected.get("target"):
         domain = where(rejected)[0]
     return str(user), str(domain)
@@ -340,14 +356,15 @@ def _named(user: str, domain: str) -> tuple[str, str]:
 
 def every_user_not_found(d: Details) -> bool:
     """The control probe (a user that cannot exist) got 404 as well."""
-    base = d.get("baseline") or {}
-    return base.get("outcome") == o.REJECTED and base.get("code") == 404
+    base = register_details(d).get("baseline")
+    return base is not None and base.get("outcome") == o.REJECTED and base.get("code") == 404
 
 
 def baseline_told_apart(d: Details) -> bool:
     """The control probe got an answer other than 404: the registrar tells users apart."""
-    base = d.get("baseline") or {}
-    return base.get("outcome") in (o.REJECTED, o.CHALLENGED, o.OK) and not every_user_not_found(d)
+    base = register_details(d).get("baseline")
+    answered = base is not None and base.get("outcome") in (o.REJECTED, o.CHALLENGED, o.OK)
+    return answered and not every_user_not_found(d)
 
 
 def not_found_action(d: Details, run: SipRun) -> str:
@@ -374,14 +391,15 @@ def forbidden_action(d: Details, run: SipRun) -> str:
 
 
 def server_error_action(d: Details, run: SipRun) -> str:
-    a = first_rejected(d) or {}
+    a = first_rejected(d)
+    code = a.get("code") if a else None
     return (
-        f"the registrar reported a server error ({a.get('code')}): retry later, and report it "
+        f"the registrar reported a server error ({code}): retry later, and report it "
         "to the platform with the run id if it persists"
     )
 
 
 def dns_action(d: Details, run: SipRun) -> str:
-    a = next((a for a in attempts(d) if a.get("outcome") == o.DNS_FAILURE), {})
+    a = next((a for a in attempts(d) if a.get("outcome") == o.DNS_FAILURE), None)
     host = where(a)[0]
     return f"{host} does not resolve: check the registrar name and this machine's DNS"

@@ -17,6 +17,7 @@ from diag import actions as act
 from diag import outcomes as o
 from diag.actions import Action, SipRun, attempts, got_nothing, probed, silent
 from diag.causes import CAUSES
+from diag.evidence import RegisterAttempt, dial_details, evidence_text, register_details
 from diag.model import SEVERITY_RANK, CheckRun, Finding, Severity, Status
 
 Details = Mapping[str, Any]
@@ -31,7 +32,7 @@ TRANSPORT_CAUSES = {
 }
 
 
-# ---- sip.register: details["attempts"][i] = {transport, outcome, code, challenged, ...}
+# ---- sip.register: details["attempts"][i] is a RegisterAttempt (diag/evidence.py)
 
 _first_rejected = act.first_rejected
 
@@ -76,7 +77,7 @@ def _register_outcome(outcome: str) -> Callable[[Details], bool]:
     return lambda d: any(a.get("outcome") == outcome for a in attempts(d))
 
 
-# ---- net.sip-options: details["transports"][t] = {outcome, why_probed, ...}
+# ---- net.sip-options: details["transports"][t] is an OptionsTransport (diag/evidence.py)
 
 
 def _options_silent(transport: str, configured: bool) -> Callable[[Details], bool]:
@@ -98,7 +99,8 @@ def _options_unreachable(d: Details) -> bool:
 
 def _options_tls_untrusted(configured: bool) -> Callable[[Details], bool]:
     def when(d: Details) -> bool:
-        untrusted = probed(d).get("tls", {}).get("outcome") == o.TLS_UNTRUSTED
+        tls = probed(d).get("tls")
+        untrusted = tls is not None and tls.get("outcome") == o.TLS_UNTRUSTED
         return untrusted and act.is_configured(d, "tls") == configured
 
     return when
@@ -107,14 +109,16 @@ def _options_tls_untrusted(configured: bool) -> Callable[[Details], bool]:
 # ---- explanations that quote the evidence
 
 
-def _quote(a: Mapping[str, Any]) -> str:
+def _quote(a: RegisterAttempt) -> str:
     text = f"{a['transport'].upper()} REGISTER got {a['code']} {a['reason']}"
     if a.get("warning"):
         text += f" (Warning: {'; '.join(a['warning'])})"
-    challenge = a.get("challenge") or {}
+    challenge = a.get("challenge")
     if a.get("challenged"):
-        realm = f" realm {challenge.get('realm')}" if challenge.get("realm") else ""
-        text += f" after a {challenge.get('scheme') or 'digest'} challenge{realm} that we answered"
+        realm = challenge.get("realm") if challenge else None
+        scheme = challenge.get("scheme") if challenge else None
+        text += f" after a {scheme or 'digest'} challenge{f' realm {realm}' if realm else ''}"
+        text += " that we answered"
     else:
         text += " without any challenge"
     return text
@@ -122,7 +126,7 @@ def _quote(a: Mapping[str, Any]) -> str:
 
 def baseline_reading(d: Details) -> str:
     """What the control probe (a user that cannot exist, no credentials) tells us."""
-    ours, base = _first_rejected(d), d.get("baseline")
+    ours, base = _first_rejected(d), register_details(d).get("baseline")
     if ours is None or not base or base.get("outcome") not in (o.REJECTED, o.CHALLENGED, o.OK):
         return ""
     code, b_code = ours["code"], base["code"]
@@ -166,18 +170,17 @@ def _explain_register(d: Details) -> str:
     return (f" Evidence: {_quote(a)}." if a else "") + baseline_reading(d)
 
 
-# ---- number.dial-test: details = {code, reason, warning, reason_header, call, ...}
+# ---- number.dial-test: details are DialDetails (diag/evidence.py)
 
 
 def _dial_code(want: Callable[[int], bool]) -> Callable[[Details], bool]:
-    return lambda d: want(int(d.get("code") or 0))
+    return lambda d: want(int(dial_details(d).get("code") or 0))
 
 
 def _explain_dial(d: Details) -> str:
-    from checks.number.dial_test import evidence_text
-
-    call = d.get("call") or {}
-    return f" Evidence: the test call to {call.get('uri')} got {evidence_text(call)}."
+    call = dial_details(d).get("call")
+    uri = call.get("uri") if call else None
+    return f" Evidence: the test call to {uri} got {evidence_text(call)}."
 
 
 def _has_problem(*names: str) -> Callable[[Details], bool]:
@@ -236,7 +239,7 @@ RULES: tuple[Rule, ...] = (
          act.forbidden_action),
     Rule("sip.binding_replaced", "sip.register", _FAIL, Severity.CRITICAL,
          "a binding the query listed is missing from the 200 OK to our own REGISTER",
-         lambda d: bool(d.get("replaced_bindings"))),
+         lambda d: bool(register_details(d).get("replaced_bindings"))),
     Rule("sip.not_found", "sip.register", _FAIL, Severity.CRITICAL,
          "the registrar answers 404", _rejected_with(lambda c: c == 404), _explain_register,
          act.not_found_action),

@@ -14,6 +14,7 @@ from checks.net.dns import targets_for
 from checks.sip.register import account_bindings, register_plan, run_worker, worker_job
 from checks.sip.stack import INSTALL_HINT
 from diag.context import Context
+from diag.evidence import DialDetails, RegisterAttempt, TestCall, evidence_text
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 
 REACHABLE = (480, 486)  # the number exists and is routed; the callee is just busy or away
@@ -70,18 +71,11 @@ def check_dial(ctx: Context) -> CheckResult:
     return verdict(s.dial_test, to, answer, s.dial_max_duration)
 
 
-def evidence_text(call: dict[str, Any]) -> str:
-    """'403 Number Not Permitted (Warning: …; Reason: …)': the platform's own words."""
-    text = f"{call.get('code') or ''} {call.get('reason') or ''}".strip()
-    quoted = [f"Warning: {w}" for w in call.get("warning") or []]
-    quoted += [f"Reason: {r}" for r in call.get("reason_header") or []]
-    return text + (f" ({'; '.join(quoted)})" if quoted else "")
-
-
 def verdict(number: str, to: str, answer: dict[str, Any], requested: float) -> CheckResult:
     """The platform's answer to the test call -> pass / warn / fail (mapping in the README)."""
-    reg, call = answer.get("register") or {}, answer.get("call")
-    details: dict[str, Any] = {"number": number, "uri": to, "register": reg, "call": call}
+    reg: RegisterAttempt | dict[str, Any] = answer.get("register") or {}
+    call: TestCall | None = answer.get("call")
+    details: DialDetails = {"number": number, "uri": to, "register": reg, "call": call}
     if answer.get("local_address"):
         details["local_address"] = answer["local_address"]
     if call is None:
@@ -93,9 +87,9 @@ def verdict(number: str, to: str, answer: dict[str, Any], requested: float) -> C
         )
     if call.get("call_id"):
         details["call_ids"] = [call["call_id"]]
-    details.update(
-        {k: call.get(k) for k in ("code", "reason", "warning", "reason_header", "ended_by")}
-    )
+    details["code"], details["reason"] = call.get("code"), call.get("reason")
+    details["warning"], details["reason_header"] = call.get("warning"), call.get("reason_header")
+    details["ended_by"] = call.get("ended_by")
     code, said = int(call.get("code") or 0), evidence_text(call)
     ended = {"cancel": ", cancelled at once", "bye": ", hung up at once with BYE"}.get(
         call.get("ended_by") or "", ""
