@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from checks.wire.dns import DEADLINE_REACHED, DNS, OS, Target, hostport, resolve, tried_summary
 from diag.context import Context
+from diag.evidence import DnsDetails, DnsTarget, dns_details
 from diag.model import CheckResult, Status, failed, passed, warned
 from diag.target import is_ip
 
@@ -55,11 +56,25 @@ DNS_SAID = {
 }
 
 
+def target_record(t: Target) -> DnsTarget:
+    """A target as net.dns' details carry it to the checks that send SIP (targets_for)."""
+    return {
+        "transport": t.transport,
+        "host": t.host,
+        "port": t.port,
+        "address": t.address,
+        "source": t.source,
+    }
+
+
 def targets_for(ctx: Context) -> list[Target]:
     """net.dns's targets when it ran in this run, else resolve now."""
     dns = ctx.results.get("net.dns")
     if dns is not None and "targets" in dns.details:
-        return [Target(**t) for t in dns.details["targets"]]
+        return [
+            Target(t["transport"], t["host"], t["port"], t["address"], t["source"])
+            for t in dns_details(dns.details)["targets"]
+        ]
     target = ctx.settings.target
     if target is None:
         return []
@@ -81,7 +96,7 @@ def check_dns(ctx: Context) -> CheckResult:
     assert registrar is not None  # the runner skips this check without a registrar
     transports = list(ctx.settings.effective_transports)
     res = resolve(registrar, transports, ctx.settings.dns_server, dns_deadline(ctx))
-    details: dict[str, Any] = {
+    details: DnsDetails = {
         "registrar": registrar.host,
         "nameserver": ctx.settings.dns_server,
         "dns_servers": res.dns_servers,
@@ -89,7 +104,7 @@ def check_dns(ctx: Context) -> CheckResult:
         "naptr_transports": res.naptr_transports,
         "via": {t: route.via for t, route in res.routes.items()},
         "lookups": res.lookups,
-        "targets": [t.as_dict() for t in res.targets],
+        "targets": [target_record(t) for t in res.targets],
         "outcome": "resolved",
         "remarks": remarks(res.lookups, res.dns_servers),
     }

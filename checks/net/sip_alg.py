@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from checks.net.dns import dns_deadline, targets_for
 from checks.net.sip_options import derived_port
@@ -31,6 +31,7 @@ from checks.wire.dns import Target, hostport
 from checks.wire.sip import SipMessage, parse, via_received
 from checks.wire.udp import Exchange, exchange
 from diag.context import Context
+from diag.evidence import RegisterAttempt, register_details, stun_details
 from diag.model import CheckResult, failed, passed, skipped
 from diag.outcomes import TIMEOUT
 
@@ -211,7 +212,7 @@ def _public(via: str) -> str:
     return f"{host}:{rport if rport is not None else port}"
 
 
-def _answer(attempt: Mapping[str, Any]) -> tuple[str | None, list[str], bool]:
+def _answer(attempt: RegisterAttempt) -> tuple[str | None, list[str], bool]:
     """(echoed Via, Contact values, certain) that answer the REGISTER in ``sent``.
 
     ``first_ok`` (the first 2xx on the attempt's Call-ID) answers the Via/Contact in ``sent``
@@ -221,7 +222,11 @@ def _answer(attempt: Mapping[str, Any]) -> tuple[str | None, list[str], bool]:
     first = attempt.get("first_ok")
     if first:
         return first.get("via"), list(first.get("contacts") or []), True
-    return attempt.get("via_echoed"), list(attempt.get("bindings") or []), False
+    # Known bug, kept here (this change types the evidence, it does not change behaviour): a
+    # query's 200 OK holds parsed Binding records, not Contact values, and split_contacts
+    # raises on them, so net.sip-alg errors in query mode when the account has bindings.
+    contacts = cast(list[str], attempt.get("bindings") or [])
+    return attempt.get("via_echoed"), list(contacts), False
 
 
 def _verdict(sent: str, seen: str, certain: bool, public_address: bool) -> str:
@@ -232,18 +237,21 @@ def _verdict(sent: str, seen: str, certain: bool, public_address: bool) -> str:
     return REWRITTEN if certain or not public_address else AMBIGUOUS
 
 
-def register_evidence(result: Any, tag: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def register_evidence(
+    result: CheckResult | None, tag: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Source (b): per sip.register attempt, what could be compared, and the rewrites."""
     probes: list[dict[str, Any]] = []
     rewrites: list[dict[str, Any]] = []
-    for attempt in result.details.get("attempts", []) if result is not None else []:
+    attempts = register_details(result.details).get("attempts", []) if result is not None else []
+    for attempt in attempts:
         transport = attempt.get("transport")
-        sent = attempt.get("sent") or {}
+        sent = attempt.get("sent")
         echoed, contacts, certain = _answer(attempt)
         public = _public(echoed) if echoed else None
         probe = {"transport": transport, "via": NOT_COMPARED, "contact": NOT_COMPARED}
         probe["basis"] = "first 2xx" if certain else "reported 2xx"
-        sent_via = sent.get("via")
+        sent_via = sent.get("via") if sent else None
         if sent_via and echoed:  # other branch (the REGISTER with credentials): sent-by only
             seen_by = sent_by(echoed)
             probe["via"] = _verdict(sent_by(sent_via), seen_by, certain, seen_by == public)
@@ -251,7 +259,7 @@ def register_evidence(result: Any, tag: str) -> tuple[list[dict[str, Any]], list
                 rewrites.append(
                     _rewrite("register", "Via", sent_via, echoed, ["sent-by"], transport=transport)
                 )
-        sent_contact = sent.get("contact")
+        sent_contact = sent.get("contact") if sent else None
         ours = _SIPDIAG_PARAM.search(sent_contact or "")
         wanted = ours.group(1) if ours else tag
         bindings = [
@@ -273,11 +281,12 @@ def register_evidence(result: Any, tag: str) -> tuple[list[dict[str, Any]], list
     return probes, rewrites
 
 
-def stun_evidence(result: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def stun_evidence(result: CheckResult | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Source (c): servers whose MAPPED-ADDRESS could be compared, and those that differed."""
     probes: list[dict[str, Any]] = []
     rewrites: list[dict[str, Any]] = []
-    for server in result.details.get("servers", []) if result is not None else []:
+    servers = stun_details(result.details).get("servers", []) if result is not None else []
+    for server in servers:
         suspected = server.get("alg_suspected") is True
         compared = suspected or server.get("mapped_plain") is not None
         where = {"server": server.get("server"), "transport": server.get("transport")}
@@ -352,7 +361,9 @@ def _no_register_evidence(result: CheckResult | None, probes: list[dict[str, Any
 def _udp_silent(register: CheckResult | None) -> str | None:
     """Why not to wait for an OPTIONS answer over UDP: sip.register's UDP REGISTER got nothing
     back at all (no answer, no ICMP) in this run."""
-    attempts = (register.details.get("attempts") or []) if register is not None else []
+    attempts = (
+        (register_details(register.details).get("attempts") or []) if register is not None else []
+    )
     udp = next((a for a in attempts if a.get("transport") == "udp"), None)
     if udp is None or udp.get("outcome") != TIMEOUT or udp.get("registrar_answered"):
         return None
