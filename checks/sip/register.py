@@ -17,8 +17,9 @@ import os
 import subprocess
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from checks.host.clock import clock_offset_ms
 from checks.net.dns import targets_for
@@ -28,6 +29,14 @@ from checks.wire.dns import DEFAULT_PORTS, Target
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
+from diag.evidence import (
+    Binding,
+    BindingEvidence,
+    BindingPlan,
+    RegisterAttempt,
+    RegisterDetails,
+    RegisterTarget,
+)
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 from diag.target import Registrar
 
@@ -40,7 +49,7 @@ QUERY_SLACK = 0.15  # after its deadline, a query thread may take this long to r
 
 def register_plan(
     ctx: Context, configured: Registrar, transport: str, resolved: list[Target]
-) -> tuple[dict[str, Any], str]:
+) -> tuple[RegisterTarget, str]:
     """Where to register over `transport`: net.dns's first target, else the configured URI.
 
     UDP/TCP go to the resolved address. TLS keeps the host name so the certificate can be
@@ -49,7 +58,7 @@ def register_plan(
     found = next((t for t in resolved if t.transport == transport), None)
     if found is None:
         port = configured.port or DEFAULT_PORTS[transport]
-        target = {"host": configured.host, "port": port, "address": None}
+        target: RegisterTarget = {"host": configured.host, "port": port, "address": None}
         return target, configured.uri(transport)
     by_name = transport == "tls" and not ctx.settings.dns_server
     host = found.host if by_name else found.address
@@ -65,12 +74,12 @@ def _query_all(
     user: str,
     password: Secret | None,
     deadline: float,
-) -> list[dict[str, Any]]:
+) -> list[RegisterAttempt]:
     """A REGISTER query without Contact per transport, side by side. It cannot create, replace
     or remove a binding. Without ``password`` (--no-register) it shows whether the registrar
     challenges us; with it, whether the credentials are accepted and which bindings exist."""
     resolved = targets_for(ctx)
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, RegisterAttempt] = {}
 
     def probe(transport: str) -> None:
         target, _ = register_plan(ctx, configured, transport, resolved)
@@ -101,12 +110,12 @@ def _query_all(
 def _query(
     ctx: Context,
     transport: str,
-    target: dict[str, Any],
+    target: RegisterTarget,
     user: str,
     deadline: float,
     label: str | None = None,
     password: Secret | None = None,
-) -> dict[str, Any]:
+) -> RegisterAttempt:
     from checks.wire.sipclient import register_probe
 
     domain = (ctx.settings.sip_uri or "").rpartition("@")[2] or target["host"]
@@ -135,10 +144,10 @@ def _query(
     answer["duration_ms"] = answer.get("rtt_ms") or 0
     answer["code"] = answer.get("code") or 0
     answer["target"] = target
-    return answer
+    return cast(RegisterAttempt, answer)  # checks/wire/ cannot name the type it builds
 
 
-def _control_probe(ctx: Context, attempts: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _control_probe(ctx: Context, attempts: list[RegisterAttempt]) -> RegisterAttempt | None:
     """A user that cannot exist, no credentials, no Contact, sent where we were rejected. The
     same answer as ours means the registrar refuses the source, not the account. Only run
     when an answer needs telling apart: a probe for unknown users on every run could trip
@@ -153,7 +162,7 @@ def _control_probe(ctx: Context, attempts: list[dict[str, Any]]) -> dict[str, An
 
 def _register(
     ctx: Context, configured: Registrar, transports: list[str], password: Secret
-) -> tuple[list[dict[str, Any]], str | None] | CheckResult:
+) -> tuple[list[RegisterAttempt], str | None] | CheckResult:
     """The REGISTER attempts, run by checks/sip/worker.py in a child process: a PJSIP abort()
     there becomes an `error` result here instead of killing the run before its report."""
     resolved = targets_for(ctx)
@@ -236,9 +245,11 @@ def _worker_env(ctx: Context) -> dict[str, str]:
     return env
 
 
-def _broken(plan: dict[str, Any], outcome: str, reason: str) -> dict[str, Any]:
+def _broken(plan: dict[str, Any], outcome: str, reason: str) -> RegisterAttempt:
     return {
-        **plan,
+        "transport": plan["transport"],
+        "uri": plan["uri"],
+        "target": plan["target"],
         "outcome": outcome,
         "code": 0,
         "remote": False,
@@ -269,7 +280,7 @@ def check_register(ctx: Context) -> CheckResult:
     queries = _query_all(ctx, configured, transports, user, s.password, query_deadline)
     bindings = _bindings(queries)
     plan = binding_plan(queries, bindings, s.register_binding)
-    extra: dict[str, Any] = {"bindings": bindings, "binding": plan}
+    extra: BindingEvidence = {"bindings": bindings, "binding": plan}
     if not plan["create"]:  # the queries are the attempts
         baseline = _control_probe(ctx, queries)
         return _result(ctx, transports, queries, baseline, None, extra)
@@ -286,7 +297,7 @@ def check_register(ctx: Context) -> CheckResult:
     return _result(ctx, transports, attempts, _control_probe(ctx, attempts), local, extra)
 
 
-def account_bindings(ctx: Context, transport: str) -> list[dict[str, Any]] | None:
+def account_bindings(ctx: Context, transport: str) -> list[Binding] | None:
     """The account's other bindings: what this run's sip.register found, else one binding query
     over ``transport`` now (the registrar must accept it); None when they cannot be known."""
     s = ctx.settings
@@ -305,19 +316,19 @@ def account_bindings(ctx: Context, transport: str) -> list[dict[str, Any]] | Non
     return _bindings(queries) if queries[0]["outcome"] == o.OK else None
 
 
-def _bindings(queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _bindings(queries: list[RegisterAttempt]) -> list[Binding]:
     """The account's bindings as the registrar listed them (each contact once), ours left out."""
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, Binding] = {}
     for q in queries:
-        for b in q.get("bindings") or []:
+        for b in cast(list[Binding], q.get("bindings") or []):  # a query's: parsed records
             if not b["ours"]:
                 seen.setdefault(b["contact"], b)
     return list(seen.values())
 
 
 def binding_plan(
-    queries: list[dict[str, Any]], bindings: list[dict[str, Any]], opted_in: bool
-) -> dict[str, Any]:
+    queries: Sequence[RegisterAttempt], bindings: list[Binding], opted_in: bool
+) -> BindingPlan:
     """Whether sip.register may make a binding of its own, and why (details["binding"])."""
     if not any(q["outcome"] == o.OK for q in queries):
         return {"create": False, "reason": "the registrar did not accept the query"}
@@ -332,18 +343,17 @@ def binding_plan(
     return {"create": True, "reason": "the account has no other binding"}
 
 
-def replaced_bindings(
-    before: list[dict[str, Any]], attempts: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def replaced_bindings(before: list[Binding], attempts: Sequence[RegisterAttempt]) -> list[Binding]:
     """Bindings the query listed that the 200 OK to our own REGISTER no longer lists: the
     registrar keeps one binding per account and ours replaced them."""
     from checks.wire.sip import parse_bindings
 
-    gone: dict[str, dict[str, Any]] = {}
+    gone: dict[str, Binding] = {}
     for a in attempts:
         if a.get("outcome") != o.OK or "bindings" not in a:
             continue
-        listed = {b.contact for b in parse_bindings(list(a["bindings"]))}
+        contacts = cast(list[str], a["bindings"])  # our REGISTER's 200 OK: Contact values
+        listed = {b.contact for b in parse_bindings(list(contacts))}
         for b in before:
             if b["contact"] not in listed:
                 gone.setdefault(b["contact"], {**b, "replaced_over": a["transport"]})
@@ -356,11 +366,11 @@ REPLACED_ACTION = (
 )
 
 
-def _contacts(bindings: list[dict[str, Any]]) -> str:
+def _contacts(bindings: list[Binding]) -> str:
     return ", ".join(f"<{b['contact']}>" for b in bindings)
 
 
-def _query_summary(ctx: Context, text: str, extra: dict[str, Any]) -> str:
+def _query_summary(ctx: Context, text: str, extra: BindingEvidence) -> str:
     bindings = extra.get("bindings") or []
     held = (
         f"it holds {len(bindings)} binding(s) for {ctx.settings.user}: {_contacts(bindings)}"
@@ -371,18 +381,22 @@ def _query_summary(ctx: Context, text: str, extra: dict[str, Any]) -> str:
     return f"registrar accepts the credentials ({text}); {held}; nothing was registered ({reason})"
 
 
-def _alternative(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: list[str]) -> str:
+def _alternative(
+    attempt: RegisterAttempt, attempts: Sequence[RegisterAttempt], tried: list[str]
+) -> str:
     """Suggest a transport only where it got a SIP answer in this run: never an untried one."""
     worked = [a["transport"] for a in attempts if a["outcome"] in o.REGISTRAR_ANSWERED]
     others = [t for t in dict.fromkeys(worked) if t != attempt["transport"]]
     return f", or switch the softphone to {others[0].upper()}, which answers" if others else ""
 
 
-def hint_for(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: list[str]) -> str:
+def hint_for(
+    attempt: RegisterAttempt, attempts: Sequence[RegisterAttempt], tried: list[str]
+) -> str:
     """The next concrete action for one failed attempt."""
-    target = attempt.get("target") or {}
-    host = target.get("host", "the registrar")
-    where = f"{host}:{target['port']}" if target.get("port") else host
+    target = attempt.get("target")
+    host = target.get("host", "the registrar") if target else "the registrar"
+    where = f"{host}:{target['port']}" if target and target.get("port") else host
     t, code, outcome = attempt["transport"].upper(), attempt["code"], attempt["outcome"]
     alt = _alternative(attempt, attempts, tried)
     if outcome == o.TIMEOUT and attempt.get("registrar_answered"):
@@ -411,7 +425,8 @@ def hint_for(attempt: dict[str, Any], attempts: list[dict[str, Any]], tried: lis
     if outcome == o.NOT_FINISHED:
         return "re-run with a larger --timeout"
     if code in (401, 407) and attempt.get("challenges", 0) < 2 and attempt.get("credentials"):
-        algorithm = (attempt.get("challenge") or {}).get("algorithm")
+        challenge = attempt.get("challenge")
+        algorithm = challenge.get("algorithm") if challenge else None
         return (
             f"the registrar asks for an authentication PJSIP could not answer "
             f"(algorithm {algorithm}): check the softphone's and platform's auth settings"
@@ -442,8 +457,9 @@ _HAPPENED = {
 }
 
 
-def _attempt_text(a: dict[str, Any]) -> str:
-    """One attempt in the summary: the registrar's answer, else what happened to it."""
+def _attempt_text(a: Mapping[str, Any]) -> str:
+    """One attempt (a RegisterAttempt) in the summary: the registrar's answer, else what
+    happened to it."""
     said = a.get("reason") or a.get("error")
     if a.get("code") and (a.get("remote") or a["outcome"] in o.REGISTRAR_ANSWERED):
         return f"{a['code']} {said or ''}".rstrip()
@@ -458,16 +474,16 @@ def _attempt_text(a: dict[str, Any]) -> str:
 def _result(
     ctx: Context,
     transports: list[str],
-    attempts: list[dict[str, Any]],
-    baseline: dict[str, Any] | None,
+    attempts: list[RegisterAttempt],
+    baseline: RegisterAttempt | None,
     local_address: str | None,
-    extra: dict[str, Any] | None = None,
+    extra: BindingEvidence | None = None,
 ) -> CheckResult:
     challenge_only = ctx.settings.no_register
     extra = extra or {}
     created = bool(extra.get("binding", {}).get("create"))
     queried = extra.get("queries", []) if created else []
-    details: dict[str, Any] = {
+    details: RegisterDetails = {
         "registrar": ctx.settings.registrar,
         "user": ctx.settings.user,
         "domain": (ctx.settings.sip_uri or "").rpartition("@")[2] or None,
@@ -476,18 +492,20 @@ def _result(
         "baseline": baseline,
         **extra,
         "call_ids": [
-            a["call_id"] for a in [*queried, *attempts, baseline or {}] if a.get("call_id")
+            c
+            for a in [*queried, *attempts, *([baseline] if baseline else [])]
+            if (c := a.get("call_id"))
         ],
     }
     if local_address:
         details["local_address"] = local_address
     # The source address the server saw, where it differs from ours: NAT on the path.
-    seen = {a["received"] for a in attempts if a.get("received")} - {local_address, None}
+    seen = {r for a in attempts if (r := a.get("received"))} - {local_address, None}
     if seen:
         details["public_addresses"] = sorted(seen)
     dated = next((a for a in attempts if a.get("server_date") and a.get("local_time")), None)
     if dated:
-        offset = clock_offset_ms(dated["server_date"], dated["local_time"])
+        offset = clock_offset_ms(str(dated["server_date"]), dated["local_time"])
         if offset is not None:  # an unparseable Date is recorded (server_date), not fatal
             details["clock_offset_ms"] = offset
     text = "; ".join(f"{a['transport']}: {_attempt_text(a)}" for a in attempts)

@@ -13,7 +13,7 @@ import time
 import uuid
 from contextlib import AbstractContextManager
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from checks.sip.register import REPLACED_ACTION, binding_plan, hint_for, replaced_bindings
 from checks.wire import sip as sipwire
@@ -22,6 +22,7 @@ from checks.wire.ws import CLOSE_TIMEOUT, WsFailure, WsSession, WsTarget, proxy_
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
+from diag.evidence import Binding, RegisterAttempt, RegisterDetails
 from diag.model import CheckResult, Status, failed, passed, skipped, warned
 
 MAX_IGNORED = 10  # stray messages listed in details (a flood must not bloat the report)
@@ -198,12 +199,13 @@ def _register_if_harmless(
     softphone's). The query's attempt is kept in ``query``; the account's bindings in
     ``account_bindings``; bindings the query listed that our 200 OK no longer lists in
     ``replaced_bindings``."""
-    query = _register(ctx, reg, password, deadline, query=True)
-    others = [asdict(b) for b in parse_bindings(list(query.get("bindings") or [])) if not b.ours]
+    query = cast(RegisterAttempt, _register(ctx, reg, password, deadline, query=True))
+    contacts = cast(list[str], query.get("bindings") or [])  # the 200 OK's Contact values
+    others = [cast(Binding, asdict(b)) for b in parse_bindings(list(contacts)) if not b.ours]
     plan = binding_plan([query], others, ctx.settings.register_binding)
     if not plan["create"]:
         return {**query, "account_bindings": others, "binding": plan}
-    registered = _register(ctx, reg, password, deadline)
+    registered = cast(RegisterAttempt, _register(ctx, reg, password, deadline))
     registered["transport"] = reg.target.transport
     return {
         **registered,
@@ -298,7 +300,7 @@ def check_register_ws(ctx: Context) -> CheckResult:
     }
     if s.no_register:
         attempt = {**base, **_query(ctx, target, user, deadline)}
-        return _result(ctx, target, attempt, None)
+        return _result(ctx, target, cast(RegisterAttempt, attempt), None)
     if s.password is None:
         return skipped(
             f"no password available for {s.auth_user or s.user}",
@@ -311,7 +313,9 @@ def check_register_ws(ctx: Context) -> CheckResult:
         ghost = f"sipdiag-nobody-{uuid.uuid4().hex[:8]}"
         limit = ctx.monotonic() + min(ctx.remaining() - 0.2 - CLOSE_TIMEOUT, 2.0)
         baseline = {**base, **_query(ctx, target, ghost, limit)}
-    return _result(ctx, target, attempt, baseline)
+    return _result(
+        ctx, target, cast(RegisterAttempt, attempt), cast("RegisterAttempt | None", baseline)
+    )
 
 
 def _attempt(
@@ -340,12 +344,12 @@ def _attempt(
     return out
 
 
-def _proxy_text(attempt: dict[str, Any]) -> str:
+def _proxy_text(attempt: RegisterAttempt) -> str:
     proxy = (attempt.get("websocket") or {}).get("proxy")
     return f" via the proxy {proxy['url']} ({proxy['source']})" if proxy else ""
 
 
-def ws_hint(attempt: dict[str, Any], target: WsTarget, ca_given: bool) -> str:
+def ws_hint(attempt: RegisterAttempt, target: WsTarget, ca_given: bool) -> str:
     """The next concrete action for a WebSocket that did not open."""
     ws = attempt.get("websocket") or {}
     stage, outcome = ws.get("stage"), attempt["outcome"]
@@ -400,18 +404,20 @@ def ws_hint(attempt: dict[str, Any], target: WsTarget, ca_given: bool) -> str:
 
 
 def _result(
-    ctx: Context, target: WsTarget, attempt: dict[str, Any], baseline: dict[str, Any] | None
+    ctx: Context, target: WsTarget, attempt: RegisterAttempt, baseline: RegisterAttempt | None
 ) -> CheckResult:
     challenge_only = ctx.settings.no_register
     plan = attempt.pop("binding", None)
     created = plan is None or plan["create"]
-    details: dict[str, Any] = {
+    details: RegisterDetails = {
         "ws_url": target.url,
         "mode": "challenge_only" if challenge_only else "register" if created else "query",
         "attempts": [attempt],
         "baseline": baseline,
         "websocket": attempt.get("websocket"),
-        "call_ids": [a["call_id"] for a in (attempt, baseline or {}) if a.get("call_id")],
+        "call_ids": [
+            c for a in (attempt, *([baseline] if baseline else [])) if (c := a.get("call_id"))
+        ],
     }
     if plan is not None:  # the account's bindings, as sip.register records them
         details["binding"] = plan
@@ -430,7 +436,7 @@ def _result(
                 "registered (--no-register)",
                 **details,
             )
-        if not created:
+        if not created and plan is not None:  # not created: the query's plan said no
             held = len(details["bindings"])
             return passed(
                 f"registrar accepts the credentials over {t} ({text}); it holds {held} "
