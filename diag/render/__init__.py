@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-# Submodules load on first use: `sipdiag match` and `fleet` import only diag.render.logs, and
-# importing the package should not cost them the report renderers (~0.1 s).
+# Submodules load on first use: `sipdiag match`, `fleet` and `explain` import only their own
+# renderer, and importing the package should not cost them the report renderers (~0.1 s).
 if TYPE_CHECKING:
     from diag.render.text import Marks, progress_line, render_checks_table
 
