@@ -202,3 +202,53 @@ def test_a_non_unicast_server_address_is_a_usage_error_before_anything_is_sent(
     r = cli_process("check", *flags, "--user", "alice", "--only", "sip.register")
     assert r.code == 64, (r.code, r.err)
     assert len(r.err.strip().splitlines()) == 1 and "not one server's address" in r.err
+
+
+@pytest.mark.parametrize(
+    ("scenario", "transport", "said"),
+    [
+        ("reg_absurd_length.xml", "tcp", "99999999-byte body"),
+        ("reg_401_basic.xml", "udp", "401"),
+        ("reg_401_huge_nonce.xml", "tcp", "401"),
+    ],
+)
+def test_an_answer_a_softphone_cannot_use_is_the_registrars_fault_never_the_firewalls(
+    sipp_uas: SippFactory, scenario: str, transport: str, said: str
+) -> None:
+    from clihelp import cli_process
+
+    uas = sipp_uas(scenario, transport=transport)
+    t0 = time.monotonic()
+    r = cli_process(
+        "check", "--registrar", uas.uri, "--user", "alice", "--only", "sip.register",
+        "--format", "json", "--timeout", "5", env={"SIPDIAG_PASSWORD": PASSWORD},
+    )  # fmt: skip
+    assert time.monotonic() - t0 < 5 + 1.5
+    check = r.check("sip.register")
+    [attempt] = check["details"]["attempts"]
+    assert attempt["registrar_answered"] is True, attempt
+    assert attempt["outcome"] == "rejected", attempt
+    assert said in f"{attempt['code']} {attempt['reason']}", attempt
+    assert not [c for c in r.causes() if c.startswith("network.")], r.causes()
+    assert "firewall" not in check["hint"]
+
+
+@pytest.mark.parametrize("mode", ["status-999", "status-000"])
+def test_a_status_outside_100_699_is_the_registrars_answer_not_silence(mode: str) -> None:
+    from clihelp import cli_process
+    from peers.hostile import HostileSip
+
+    peer = HostileSip(mode).start()
+    try:
+        r = cli_process(
+            "check", "--registrar", peer.uri, "--user", "alice", "--only", "sip.register",
+            "--format", "json", "--timeout", "4", env={"SIPDIAG_PASSWORD": PASSWORD},
+        )  # fmt: skip
+    finally:
+        peer.stop()
+    check = r.check("sip.register")
+    [attempt] = check["details"]["attempts"]
+    assert (attempt["outcome"], attempt["registrar_answered"]) == ("rejected", True), attempt
+    assert "outside SIP's 100-699" in attempt["reason"]
+    assert not [c for c in r.causes() if c.startswith("network.")], r.causes()
+    assert "firewall" not in check["hint"]

@@ -217,6 +217,16 @@ MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 8.1.1.7: every compliant branch starts with
 TRANSPORTS = {"udp": "UDP", "tcp": "TCP", "tls": "TLS", "ws": "WS", "wss": "WSS"}  # RFC 7118
 MAX_PROBE_ID = 64
 MAX_HEADERS = 64 * 1024  # an OPTIONS answer's head is a few hundred bytes
+MAX_BODY = 64 * 1024  # a REGISTER or OPTIONS answer's body is empty or a small SDP/sipfrag
+MAX_CHALLENGE = 4096  # a digest challenge is a few hundred bytes; PJSIP drops longer nonces
+_ANY_STATUS = re.compile(r"SIP/2\.0 (\S*)(?: (.*))?")
+
+
+class UnusableAnswer(ValueError):
+    """The server answered our request, but with something a softphone cannot work with (a
+    status outside 100-699, an absurd Content-Length): evidence about the server, not the path."""
+
+
 # RFC 3261 25.1 token characters: what a branch, a tag and a Call-ID word may hold.
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # RFC 3261 25.1 user part: unreserved, escaped and user-unreserved characters.
@@ -429,6 +439,8 @@ def message_length(buffer: bytes) -> int | None:
         if not text.isdigit():
             raise ValueError(f"invalid Content-Length {text.decode(errors='replace')!r}")
         body = int(text)
+        if body > MAX_BODY:
+            raise UnusableAnswer(f"the answer announces a {body}-byte body (Content-Length)")
     total = end + 4 + body
     return total if len(buffer) >= total else None
 
@@ -482,19 +494,32 @@ def match_response(
     not a SIP response at all.
     """
     _token(probe_id, "probe id")
-    msg = parse_response(raw)
-    via = top_via(msg)
-    branch = _BRANCH.search(via) if via else None
-    answered_id = msg.first("call-id") or ""
-    if branch is None or branch.group(1) != MAGIC_COOKIE + probe_id:
-        return None
-    if call_id is None and answered_id.split("@", 1)[0] != probe_id:
-        return None
-    if call_id is not None and answered_id != call_id:
+    try:
+        msg = parse_response(raw)
+    except ValueError:
+        loose = parse(raw.decode("utf-8", errors="replace")) if raw else None
+        status = _ANY_STATUS.fullmatch(loose.start_line) if loose is not None else None
+        if status is None or loose is None or not _is_ours(loose, probe_id, call_id):
+            raise
+        raise UnusableAnswer(
+            f"status line {loose.start_line[:80]!r} is outside SIP's 100-699"
+        ) from None
+    if not _is_ours(msg, probe_id, call_id):
         return None
     if method is not None and (msg.first("cseq") or "").split()[-1:] != [method.upper()]:
         return None
     return msg
+
+
+def _is_ours(msg: SipMessage, probe_id: str, call_id: str | None) -> bool:
+    via = top_via(msg)
+    branch = _BRANCH.search(via) if via else None
+    answered_id = msg.first("call-id") or ""
+    if branch is None or branch.group(1) != MAGIC_COOKIE + probe_id:
+        return False
+    if call_id is None:
+        return answered_id.split("@", 1)[0] == probe_id
+    return answered_id == call_id
 
 
 # RFC 7616 3.4.1 / RFC 8760: the digest algorithms a SIP registrar may ask for.

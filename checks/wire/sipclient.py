@@ -144,6 +144,8 @@ class Probe:
             self._end(TLS_FAILED, exc)
         except OSError as exc:
             self._end(UNREACHABLE if exc.errno in UNREACHABLE_ERRNOS else ERROR, exc)
+        except sipwire.UnusableAnswer as exc:  # e.g. an absurd Content-Length over TCP
+            self._unusable(str(exc))
         except (ValueError, CaFileError) as exc:  # a stream we cannot frame; a bad --ca file
             self._end(ERROR, exc)
         self.path_outcome = self.out["outcome"]
@@ -206,6 +208,9 @@ class Probe:
             return None
         challenge = msg.first("proxy-authenticate" if code == 407 else "www-authenticate")
         if challenge is None or self.authorized >= MAX_AUTHORIZED:
+            return None
+        if len(challenge) > sipwire.MAX_CHALLENGE:  # PJSIP drops such a challenge too
+            self.out["auth_error"] = f"a {len(challenge)}-byte challenge (nonce) is not answered"
             return None
         _, params = sipwire.challenge_params(challenge)
         if self.authorized and params.get("stale", "").lower() != "true":
@@ -271,6 +276,9 @@ class Probe:
         call_id = self.out["call_id"] if self.authorized else None
         try:
             msg = sipwire.match_response(data, self._branch_id(), self.plan.method, call_id)
+        except sipwire.UnusableAnswer as exc:  # ours, but nothing a softphone can work with
+            self._unusable(str(exc))
+            return True
         except ValueError as exc:
             self._ignore(str(exc))
             return False
@@ -283,6 +291,16 @@ class Probe:
         if code in (401, 407):
             self.challenges.append(msg)
         return code >= 200
+
+    def _unusable(self, why: str) -> None:
+        """The server answered, unusably: a final answer for REGISTER (the registrar's fault,
+        never the path's); for OPTIONS an error of the probe, with the same words."""
+        self.answers += 1
+        self.answer = None
+        if self.plan.method == "REGISTER":
+            self.out.update(outcome=ANSWERED, code=None, reason=None, error=why, unusable=why)
+        else:
+            self._end(ERROR, f"unusable answer: {why}")
 
     def _ignore(self, why: str) -> None:
         if len(self.out["ignored"]) < MAX_IGNORED:
@@ -441,7 +459,9 @@ def register_probe(
     outcome, error = probe.path_outcome, out["error"]
     # Our credentials went out after the last challenge and no final answer came back.
     auth_unanswered = 0 < probe.authorized >= len(probe.challenges)
-    if (
+    if outcome == ANSWERED and out.get("unusable"):
+        outcome, code, msg = REJECTED, 0, None  # the registrar did answer, unusably
+    elif (
         outcome == ANSWERED
         and code is not None
         and (code < 200 or (code in (401, 407) and auth_unanswered))
@@ -486,6 +506,9 @@ def register_probe(
     }
     if probe.verify_error is not None:
         result["tls_error"] = probe.verify_error
+    if out.get("unusable"):
+        result["unusable"] = out["unusable"]
+        result["reason"] = f"unusable answer: {out['unusable']}"
     if out.get("auth_error"):
         result["auth_error"] = out["auth_error"]
     if msg is not None:
