@@ -6,7 +6,9 @@ The runner is the failure firewall: an exception becomes an `error` result (trac
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import threading
 import time
 import traceback
@@ -19,6 +21,21 @@ from diag.lifecycle import forget_interrupt
 from diag.model import Check, CheckResult, CheckRun, Status
 
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)
+
+# The test suite names a file here to learn which checks its tests really ran (tests/conftest.py).
+# Not SIPDIAG_*: the tests' subprocess helper drops those, and `python -m diag` children need it.
+RECORD_ENV = "PYTEST_SIPDIAG_RECORD"
+
+
+def record_run(check_id: str, status: Status) -> None:
+    """Append "<check id> <status>" to the file RECORD_ENV names, when it names one.
+
+    Read from this process's environment, not the run's: in-process test runs pass an empty one.
+    """
+    path = os.environ.get(RECORD_ENV)
+    if path:
+        with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as record:
+            record.write(f"{check_id} {status.value}\n")
 
 
 def select_checks(
@@ -118,6 +135,7 @@ def run_checks(
 
     def finish(check: Check, result: CheckResult) -> None:
         done[check.id] = result
+        record_run(check.id, result.status)
         if progress:
             progress("done", check, result)
 

@@ -1,11 +1,20 @@
-"""Fixtures that start real peers (tests/peers). A peer that cannot start fails the test."""
+"""Fixtures that start real peers (tests/peers). A peer that cannot start fails the test.
+
+Also keeps "every check has a test" honest: the session records each check a test runs (through
+the runner, in-process or in a `python -m diag` child, or by calling its function directly) and a
+full run of the suite fails if a registered check never ran to a verdict (pass, warn or fail).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from peers.dnsmasq import DnsmasqFactory
@@ -16,9 +25,38 @@ from peers.pulse import Pulse
 from peers.sipp import Sipp, SippFactory
 from peers.stun import Stun
 
+from checks import REGISTRY
+from diag.model import CheckResult, Status
+from diag.runner import RECORD_ENV, record_run
+
 T = TypeVar("T")
 PEER_FIXTURES = frozenset({"kamailio", "sipp_uas", "netns_pair", "pulse", "stun", "dnsmasq"})
 LOG_LINES_ON_FAILURE = 40
+TESTS = Path(__file__).resolve().parent
+
+
+@dataclass
+class _ChecksRun:
+    """Where this session records the checks its tests run, and what it selected."""
+
+    path: Path
+    env_before: str | None  # RECORD_ENV as it was, put back at the end
+    test_files: set[Path] = field(default_factory=set)  # tests/test_*.py when collection ended
+    collected: set[Path] = field(default_factory=set)  # test files with a collected test
+    deselected: int = 0
+
+    def ran_to_a_verdict(self) -> set[str]:
+        """Checks that measured something: skip (not run) and error (the probe broke) do not."""
+        verdicts = {Status.PASS.value, Status.WARN.value, Status.FAIL.value}
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return {
+            check_id
+            for check_id, _, status in (line.partition(" ") for line in lines)
+            if status in verdicts
+        }
+
+
+_CHECKS_RUN = pytest.StashKey[_ChecksRun]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,13 +64,95 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "integration: starts real peers (Kamailio, sipp, network namespaces, PulseAudio, coturn)",
     )
+    fd, path = tempfile.mkstemp(prefix="sipdiag-checks-run-", suffix=".txt")
+    os.close(fd)
+    config.stash[_CHECKS_RUN] = _ChecksRun(Path(path), os.environ.get(RECORD_ENV))
+    os.environ[RECORD_ENV] = path  # the runner appends to it; `python -m diag` children inherit it
+    _record_direct_calls()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    record = config.stash.get(_CHECKS_RUN, None)
+    if record is None:
+        return
+    record.path.unlink(missing_ok=True)
+    if record.env_before is None:
+        os.environ.pop(RECORD_ENV, None)
+    else:
+        os.environ[RECORD_ENV] = record.env_before
+
+
+def _record_direct_calls() -> None:
+    """Tests that call a check's function (``check_dns(ctx)``) bypass the runner, which records
+    the rest: swap each registered function for a recording one in its own module, before the
+    test modules import it from there."""
+    for check in REGISTRY:
+        module = sys.modules[check.run.__module__]
+        name = check.run.__name__
+        if getattr(module, name, None) is check.run:  # else only runner runs count for it
+            setattr(module, name, _recording(check.id, check.run))
+
+
+def _recording(check_id: str, run: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+    @functools.wraps(run)
+    def recording(*args: Any, **kwargs: Any) -> CheckResult:  # some take test seams as kwargs
+        result = run(*args, **kwargs)
+        if isinstance(result, CheckResult):
+            record_run(check_id, result.status)
+        return result
+
+    return recording
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Any test that uses a peer fixture is an integration test, marked or not."""
+    record = config.stash[_CHECKS_RUN]
+    record.test_files = set(TESTS.glob("test_*.py"))  # not at the end: files may appear meanwhile
     for item in items:
+        record.collected.add(item.path)
         if PEER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        items[0].config.stash[_CHECKS_RUN].deselected += len(items)
+
+
+def _whole_suite_ran(session: pytest.Session, exitstatus: int) -> bool:
+    """Every test file collected, no test deselected (-k, -m, --lf) or picked by node id, and
+    the tests run to the end (not --collect-only, -x, --maxfail or Ctrl-C)."""
+    config = session.config
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return False
+    if config.option.collectonly or session.shouldstop or session.shouldfail:
+        return False
+    record = config.stash[_CHECKS_RUN]
+    if record.deselected or any("::" in arg for arg in config.args):
+        return False
+    return record.test_files <= record.collected
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a full run if no test ran some registered check to a pass, warn or fail."""
+    if not _whole_suite_ran(session, exitstatus):
+        return
+    ran = session.config.stash[_CHECKS_RUN].ran_to_a_verdict()
+    never = [c.id for c in REGISTRY if c.id not in ran]
+    if not never:
+        return
+    message = (
+        f"no test ran {', '.join(never)} to a pass, warn or fail; every registered check needs "
+        "a test that runs it (through the CLI, the runner or its function) past skip and error"
+    )
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")  # the progress line may still be open
+        reporter.write_sep("=", "every check has a test", red=True)
+        reporter.write_line(message, red=True)
+    else:
+        sys.stderr.write(f"{message}\n")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _start(what: str, start: Callable[[], T]) -> T:
