@@ -392,6 +392,11 @@ def forbidden_action(d: Details, run: SipRun) -> str:
 
 def server_error_action(d: Details, run: SipRun) -> str:
     a = first_rejected(d)
+    if a is not None and a.get("unusable"):
+        return (
+            f"the registrar answered with something a softphone cannot use ({a['unusable']}): "
+            "report it to the platform with the run id"
+        )
     code = a.get("code") if a else None
     return (
         f"the registrar reported a server error ({code}): retry later, and report it "

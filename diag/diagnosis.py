@@ -60,6 +60,12 @@ def _rejected_with(want: Callable[[int], bool]) -> Callable[[Details], bool]:
     return when
 
 
+def _server_error(d: Details) -> bool:
+    """5xx, or an answer no softphone can use (a status outside 100-699, an absurd length)."""
+    a = _first_rejected(d)
+    return a is not None and (500 <= int(a["code"]) < 600 or bool(a.get("unusable")))
+
+
 def _register_unreachable(d: Details) -> bool:
     tried = attempts(d)
     return bool(tried) and all(got_nothing(a) for a in tried)
@@ -244,8 +250,8 @@ RULES: tuple[Rule, ...] = (
          "the registrar answers 404", _rejected_with(lambda c: c == 404), _explain_register,
          act.not_found_action),
     Rule("sip.server_error", "sip.register", _FAIL, Severity.CRITICAL,
-         "the registrar itself answers 5xx", _rejected_with(lambda c: 500 <= c < 600),
-         _explain_register, act.server_error_action),
+         "the registrar itself answers 5xx, or something a softphone cannot use",
+         _server_error, _explain_register, act.server_error_action),
     Rule("network.tls_untrusted", "sip.register", _FAIL, Severity.CRITICAL,
          "PJSIP rejected the registrar's certificate", _register_outcome(o.TLS_UNTRUSTED),
          action=act.tls_action),

@@ -138,6 +138,13 @@ class RegisterAttempt(TypedDict, total=False):
     error: str | None
     tls_verified: bool | None
     tls_error: str
+    # The registrar answered with something a softphone cannot use (a status outside 100-699,
+    # an absurd Content-Length): what it was. The registrar's fault, never the path's.
+    unusable: str
+    # An answer pjsua took for ours that carried another Call-ID: {"code", "call_id"}.
+    foreign_answer: dict[str, Any]
+    # Characters that were not UTF-8 on the wire, replaced by U+FFFD (checks/wire/text.py).
+    undecodable_characters: int
     # sip.register-ws only
     websocket: dict[str, Any]
     options: dict[str, Any]

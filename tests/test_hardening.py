@@ -230,6 +230,8 @@ def test_an_answer_a_softphone_cannot_use_is_the_registrars_fault_never_the_fire
     assert attempt["outcome"] == "rejected", attempt
     assert said in f"{attempt['code']} {attempt['reason']}", attempt
     assert not [c for c in r.causes() if c.startswith("network.")], r.causes()
+    if attempt.get("unusable"):
+        assert r.causes() == ["sip.server_error"]
     assert "firewall" not in check["hint"]
 
 
@@ -250,5 +252,6 @@ def test_a_status_outside_100_699_is_the_registrars_answer_not_silence(mode: str
     [attempt] = check["details"]["attempts"]
     assert (attempt["outcome"], attempt["registrar_answered"]) == ("rejected", True), attempt
     assert "outside SIP's 100-699" in attempt["reason"]
-    assert not [c for c in r.causes() if c.startswith("network.")], r.causes()
+    assert r.causes() == ["sip.server_error"]
+    assert "a softphone cannot use" in r.finding("sip.server_error")["action"]
     assert "firewall" not in check["hint"]

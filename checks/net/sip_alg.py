@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from checks.net.dns import dns_deadline, targets_for
 from checks.net.sip_options import derived_port
@@ -222,11 +222,10 @@ def _answer(attempt: RegisterAttempt) -> tuple[str | None, list[str], bool]:
     first = attempt.get("first_ok")
     if first:
         return first.get("via"), list(first.get("contacts") or []), True
-    # Known bug, kept here (this change types the evidence, it does not change behaviour): a
-    # query's 200 OK holds parsed Binding records, not Contact values, and split_contacts
-    # raises on them, so net.sip-alg errors in query mode when the account has bindings.
-    contacts = cast(list[str], attempt.get("bindings") or [])
-    return attempt.get("via_echoed"), list(contacts), False
+    # A binding query's 200 lists the account's bindings as parsed records (other devices'):
+    # only Contact values a REGISTER of ours got back say anything about our Contact.
+    contacts = [b for b in attempt.get("bindings") or [] if isinstance(b, str)]
+    return attempt.get("via_echoed"), contacts, False
 
 
 def _verdict(sent: str, seen: str, certain: bool, public_address: bool) -> str:

@@ -26,6 +26,7 @@ from checks.net.dns import targets_for
 from checks.sip.stack import INSTALL_HINT
 from checks.sip.worker import command as worker_command
 from checks.wire.dns import DEFAULT_PORTS, Target
+from checks.wire.text import clean_tree
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
@@ -230,7 +231,24 @@ def run_worker(ctx: Context, job: dict[str, Any], deadline: float) -> dict[str, 
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
         return f"PJSIP crashed ({why}): {last}"
-    return answer
+    return _valid_text(answer)
+
+
+def _valid_text(answer: dict[str, Any]) -> dict[str, Any]:
+    """What PJSIP read off the wire may hold bytes that were not UTF-8 (lone surrogates): they
+    become U+FFFD here, once, so the report can always be written, and each attempt or call
+    records how many (``undecodable_characters``)."""
+
+    def one(record: Any) -> Any:
+        cleaned, replaced = clean_tree(record)
+        if replaced and isinstance(cleaned, dict):
+            cleaned["undecodable_characters"] = replaced
+        return cleaned
+
+    out: dict[str, Any] = {}
+    for key, value in answer.items():
+        out[key] = [one(v) for v in value] if isinstance(value, list) else one(value)
+    return out
 
 
 def _worker_env(ctx: Context) -> dict[str, str]:
@@ -399,6 +417,11 @@ def hint_for(
     where = f"{host}:{target['port']}" if target and target.get("port") else host
     t, code, outcome = attempt["transport"].upper(), attempt["code"], attempt["outcome"]
     alt = _alternative(attempt, attempts, tried)
+    if attempt.get("unusable"):
+        return (
+            f"{where} answered the {t} REGISTER with something a softphone cannot use "
+            f"({attempt['unusable']}): report it to the platform with the run id"
+        )
     if outcome == o.TIMEOUT and attempt.get("registrar_answered"):
         return (
             f"{where} answered the first REGISTER over {t}, then never the authenticated one "
