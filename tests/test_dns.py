@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
+from contexts import make_context
 from peers.dnsmasq import Dnsmasq, DnsmasqFactory, answers_dns, host, naptr, srv
 from peers.kamailio import Kamailio
 from peers.process import Daemon, free_port
@@ -26,8 +27,6 @@ from checks.wire.dns import (
     resolve,
     srv_order,
 )
-from diag.config import Settings
-from diag.context import Context
 from diag.model import CheckResult, Status
 from diag.target import Registrar, parse_registrar
 
@@ -82,12 +81,6 @@ def rows(res: Resolution) -> list[tuple[str, str, int, str]]:
 
 def queried(res: Resolution) -> list[tuple[str, str]]:
     return [(q["type"], q["name"]) for q in res.lookups]
-
-
-def context(deadline: float | None = None, **settings: Any) -> Context:
-    return Context(
-        settings=Settings(**settings), run_id="r", user_agent="ua", deadline=deadline or soon()
-    )
 
 
 @pytest.fixture
@@ -173,7 +166,7 @@ def test_ip_literal_registrar_needs_no_dns_and_gets_default_ports() -> None:
 
 
 def test_ip_literal_registrar_passes_the_check_without_dns() -> None:
-    result = check_dns(context(registrar="sip:127.0.0.5:5080"))
+    result = check_dns(make_context(registrar="sip:127.0.0.5:5080"))
     assert result.status is Status.PASS
     assert result.summary == "127.0.0.5 is an IP address; no DNS needed"
     assert result.details["lookups"] == []
@@ -315,7 +308,7 @@ def test_check_passes_and_names_each_transports_first_target_and_source(
 ) -> None:
     server = dnsmasq(*PBX)
     result = check_dns(
-        context(registrar="pbx.test", transports=("udp", "tls"), dns_server=server.server)
+        make_context(registrar="pbx.test", transports=("udp", "tls"), dns_server=server.server)
     )
     assert result.status is Status.PASS
     assert result.summary == (
@@ -346,7 +339,7 @@ def test_unknown_domain_fails_naming_every_name_tried_with_the_dns_hint(
     dnsmasq: DnsmasqFactory,
 ) -> None:
     server = dnsmasq(*PBX)
-    result = check_dns(context(registrar="sip:nowhere.test", dns_server=server.server))
+    result = check_dns(make_context(registrar="sip:nowhere.test", dns_server=server.server))
     assert result.status is Status.FAIL
     assert result.summary == (
         "nowhere.test does not resolve: the name does not exist; tried NAPTR nowhere.test, "
@@ -364,7 +357,7 @@ def test_a_name_that_exists_without_usable_records_fails_as_no_records_not_as_mi
 ) -> None:
     server = dnsmasq(*UDP_ONLY)  # notcp.test exists; its TCP SRV record says "not offered"
     result = check_dns(
-        context(registrar="notcp.test", transports=("tcp",), dns_server=server.server)
+        make_context(registrar="notcp.test", transports=("tcp",), dns_server=server.server)
     )
     assert result.status is Status.FAIL
     assert result.summary == (
@@ -379,7 +372,7 @@ def test_tcp_asked_of_a_domain_with_only_udp_srv_warns_naming_the_missing_record
 ) -> None:
     server = dnsmasq(*UDP_ONLY)
     result = check_dns(
-        context(registrar="udponly.test", transports=("udp", "tcp"), dns_server=server.server)
+        make_context(registrar="udponly.test", transports=("udp", "tcp"), dns_server=server.server)
     )
     assert result.status is Status.WARN
     assert result.summary == "udponly.test: udp → 127.0.0.41:5060 (SRV); no target for tcp"
@@ -412,10 +405,7 @@ def test_a_query_that_would_need_a_second_try_still_ends_by_the_deadline(
 
 def test_net_dns_takes_half_of_what_is_left_and_at_least_a_second_before_its_margin() -> None:
     def at(now: float, deadline: float) -> float:
-        ctx = Context(
-            settings=Settings(), run_id="r", user_agent="ua", monotonic=lambda: now,
-            deadline=deadline,
-        )  # fmt: skip
+        ctx = make_context(monotonic=lambda: now, deadline=deadline)
         return dns_deadline(ctx)
 
     assert at(100.0, 110.0) == 105.0  # the default 10 s budget: 5 s for DNS
@@ -429,7 +419,9 @@ def test_unresponsive_nameserver_fails_the_check_before_its_deadline(
     silent_nameserver: str,
 ) -> None:
     deadline = soon(1.0)
-    result = check_dns(context(deadline, registrar="pbx.test", dns_server=silent_nameserver))
+    result = check_dns(
+        make_context(deadline=deadline, registrar="pbx.test", dns_server=silent_nameserver)
+    )
     assert time.monotonic() < deadline
     assert result.status is Status.FAIL
     assert result.summary.startswith(
@@ -445,7 +437,9 @@ def test_unresponsive_nameserver_fails_the_check_before_its_deadline(
 
 
 def test_check_is_an_error_when_its_deadline_passed_before_any_query() -> None:
-    result = check_dns(context(time.monotonic(), registrar="pbx.test", dns_server="127.0.0.1:9"))
+    result = check_dns(
+        make_context(deadline=time.monotonic(), registrar="pbx.test", dns_server="127.0.0.1:9")
+    )
     assert result.status is Status.ERROR
     assert result.hint == "re-run with a larger --timeout"
     assert {q["error"] for q in result.details["lookups"]} == {"deadline reached"}
@@ -453,7 +447,7 @@ def test_check_is_an_error_when_its_deadline_passed_before_any_query() -> None:
 
 def test_targets_for_reuses_net_dns_targets_or_resolves_now(dnsmasq: DnsmasqFactory) -> None:
     server = dnsmasq(*PLAIN)
-    ctx = context(registrar="plain.test", dns_server=server.server)
+    ctx = make_context(registrar="plain.test", dns_server=server.server)
     fresh = targets_for(ctx)
     assert fresh == [Target("udp", "plain.test", 5060, "127.0.0.31")]
     earlier = CheckResult(

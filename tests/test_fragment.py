@@ -7,13 +7,12 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from clihelp import CliResult, cli_process
+from contexts import make_context
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
 
@@ -27,10 +26,7 @@ from checks.net.udp_fragmentation import (
     pad_request,
 )
 from checks.wire.sip import message_length, options_request, parse
-from diag.config import Settings
-from diag.context import Context
 from diag.model import CheckResult, Status
-from diag.report import user_agent
 
 SIZES = [500, 1300, 1600, 3000, 6000]
 # nftables in pbx: a firewall that drops IP fragments (before the kernel reassembles them,
@@ -52,16 +48,6 @@ FIREWALLS = {
 }
 """,
 }
-
-
-def context(registrar: str, budget: float = 5.0, **settings: Any) -> Context:
-    run_id = str(uuid.uuid4())
-    return Context(
-        settings=Settings(registrar=registrar, **settings),
-        run_id=run_id,
-        user_agent=user_agent(run_id),
-        deadline=time.monotonic() + budget,
-    )
 
 
 def sizes(result: CheckResult) -> dict[int, str]:
@@ -108,7 +94,7 @@ def test_fragment_estimate_follows_the_mtu() -> None:
 
 def test_kamailio_answers_every_size_on_loopback(kamailio: Kamailio) -> None:
     t0 = time.monotonic()
-    result = check_udp_fragmentation(context(f"sip:{kamailio.host}:{kamailio.port}"))
+    result = check_udp_fragmentation(make_context(registrar=f"sip:{kamailio.host}:{kamailio.port}"))
     assert (result.status, result.summary) == (
         Status.PASS,
         "UDP messages up to 6000 bytes get through",
@@ -169,7 +155,7 @@ def loses_1300() -> Iterator[str]:
 
 def test_small_answered_and_large_lost_fails_with_the_threshold(small_only: str) -> None:
     t0 = time.monotonic()
-    result = check_udp_fragmentation(context(small_only))
+    result = check_udp_fragmentation(make_context(registrar=small_only))
     elapsed = time.monotonic() - t0
     assert result.status is Status.FAIL and result.hint == HINT
     assert sizes(result) == {
@@ -188,13 +174,13 @@ def test_small_answered_and_large_lost_fails_with_the_threshold(small_only: str)
 
 
 def test_a_registrar_that_answers_nothing_is_left_to_net_sip_options(silent: str) -> None:
-    result = check_udp_fragmentation(context(silent))
+    result = check_udp_fragmentation(make_context(registrar=silent))
     assert (result.status, result.summary) == (Status.SKIP, NO_ANSWER)
     assert set(sizes(result).values()) == {"timeout"}
 
 
 def test_a_lost_small_message_beside_larger_answered_ones_is_loss_not_size(loses_1300: str) -> None:
-    result = check_udp_fragmentation(context(loses_1300))
+    result = check_udp_fragmentation(make_context(registrar=loses_1300))
     assert result.status is Status.WARN
     assert result.summary == (
         "UDP messages of 1300 bytes were lost although 6000 bytes got through: "
@@ -203,14 +189,14 @@ def test_a_lost_small_message_beside_larger_answered_ones_is_loss_not_size(loses
 
 
 def test_a_budget_too_short_to_wait_is_no_evidence(silent: str) -> None:
-    result = check_udp_fragmentation(context(silent, budget=0.5))
+    result = check_udp_fragmentation(make_context(registrar=silent, budget=0.5))
     assert result.status is Status.ERROR
     assert set(sizes(result).values()) == {"not_finished"}
     assert result.hint == "re-run with a larger --timeout"
 
 
 def test_without_udp_in_the_transports_there_is_nothing_to_fragment() -> None:
-    result = check_udp_fragmentation(context("sip:192.0.2.1", transports=("tls",)))
+    result = check_udp_fragmentation(make_context(registrar="sip:192.0.2.1", transports=("tls",)))
     assert result.status is Status.SKIP
     assert result.summary.startswith("SIP does not use UDP here (transports: tls)")
 

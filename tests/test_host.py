@@ -9,18 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 from clihelp import cli, cli_process
+from contexts import make_context
 from peers.tun import held_tun
 
 from checks.host.clock import check_clock, clock_offset_ms
 from checks.host.interfaces import is_vpn_interface
 from checks.host.proxy import check_proxy, proxies
-from diag.config import Settings
-from diag.context import Context
 from diag.model import CheckResult, Status, passed
-
-
-def _ctx(**kw: object) -> Context:
-    return Context(settings=Settings(), run_id="r", user_agent="ua", **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -135,7 +130,7 @@ def test_no_vpn_in_a_namespace_with_only_ethernet_passes(netns_with_tun: str) ->
 def test_proxy_credentials_are_redacted() -> None:
     found = proxies({"HTTPS_PROXY": "http://bob:hunter2@proxy.corp:3128", "no_proxy": "localhost"})
     assert found == {"https_proxy": "http://[redacted]@proxy.corp:3128", "no_proxy": "localhost"}
-    result = check_proxy(_ctx(environ={"http_proxy": "http://u:pw@p:8080"}))
+    result = check_proxy(make_context(environ={"http_proxy": "http://u:pw@p:8080"}))
     assert result.status is Status.PASS and "pw" not in result.summary
 
 
@@ -157,21 +152,23 @@ def _register_result(server_date: str | None, local: dt.datetime) -> CheckResult
 
 def test_host_clock_warns_beyond_five_seconds_of_skew() -> None:
     local = dt.datetime(2026, 11, 27, 4, 10, 30, tzinfo=dt.timezone.utc)
-    skewed = _ctx(
+    skewed = make_context(
         results={"sip.register": _register_result("Fri, 27 Nov 2026 04:10:00 GMT", local)}
     )
     result = check_clock(skewed)
     assert result.status is Status.WARN
     assert result.details["clock_offset_ms"] == 30000
     assert result.summary == "clock is 30.0 s ahead of the registrar's"
-    ok = _ctx(results={"sip.register": _register_result("Fri, 27 Nov 2026 04:10:29 GMT", local)})
+    ok = make_context(
+        results={"sip.register": _register_result("Fri, 27 Nov 2026 04:10:29 GMT", local)}
+    )
     assert check_clock(ok).status is Status.PASS
 
 
 def test_host_clock_skips_without_a_registrar_date() -> None:
     local = dt.datetime(2026, 11, 27, 4, 10, 30, tzinfo=dt.timezone.utc)
-    assert check_clock(_ctx()).status is Status.SKIP
-    no_date = _ctx(results={"sip.register": _register_result(None, local)})
+    assert check_clock(make_context()).status is Status.SKIP
+    no_date = make_context(results={"sip.register": _register_result(None, local)})
     assert check_clock(no_date).summary == "no registrar Date header to compare against"
 
 

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
+from contexts import make_context
 from peers.netns import NetnsPair, apply_firewall
 from peers.process import PeerStartError, free_port
 from peers.turn import PASSWORD, USER, Turn
 
 from checks.net.media import MediaRange, check_media, parse_media
-from diag.config import Settings
-from diag.context import Context
 from diag.model import Status
 
 (MEDIA_CHECK,) = registered("net.media")
@@ -56,16 +55,6 @@ def rows(check: dict[str, Any], probe: str) -> dict[str, dict[str, Any]]:
     return {r["transport"]: r for r in check["details"]["turn"] if r["probe"] == probe}
 
 
-def context(budget: float = 5.0, environ: dict[str, str] | None = None, **settings: Any) -> Context:
-    return Context(
-        settings=Settings(turn_password_env=PW_ENV, **settings),
-        run_id="r",
-        user_agent="ua",
-        environ=environ or {},
-        deadline=time.monotonic() + budget,
-    )
-
-
 def test_media_ranges_are_probed_on_their_first_middle_and_last_port() -> None:
     assert parse_media("media.example.com:10000-20000") == MediaRange(
         "media.example.com:10000-20000", "media.example.com", 10000, 20000
@@ -79,14 +68,14 @@ def test_media_ranges_are_probed_on_their_first_middle_and_last_port() -> None:
 
 
 def test_without_turn_or_media_the_check_skips_and_says_what_to_pass() -> None:
-    result = check_media(context())
+    result = check_media(make_context())
     assert result.status is Status.SKIP
     assert result.summary == "no TURN server or media endpoint configured"
     assert result.hint == "pass --turn HOST[:PORT] with --turn-user, and/or --media HOST:LOW-HIGH"
 
 
 def test_an_impossible_media_port_range_is_an_error_naming_the_format() -> None:
-    result = check_media(context(media=("192.0.2.9:20000-10000",)))
+    result = check_media(make_context(media=("192.0.2.9:20000-10000",)))
     assert result.status is Status.ERROR
     assert result.hint == "use HOST:PORT or HOST:LOW-HIGH, e.g. media.example.com:10000-20000"
 
@@ -155,7 +144,12 @@ def test_a_closed_turn_port_is_refused_at_once_and_fails_as_blocked() -> None:
     port = free_port()
     t0 = time.monotonic()
     result = check_media(
-        context(turn=(f"127.0.0.1:{port}",), turn_user=USER, environ={PW_ENV: PASSWORD})
+        make_context(
+            turn=(f"127.0.0.1:{port}",),
+            turn_user=USER,
+            turn_password_env=PW_ENV,
+            environ={PW_ENV: PASSWORD},
+        )
     )
     assert time.monotonic() - t0 < 1.0  # ICMP and RST come back at once
     assert result.status is Status.FAIL and result.details["problem"] == "blocked"
@@ -177,7 +171,7 @@ def silent_sockets(ports: list[int]) -> list[socket.socket]:
 @pytest.mark.integration  # starts coturn (a fixture conftest does not know)
 def test_media_ports_that_answer_stun_pass(turn: Turn) -> None:
     # coturn answers STUN on its port: it stands in for an ICE-capable media server.
-    result = check_media(context(media=(f"127.0.0.1:{turn.port}",)))
+    result = check_media(make_context(media=(f"127.0.0.1:{turn.port}",)))
     assert result.status is Status.PASS, result.summary
     [row] = result.details["media"]
     assert row["outcome"] == "answered" and row["port"] == turn.port and row["rtt_ms"] < 500
@@ -188,7 +182,7 @@ def test_silent_media_ports_alone_are_inconclusive_and_warn() -> None:
     low = free_port(kinds=("udp",), span=5)
     socks = silent_sockets([low, low + 2, low + 4])
     try:
-        result = check_media(context(media=(f"127.0.0.1:{low}-{low + 4}",), budget=4.0))
+        result = check_media(make_context(media=(f"127.0.0.1:{low}-{low + 4}",), budget=4.0))
     finally:
         for sock in socks:
             sock.close()
@@ -206,9 +200,10 @@ def test_silent_media_ports_next_to_an_answer_from_the_same_host_fail_as_blocked
     socks = silent_sockets([low, low + 2, low + 4])
     try:
         result = check_media(
-            context(
+            make_context(
                 turn=(turn.server,),
                 turn_user=USER,
+                turn_password_env=PW_ENV,
                 environ={PW_ENV: PASSWORD},
                 media=(f"127.0.0.1:{low}-{low + 4}",),
             )
@@ -223,7 +218,7 @@ def test_silent_media_ports_next_to_an_answer_from_the_same_host_fail_as_blocked
 
 def test_ports_that_refuse_show_the_host_is_reached_with_no_listener() -> None:
     low = free_port(kinds=("udp",), span=5)
-    result = check_media(context(media=(f"127.0.0.1:{low}-{low + 4}",)))
+    result = check_media(make_context(media=(f"127.0.0.1:{low}-{low + 4}",)))
     assert result.status is Status.PASS
     assert [r["outcome"] for r in result.details["media"]] == ["refused"] * 3
     assert result.details["verdicts"] == {f"127.0.0.1:{low}-{low + 4}": "no_listener"}

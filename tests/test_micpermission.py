@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from clihelp import cli, registered
+from contexts import make_context
 
 from checks.audio.permission import (
     CONSENT_KEY,
@@ -19,8 +20,6 @@ from checks.audio.permission import (
     read_tcc,
     windows_verdict,
 )
-from diag.config import Settings
-from diag.context import Context
 from diag.diagnosis import diagnose
 from diag.model import CheckResult, CheckRun, Status
 
@@ -31,10 +30,6 @@ auth_version INTEGER NOT NULL, PRIMARY KEY (service, client, client_type))"""
 TCC_SCHEMA_OLD = """CREATE TABLE access (service TEXT NOT NULL, client TEXT NOT NULL,
 client_type INTEGER NOT NULL, allowed INTEGER NOT NULL, prompt_count INTEGER NOT NULL,
 PRIMARY KEY (service, client, client_type))"""
-
-
-def ctx(*softphones: str) -> Context:
-    return Context(settings=Settings(softphone_processes=softphones), run_id="r", user_agent="ua")
 
 
 def tcc_db(path: Path, rows: list[tuple[str, str, int]], old: bool = False) -> Path:
@@ -49,7 +44,9 @@ def tcc_db(path: Path, rows: list[tuple[str, str, int]], old: bool = False) -> P
 
 
 def mac(path: Path, *softphones: str) -> CheckResult:
-    return check_permission(ctx(*softphones), system=lambda: "Darwin", tcc_path=path)
+    return check_permission(
+        make_context(softphone_processes=softphones), system=lambda: "Darwin", tcc_path=path
+    )
 
 
 def finding_causes(result: CheckResult) -> list[tuple[str, str]]:

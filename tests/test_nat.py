@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 from aioice import stun as codec
 from clihelp import cli
+from contexts import make_context
 from peers.checkdriver import NAT_CHECK, STUN_CHECK, run_in_netns
 from peers.fakestun import FakeStun
 from peers.natrouter import (
@@ -40,8 +40,6 @@ from checks.net.nat import (
     classify_mapping,
 )
 from checks.net.stun import Transaction, check_stun, exchange_udp
-from diag.config import Settings
-from diag.context import Context
 from diag.model import Status
 
 pytestmark = pytest.mark.integration
@@ -76,11 +74,6 @@ def nat_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeTopol
             topo.destroy()
 
 
-def context(*servers: str, budget: float = 5.0) -> Context:
-    ctx = Context(Settings(stun=servers), str(uuid.uuid4()), "sipdiag-test")
-    return ctx.for_check(time.monotonic() + budget, {})
-
-
 def checks_by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in report["checks"]}
 
@@ -112,13 +105,13 @@ def test_loopback_coturn_is_no_nat_and_lets_every_test_answer(stun: Stun) -> Non
 
 
 def test_net_nat_alone_asks_the_servers_itself(stun: Stun) -> None:
-    result = check_nat(context(stun.server))  # no net.stun result to read
+    result = check_nat(make_context(stun=(stun.server,)))  # no net.stun result to read
     assert result.status == Status.PASS and result.details["mapping"] == EIM
 
 
 def test_a_server_without_an_alternate_address_skips_with_the_hint() -> None:
     with FakeStun() as plain:
-        ctx = context(plain.server)
+        ctx = make_context(stun=(plain.server,))
         stun_result = check_stun(ctx)
         result = check_nat(ctx.for_check(ctx.deadline, {"net.stun": stun_result}))
     assert result.status == Status.SKIP

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
+from contexts import make_context
 from peers.delay_relay import DelayRelay
 from peers.dnsmasq import DnsmasqFactory, host
 from peers.netns import NetnsPair
@@ -30,8 +31,6 @@ from checks.net.quality import (
     rfc3550_jitter,
 )
 from checks.net.quality import check_quality as run_quality
-from diag.config import Settings
-from diag.context import Context
 from diag.model import Status
 
 (QUALITY_CHECK,) = registered("net.quality")
@@ -139,12 +138,7 @@ def test_a_loopback_stun_server_passes_with_no_loss_and_a_mos_above_4(stun: Stun
 
 
 def test_a_short_deadline_sends_fewer_requests_and_still_returns_in_time(stun: Stun) -> None:
-    ctx = Context(
-        settings=Settings(stun=(stun.server,)),
-        run_id="r",
-        user_agent="ua",
-        deadline=time.monotonic() + 0.8,
-    )
+    ctx = make_context(stun=(stun.server,), budget=0.8)
     result = run_quality(ctx)
     assert time.monotonic() < ctx.deadline
     assert result.status is Status.PASS and 10 <= result.details["sent"] < 50

@@ -8,13 +8,13 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
+from contexts import make_context
 from peers.dnsmasq import DnsmasqFactory, host, srv
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
@@ -23,10 +23,9 @@ from checks.net.sip_options import check_options, derived_port, plan_probes
 from checks.net.sip_options_verdict import verdict
 from checks.wire.dns import Target
 from diag import __version__
-from diag.config import Settings, build_settings
+from diag.config import build_settings
 from diag.context import Context
 from diag.model import CheckResult, Status
-from diag.report import user_agent
 from diag.target import parse_registrar
 
 (CHECK,) = registered("net.sip-options")
@@ -43,22 +42,17 @@ def context(
     probe_all: bool = False,
 ) -> Context:
     """A run's context; ``targets`` stand in for net.dns's result (its details["targets"])."""
-    run_id = str(uuid.uuid4())
     results = {}
     if targets is not None:
         dns = CheckResult(Status.PASS, "resolved", {"targets": [t.as_dict() for t in targets]})
         results["net.dns"] = dns
-    return Context(
-        settings=Settings(
-            registrar=registrar,
-            transports=transports,
-            ca=str(ca) if ca else None,
-            probe_all_transports=probe_all,
-        ),
-        run_id=run_id,
-        user_agent=user_agent(run_id),
+    return make_context(
+        registrar=registrar,
+        transports=transports,
+        ca=str(ca) if ca else None,
+        probe_all_transports=probe_all,
         results=results,
-        deadline=time.monotonic() + budget,
+        budget=budget,
     )
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelp import CliResult, cli, cli_process, registered
+from contexts import make_context
 from peers.alg_relay import CONTACT, VIA, AlgRelay, alg_rewrite, alg_rewrite_sdp
 from peers.kamailio import Kamailio
 from peers.netns import NetnsPair
@@ -27,10 +27,8 @@ from checks.wire import sip as sipmsg
 from checks.wire import sip as sipwire
 from checks.wire.dns import Target
 from checks.wire.udp import Exchange
-from diag.config import Settings
 from diag.context import Context
 from diag.model import Check, CheckResult, Status, passed
-from diag.report import user_agent
 
 (CHECK,) = registered("net.sip-alg")
 PASS_SUMMARY = "Via and Contact arrived unchanged"
@@ -38,22 +36,9 @@ SENT_VIA = "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKabc;rport"
 SENT_CONTACT = "<sip:alice@10.0.0.5:5060;ob;sipdiag=run12345>"
 
 
-def context(
-    registrar: str, results: Mapping[str, CheckResult] | None = None, **settings: Any
-) -> Context:
-    run_id = str(uuid.uuid4())
-    return Context(
-        settings=Settings(registrar=registrar, **settings),
-        run_id=run_id,
-        user_agent=user_agent(run_id),
-        results=dict(results or {}),
-        deadline=time.monotonic() + 5.0,
-    )
-
-
 def tls_only(results: Mapping[str, CheckResult]) -> Context:
     """No OPTIONS of our own (no ALG reads TLS): only the other checks' evidence counts."""
-    return context("sip:192.0.2.10", results, transports=("tls",))
+    return make_context(registrar="sip:192.0.2.10", results=results, transports=("tls",))
 
 
 def register_result(via: str, contacts: list[str], first_ok: bool = True) -> CheckResult:
@@ -245,7 +230,7 @@ def alg(kamailio: Kamailio) -> Iterator[AlgRelay]:
 
 def test_options_straight_to_kamailio_arrive_unchanged(kamailio: Kamailio) -> None:
     t0 = time.monotonic()
-    result = check_sip_alg(context(f"sip:{kamailio.host}:{kamailio.port}"))
+    result = check_sip_alg(make_context(registrar=f"sip:{kamailio.host}:{kamailio.port}"))
     assert (result.status, result.summary) == (Status.PASS, PASS_SUMMARY)
     options = result.details["probes"]["options"]
     assert options["compared"] is True and options["code"] == 200
@@ -297,7 +282,7 @@ def test_the_alg_emulator_rewrites_the_sdp_addresses_and_fixes_the_length() -> N
 
 
 def test_options_through_the_alg_show_the_rewritten_via(alg: AlgRelay) -> None:
-    result = check_sip_alg(context(f"sip:127.0.0.1:{alg.port}"))
+    result = check_sip_alg(make_context(registrar=f"sip:127.0.0.1:{alg.port}"))
     assert result.status is Status.FAIL and alg.rewritten == 1
     via, contact, sdp = result.details["rewrites"]
     local = result.details["probes"]["options"]["local"]
@@ -322,7 +307,7 @@ def test_an_alg_that_restores_the_via_is_caught_by_the_reflected_request(
 ) -> None:
     upstream = (kamailio.host, kamailio.port)
     with AlgRelay("127.0.0.1", upstream, "127.0.0.2", restore_via=True).start() as relay:
-        result = check_sip_alg(context(f"sip:127.0.0.1:{relay.port}"))
+        result = check_sip_alg(make_context(registrar=f"sip:127.0.0.1:{relay.port}"))
     assert result.status is Status.FAIL
     rewrites = result.details["rewrites"]
     assert [(w["field"], w["seen_in"]) for w in rewrites] == [
@@ -337,7 +322,7 @@ def test_an_alg_that_restores_the_via_is_caught_by_the_reflected_request(
 def test_an_alg_rewriting_only_the_sdp_is_found(kamailio: Kamailio) -> None:
     upstream = (kamailio.host, kamailio.port)
     with AlgRelay("127.0.0.1", upstream, "127.0.0.2", rewrite_headers=False).start() as relay:
-        result = check_sip_alg(context(f"sip:127.0.0.1:{relay.port}"))
+        result = check_sip_alg(make_context(registrar=f"sip:127.0.0.1:{relay.port}"))
     assert result.status is Status.FAIL and relay.rewritten == 1
     assert [w["field"] for w in result.details["rewrites"]] == ["SDP"]
     assert result.summary == (

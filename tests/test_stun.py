@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clihelp import cli
+from contexts import make_context
 from peers.checkdriver import STUN_CHECK, run_in_netns
 from peers.dnsmasq import DnsmasqFactory, host
 from peers.fakestun import FakeStun
@@ -19,8 +19,6 @@ from peers.natrouter import CLIENT_IP, ROUTER_OUTSIDE_IP, SERVER_IP, NatRouter
 from peers.stun import Stun
 
 from checks.net.stun import check_stun
-from diag.config import Settings
-from diag.context import Context
 from diag.model import CheckResult, Status
 
 pytestmark = pytest.mark.integration
@@ -46,9 +44,7 @@ def nat_router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatRouter]:
 
 
 def run_stun(*servers: str, budget: float = 5.0, dns_server: str | None = None) -> CheckResult:
-    settings = Settings(stun=servers, dns_server=dns_server)
-    ctx = Context(settings, str(uuid.uuid4()), "sipdiag-test")
-    return check_stun(ctx.for_check(time.monotonic() + budget, {}))
+    return check_stun(make_context(stun=servers, dns_server=dns_server, budget=budget))
 
 
 def by_transport(result: CheckResult | dict[str, Any], server: str) -> dict[str, dict[str, Any]]:
