@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import gc
 import json
+import math
 import os
 import tempfile
 import threading
@@ -144,9 +145,32 @@ def _checked(index: int, path: str, loads: Callable[[bytes], Any]) -> bytes | st
         and all(type(f) is dict and type(f.get("cause")) is str for f in doc.get("findings", []))
     ):
         return "not a sipdiag report"
+    bad = _insane(doc)
+    if bad:
+        return f"invalid sipdiag report ({bad})"
     # A raw newline can only be whitespace in valid JSON: the report becomes one NDJSON line.
     head = b'{"i":%d,"path":' % index + _dumps(path)
     return head + b',"doc":' + body.replace(b"\n", b" ") + b"}\n"
+
+
+MAX_CLOCK_OFFSET_MS = 10 * 365 * 86_400_000  # ten years: anything more is no clock at all
+
+
+def _insane(doc: dict[str, Any]) -> str | None:
+    """What makes a report that has the right shape unusable anyway (one such file must not
+    cost the whole directory its match or fleet), or None."""
+    offset = doc["correlation"].get("clock_offset_ms")
+    if offset is not None and not (math.isfinite(offset) and abs(offset) <= MAX_CLOCK_OFFSET_MS):
+        return "correlation.clock_offset_ms out of range"
+    lists = {
+        f"correlation.{k}": doc["correlation"].get(k)
+        for k in ("call_ids", "local_addresses", "public_addresses")
+    }
+    lists["agent.numbers"] = doc["agent"].get("numbers")
+    for name, value in lists.items():
+        if value is not None and not (type(value) is list and all(type(x) is str for x in value)):
+            return f"{name} is not a list of strings"
+    return None
 
 
 def _read(path: str) -> bytes:
