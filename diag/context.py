@@ -1,4 +1,5 @@
-"""What a check may touch: settings, clock, environment, earlier results and the SIP stack.
+"""What a check is given: its settings, the run's id and User-Agent, the environment, clocks,
+its deadline, the results of the checks it runs after, and the file the SIP trace goes to.
 
 Checks receive everything through this object (httpie's `Environment` idea), so tests swap
 the boundaries instead of patching module internals.

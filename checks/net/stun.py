@@ -1,8 +1,9 @@
 """net.stun: a STUN Binding (RFC 5389/8489) to every --stun server, over UDP and TCP, side by side.
 
-The codec is aioice's (``aioice.stun``); this module only moves its messages: UDP with RFC 5389
-retransmissions (RTO 100 ms, doubled each time) and TCP with RFC 5389 framing (messages back to
-back, the length from the header). checks/net/nat.py reuses the UDP exchange for RFC 5780.
+Resolves each server through net.dns's resolver, then probes every server and transport in
+parallel by the check's deadline; checks/wire/stun.py does the exchanges (aioice's codec, UDP
+retransmissions, TCP framing). The verdict follows the UDP answers; TCP only tells a UDP block
+from a dead server in the summary and hint. net.nat (checks/net/nat.py) reuses probe_servers.
 """
 
 from __future__ import annotations
