@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -103,18 +105,42 @@ def build_bundle(
         "notes": notes,
     }
     files["manifest.json"] = clean(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    _write_zip(out, files)
+    write_bundle_file(out, _zip(files))
     return BundleResult(out, list(files), notes)
 
 
-def _write_zip(out: Path, files: Mapping[str, str]) -> None:
-    """Temp file + rename, like reports: a failed bundle never leaves half a zip."""
-    out = out.expanduser().resolve()
+def _zip(files: Mapping[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buffer.getvalue()
+
+
+def write_bundle_file(path: Path, data: bytes) -> None:
+    """As reports are written (diag.environment.write_report_file): a regular file is replaced
+    atomically, a symlink's target is written, not the link; a device or pipe (/dev/null, a
+    FIFO) is written in place, never replaced. Write errors (ENOSPC on /dev/full) raise OSError,
+    so nothing claims a bundle that was not written."""
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        with open(path, "wb") as fh:
+            fh.write(data)  # close() flushes: an error surfaces here, not silently
+        return
+    _write_atomic(path.expanduser().resolve(), data)
+
+
+def _write_atomic(out: Path, data: bytes) -> None:
+    """Temp file + fsync + rename, like reports: a failed bundle never leaves half a zip."""
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, text in files.items():
-                zf.writestr(name, text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
