@@ -91,9 +91,7 @@ def main() -> None:
         )
         src.with_suffix(".sip.log").write_text(msg * (2_000_000 // len(msg)))
         for redact in (False, True):
-            make = functools.partial(
-                build_bundle, report, src, d / "b.zip", redact=redact, environ={}
-            )
+            make = functools.partial(build_bundle, report, src, d / "b.zip", redact=redact)
             t = best(make, a.runs)
             print(f"bundle redact={redact!s:<5}: {t * 1000:7.1f} ms (2 MB trace)")
         env = dict(os.environ, PYTHONPATH=str(REPO))

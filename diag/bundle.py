@@ -1,8 +1,10 @@
 """`sipdiag bundle`: one zip for a support ticket.
 
 Contents: the report as JSON and HTML, the run's SIP message trace (when sip.register ran
-pjsua2), and a manifest. Credentials are scrubbed from every file; with redact, hostname, user
-name and every IP address are replaced by the same token in every file.
+pjsua2), and a manifest. Credentials are scrubbed from every file by structure (diag/scrub.py);
+with redact, hostname, user name and every IP address are replaced by the same token in every
+file. The report is scrubbed and redacted as parsed JSON and the HTML rendered from that copy,
+so both stay a valid report.
 """
 
 from __future__ import annotations
@@ -21,12 +23,36 @@ from pathlib import Path
 from typing import Any
 
 from diag import __version__
-from diag.config import DEFAULT_PASSWORD_ENV, DEFAULT_TURN_PASSWORD_ENV
 from diag.render.html import render_html
 from diag.report import reports_dir, rfc3339, sip_log_path, to_json
-from diag.scrub import Redactor, scrub_sip
+from diag.scrub import Redactor, scrub_sip, scrub_tree
 
 BUNDLE_FORMAT = 1
+
+# Report fields that name the report's own structure (schema enums, patterns, check IDs the
+# findings refer to, static titles): never redacted, or the report would no longer validate
+# or render. A path is the keys from the root, "*" for a list item; a field's whole subtree.
+REPORT_STRUCTURE = frozenset(
+    {
+        ("schema_version",),
+        ("tool",),
+        ("run_id",),
+        ("started_at",),
+        ("finished_at",),
+        ("duration_ms",),
+        ("complete",),
+        ("verdict",),
+        ("target", "transports"),
+        ("checks", "*", "id"),
+        ("checks", "*", "title"),
+        ("checks", "*", "status"),
+        ("findings", "*", "cause"),
+        ("findings", "*", "family"),
+        ("findings", "*", "severity"),
+        ("findings", "*", "evidence", "checks"),
+        ("correlation", "user_agent"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -45,11 +71,6 @@ def find_sip_log(report_path: Path, run_id: str) -> Path | None:
     return saved[0] if saved else None
 
 
-def _secrets(environ: Mapping[str, str]) -> list[str]:
-    """Defence in depth: the passwords of this shell, if set, never appear in a bundle."""
-    return [environ[n] for n in (DEFAULT_PASSWORD_ENV, DEFAULT_TURN_PASSWORD_ENV) if environ.get(n)]
-
-
 def _redactor(report: Mapping[str, Any]) -> Redactor:
     host = report.get("host") or {}
     hostname = str(host.get("hostname") or "")
@@ -59,30 +80,27 @@ def _redactor(report: Mapping[str, Any]) -> Redactor:
     return Redactor(names, users)
 
 
+def _is_structure(path: tuple[str, ...]) -> bool:
+    return path in REPORT_STRUCTURE
+
+
 def build_bundle(
-    report: Mapping[str, Any],
-    report_path: Path,
-    out: Path,
-    *,
-    redact: bool,
-    environ: Mapping[str, str],
+    report: Mapping[str, Any], report_path: Path, out: Path, *, redact: bool
 ) -> BundleResult:
-    secrets = _secrets(environ)
     redactor = _redactor(report) if redact else None
-
-    def clean(text: str) -> str:
-        text = scrub_sip(text, secrets)
-        return redactor.redact(text) if redactor else text
-
-    # Every file goes through the same clean(): one redactor, so tokens agree across files.
+    # One redactor for every file, so tokens agree across the report and the trace.
+    clean_report = scrub_tree(report)
+    if redactor:
+        clean_report = redactor.redact_tree(clean_report, _is_structure)
     files: dict[str, str] = {
-        "report.json": clean(to_json(report)),
-        "report.html": clean(render_html(report)),
+        "report.json": to_json(clean_report),
+        "report.html": render_html(clean_report),
     }
     notes: list[str] = []
     sip_log = find_sip_log(report_path, str(report["run_id"]))
     if sip_log is not None:
-        files["sip.log"] = clean(sip_log.read_text(encoding="utf-8", errors="replace"))
+        trace = scrub_sip(sip_log.read_text(encoding="utf-8", errors="replace"))
+        files["sip.log"] = redactor.redact(trace) if redactor else trace
     else:
         notes.append("no SIP trace: sip.register did not run pjsua2 in this run")
     manifest = {
@@ -92,7 +110,7 @@ def build_bundle(
         "run_id": report["run_id"],
         "verdict": report.get("verdict"),
         "redacted": redact,
-        "scrubbed": ["Authorization", "Proxy-Authorization", "passwords"],
+        "scrubbed": ["Authorization", "Proxy-Authorization", "password fields"],
         "redactions": ["hostname", "user name", "IP addresses"] if redact else [],
         "files": [
             {
@@ -104,7 +122,7 @@ def build_bundle(
         ],
         "notes": notes,
     }
-    files["manifest.json"] = clean(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    files["manifest.json"] = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
     write_bundle_file(out, _zip(files))
     return BundleResult(out, list(files), notes)
 

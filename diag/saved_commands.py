@@ -58,7 +58,7 @@ def run_bundle_command(env: Environment, path: Path | None, out: str | None, red
             f"cannot write --out {target}", "give a .zip file in an existing directory"
         )
     try:
-        result = build_bundle(report, source, target, redact=redact, environ=env.environ)
+        result = build_bundle(report, source, target, redact=redact)
     except OSError as exc:
         raise SipdiagError(
             f"cannot write the bundle {target}: {exc.strerror or exc}", "choose another --out path"

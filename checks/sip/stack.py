@@ -97,14 +97,14 @@ class SipTrace:
         self._sent: dict[str, dict[str, str | None]] = {}  # probe id -> Via/Contact we sent
         self._lock = threading.Lock()
         self._log: Any = None  # the run's SIP trace file (support bundles), if asked for
-        self._secrets: tuple[str, ...] = ()
 
-    def log_to(self, path: str, secrets: tuple[str, ...]) -> None:
-        """Also append every SIP message to `path`, credentials scrubbed before they are
-        written (owner-only file: it still names the account and addresses)."""
+    def log_to(self, path: str) -> None:
+        """Also append every SIP message to `path`, its Authorization/Proxy-Authorization
+        headers scrubbed before it is written (owner-only file: it still names the account and
+        addresses). By structure, not by the password: pjsip never sends the password itself,
+        and a numeric one may equal a port or an extension that the trace must keep."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._log = os.fdopen(fd, "a", encoding="utf-8")
-        self._secrets = secrets
 
     def write(self, msg: str) -> None:
         if self._log is not None and (msg.startswith("TX ") or msg.startswith("RX ")):
@@ -114,7 +114,7 @@ class SipTrace:
                 log = self._log  # re-read under the lock: a failed write clears it
                 try:
                     if log is not None:
-                        log.write(scrub_sip(msg, self._secrets).rstrip("\n") + "\n\n")
+                        log.write(scrub_sip(msg).rstrip("\n") + "\n\n")
                         log.flush()
                 except OSError:  # e.g. disk full: stop tracing, never break the probe
                     self._log = None

@@ -261,7 +261,7 @@ def _stack(job: Job) -> SipStack:
     stack = SipStack(job.user_agent, job.route, job.ca)
     if job.trace_path:
         try:
-            stack.trace.log_to(job.trace_path, (job.password.reveal(),))
+            stack.trace.log_to(job.trace_path)
         except OSError:
             pass  # the trace is for support bundles; never a reason to lose the REGISTER
     return stack
