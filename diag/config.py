@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
+from diag.inputs import PROFILE_LIMIT, read_input
 from diag.settings import (
     DEFAULT_PASSWORD_ENV,
     PROFILE_KEYS,
@@ -43,21 +44,22 @@ def load_profile(path: Path) -> dict[str, Any]:
         raise UsageError("--profile is empty", "give the path of a TOML profile")
     if path.is_dir():
         raise UsageError(f"profile {path} is a directory", "give the path of a TOML file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"profile {path} not found", "check the --profile path") from None
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read profile {path}: {exc.strerror}", "check its permissions"
-        ) from None
+    if not path.exists():
+        raise UsageError(f"profile {path} not found", "check the --profile path")
+    raw = read_input(path, "profile", PROFILE_LIMIT, "give the path of a TOML profile")
     try:
         data = tomllib.loads(raw.decode("utf-8-sig"))  # Windows editors write a BOM
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(
             f"profile {path} is not valid TOML: {exc}", "fix the syntax; see README 'Profile'"
         ) from None
-    for key in _all_keys(data):
+    except RecursionError:
+        raise UsageError(f"profile {path} is nested too deeply", "a profile is flat") from None
+    try:
+        keys = _all_keys(data)
+    except RecursionError:
+        raise UsageError(f"profile {path} is nested too deeply", "a profile is flat") from None
+    for key in keys:
         if key.lower() in SECRET_KEYS or key.lower().endswith(("_password", "_secret")):
             raise UsageError(
                 f"profile {path} contains a password (key '{key}'); "

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
+from diag.inputs import POLICY_LIMIT, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,16 +110,11 @@ def _at(path: Path, line: int | None) -> str:
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy; every problem is a one-line UsageError (exit 64) that names
     the line at fault."""
+    if not path.exists():
+        raise UsageError(f"policy file {path} not found", "check the --policy path")
+    raw = read_input(path, "policy", POLICY_LIMIT, "give the path of a TOML file")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"policy file {path} not found", "check the --policy path") from None
-    except IsADirectoryError:
-        raise UsageError(f"policy {path} is a directory", "give the path of a TOML file") from None
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read policy {path}: {exc.strerror}", "check its permissions"
-        ) from None
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UsageError(f"policy {path} is not UTF-8 text ({exc.reason})", HINT) from None
     try:
@@ -126,6 +122,8 @@ def load_policy(path: Path) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends "(at line L, column C)": the line at fault.
         raise UsageError(f"policy {path} is not valid TOML: {exc}", HINT) from None
+    except RecursionError:
+        raise UsageError(f"policy {path} is nested too deeply", HINT) from None
     return parse_policy(data, text, path)
 
 

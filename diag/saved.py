@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
+from diag.inputs import REPORT_LIMIT, read_input
 from diag.report import SCHEMA_VERSION, reports_dir, schema
 
 
@@ -24,21 +25,22 @@ def newest_report() -> Path:
 
 def load_report(path: Path) -> dict[str, Any]:
     """A saved report, checked enough that rendering it cannot fail half-way."""
+    hint = "give a JSON report written by `sipdiag check`"
+    raw = read_input(path, "report", REPORT_LIMIT, hint)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"report {path} not found", "check the path to the report") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(
-            f"cannot read report {path}: {getattr(exc, 'strerror', None) or exc}",
-            "give a JSON report written by `sipdiag check`",
-        ) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read report {path}: {exc}", hint) from None
     try:
         report = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"report {path} is not valid JSON (line {exc.lineno})",
             "give a JSON report written by `sipdiag check` (--format json or the saved copy)",
+        ) from None
+    except RecursionError:
+        raise UsageError(
+            f"report {path} is nested too deeply to be a sipdiag report", hint
         ) from None
     if not isinstance(report, dict) or report.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(

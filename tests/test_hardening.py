@@ -71,6 +71,7 @@ def test_a_valid_policy_is_read_without_searching_its_text_once_per_value(
 
     searches: list[tuple[str, ...]] = []
     real = policy._line_of
+
     def counted(*args: str) -> int | None:
         searches.append(args)
         return real(*args)
@@ -259,3 +260,34 @@ def test_a_status_outside_100_699_is_the_registrars_answer_not_silence(mode: str
     assert r.causes() == ["sip.server_error"]
     assert "a softphone cannot use" in r.finding("sip.server_error")["action"]
     assert "firewall" not in check["hint"]
+
+
+@pytest.mark.parametrize("kind", ["profile", "policy", "report"])
+@pytest.mark.parametrize("source", ["dev-zero", "fifo", "deep"])
+def test_hostile_input_files_are_one_line_usage_errors(
+    tmp_path: Path, kind: str, source: str
+) -> None:
+    import os
+
+    from clihelp import cli_process
+
+    if source == "dev-zero":
+        path = Path("/dev/zero")
+    elif source == "fifo":
+        path = tmp_path / "fifo"
+        os.mkfifo(path)
+    else:
+        path = tmp_path / f"deep.{'json' if kind == 'report' else 'toml'}"
+        if kind == "report":
+            path.write_text("[" * 100_000 + "]" * 100_000)
+        else:
+            path.write_text("x = " + "[" * 1_000 + "]" * 1_000 + "\n")
+    args = {
+        "profile": ("check", "--profile", str(path), "--only", "host.os"),
+        "policy": ("check", "--policy", str(path), "--number", "+442071234567",
+                   "--only", "number.policy"),
+        "report": ("report", str(path)),
+    }[kind]  # fmt: skip
+    r = cli_process(*args, timeout=20)
+    assert r.code == 64, (r.code, r.err)
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
