@@ -34,7 +34,7 @@ from checks.number.identity import check_identity
 from checks.number.policy import check_policy
 from checks.sip.register import check_register
 from checks.sip.register_ws import check_register_ws
-from diag.model import Check
+from diag.context import Check
 from diag.settings import (
     DIAL_TEST,
     NUMBERS,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diag import outcomes as o
+from diag.context import CheckRun
 from diag.evidence import (
     Certificate,
     OptionsTransport,
@@ -27,7 +28,6 @@ from diag.evidence import (
     options_details,
     register_details,
 )
-from diag.model import CheckRun
 
 Details = Mapping[str, Any]  # a check's details, as its CheckResult holds them
 Item = RegisterAttempt | OptionsTransport  # one REGISTER attempt, or one transport's OPTIONS

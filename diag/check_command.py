@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from diag.config import Settings, build_settings, resolve_password
-from diag.context import Context
+from diag.context import Check, Context
 from diag.environment import Environment, isatty, use_color, write_report_file, write_text
 from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.lifecycle import sigint_ignored, sigterm_as_interrupt
-from diag.model import Check
 from diag.progress import TerminalProgress
 from diag.render import Marks, format_for_path, render
 from diag.report import (
@@ -189,7 +188,7 @@ def _keep_sip_log(pending: Path | None, saved: Path) -> None:
 
 def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
     """The report's host section; without psutil it still names the machine."""
-    from checks.host.os import describe_host, describe_host_minimal
+    from checks import describe_host, describe_host_minimal
 
     try:
         return describe_host(environ)

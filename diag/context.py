@@ -2,7 +2,8 @@
 its deadline, the results of the checks it runs after, and the file the SIP trace goes to.
 
 Checks receive everything through this object (httpie's `Environment` idea), so tests swap
-the boundaries instead of patching module internals.
+the boundaries instead of patching module internals. `Check` is the registry's record of a check
+(a function of a Context); `CheckRun` is a check with the result the run kept.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from diag.config import Settings
 from diag.model import CheckResult
+from diag.settings import Requirement
 
 
 def utc_now() -> dt.datetime:
@@ -41,3 +43,29 @@ class Context:
 
     def for_check(self, deadline: float, results: Mapping[str, CheckResult]) -> Context:
         return replace(self, deadline=deadline, results=dict(results))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A registered probe: stable id, a title phrased as the healthy state, and run(ctx)."""
+
+    id: str
+    title: str
+    run: Callable[[Context], CheckResult]
+    needs: str = "nothing"  # what the user must configure, shown by `sipdiag checks`
+    requires: tuple[Requirement, ...] = ()  # settings that must be set, else skip "no X configured"
+    after: tuple[str, ...] = ()  # checks whose results this one reads (ctx.results)
+    timeout: float | None = 5.0  # own deadline (s), capped by --timeout; None = the whole budget
+    uses_sip: bool = False  # registers with the SIP password (resolved before the run)
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """A check's result as the run recorded it."""
+
+    check: Check
+    result: CheckResult

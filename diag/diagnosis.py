@@ -17,8 +17,9 @@ from diag import actions as act
 from diag import outcomes as o
 from diag.actions import Action, SipRun, attempts, got_nothing, probed, silent
 from diag.causes import CAUSES
+from diag.context import CheckRun
 from diag.evidence import RegisterAttempt, dial_details, evidence_text, register_details
-from diag.model import SEVERITY_RANK, CheckRun, Finding, Severity, Status
+from diag.model import SEVERITY_RANK, Finding, Severity, Status
 
 Details = Mapping[str, Any]
 

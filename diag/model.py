@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from diag.settings import Requirement
-
-if TYPE_CHECKING:
-    from diag.context import Context
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -67,32 +62,6 @@ def failed(summary: str, hint: str, **details: Any) -> CheckResult:
 
 def skipped(reason: str, hint: str | None = None, **details: Any) -> CheckResult:
     return CheckResult(Status.SKIP, reason, details, hint)
-
-
-@dataclass(frozen=True)
-class Check:
-    """A registered probe: stable id, a title phrased as the healthy state, and run(ctx)."""
-
-    id: str
-    title: str
-    run: Callable[[Context], CheckResult]
-    needs: str = "nothing"  # what the user must configure, shown by `sipdiag checks`
-    requires: tuple[Requirement, ...] = ()  # settings that must be set, else skip "no X configured"
-    after: tuple[str, ...] = ()  # checks whose results this one reads (ctx.results)
-    timeout: float | None = 5.0  # own deadline (s), capped by --timeout; None = the whole budget
-    uses_sip: bool = False  # registers with the SIP password (resolved before the run)
-
-    @property
-    def family(self) -> str:
-        return self.id.split(".", 1)[0]
-
-
-@dataclass(frozen=True)
-class CheckRun:
-    """A check's result as the run recorded it."""
-
-    check: Check
-    result: CheckResult
 
 
 @dataclass(frozen=True)

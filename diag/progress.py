@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from diag.model import Check, CheckResult
+from diag.context import Check
+from diag.model import CheckResult
 from diag.render.text import Marks, progress_family_line, progress_running_line
 
 SPINNER = "|/-\\"

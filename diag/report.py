@@ -13,7 +13,8 @@ from typing import Any
 
 from diag import __version__
 from diag.config import Settings
-from diag.model import CheckRun, Finding
+from diag.context import CheckRun
+from diag.model import Finding
 
 SCHEMA_VERSION = 1
 

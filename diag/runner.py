@@ -15,10 +15,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from diag.context import Context
+from diag.context import Check, CheckRun, Context
 from diag.errors import UsageError
 from diag.lifecycle import forget_interrupt
-from diag.model import Check, CheckResult, CheckRun, Status
+from diag.model import CheckResult, Status
 
 Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done", check, result)
 

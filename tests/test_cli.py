@@ -163,7 +163,8 @@ def test_usage_errors_from_a_real_process_have_no_traceback() -> None:
 
 
 def test_fail_on_warn_turns_a_warning_into_exit_1() -> None:
-    from diag.model import Check, warned
+    from diag.context import Check
+    from diag.model import warned
 
     registry = [Check("host.fake", "Fake is fine", lambda ctx: warned("meh", "do something"))]
     assert cli("check", registry=registry).code == 0

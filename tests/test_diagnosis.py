@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from diag.context import Check, CheckRun
 from diag.diagnosis import RULES, TRANSPORT_CAUSES, baseline_reading, diagnose, verdict
-from diag.model import Check, CheckResult, CheckRun, Family, Severity, Status, passed
+from diag.model import CheckResult, Family, Severity, Status, passed
 
 
 def _run(check_id: str, status: Status, **details: Any) -> CheckRun:

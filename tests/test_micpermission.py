@@ -20,8 +20,9 @@ from checks.audio.permission import (
     read_tcc,
     windows_verdict,
 )
+from diag.context import CheckRun
 from diag.diagnosis import diagnose
-from diag.model import CheckResult, CheckRun, Status
+from diag.model import CheckResult, Status
 
 # macOS 11+ (abridged to the columns that matter plus the key; same names and types).
 TCC_SCHEMA = """CREATE TABLE access (service TEXT NOT NULL, client TEXT NOT NULL,

@@ -10,8 +10,8 @@ import pytest
 from clihelp import cli
 from contexts import make_context
 
-from diag.context import Context
-from diag.model import Check, CheckResult, Status, passed
+from diag.context import Check, Context
+from diag.model import CheckResult, Status, passed
 from diag.runner import run_checks, select_checks
 from diag.settings import REGISTRAR, USER
 

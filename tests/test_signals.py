@@ -20,7 +20,8 @@ from diag.logs import log_export
 DRIVER = """
 import pathlib, sys, threading
 import checks
-from diag.model import Check, passed
+from diag.context import Check
+from diag.model import passed
 
 marker = pathlib.Path(sys.argv[1])
 

@@ -27,8 +27,8 @@ from checks.wire import sip as sipmsg
 from checks.wire import sip as sipwire
 from checks.wire.dns import Target
 from checks.wire.udp import Exchange
-from diag.context import Context
-from diag.model import Check, CheckResult, Status, passed
+from diag.context import Check, Context
+from diag.model import CheckResult, Status, passed
 
 (CHECK,) = registered("net.sip-alg")
 PASS_SUMMARY = "Via and Contact arrived unchanged"

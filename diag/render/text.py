@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diag.model import Check
+from diag.context import Check
 from diag.render.sections import correlation_rows, status_counts
 
 # ANSI colours for a terminal only (the caller decides: a tty and no NO_COLOR).
