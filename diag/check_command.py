@@ -57,6 +57,10 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
     settings = build_settings(profile, flags)
     selected: list[Check] = select_checks(env.checks(), settings.only, settings.skip)
     _check_out_path(settings.out)
+    if settings.policy and any(c.id == "number.policy" for c in selected):
+        from diag.policy import load_policy
+
+        load_policy(Path(settings.policy))  # a malformed policy stops the run here, with its line
     # Only a SIP check that will really run asks for the password (no prompt for a skipped one).
     if any(c.uses_sip and all(r.is_set(settings) for r in c.requires) for c in selected):
         settings = resolve_password(settings, env.environ, env.stdin_isatty)

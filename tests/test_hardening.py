@@ -291,3 +291,16 @@ def test_hostile_input_files_are_one_line_usage_errors(
     r = cli_process(*args, timeout=20)
     assert r.code == 64, (r.code, r.err)
     assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
+
+
+def test_a_policy_is_read_only_when_number_policy_runs(tmp_path: Path) -> None:
+    from clihelp import cli_process
+
+    bad = tmp_path / "policy.toml"
+    bad.write_text('[deny]\nprefixes = ["+44", "044"]\n')
+    r = cli_process("check", "--policy", str(bad), "--only", "host.os", "--format", "json")
+    assert r.code == 0, r.err  # not parsed: host.os does not use it
+    r = cli_process(
+        "check", "--policy", str(bad), "--number", "+442071234567", "--only", "number.policy"
+    )
+    assert r.code == 64 and "line 2" in r.err, (r.code, r.err)
