@@ -304,3 +304,21 @@ def test_a_policy_is_read_only_when_number_policy_runs(tmp_path: Path) -> None:
         "check", "--policy", str(bad), "--number", "+442071234567", "--only", "number.policy"
     )
     assert r.code == 64 and "line 2" in r.err, (r.code, r.err)
+
+
+def test_sigterm_before_the_checks_start_is_one_line_exit_130_and_no_report(
+    tmp_path: Path,
+) -> None:
+    import signal
+
+    env = subprocess_env({"XDG_DATA_HOME": str(tmp_path)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diag", "check", "--only", "host.os"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(0.05)  # past Python's own start-up, long before the checks start
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert list(tmp_path.rglob("sipdiag-*.json")) == []  # the documented window: no report yet
