@@ -16,7 +16,7 @@ check's own evidence (skipped, or an ``error`` from the runner) holds none of th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Required, TypedDict, cast
+from typing import Any, NotRequired, Required, TypedDict, cast
 
 # ---- shared pieces
 
@@ -259,6 +259,9 @@ class DnsDetails(TypedDict):
     targets: list[DnsTarget]
     outcome: str
     remarks: list[str]
+    # Addresses DNS or the OS gave that are no one server's (multicast, broadcast, unspecified,
+    # reserved): {"name", "address", "why"}; nothing is sent to them.
+    refused_addresses: NotRequired[list[dict[str, str]]]
 
 
 # ---- net.stun

@@ -766,3 +766,19 @@ def test_cli_sip_register_goes_to_the_address_only_the_hosts_file_knows(
     assert attempt["target"] == {"host": HOSTS_ONLY, "port": kamailio.port, "address": "127.0.0.1"}
     assert (attempt["outcome"], attempt["code"]) == ("challenged", 401)
     assert r.code == 0 and r.causes() == []
+
+
+def test_a_name_that_resolves_only_to_a_multicast_address_is_never_a_target(
+    dnsmasq: DnsmasqFactory,
+) -> None:
+    server = dnsmasq(host("mcast.pbx.test", "224.0.0.5"))
+    r = run_net_dns(server, "sip:mcast.pbx.test:5060")
+    (check,) = r.json["checks"]
+    assert check["status"] == "fail", check
+    assert check["details"]["targets"] == []
+    assert check["details"]["outcome"] == "not_unicast"
+    assert check["details"]["refused_addresses"] == [
+        {"name": "mcast.pbx.test", "address": "224.0.0.5", "why": "a multicast address"}
+    ]
+    assert "224.0.0.5: a multicast address" in check["summary"]
+    assert "network.dns_failure" in [f["cause"] for f in r.json["findings"]]

@@ -38,6 +38,7 @@ FAILURE_WORDING = {
     "unfinished": "the deadline passed before every query was made",
     "no_records": "DNS has no usable records for it",
     "no_dns_server": "no DNS server is configured",
+    "not_unicast": "it resolves only to addresses that are no one server's ({refused})",
 }
 FAILURE_HINTS = {"unfinished": "re-run with a larger --timeout"}
 NO_ANSWER_HINT = (
@@ -108,6 +109,11 @@ def check_dns(ctx: Context) -> CheckResult:
         "outcome": "resolved",
         "remarks": remarks(res.lookups, res.dns_servers),
     }
+    if res.refused:  # never targets: nothing is sent to a multicast or broadcast address
+        details["refused_addresses"] = res.refused
+        details["remarks"].append(
+            "not used: " + ", ".join(f"{r['address']} ({r['why']})" for r in res.refused)
+        )
     if is_ip(registrar.host):
         details["outcome"] = "ip_address"
         return passed(f"{registrar.host} is an IP address; no DNS needed", **details)
@@ -127,12 +133,16 @@ def check_dns(ctx: Context) -> CheckResult:
         )
     if not working:
         outcome = failure_outcome(res.lookups, registrar.host.rstrip("."), res.dns_servers)
+        if res.refused and outcome == "no_records":
+            outcome = "not_unicast"
         servers = ", ".join(res.dns_servers)
+        refused = ", ".join(f"{r['address']}: {r['why']}" for r in res.refused)
         details["outcome"] = outcome
         hints = {**FAILURE_HINTS, "no_answer": NO_ANSWER_HINT.format(servers=servers)}
         return failed(
             f"{registrar.host} does not resolve: "
-            f"{FAILURE_WORDING[outcome].format(servers=servers)}; {tried_summary(res.lookups)}",
+            f"{FAILURE_WORDING[outcome].format(servers=servers, refused=refused)}; "
+            f"{tried_summary(res.lookups)}",
             hints.get(outcome, DNS_SERVER_HINT),
             **details,
         )
