@@ -62,6 +62,14 @@ CAUSES: dict[str, Cause] = {
             "Close other applications using the microphone, re-plug the headset, then re-run.",
         ),
         Cause(
+            "audio.output_unavailable",
+            _A,
+            "Speaker or headset cannot be opened",
+            "A speaker or headset exists but cannot be opened for playback (in use exclusively, "
+            "unplugged, or failing), so the agent cannot hear calls ring or the caller.",
+            "Close other applications using the speaker or headset, re-plug it, then re-run.",
+        ),
+        Cause(
             "audio.input_silent",
             _A,
             "Microphone delivers silence",

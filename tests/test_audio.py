@@ -44,6 +44,13 @@ pcm.brokenmic {
 }
 """
 
+# The same for playback: PortAudio lists the speaker, opening it fails (no such sink).
+ASOUNDRC_BROKEN_SPEAKER = """\
+pcm.brokenspeaker {
+    type pulse
+    device "sipdiag_no_such_sink"
+}
+"""
 
 # An ALSA-only virtual microphone that plays back a file (tests/README.md §Audio): no kernel
 # module, no server. The file plugin hands the raw bytes over in the format and rate the app
@@ -339,6 +346,29 @@ def test_a_device_that_fails_to_open_is_input_unavailable_with_the_error_text(
     assert set(found) == {"audio.input_unavailable"}
     assert "Error opening RawInputStream" in found["audio.input_unavailable"]["explanation"]
     assert "close other applications" in found["audio.input_unavailable"]["action"]
+
+
+def test_a_speaker_that_fails_to_open_is_output_unavailable_with_the_error_text(
+    pulse: Pulse, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".asoundrc").write_text(ASOUNDRC_BROKEN_SPEAKER)
+    env = {**pulse.env, "HOME": str(home), "XDG_DATA_HOME": str(tmp_path / "data")}
+    r = run_audio(env, "--output-device", "brokenspeaker")
+    assert r.code == 1
+    checks = by_id(r)
+    assert checks["audio.devices"]["details"]["output_device"]["name"] == "brokenspeaker"
+    speaker = checks["audio.output"]
+    assert speaker["status"] == "fail"
+    assert speaker["details"]["problem"] == "unavailable"
+    error = speaker["details"]["error"]
+    assert error.startswith("Error opening RawOutputStream: Unanticipated host error"), error
+    found = findings(r)
+    assert "audio.output_unavailable" in found, found
+    assert found["audio.output_unavailable"]["severity"] == "critical"
+    assert "Error opening RawOutputStream" in found["audio.output_unavailable"]["explanation"]
+    assert "close other applications" in found["audio.output_unavailable"]["action"]
 
 
 def hide_portaudio(tmp_path: Path) -> list[str]:

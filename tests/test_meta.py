@@ -29,6 +29,7 @@ network.poor_quality sip.binding_replaced sip.credentials_rejected sip.forbidden
 sip.server_error sip.transport_not_offered
 number.invalid number.not_permitted number.identity_mismatch
 network.wss_blocked
+audio.output_unavailable
 """.split()
 
 

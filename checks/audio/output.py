@@ -86,7 +86,7 @@ def check_output(ctx: Context) -> CheckResult:
     what = (
         "played a quiet 440 Hz tone on" if ctx.settings.play_tone else "opened and wrote silence to"
     )
-    return passed(f"{what} '{device['name']}' ({device['hostapi']})", **details)
+    return passed(f"{what} '{device['name']}' ({device['hostapi']})", problem=None, **details)
 
 
 def _output_failed(device: dict[str, Any], error: str, details: dict[str, Any]) -> CheckResult:
@@ -94,6 +94,7 @@ def _output_failed(device: dict[str, Any], error: str, details: dict[str, Any]) 
         f"'{device['name']}' cannot be opened for playback: {error}",
         "close other applications that use the speaker or headset exclusively, re-plug it, "
         "then re-run",
+        problem="unavailable",
         error=error,
         **details,
     )

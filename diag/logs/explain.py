@@ -40,6 +40,7 @@ _AUDIO = (
     "audio.no_input_device",
     "audio.no_output_device",
     "audio.input_unavailable",
+    "audio.output_unavailable",
     "audio.permission_denied",
 )
 _NUMBER = ("number.invalid", "number.not_permitted", "number.identity_mismatch")
@@ -68,7 +69,7 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         ),
         "Check the agent was present and the softphone rang audibly (output device, volume).",
         ("audio", "host"),
-        ("audio.no_output_device", "host.softphone_not_running"),
+        ("audio.no_output_device", "audio.output_unavailable", "host.softphone_not_running"),
         aliases=("no answer", "not answered", "noanswer", "unanswered"),
     ),
     StatusEntry(
@@ -230,7 +231,7 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         ("alerting timer expired", "caller abandoned", "offer re-routed to another agent"),
         "Compare the offer's duration with the alerting timer; check the agent's presence.",
         ("audio",),
-        ("audio.no_output_device",),
+        ("audio.no_output_device", "audio.output_unavailable"),
         487,
     ),
     StatusEntry(
