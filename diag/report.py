@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from checks.number.format import e164
 from diag import __version__
 from diag.config import Settings
 from diag.context import CheckRun
@@ -92,7 +93,8 @@ def build(
         "agent": {
             "id": settings.agent_id,
             "sip_uri": settings.sip_uri,
-            "numbers": list(settings.numbers),
+            "numbers": list(settings.numbers),  # as typed: the contract
+            "numbers_e164": [e164(n, settings.region) for n in settings.numbers],
         },
         "target": {
             "registrar": settings.registrar,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from clihelp import CliResult, cli, registered
 
 from diag.errors import UsageError
 from diag.policy import NumberFacts, Policy, RuleSet, evaluate, load_policy
+from diag.report import schema
 
 NUMBER_CHECKS = registered("number.format", "number.policy", "number.identity")
 GB_FIXED = "+442079460123"  # Ofcom drama range, London
@@ -186,6 +188,20 @@ def test_format_reports_e164_type_and_country_of_each_number() -> None:
     assert (first["e164"], first["country"], first["type"]) == (GB_FIXED, "GB", "fixed_line")
     assert (second["type"], second["valid"], second["possible"]) == ("mobile", True, True)
     assert check["summary"] == f"valid: {GB_FIXED} (GB, fixed line), {GB_MOBILE} (GB, mobile)"
+
+
+def test_the_report_keeps_the_numbers_as_typed_and_adds_them_in_e164_or_null() -> None:
+    typed = ["020 7946 0123", GB_MOBILE, "agent-one", "+44 1632 960123"]
+    r = run(*(a for n in typed for a in ("--number", n)), "--region", "gb")
+    jsonschema.validate(r.json, schema())
+    assert r.json["agent"]["numbers"] == typed
+    # Parsed with --region as number.format does; a number outside any range still has a form.
+    assert r.json["agent"]["numbers_e164"] == [GB_FIXED, GB_MOBILE, None, "+441632960123"]
+
+
+def test_without_numbers_the_report_has_an_empty_e164_list() -> None:
+    r = run()
+    assert (r.json["agent"]["numbers"], r.json["agent"]["numbers_e164"]) == ([], [])
 
 
 @pytest.mark.parametrize(

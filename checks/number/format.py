@@ -59,6 +59,17 @@ def describe(number: str, region: str | None) -> dict[str, Any]:
     return out
 
 
+def e164(number: str, region: str | None) -> str | None:
+    """The number in E.164 form (+CC…) when it parses, valid or not; None when it does not."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def _type_name(kind: int) -> str:
     from phonenumbers import PhoneNumberType
 
