@@ -67,16 +67,19 @@ def parse(raw: str) -> SipMessage | None:
         return None
     headers: dict[str, list[str]] = {}
     last: str | None = None
+    secret = False  # inside a credential header: its folded lines are dropped with it
     for line in lines[1:]:
-        if line[:1] in (" ", "\t") and last is not None:
-            headers[last][-1] += " " + line.strip()
+        if line[:1] in (" ", "\t") and (last is not None or secret):
+            if last is not None:
+                headers[last][-1] += " " + line.strip()
             continue
         name, sep, value = line.partition(":")
         if not sep:
             continue
         key = name.strip().lower()
         key = _COMPACT.get(key, key)
-        if key in SECRET_HEADERS:
+        secret = key in SECRET_HEADERS
+        if secret:
             last = None
             continue
         headers.setdefault(key, []).append(value.strip())
