@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -158,7 +159,7 @@ class _Pacer(asyncio.DatagramProtocol):
         now = self.loop.time()
         try:
             message = stun.parse_message(data)
-        except ValueError:
+        except (ValueError, struct.error):  # not STUN; a short fixed-size attribute (aioice)
             return
         tid = message.transaction_id
         if tid in self.answered:

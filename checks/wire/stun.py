@@ -62,7 +62,9 @@ def _parse(data: bytes) -> Message | None:
 
     try:
         return stun.parse_message(data)
-    except ValueError:  # not STUN, or a method aioice does not know: not our answer
+    # Not STUN, or a method aioice does not know: not our answer. aioice raises struct.error
+    # for a fixed-size attribute that is too short (PRIORITY, ICE-CONTROLLING with 0 bytes).
+    except (ValueError, struct.error):
         return None
 
 
