@@ -285,6 +285,7 @@ def redact_url(value: str) -> str:
         return "[unparseable]"
     if parts.username is None and parts.password is None:
         return value
-    host = parts.hostname or ""
-    netloc = f"[redacted]@{host}" + (f":{parts.port}" if parts.port else "")
+    # The host and port as written (urllib splits user info off at the last '@'): reading
+    # them through .hostname/.port would raise for a bad port and unbracket an IPv6 address.
+    netloc = "[redacted]@" + parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
