@@ -42,6 +42,16 @@ def load_report(path: Path) -> dict[str, Any]:
         raise UsageError(
             f"report {path} is nested too deeply to be a sipdiag report", hint
         ) from None
+    try:  # a lone surrogate escape ("\ud800") loads, but no renderer could write it out
+        json.dumps(report, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"report {path} is not valid JSON (an escape of half a surrogate pair)", hint
+        ) from None
+    except RecursionError:
+        raise UsageError(
+            f"report {path} is nested too deeply to be a sipdiag report", hint
+        ) from None
     if not isinstance(report, dict) or report.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(
             f"{path} is not a sipdiag report (schema_version {SCHEMA_VERSION})",
