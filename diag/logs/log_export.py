@@ -575,7 +575,8 @@ def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str, s
         return (
             "DOUBLE",
             "",
-            f"CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
+            # TRY_CAST: an epoch beyond BIGINT microseconds is an unreadable time, not an error.
+            f"TRY_CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
             f"ELSE {column} * 1000000 END AS BIGINT)",
         )
     if strategy == 1:
