@@ -6,6 +6,8 @@ import json
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from diag.render.safe import neutralise
+
 if TYPE_CHECKING:
     from diag.logs.explain import StatusEntry
 
@@ -50,5 +52,5 @@ def render_explanation(
             lines.append(f"  sipdiag:  sipdiag check --only {' --only '.join(runnable)}")
         if e.cause_ids:
             lines.append(f"  causes:   {', '.join(e.cause_ids)}")
-        blocks.append("\n".join(lines))
+        blocks.append("\n".join(map(neutralise, lines)))  # each line: its own breaks kept
     return "\n\n".join(blocks) + "\n"

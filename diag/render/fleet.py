@@ -1,4 +1,8 @@
-"""Output of `fleet`: text, JSON, Markdown, Prometheus textfile, ECS ndjson."""
+"""Output of `fleet`: text, JSON, Markdown, Prometheus textfile, ECS ndjson.
+
+Saved reports are text from outside: text and Markdown neutralise every string of the summary
+(diag/render/safe.py), Markdown escapes each field as well; JSON, Prometheus and ECS keep them.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from diag.render.safe import md_code, md_text, neutralise_tree
+
 ECS_VERSION = "8.11.0"
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
-
-
-def _cell(text: Any) -> str:
-    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
 
 
 def render_fleet(summary: Mapping[str, Any], fmt: str) -> str:
@@ -25,8 +27,8 @@ def render_fleet(summary: Mapping[str, Any], fmt: str) -> str:
     if fmt == "ndjson":
         return "".join(json.dumps(d, sort_keys=True) + "\n" for d in ecs_documents(summary))
     if fmt == "md":
-        return _fleet_md(summary)
-    return _fleet_text(summary)
+        return _fleet_md(neutralise_tree(summary))
+    return _fleet_text(neutralise_tree(summary))
 
 
 def _fleet_text(s: Mapping[str, Any]) -> str:
@@ -87,21 +89,23 @@ def _group_lines(groups: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _fleet_md(s: Mapping[str, Any]) -> str:
+    t = md_text
+
+    def tally(counts: Mapping[str, Any]) -> str:
+        return t(", ".join(f"{k} {n}" for k, n in counts.items()))
+
     out = [
         "# sipdiag fleet",
         "",
-        f"- Reports: {s['reports_read']} "
-        f"({', '.join(f'{k} {n}' for k, n in s['verdicts'].items())}); "
-        f"skipped {s['reports_skipped']}",
-        f"- Agents: {len(s['agents'])} "
-        f"({', '.join(f'{k} {n}' for k, n in s['agent_verdicts'].items())})",
+        f"- Reports: {s['reports_read']} ({tally(s['verdicts'])}); skipped {s['reports_skipped']}",
+        f"- Agents: {len(s['agents'])} ({tally(s['agent_verdicts'])})",
         "",
         "## Findings by cause",
         "",
         "| cause | family | agents (newest report) | reports |",
         "|---|---|---|---|",
         *(
-            f"| `{c['cause']}` | {c['family']} | {c['agents']} | {c['reports']} |"
+            f"| {md_code(c['cause'])} | {t(c['family'])} | {t(c['agents'])} | {t(c['reports'])} |"
             for c in s["findings_by_cause"]
         ),
         "",
@@ -110,8 +114,7 @@ def _fleet_md(s: Mapping[str, Any]) -> str:
         "| address | agents | failing | causes |",
         "|---|---|---|---|",
         *(
-            f"| {g['key']} | {g['agents']} | {g['failing']} | "
-            f"{_cell(', '.join(f'{c} {n}' for c, n in g['causes'].items()))} |"
+            f"| {t(g['key'])} | {t(g['agents'])} | {t(g['failing'])} | {tally(g['causes'])} |"
             for g in s["by_public_address"]
         ),
         "",
@@ -120,8 +123,8 @@ def _fleet_md(s: Mapping[str, Any]) -> str:
         "| agent | verdict | previous | last run | causes |",
         "|---|---|---|---|---|",
         *(
-            f"| {_cell(a['agent'])} | {a['verdict']} | {a['previous_verdict'] or ''} | "
-            f"{a['started_at']} | {_cell(', '.join(a['causes']))} |"
+            f"| {t(a['agent'])} | {t(a['verdict'])} | {t(a['previous_verdict'])} | "
+            f"{t(a['started_at'])} | {t(', '.join(a['causes']))} |"
             for a in s["agents"]
         ),
     ]
@@ -130,7 +133,7 @@ def _fleet_md(s: Mapping[str, Any]) -> str:
             "",
             "## Skipped files",
             "",
-            *(f"- `{x['path']}`: {x['reason']}" for x in s["skipped"]),
+            *(f"- {md_code(x['path'])}: {t(x['reason'])}" for x in s["skipped"]),
         ]
     return "\n".join(out) + "\n"
 

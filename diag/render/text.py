@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diag.context import Check
+from diag.render.safe import neutralise, neutralise_tree
 from diag.render.sections import correlation_rows, status_counts
 
 # ANSI colours for a terminal only (the caller decides: a tty and no NO_COLOR).
@@ -55,6 +56,9 @@ class Marks:
 
 
 def render_text(report: Mapping[str, Any], marks: Marks, color: bool = False) -> str:
+    # Every string of the report, keys too, neutralised here at the entrance, so no field can
+    # reach the terminal raw; the renderer's own line breaks and colours come after.
+    report = neutralise_tree(report)
     lines = [f"sipdiag {report['tool']['version']}  run {report['run_id']}"]
     if report["target"]["registrar"]:
         lines.append(
@@ -93,8 +97,8 @@ def render_text(report: Mapping[str, Any], marks: Marks, color: bool = False) ->
 
 def progress_line(event: str, check: Check, status: str | None, marks: Marks) -> str:
     if event == "start":
-        return f"  … {check.id}"
-    return f"  {marks.by_status.get(status or '', '?')} {check.id}"
+        return f"  … {neutralise(check.id)}"
+    return f"  {marks.by_status.get(status or '', '?')} {neutralise(check.id)}"
 
 
 def progress_family_line(
@@ -102,17 +106,18 @@ def progress_family_line(
 ) -> str:
     """One line when every selected check of a family has finished."""
     worst = next((s for s in ("error", "fail", "warn", "pass", "skip") if s in statuses), "skip")
-    tally = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
-    line = f"  [{marks.by_status[worst]}] {family:<7} {tally}  ({elapsed:.1f} s)"
+    tally = neutralise(", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses)))
+    line = f"  [{marks.by_status[worst]}] {neutralise(family):<7} {tally}  ({elapsed:.1f} s)"
     return paint(line, worst, color)
 
 
 def progress_running_line(running: Sequence[str], elapsed: float, spinner: str) -> str:
-    return f"  {spinner} {elapsed:5.1f} s  running: {', '.join(running)}"
+    return f"  {spinner} {elapsed:5.1f} s  running: {neutralise(', '.join(running))}"
 
 
 def render_checks_table(checks: Sequence[Check]) -> str:
-    rows = [("ID", "TITLE", "NEEDS")] + [(c.id, c.title, c.needs) for c in checks]
+    rows = [("ID", "TITLE", "NEEDS")]
+    rows += [(neutralise(c.id), neutralise(c.title), neutralise(c.needs)) for c in checks]
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows) + "\n"
