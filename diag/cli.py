@@ -21,6 +21,7 @@ from diag.lifecycle import (
     interruptible,
     is_interrupt,
 )
+from diag.render.safe import neutralise
 from diag.settings import SETTINGS, Setting
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
@@ -287,7 +288,7 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
         return _interrupted(env)
     except typer.TyperException as exc:  # click's usage errors (unknown option, bad value)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        line = " ".join(message.split())
+        line = neutralise(" ".join(message.split()))
         env.stderr.write(f"sipdiag: error: {line} (hint: see `sipdiag --help`)\n")
         return int(ExitCode.USAGE)
     except Exception as exc:  # noqa: BLE001 - anything else is our bug, still one line
@@ -296,7 +297,7 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
         if debug:
             env.stderr.write(traceback.format_exc())
         env.stderr.write(
-            f"sipdiag: error: internal error: {type(exc).__name__}: {exc} "
+            f"sipdiag: error: internal error: {type(exc).__name__}: {neutralise(str(exc))} "
             "(hint: re-run with --debug and report it as a sipdiag bug)\n"
         )
         return int(ExitCode.INTERNAL)

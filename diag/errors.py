@@ -27,7 +27,10 @@ class SipdiagError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        return f"sipdiag: error: {self.what} (hint: {self.hint})"
+        # A path or value the user (or a hostile file) gave is shown, never acted on.
+        from diag.render.safe import neutralise
+
+        return f"sipdiag: error: {neutralise(self.what)} (hint: {neutralise(self.hint)})"
 
 
 class UsageError(SipdiagError):

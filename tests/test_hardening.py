@@ -322,3 +322,12 @@ def test_sigterm_before_the_checks_start_is_one_line_exit_130_and_no_report(
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert list(tmp_path.rglob("sipdiag-*.json")) == []  # the documented window: no report yet
+
+
+def test_an_error_line_shows_control_characters_from_a_hostile_path(tmp_path: Path) -> None:
+    from clihelp import cli_process
+
+    evil = tmp_path / "report\x1b]0;pwned\x07\x1b[2J.json"
+    r = cli_process("report", str(evil))
+    assert r.code == 64
+    assert "\x1b" not in r.err and "\x07" not in r.err and "\u241b" in r.err
