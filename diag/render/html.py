@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from diag.render.safe import neutralise_tree
 from diag.render.sections import correlation_rows, run_facts, status_counts
 
 # Status colours are also the DOM contract the Chromium test asserts on (class names).
@@ -87,6 +88,8 @@ def _check_row(c: Mapping[str, Any]) -> str:
 
 
 def render_html(report: Mapping[str, Any]) -> str:
+    # Control and bidi characters from outside are shown (docs/report.md), then HTML-escaped.
+    report = neutralise_tree(report)
     verdict = report["verdict"]
     incomplete = "" if report["complete"] else " (incomplete: the run was interrupted)"
     tally = ", ".join(f"{n} {s}" for s, n in status_counts(report).items() if n)
