@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from checks.number.format import e164
+from checks import e164
 from diag import __version__
 from diag.config import Settings
 from diag.context import CheckRun

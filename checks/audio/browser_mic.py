@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
@@ -212,6 +211,8 @@ def _firefox_profiles(root: Path) -> Iterator[tuple[str, Path]]:
 def _read_copy(db: Path) -> list[tuple[str, int, int, int]]:
     """moz_perms microphone rows from a copy of the database (with its WAL): a running Firefox
     holds it open, and reading the copy never locks or changes the agent's profile."""
+    import sqlite3
+
     with tempfile.TemporaryDirectory(prefix="sipdiag-ff-") as tmp:
         for suffix in ("", "-wal"):
             src = Path(f"{db}{suffix}")
@@ -288,6 +289,8 @@ def _firefox_fix(origin: Origin, verdict: Mapping[str, Any]) -> str:
 
 def browser_profiles(origin: Origin, roots: list[Root], now_ms: int) -> list[dict[str, Any]]:
     """Every profile under ``roots`` with its microphone verdict for ``origin``."""
+    import sqlite3  # only with --softphone-url: not loaded by every run
+
     found: list[dict[str, Any]] = []
     for root in roots:
         if not root.path.is_dir():

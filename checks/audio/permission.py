@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import platform
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +34,8 @@ class TccUnreadable(Exception):
 def read_tcc(path: Path) -> list[tuple[str, bool]]:
     """(client, allowed) for every microphone entry. macOS 11+ has `auth_value` (0 denied,
     2 allowed, 3 limited); older releases an `allowed` column (0/1)."""
+    import sqlite3  # macOS only: not loaded by every run
+
     if not path.exists():
         return []
     try:
