@@ -88,6 +88,8 @@ class Probe:
         self.challenges: list[SipMessage] = []  # 401/407 answers to this query, in order
         self.authorized = 0  # requests sent with credentials
         self.answers = 0  # SIP answers of ours received, provisional ones included
+        self.foreign = 0  # messages from the server that were not an answer to this request
+        self.partial = 0  # bytes of an unfinished message in the stream when time ran out
         self.uri, self.local_port = "", 0
         self.path_outcome = NOT_FINISHED  # the outcome before an untrusted certificate wins
         self.out: dict[str, Any] = {
@@ -134,6 +136,8 @@ class Probe:
         except TimeoutError:
             if self.out["code"] is not None:  # a provisional answer, then no final one
                 self.out["error"] = f"no final answer after {self.out['code']}"
+            elif self.partial or self.foreign:  # the server spoke, just not an answer to us
+                self._unusable(self._not_an_answer())
             elif self.wait < MIN_CONCLUSIVE_WAIT:
                 self._end(NOT_FINISHED, f"only {self.wait:.1f} s of the budget was left to wait")
             else:
@@ -281,9 +285,11 @@ class Probe:
             return True
         except ValueError as exc:
             self._ignore(str(exc))
+            self.foreign += bool(data.strip())  # a keep-alive CRLF is not an answer
             return False
         if msg is None:
             self._ignore("an answer to another request")
+            self.foreign += 1
             return False
         self._record(msg, sent)
         self.answers += 1
@@ -301,6 +307,14 @@ class Probe:
             self.out.update(outcome=ANSWERED, code=None, reason=None, error=why, unusable=why)
         else:
             self._end(ERROR, f"unusable answer: {why}")
+
+    def _not_an_answer(self) -> str:
+        if self.partial:
+            return f"{self.partial} bytes of an answer, then nothing more within {self.wait:.1f} s"
+        return (
+            f"{self.foreign} message(s) came back within {self.wait:.1f} s, none an answer to "
+            f"this request ({self.out['ignored'][0]})"
+        )
 
     def _ignore(self, why: str) -> None:
         if len(self.out["ignored"]) < MAX_IGNORED:
@@ -382,6 +396,8 @@ class Probe:
         sock.sendall(request)
         buffer = b""
         while True:
+            buffer = buffer.lstrip(b"\r\n")  # keep-alives before a start line (RFC 3261 7.5)
+            self.partial = len(buffer)
             size = sipwire.message_length(buffer)
             if size is not None:
                 message, buffer = buffer[:size], buffer[size:]
