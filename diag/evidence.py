@@ -16,7 +16,7 @@ check's own evidence (skipped, or an ``error`` from the runner) holds none of th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, Required, TypedDict, cast
+from typing import Any, Required, TypedDict, cast
 
 # ---- shared pieces
 
@@ -246,7 +246,13 @@ class DnsTarget(TypedDict):
     source: str
 
 
-class DnsDetails(TypedDict):
+class _DnsRefused(TypedDict, total=False):
+    # Addresses DNS or the OS gave that are no one server's (multicast, broadcast, unspecified,
+    # reserved): {"name", "address", "why"}; nothing is sent to them.
+    refused_addresses: list[dict[str, str]]
+
+
+class DnsDetails(_DnsRefused):
     """net.dns' details."""
 
     registrar: str
@@ -259,9 +265,6 @@ class DnsDetails(TypedDict):
     targets: list[DnsTarget]
     outcome: str
     remarks: list[str]
-    # Addresses DNS or the OS gave that are no one server's (multicast, broadcast, unspecified,
-    # reserved): {"name", "address", "why"}; nothing is sent to them.
-    refused_addresses: NotRequired[list[dict[str, str]]]
 
 
 # ---- net.stun

@@ -423,9 +423,14 @@ def hint_for(
             f"({attempt['unusable']}): report it to the platform with the run id"
         )
     if outcome == o.TIMEOUT and attempt.get("registrar_answered"):
+        why = (
+            "a dropped large UDP packet, or a registrar fault"
+            if t == "UDP"
+            else "an answer larger than a softphone reads, or a registrar fault"
+        )
         return (
             f"{where} answered the first REGISTER over {t}, then never the authenticated one "
-            f"(a dropped large UDP packet, or a registrar fault){alt}"
+            f"({why}){alt}"
         )
     if outcome == o.TIMEOUT:
         return f"allow outbound SIP over {t} to {where} in the firewall/VPN{alt}"
