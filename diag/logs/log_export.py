@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import csv
+import errno
 import gzip
 import os
 import re
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diag.errors import UsageError
+from diag.errors import SipdiagError, UsageError
 from diag.lifecycle import is_interrupt, signals_deferred
 
 if TYPE_CHECKING:
@@ -354,6 +356,147 @@ def _head_encoding(path: Path, gzipped: bool) -> str:
     return "utf-8"
 
 
+# Bounds on the work one line can cost. DuckDB's CSV reader stores a rejected row with its whole
+# text once per column past the header's: a line of 200,000 short fields would cost 200,000
+# copies of itself (quadratic time and memory). A cheap scan first bounds what the reader's
+# rejects could cost; past REJECT_BUDGET_BYTES, or with a line longer than MAX_LINE_BYTES, the
+# export is read from a copy in which each such line (more fields than the header, or too long)
+# is replaced by MARKER, which the reader rejects once, and which is listed as the line it was.
+MAX_LINE_BYTES = 1 << 20
+REJECT_BUDGET_BYTES = 64 << 20
+PREVIEW_CHARS = 200  # of a replaced line, listed as its text
+_MARKERS = ("sipdiagrejectedline", "0000000000")
+_NO_NULL = "\x1e\x1d\x1c"  # an empty field is '' (not NULL) in the guard's scan
+
+
+def _marker(dialect: list[str]) -> str:
+    """A line the reader rejects as one short row: none of the dialect's characters in it."""
+    return next(m for m in _MARKERS if not any(c and c in m for c in dialect))
+
+
+def _over_budget(
+    con: duckdb.DuckDBPyConnection, path: Path, compression: str, dialect: list[str], width: int
+) -> bool:
+    """Whether a line is longer than MAX_LINE_BYTES, or the lines with more delimiters than the
+    header could cost the reader's rejects more than REJECT_BUDGET_BYTES (delimiters in quotes
+    counted too: an upper bound). Lines are read whole (as column `j`; `k` is set when a line
+    holds the unit separator, which would cut `j` short: such lines count as over budget)."""
+    import duckdb
+
+    delim, new_line = dialect[0], dialect[3]
+    try:
+        con.execute("DROP TABLE IF EXISTS guard_rejects").fetchall()
+        con.execute("DROP TABLE IF EXISTS guard_scans").fetchall()
+        row = con.execute(
+            "SELECT count(*) FILTER (k IS NOT NULL), coalesce(max(strlen(j)), 0), "
+            "coalesce(sum(greatest(strlen(j) - strlen(replace(j, ?, '')) + 1 - ?, 0)"
+            "::HUGEINT * strlen(j)), 0) "
+            "FROM read_csv(?, header=false, columns={'j': 'VARCHAR', 'k': 'VARCHAR'}, "
+            "delim='\x1f', quote='', escape='', new_line=?, auto_detect=false, "
+            "strict_mode=false, null_padding=true, nullstr=?, ignore_errors=true, "
+            "store_rejects=true, rejects_table='guard_rejects', rejects_scan='guard_scans', "
+            f"rejects_limit=1, max_line_size={MAX_LINE_BYTES}, compression=?)",
+            [delim or "\x1f", width, str(path), new_line, _NO_NULL, compression],
+        ).fetchall()[0]  # all: the rejects table is made when the result is
+        try:  # the table exists once a line was rejected (too long for the reader)
+            (rejected,) = con.execute("SELECT count(*) FROM guard_rejects").fetchone() or (0,)
+        except duckdb.CatalogException:
+            rejected = 0
+    except duckdb.Error as exc:
+        if is_interrupt(exc):
+            raise
+        return True  # the copy's line by line reading decides
+    cut, longest, cost = row
+    return bool(rejected or cut or longest > MAX_LINE_BYTES or cost > REJECT_BUDGET_BYTES)
+
+
+def _fields(line: bytes, dialect: list[str]) -> int:
+    """The number of fields in a CSV line, quotes understood."""
+    delim, quote, escape = dialect[:3]
+    text = line.decode("utf-8", "sipdiag-cp1252").rstrip("\r\n")
+    reader = csv.reader(
+        [text],
+        delimiter=delim or "\x1f",
+        quotechar=quote or None,
+        escapechar=None if escape in ("", quote) else escape,
+        doublequote=escape in ("", quote),
+        strict=False,
+    )
+    limit = csv.field_size_limit(MAX_LINE_BYTES + 1)  # a field may be as long as a line
+    try:
+        return len(next(reader, []))
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _preview(line: bytes) -> str:
+    text = line[: PREVIEW_CHARS * 4].decode("utf-8", "sipdiag-cp1252").rstrip("\r\n")
+    return text[:PREVIEW_CHARS] + ("…" if len(line) > PREVIEW_CHARS else "")
+
+
+@contextmanager
+def _guarded_copy(
+    path: Path, gzipped: bool, dialect: list[str], width: int
+) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
+    """A temporary copy of the file, line for line, with each line longer than MAX_LINE_BYTES
+    or of more fields than `width` replaced by a marker; and each replaced line's (reason,
+    text). Memory stays within a chunk and one line of at most MAX_LINE_BYTES."""
+    sep = b"\r" if dialect[3] in ("\\r", "\r") else b"\n"
+    delim = dialect[0].encode() or b"\x1f"
+    marker = _marker(dialect).encode()
+    replaced: list[tuple[str, str]] = []
+    fd, name = tempfile.mkstemp(prefix="sipdiag-export-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(path) if gzipped else path.open("rb") as f:
+            pending = b""  # the start of the current line
+            long_line: bytes | None = None  # the start of a line known to be too long
+
+            def finish(line: bytes) -> None:
+                nonlocal long_line
+                if long_line is not None or len(line) > MAX_LINE_BYTES:
+                    replaced.append(("line too long", _preview(long_line or line)))
+                    out.write(marker + (b"\r" if line.endswith(b"\r") else b""))
+                    long_line = None
+                elif line.count(delim) >= width and _fields(line, dialect) > width:
+                    replaced.append(("too many columns", _preview(line)))
+                    out.write(marker + (b"\r" if line.endswith(b"\r") else b""))
+                else:
+                    out.write(line)
+
+            while chunk := f.read(_CHUNK):
+                lines = (pending + chunk).split(sep)
+                pending = lines.pop()
+                for line in lines:
+                    finish(line)
+                    out.write(sep)
+                if len(pending) > MAX_LINE_BYTES:
+                    long_line = long_line or pending[: PREVIEW_CHARS * 4]
+                    pending = b""
+            if pending or long_line is not None:
+                finish(pending)
+        yield Path(name), replaced
+    finally:
+        with signals_deferred():
+            os.unlink(name)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or a quota; DuckDB says so as an out-of-memory error when it cannot spill."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "max_temp_directory_size" in text or "No space left on device" in text
+
+
+def no_room(what: str) -> SipdiagError:
+    """The one-line error for a temporary directory that is full (an environment problem)."""
+    return SipdiagError(
+        f"no room in the temporary directory {tempfile.gettempdir()} for {what}",
+        "free space there, or point TMPDIR at a directory with room (about the export's "
+        "uncompressed size)",
+    )
+
+
 def check_tz(con: duckdb.DuckDBPyConnection, tz: str) -> None:
     import duckdb
 
@@ -394,6 +537,7 @@ class _CsvRead:
     ts: str
     time_text: str
     invalid_encoding: bool
+    replaced: list[tuple[str, str]]  # (reason, text) of each line MARKER stands for
 
     def col(self, fld: str) -> str:
         return _quoted(self.columns[fld]) if fld in self.columns else "NULL"
@@ -406,8 +550,10 @@ def _read_csv(
     overrides: Mapping[str, str],
     tz: str,
     shown: Path | None = None,
+    replaced: list[tuple[str, str]] | None = None,
 ) -> _CsvRead:
-    """`shown`: the path errors name (the export, when `path` is its UTF-8 copy)."""
+    """`shown`: the path errors name (the export, when `path` is a copy); `replaced`: when
+    `path` is a guarded copy, the (reason, text) of each line replaced by MARKER, in order."""
     import duckdb
 
     try:
@@ -418,10 +564,19 @@ def _read_csv(
         raise _unreadable(shown or path, exc, path if shown else None) from None
     dialect, available, skip = sniffed
     columns = detect_columns(available, overrides)
+    if replaced is None and _over_budget(con, path, compression, dialect, len(available)):
+        try:
+            with _guarded_copy(path, compression == "gzip", dialect, len(available)) as guarded:
+                return _read_csv(con, guarded[0], "none", overrides, tz, shown or path, guarded[1])
+        except (OSError, EOFError) as exc:
+            if is_disk_full(exc):
+                raise no_room(f"a copy of --log {shown or path} with its long lines cut") from None
+            raise _unreadable(shown or path, exc) from None
     # The read is told the dialect: DuckDB does not sniff the file a second time.
     reader = (
         "read_csv(?, auto_detect=false, header=true, delim=?, quote=?, escape=?, new_line=?, "
-        "comment=?, skip=?, ignore_errors=true, compression=?, columns=?"
+        f"comment=?, skip=?, ignore_errors=true, max_line_size={MAX_LINE_BYTES}, "
+        "compression=?, columns=?"
     )
     params = [str(path), *dialect, skip, compression]
     as_text = dict.fromkeys(available, "VARCHAR")
@@ -454,6 +609,7 @@ def _read_csv(
         ts,
         "NULL" if time_type != "VARCHAR" else time_col,
         bool(invalid),
+        replaced or [],
     )
 
 
@@ -468,6 +624,7 @@ def load(
     kind, gzipped = _sniff_kind(path)
     compression = "gzip" if gzipped else "none"
     encoding = "utf-8"
+    replaced: list[tuple[str, str]] = []
     if kind == "csv":
         encoding = _head_encoding(path, gzipped)
         read = None
@@ -479,18 +636,24 @@ def load(
                 with _utf8_copy(path, gzipped, encoding) as copy:
                     read = _read_csv(con, copy, "none", overrides, tz, shown=path)
             except (OSError, EOFError) as exc:
+                if is_disk_full(exc):
+                    raise no_room(f"a UTF-8 copy of --log {path}") from None
                 raise UsageError(
                     f"cannot make a UTF-8 copy of --log {path}: {exc or type(exc).__name__}",
                     "check the file is complete and the temporary directory "
                     f"({tempfile.gettempdir()}) has room for a copy, or convert it to UTF-8",
                 ) from None
         columns, first_line, ts, time_text = read.columns, read.first_line, read.ts, read.time_text
+        replaced = read.replaced
         col = read.col
     else:
         try:
             con.execute(
                 "CREATE OR REPLACE TABLE log_raw AS SELECT * FROM read_csv(?, header=false, "
                 "columns={'j': 'VARCHAR'}, delim=?, quote='', escape='', auto_detect=false, "
+                # Not strict: a line holding the separator is cut short there (then not valid
+                # JSON), not rejected once per separator, each reject a copy of the line.
+                f"strict_mode=false, max_line_size={MAX_LINE_BYTES}, "
                 f"store_rejects=true, ignore_errors=true, compression='{compression}')",
                 [str(path), _JSONL_DELIM],
             ).fetchall()
@@ -537,6 +700,11 @@ def load(
         {"line": int(line), "reason": _reject_reason(kinds), "text": text}
         for line, kinds, text in rejected
     ]
+    if replaced:  # lines the reader saw as a marker: what they were
+        stand_ins = iter(replaced)
+        for m in malformed:
+            if m["text"] is not None and m["text"].strip("\r\n") in _MARKERS:
+                m["reason"], m["text"] = next(stand_ins, (m["reason"], m["text"]))
     # The row count and the distinct statuses (match explains each once) from one aggregate.
     by_status = con.execute("SELECT status, count(*) FROM log GROUP BY status").fetchall()
     bad = con.execute(
@@ -563,6 +731,8 @@ def load(
 def _reject_reason(kinds: list[str]) -> str:
     """The CSV reader's error types for a line; a failed cast can only be the time column."""
     structural = [k for k in kinds if k != "CAST"]
+    if "LINE SIZE OVER MAXIMUM" in structural:
+        return "line too long"
     return structural[0].lower() if structural else "unreadable time"
 
 

@@ -9,6 +9,7 @@ a range condition while agents have few reports each, else ASOF joins in both di
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
+from diag.lifecycle import is_interrupt
 from diag.logs import explain, log_export, report_set
 
 _FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
@@ -131,6 +133,33 @@ _LIKELY_CAUSE = """CASE
 
 
 def run_match(
+    log_path: Path,
+    report_paths: Sequence[Path],
+    columns: Mapping[str, str],
+    window_s: int,
+    tz: str,
+) -> MatchResult:
+    """The export's failures, each explained and paired; DuckDB running out of its memory
+    limit or of room to spill is a one-line error."""
+    try:
+        return _run_match(log_path, report_paths, columns, window_s, tz)
+    except Exception as exc:
+        duckdb = sys.modules.get("duckdb")  # imported by report_set.connect, if it ran
+        errors = () if duckdb is None else (duckdb.OutOfMemoryException, duckdb.IOException)
+        if not isinstance(exc, errors) or is_interrupt(exc):
+            raise
+        if log_export.is_disk_full(exc):
+            raise log_export.no_room("DuckDB's working files") from None
+        if duckdb is None or not isinstance(exc, duckdb.OutOfMemoryException):
+            raise
+        raise UsageError(
+            f"--log {log_path} needs more than the {report_set.MEMORY_LIMIT} of memory "
+            "sipdiag gives DuckDB",
+            "split the export (by day, say) and match each part",
+        ) from None
+
+
+def _run_match(
     log_path: Path,
     report_paths: Sequence[Path],
     columns: Mapping[str, str],

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import itertools
 import json
 import math
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -44,10 +46,49 @@ def connect() -> duckdb.DuckDBPyConnection:
         raise UsageError(
             "this command needs the duckdb package", "pip install 'duckdb>=1.3'"
         ) from None
-    con = duckdb.connect()
+    # Bounded work: DuckDB's default is 80% of RAM and a spill directory in the working
+    # directory; here it keeps within MEMORY_LIMIT and spills past it into a directory of its
+    # own under the temporary directory (see _spill_directory).
+    con = duckdb.connect(
+        config={
+            "memory_limit": MEMORY_LIMIT,
+            "threads": max(1, min(os.cpu_count() or 1, MAX_THREADS)),
+            "temp_directory": str(_spill_directory()),
+        }
+    )
     # GLOBAL: for every connection to this in-memory database, cursors included.
     con.execute("SET GLOBAL TimeZone = 'UTC'")
     return con
+
+
+MEMORY_LIMIT = "512MiB"  # DuckDB's buffers; the process adds Python and the parsed reports
+MAX_THREADS = 4  # DuckDB's CSV reader holds buffers per thread within MEMORY_LIMIT
+_SPILL_PREFIX = "sipdiag-duckdb-"
+
+
+def _spill_directory() -> Path:
+    """A path, under the temporary directory and named after this process, for DuckDB to
+    create when it first spills and remove when it closes. `match` leaves with os._exit, so
+    DuckDB never closes: the directories of processes that are gone are removed here first."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(_SPILL_PREFIX + "*"):
+        pid = old.name[len(_SPILL_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return base / f"{_SPILL_PREFIX}{os.getpid()}-{next(_spills)}"
+
+
+_spills = itertools.count()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        return True
+    return True
 
 
 def collect(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, str]]]:
