@@ -182,14 +182,15 @@ def match(
 ) -> None:
     """Match a platform's log export to agents' reports: each failure explained."""
     from diag.logs.log_export import parse_column_options
-    from diag.logs.match import parse_duration, run_match
+    from diag.logs.match import parse_duration, resource_errors, run_match
     from diag.render.match import write_match
 
     _choose("--format", format, ("text", "json", "csv", "md"))
     with interruptible():  # its temporary files and its parsing thread go with it
         columns = parse_column_options(column or [])
         result = run_match(log, reports, columns, parse_duration(window), tz)
-        write_match(result, format, _env(ctx).stdout)
+        with resource_errors(log):
+            write_match(result, format, _env(ctx).stdout)
     _env(ctx).kept = result
 
 

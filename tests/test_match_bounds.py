@@ -177,3 +177,20 @@ def test_duckdb_without_room_to_spill_is_a_one_line_error(
         "files (hint: free space there, or point TMPDIR at a directory with room (about the "
         "export's uncompressed size))\n"
     )
+
+
+def test_a_full_temporary_directory_while_the_output_is_written_is_a_one_line_error(
+    tmp_path: Path, no_reports: Path, tiny_tmp: Path
+) -> None:
+    log = tmp_path / "failures.csv"
+    with log.open("w") as f:
+        f.write(HEADER + "\n")
+        for i in range(60_000):  # matched in memory; their CSV is some MB: more than 1 MiB
+            f.write(f"01/12/2026 10:{i // 60 % 60:02d}:{i % 60:02d},A-{i},Failure (No Answer)\n")
+    r = cli_process(
+        "match", "--log", str(log), str(no_reports), "--format", "csv",
+        env={"TMPDIR": str(tiny_tmp)},
+    )  # fmt: skip
+    assert r.code == 70, r.err
+    assert r.err.startswith(f"sipdiag: error: no room in the temporary directory {tiny_tmp}")
+    assert len(r.err.strip().splitlines()) == 1 and "internal error" not in r.err

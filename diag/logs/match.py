@@ -8,9 +8,10 @@ a range condition while agents have few reports each, else ASOF joins in both di
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +142,24 @@ def run_match(
 ) -> MatchResult:
     """The export's failures, each explained and paired; DuckDB running out of its memory
     limit or of room to spill is a one-line error."""
-    try:
+    with resource_errors(log_path):
         return _run_match(log_path, report_paths, columns, window_s, tz)
+
+
+@contextlib.contextmanager
+def resource_errors(log_path: Path) -> Iterator[None]:
+    """DuckDB out of memory, or a full temporary directory (while matching, or while the output
+    is written through DuckDB's writer), as one line each instead of an internal error."""
+    try:
+        yield
     except Exception as exc:
+        if is_interrupt(exc):
+            raise
+        if isinstance(exc, OSError) and log_export.is_disk_full(exc):
+            raise log_export.no_room("the output's working copy") from None
         duckdb = sys.modules.get("duckdb")  # imported by report_set.connect, if it ran
         errors = () if duckdb is None else (duckdb.OutOfMemoryException, duckdb.IOException)
-        if not isinstance(exc, errors) or is_interrupt(exc):
+        if not isinstance(exc, errors):
             raise
         if log_export.is_disk_full(exc):
             raise log_export.no_room("DuckDB's working files") from None
