@@ -65,7 +65,12 @@ def test_profile_values_reach_the_report(tmp_path: Path) -> None:
         'agent_id = "A-17"\nnumbers = ["+441234567890"]\nonly = ["host.os"]\nformat = "json"\n',
     )
     report = cli("check", "--profile", str(path)).json
-    assert report["agent"] == {"id": "A-17", "sip_uri": None, "numbers": ["+441234567890"]}
+    assert report["agent"] == {
+        "id": "A-17",
+        "sip_uri": None,
+        "numbers": ["+441234567890"],
+        "numbers_e164": ["+441234567890"],
+    }
     assert [c["id"] for c in report["checks"]] == ["host.os"]
 
 
