@@ -64,4 +64,21 @@ def load_report(path: Path) -> dict[str, Any]:
             f"report {path} is incomplete (missing {', '.join(missing) or 'checks/findings'})",
             "give the report exactly as `sipdiag check` wrote it",
         )
+    _validate(path, report)
     return report
+
+
+def _validate(path: Path, report: dict[str, Any]) -> None:
+    """The report as the schema says it must be: a file that is not (a hostile or damaged one)
+    is a usage error here, for `report` and `bundle` alike, not a crash half-way through."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema()).iter_errors(report)
+    )
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        raise UsageError(
+            f"report {path} does not match the report schema at {where}: {error.message[:200]}",
+            "give the report exactly as `sipdiag check` wrote it",
+        )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -331,3 +332,27 @@ def test_an_error_line_shows_control_characters_from_a_hostile_path(tmp_path: Pa
     r = cli_process("report", str(evil))
     assert r.code == 64
     assert "\x1b" not in r.err and "\x07" not in r.err and "\u241b" in r.err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("checks", [1]), ("findings", [{"cause": 5}]), ("verdict", None), ("host", "x")],
+)
+def test_report_and_bundle_reject_a_damaged_report_alike_before_using_it(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    from clihelp import cli_process
+
+    good = cli_process(
+        "check", "--only", "host.os", "--format", "json", env={"XDG_DATA_HOME": str(tmp_path)}
+    ).json
+    good[field] = value
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(good))
+    for args in (
+        ("report", str(damaged)),
+        ("bundle", str(damaged), "--out", str(tmp_path / "b.zip")),
+    ):
+        r = cli_process(*args)
+        assert r.code == 64, (args, r.code, r.err)
+        assert "does not match the report schema" in r.err and "internal error" not in r.err

@@ -53,7 +53,15 @@ def sample_report() -> dict[str, Any]:
         "finished_at": "2026-11-27T04:00:03.000Z",
         "duration_ms": 3000,
         "complete": True,
-        "host": {"hostname": "pc7", "os": "Linux", "os_version": "6", "user": "alice"},
+        "host": {
+            "hostname": "pc7",
+            "os": "Linux",
+            "os_version": "6",
+            "python": "3.11.7",
+            "user": "alice",
+            "interfaces": [],
+            "proxies": {},
+        },
         "agent": {"id": "A-17", "sip_uri": "sip:1001@pbx.example.com", "numbers": []},
         "target": {"registrar": "sip:pbx.example.com", "domain": None, "transports": ["udp"]},
         "checks": [
