@@ -138,6 +138,9 @@ def test_latin1_from_the_registrar_becomes_valid_text_and_the_report_is_kept(
     assert check["status"] in ("pass", "warn"), check
     reasons = [a["reason"] for a in check["details"]["attempts"] + check["details"]["queries"]]
     assert all(reason.startswith("Acc\ufffds autoris") for reason in reasons), reasons
+    # ... and each answer records how many characters were not UTF-8 on the wire.
+    answers = check["details"]["attempts"] + check["details"]["queries"]
+    assert all(a.get("undecodable_characters", 0) >= 2 for a in answers), answers
     text = json.dumps(r.json, ensure_ascii=False)
     assert not any(0xD800 <= ord(c) <= 0xDFFF for c in text)  # no lone surrogate left
     assert r.saved_report()["run_id"] == r.json["run_id"]

@@ -14,8 +14,10 @@ import email.utils
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
+
+from checks.wire.text import clean_text
 
 
 class Password(Protocol):
@@ -49,6 +51,7 @@ class SipMessage:
     start_line: str
     headers: dict[str, list[str]] = field(default_factory=dict)
     body: str = ""
+    undecodable: int = 0  # bytes that were not UTF-8 on the wire, now U+FFFD
 
     def first(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -477,12 +480,12 @@ def parse_response(raw: bytes) -> SipMessage:
     """Status line and headers of one SIP response; ValueError if it is not one."""
     if not raw:
         raise ValueError("empty message")
-    text = raw.decode("utf-8", errors="replace")
+    text, undecodable = clean_text(raw.decode("utf-8", errors="surrogateescape"))
     msg = parse(text)
     if msg is None:
         raise ValueError("no start line")
     status_code(msg)  # raises for a request or garbage
-    return msg
+    return replace(msg, undecodable=undecodable) if undecodable else msg
 
 
 def match_response(

@@ -527,6 +527,8 @@ def register_probe(
         result["reason"] = f"unusable answer: {out['unusable']}"
     if out.get("auth_error"):
         result["auth_error"] = out["auth_error"]
+    if msg is not None and msg.undecodable:
+        result["undecodable_characters"] = msg.undecodable
     if msg is not None:
         result["server_date"] = msg.first("date")
         result["reason_header"] = msg.all("reason")
