@@ -44,7 +44,10 @@ KEYS = {
 }
 # Present when there is an answer (server_date, reason_header), a 200 (bindings), or a failure
 # worth naming (tls_error, auth_error).
-OPTIONAL = {"server_date", "reason_header", "bindings", "tls_error", "auth_error"}
+OPTIONAL = {
+    "server_date", "reason_header", "bindings", "tls_error", "auth_error", "unusable",
+    "undecodable_characters",
+}  # fmt: skip
 UA = "sipdiag/test run=register-probe"
 
 
