@@ -14,7 +14,7 @@ HEAVY = {
 }  # fmt: skip
 WORKER_MODULES = {
     "checks", "checks.sip", "checks.sip.stack", "checks.sip.worker", "checks.wire",
-    "checks.wire.sip",
+    "checks.wire.sip", "checks.wire.text",  # the SIP codec makes wire text valid (stdlib only)
 }  # fmt: skip
 
 
