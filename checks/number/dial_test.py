@@ -11,8 +11,9 @@ import re
 from typing import Any
 
 from checks.net.dns import targets_for
-from checks.sip.register import account_bindings, register_plan, run_worker, worker_job
+from checks.sip.register import account_bindings, register_plan
 from checks.sip.stack import INSTALL_HINT
+from checks.sip.worker_client import run_worker, worker_job
 from diag.context import Context
 from diag.evidence import DialDetails, RegisterAttempt, TestCall, evidence_text
 from diag.model import CheckResult, Status, failed, passed, skipped, warned

@@ -6,34 +6,36 @@ the credentials and lists the account's current bindings. A binding of our own (
 the softphone really does; checks/sip/worker.py) is made only when it cannot harm: the query
 showed no other binding for the account, or the user passed --register-binding. A registrar that
 keeps one binding per account replaces the softphone's with ours; a binding the query listed
-that is missing from our 200 OK is sip.binding_replaced.
+that is missing from our 200 OK is sip.binding_replaced. The binding rule is checks/sip/bindings.py;
+starting and reading the worker, checks/sip/worker_client.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
-import subprocess
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, cast
 
 from checks.host.clock import clock_offset_ms
 from checks.net.dns import targets_for
+from checks.sip.bindings import (
+    REPLACED_ACTION,
+    binding_plan,
+    contacts_text,
+    other_bindings,
+    replaced_bindings,
+)
 from checks.sip.stack import INSTALL_HINT
-from checks.sip.worker import command as worker_command
+from checks.sip.worker_client import WORKER_LATE, run_worker, worker_job
 from checks.wire.dns import DEFAULT_PORTS, Target
-from checks.wire.text import clean_tree
 from diag import outcomes as o
 from diag.config import Secret
 from diag.context import Context
 from diag.evidence import (
     Binding,
     BindingEvidence,
-    BindingPlan,
     RegisterAttempt,
     RegisterDetails,
     RegisterTarget,
@@ -43,7 +45,6 @@ from diag.target import Registrar
 
 EVIDENCE = o.NETWORK | {o.OK, o.REJECTED, o.CHALLENGED, o.TLS_UNTRUSTED, o.DNS_FAILURE}
 BASELINE_RESERVE = 1.0  # kept for the control probe, in case a REGISTER is rejected
-WORKER_GRACE = 0.5  # the worker process may take this long past its deadline to exit
 QUERY_TIMEOUT = 2.0  # as net.sip-options: a healthy registrar answers in milliseconds
 QUERY_SLACK = 0.15  # after its deadline, a query thread may take this long to return
 
@@ -183,86 +184,6 @@ def _register(
     return answer["attempts"], answer.get("local_address")
 
 
-WORKER_LATE = "the PJSIP worker did not finish in time"
-
-
-def worker_job(
-    ctx: Context,
-    password: Secret,
-    plans: list[dict[str, Any]],
-    route: str | None,
-    deadline: float,
-    **more: Any,
-) -> dict[str, Any]:
-    """The job checks/sip/worker.py reads on stdin (the one place the password leaves memory:
-    a pipe to our own child)."""
-    s = ctx.settings
-    return {
-        "user_agent": ctx.user_agent,
-        "run_id": ctx.run_id,
-        "sip_uri": s.sip_uri or "",
-        "auth_user": s.auth_user or s.user or "",
-        "password": password.reveal(),
-        "ca": s.ca,
-        "route": route,
-        "deadline": deadline,
-        "plans": plans,
-        "trace_path": str(ctx.sip_log) if ctx.sip_log else None,
-        **more,
-    }
-
-
-def run_worker(ctx: Context, job: dict[str, Any], deadline: float) -> dict[str, Any] | str:
-    """The worker's answer, or why there is none (WORKER_LATE, or how PJSIP crashed)."""
-    try:
-        proc = subprocess.run(
-            worker_command(),
-            input=json.dumps(job),
-            capture_output=True,
-            text=True,
-            env=_worker_env(ctx),
-            timeout=max(0.05, min(deadline + WORKER_GRACE, ctx.deadline - 0.05) - ctx.monotonic()),
-        )
-    except subprocess.TimeoutExpired:
-        return WORKER_LATE
-    try:
-        answer: dict[str, Any] = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        return f"PJSIP crashed ({why}): {last}"
-    return _valid_text(answer)
-
-
-def _valid_text(answer: dict[str, Any]) -> dict[str, Any]:
-    """What PJSIP read off the wire may hold bytes that were not UTF-8 (lone surrogates): they
-    become U+FFFD here, once, so the report can always be written, and each attempt or call
-    records how many (``undecodable_characters``)."""
-
-    def one(record: Any) -> Any:
-        cleaned, replaced = clean_tree(record)
-        if replaced and isinstance(cleaned, dict):
-            cleaned["undecodable_characters"] = replaced
-        return cleaned
-
-    out: dict[str, Any] = {}
-    for key, value in answer.items():
-        out[key] = [one(v) for v in value] if isinstance(value, list) else one(value)
-    return out
-
-
-def _worker_env(ctx: Context) -> dict[str, str]:
-    """The worker's environment: ours without any variable that holds a password (it gets the
-    password on stdin only), and a PYTHONPATH that finds this package however sipdiag itself
-    was found (installed or not)."""
-    s = ctx.settings
-    secret = {s.password_env, s.turn_password_env}
-    env = {k: v for k, v in os.environ.items() if k not in secret}
-    root = str(Path(__file__).resolve().parents[2])  # the directory that holds checks/
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def _broken(plan: dict[str, Any], outcome: str, reason: str) -> RegisterAttempt:
     return {
         "transport": plan["transport"],
@@ -296,7 +217,7 @@ def check_register(ctx: Context) -> CheckResult:
     keep = min(BASELINE_RESERVE, ctx.remaining() * 0.25)
     query_deadline = ctx.monotonic() + min(QUERY_TIMEOUT, max(0.1, ctx.remaining() - keep))
     queries = _query_all(ctx, configured, transports, user, s.password, query_deadline)
-    bindings = _bindings(queries)
+    bindings = other_bindings(queries)
     plan = binding_plan(queries, bindings, s.register_binding)
     extra: BindingEvidence = {"bindings": bindings, "binding": plan}
     if not plan["create"]:  # the queries are the attempts
@@ -331,67 +252,13 @@ def account_bindings(ctx: Context, transport: str) -> list[Binding] | None:
         return None
     deadline = ctx.monotonic() + min(QUERY_TIMEOUT, max(0.1, ctx.remaining() / 3))
     queries = _query_all(ctx, s.target, [transport], s.user or "", s.password, deadline)
-    return _bindings(queries) if queries[0]["outcome"] == o.OK else None
-
-
-def _bindings(queries: list[RegisterAttempt]) -> list[Binding]:
-    """The account's bindings as the registrar listed them (each contact once), ours left out."""
-    seen: dict[str, Binding] = {}
-    for q in queries:
-        for b in cast(list[Binding], q.get("bindings") or []):  # a query's: parsed records
-            if not b["ours"]:
-                seen.setdefault(b["contact"], b)
-    return list(seen.values())
-
-
-def binding_plan(
-    queries: Sequence[RegisterAttempt], bindings: list[Binding], opted_in: bool
-) -> BindingPlan:
-    """Whether sip.register may make a binding of its own, and why (details["binding"])."""
-    if not any(q["outcome"] == o.OK for q in queries):
-        return {"create": False, "reason": "the registrar did not accept the query"}
-    if opted_in:
-        return {"create": True, "reason": "--register-binding"}
-    if bindings:
-        return {
-            "create": False,
-            "reason": f"the account has {len(bindings)} other binding(s); a registration of "
-            "ours could replace them (--register-binding opts in)",
-        }
-    return {"create": True, "reason": "the account has no other binding"}
-
-
-def replaced_bindings(before: list[Binding], attempts: Sequence[RegisterAttempt]) -> list[Binding]:
-    """Bindings the query listed that the 200 OK to our own REGISTER no longer lists: the
-    registrar keeps one binding per account and ours replaced them."""
-    from checks.wire.sip import parse_bindings
-
-    gone: dict[str, Binding] = {}
-    for a in attempts:
-        if a.get("outcome") != o.OK or "bindings" not in a:
-            continue
-        contacts = cast(list[str], a["bindings"])  # our REGISTER's 200 OK: Contact values
-        listed = {b.contact for b in parse_bindings(list(contacts))}
-        for b in before:
-            if b["contact"] not in listed:
-                gone.setdefault(b["contact"], {**b, "replaced_over": a["transport"]})
-    return list(gone.values())
-
-
-REPLACED_ACTION = (
-    "re-register the softphone now (log out and in, or restart it): its registration will only "
-    "be back at its next refresh; run sipdiag without --register-binding on this registrar"
-)
-
-
-def _contacts(bindings: list[Binding]) -> str:
-    return ", ".join(f"<{b['contact']}>" for b in bindings)
+    return other_bindings(queries) if queries[0]["outcome"] == o.OK else None
 
 
 def _query_summary(ctx: Context, text: str, extra: BindingEvidence) -> str:
     bindings = extra.get("bindings") or []
     held = (
-        f"it holds {len(bindings)} binding(s) for {ctx.settings.user}: {_contacts(bindings)}"
+        f"it holds {len(bindings)} binding(s) for {ctx.settings.user}: {contacts_text(bindings)}"
         if bindings
         else f"it holds no binding for {ctx.settings.user}"
     )
@@ -551,7 +418,7 @@ def _result(
         if replaced:
             return failed(
                 f"registered ({text}), and the registrar's 200 OK no longer lists "
-                f"{_contacts(replaced)}: this registrar keeps one registration per account, "
+                f"{contacts_text(replaced)}: this registrar keeps one registration per account, "
                 "and sipdiag's test registration replaced the softphone's",
                 REPLACED_ACTION,
                 **details,

@@ -15,7 +15,8 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any, cast
 
-from checks.sip.register import REPLACED_ACTION, binding_plan, hint_for, replaced_bindings
+from checks.sip.bindings import REPLACED_ACTION, binding_plan, replaced_bindings
+from checks.sip.register import hint_for
 from checks.wire import sip as sipwire
 from checks.wire.sip import SipMessage, parse_bindings, parse_challenge, via_received
 from checks.wire.ws import CLOSE_TIMEOUT, WsFailure, WsSession, WsTarget, proxy_for, ws_session
