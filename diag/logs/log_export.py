@@ -8,69 +8,28 @@ one record per line after that (no blank lines between rows, no newlines inside 
 from __future__ import annotations
 
 import bisect
-import codecs
-import csv
 import errno
 import gzip
-import os
-import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diag.errors import SipdiagError, UsageError
-from diag.lifecycle import is_interrupt, signals_deferred
+from diag.lifecycle import is_interrupt
+from diag.logs.export_columns import FIELDS as FIELDS
+from diag.logs.export_columns import detect_columns, names_fields
+from diag.logs.export_columns import parse_column_options as parse_column_options
+from diag.logs.export_dialect import SAMPLE_ROWS, blank_lines, skip_preamble, sniff_csv
+from diag.logs.export_encoding import head_encoding, utf8_copy
+from diag.logs.export_guard import MARKERS, MAX_LINE_BYTES, guarded_copy, over_budget
+from diag.logs.export_time import fitting_strategy, sql_str, time_expression, typed_time
 
 if TYPE_CHECKING:
     import duckdb
 
-FIELDS = ("time", "agent", "status", "call_id", "number")
-REQUIRED = ("time", "agent", "status")
-
-# Header names seen in platform exports, compared lower-case with only letters and digits kept.
-CANDIDATES: dict[str, tuple[str, ...]] = {
-    "time": (
-        "datetime", "timestamp", "time", "eventtime", "offertime", "offeredat", "starttime",
-        "calltime", "createdat", "date", "ts", "when",
-    ),
-    "agent": (
-        "agent", "agentid", "agentname", "agentlogin", "agentuser", "user", "userid", "username",
-        "login", "extension", "agentextension", "sipuser", "sipuri", "agentsipuri", "endpoint",
-    ),
-    "status": (
-        "status", "result", "outcome", "disposition", "offerstatus", "callstatus", "offerresult",
-        "statusreason", "reason", "sipstatus", "state",
-    ),
-    "call_id": ("callid", "sipcallid", "callidheader"),
-    "number": (
-        "number", "agentnumber", "phonenumber", "phone", "diallednumber", "dialednumber",
-        "destinationnumber", "destination", "callednumber", "to", "ddi", "dnis",
-    ),
-}  # fmt: skip
-
-_CONTAINS = {
-    "time": ("timestamp", "datetime"),
-    "agent": ("agent",),
-    "status": ("status", "result", "outcome"),
-    "call_id": ("callid",),
-    "number": ("number",),
-}
-
-# Naive formats tried after ISO 8601; day-first, as UK/EU platform exports write dates.
-NAIVE_FORMATS = (
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M:%S.%f",
-    "%d/%m/%Y %H:%M",
-    "%d-%m-%Y %H:%M:%S",
-    "%d.%m.%Y %H:%M:%S",
-    "%Y/%m/%d %H:%M:%S",
-)
-
 _JSONL_DELIM = "\x1f"  # never raw inside valid JSON (control characters must be escaped)
-SAMPLE_ROWS = 1000  # rows that name the columns' dialect and show the time format
 
 
 @dataclass
@@ -102,60 +61,6 @@ def _readable(f: Mapping[str, str]) -> str:
     )
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def detect_columns(available: list[str], overrides: Mapping[str, str]) -> dict[str, str]:
-    chosen: dict[str, str] = {}
-    for fld, name in overrides.items():
-        if name not in available:
-            raise UsageError(
-                f"--column {fld}={name}: the export has no column '{name}'",
-                "use one of " + ", ".join(f"'{c}'" for c in available),
-            )
-        chosen[fld] = name
-    by_norm: dict[str, str] = {}
-    for col in available:
-        by_norm.setdefault(_norm(col), col)
-    for fld in FIELDS:
-        if fld in chosen:
-            continue
-        for candidate in CANDIDATES[fld]:
-            found = by_norm.get(candidate)
-            if found is not None and found not in chosen.values():
-                chosen[fld] = found
-                break
-    for fld, words in _CONTAINS.items():  # then a header containing the word: "Offer status"
-        for col in available:
-            if fld not in chosen and col not in chosen.values():
-                if any(w in _norm(col) for w in words):
-                    chosen[fld] = col
-    missing = [f for f in REQUIRED if f not in chosen]
-    if missing:
-        raise UsageError(
-            f"cannot tell which column holds the {' and '.join(missing)} "
-            f"(columns: {', '.join(available)})",
-            " ".join(f'--column {m}="COLUMN NAME"' for m in missing),
-        )
-    return chosen
-
-
-def parse_column_options(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        fld, sep, name = value.partition("=")
-        fld = fld.strip().lower().replace("-", "_")
-        fld = "call_id" if fld == "callid" else fld
-        if not sep or not name or fld not in FIELDS:
-            raise UsageError(
-                f"invalid --column '{value}'",
-                f'use FIELD=NAME with FIELD one of {", ".join(FIELDS)}, e.g. time="Date/Time"',
-            )
-        out[fld] = name
-    return out
-
-
 def _sniff_kind(path: Path) -> tuple[str, bool]:
     """("jsonl" | "csv", gzipped?) from the content, whatever the file is called."""
     try:
@@ -167,317 +72,6 @@ def _sniff_kind(path: Path) -> tuple[str, bool]:
     except (OSError, EOFError) as exc:
         raise UsageError(f"cannot read --log {path}: {exc}", "give a readable export") from None
     return ("jsonl" if start.startswith(b"{") else "csv"), gzipped
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _naive(ts_sql: str, tz: str) -> str:
-    if tz.upper() in ("UTC", "ETC/UTC", "Z"):
-        return f"epoch_us({ts_sql})"
-    return f"epoch_us(timezone({_sql_str(tz)}, {ts_sql}))"
-
-
-def _strategies(t: str, tz: str) -> list[str]:
-    """SQL parsing the VARCHAR `t` into UTC epoch µs, one way each (NULL when it does not fit)."""
-    return [
-        f"""CASE WHEN regexp_full_match({t}, '-?[0-9]+(\\.[0-9]+)?') THEN
-              CASE WHEN abs(try_cast({t} AS DOUBLE)) >= 1e11   -- epoch milliseconds
-                   THEN try_cast(try_cast({t} AS DOUBLE) * 1000 AS BIGINT)
-                   ELSE try_cast(try_cast({t} AS DOUBLE) * 1000000 AS BIGINT) END END""",
-        f"""CASE WHEN regexp_matches({t}, '(Z|[+-][0-9][0-9]:?[0-9][0-9])$')
-              THEN epoch_us(try_cast({t} AS TIMESTAMPTZ)) END""",
-        _naive(f"try_cast({t} AS TIMESTAMP)", tz),
-        *(_naive(f"try_strptime({t}, {_sql_str(f)})", tz) for f in NAIVE_FORMATS),
-    ]
-
-
-def time_expression(column: str, tz: str, first: int | None = None) -> str:
-    """SQL turning a VARCHAR time into UTC epoch µs (NULL when unreadable); `first`: the
-    strategy the sample fits, tried before the others (COALESCE only evaluates what it needs)."""
-    ways = _strategies(f"trim({column})", tz)
-    if first is not None:  # the sample's format, on the untrimmed value: the common case, fast
-        ways.insert(0, _strategies(column, tz)[first])
-    return "coalesce(" + ", ".join(ways) + ")"
-
-
-def _fitting_strategy(
-    con: duckdb.DuckDBPyConnection, table: str, column: str, tz: str
-) -> int | None:
-    """Exports use one time format throughout: find it on a sample, so each row tries it first."""
-    ways = _strategies(f"trim({column})", tz)
-    counts = con.execute(
-        "SELECT count(*), "
-        + ", ".join(f"count({w})" for w in ways)
-        + f" FROM (SELECT * FROM {table} WHERE {column} IS NOT NULL LIMIT {SAMPLE_ROWS})"
-    ).fetchall()[0]
-    total, fits = counts[0], counts[1:]
-    best = max(range(len(fits)), key=lambda i: fits[i])
-    return best if total and fits[best] else None
-
-
-def _sniff_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, compression: str, skip: int | None = None
-) -> tuple[list[str], list[str], int]:
-    """([delim, quote, escape, new_line, comment], column names, lines before the header),
-    from DuckDB's sniffer on a sample, as the reader would detect them; `skip` lines first,
-    if given. Malformed rows in the sample are let pass, which also keeps the sniffer from
-    finding a preamble ("Exported by ...") above the header by itself: see _skip_preamble."""
-    row = con.execute(
-        "SELECT Delimiter, Quote, Escape, NewLineDelimiter, Comment, SkipRows, "
-        "[c.name FOR c IN Columns] FROM sniff_csv(?, sample_size=?, header=true, "
-        "all_varchar=true, ignore_errors=true, compression=?"
-        + ("" if skip is None else f", skip={int(skip)}")
-        + ")",
-        [str(path), SAMPLE_ROWS, compression],
-    ).fetchone()
-    assert row is not None
-    delim, quote, escape, new_line, comment = ("" if v == "(empty)" else v for v in row[:5])
-    # No quote in the sample does not mean none later: RFC 4180 quoting costs nothing when absent.
-    quote = quote or '"'
-    return [delim, quote, escape or quote, new_line, comment], list(row[6]), int(row[5])
-
-
-PREAMBLE_MAX_LINES = 10  # title lines above an export's header that are looked past
-
-
-def _skip_preamble(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    compression: str,
-    overrides: Mapping[str, str],
-) -> tuple[list[str], list[str], int] | None:
-    """The sniff after the first few lines that leaves columns naming the required fields
-    (an export titled "Audit export, 27/11/2026" above its header), or None."""
-    import duckdb
-
-    for skip in range(1, PREAMBLE_MAX_LINES + 1):
-        try:
-            dialect, available, _ = _sniff_csv(con, path, compression, skip)
-        except duckdb.Error as exc:
-            if is_interrupt(exc):
-                raise
-            continue
-        if _names_fields(available, overrides):
-            # The reader passes over blank lines; the line numbers must count them.
-            return dialect, available, skip + _blank_lines(path, compression, skip)
-    return None
-
-
-def _blank_lines(path: Path, compression: str, after: int) -> int:
-    """How many blank lines follow the first `after` lines of the file."""
-    lines = _head_lines(path, compression)[after : after + PREAMBLE_MAX_LINES + 1]
-    blank = 0
-    for line in lines:
-        if line.strip(b" \t"):
-            break
-        blank += 1
-    return blank
-
-
-def _head_lines(path: Path, compression: str) -> list[bytes]:
-    """The lines (any line ending, CR alone too) of the file's first 64 KiB; none if it
-    cannot be read (DuckDB has read it: its line numbers then go uncorrected)."""
-    return (_head(path, compression == "gzip", 1 << 16) or b"").splitlines()
-
-
-def _head(path: Path, gzipped: bool, size: int) -> bytes | None:
-    """The first `size` bytes of the file (decompressed), or None if they cannot be read."""
-    try:
-        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
-            return f.read(size)
-    except (OSError, EOFError):
-        return None
-
-
-def _names_fields(available: list[str], overrides: Mapping[str, str]) -> bool:
-    """Whether these columns yield the required fields (detect_columns would not fail)."""
-    try:
-        detect_columns(available, overrides)
-    except UsageError:
-        return False
-    return True
-
-
-# A CSV export that is not UTF-8 is read as UTF-8 where it is, and as Windows-1252 (what Excel
-# and most Windows tools write) where it is not; one with a UTF-16 byte order mark (Excel's
-# "Unicode Text") as UTF-16. DuckDB's reader has neither built in (its Latin-1 refuses
-# 0x80-0x9F, where Windows-1252 keeps its dashes, quotes and euro sign), so such a file is read
-# from a UTF-8 copy, made in chunks and deleted as soon as DuckDB has read it.
-HEAD_BYTES = 1 << 20  # the part of the file whose bytes decide the encoding up front
-_CHUNK = 1 << 23
-
-
-def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
-    """Decoding error handler: the bytes that are not UTF-8, read as Windows-1252."""
-    assert isinstance(err, UnicodeDecodeError)
-    return bytes(err.object[err.start : err.end]).decode("cp1252", "replace"), err.end
-
-
-codecs.register_error("sipdiag-cp1252", _cp1252_fallback)
-
-
-@contextmanager
-def _utf8_copy(path: Path, gzipped: bool, encoding: str) -> Iterator[Path]:
-    """A temporary UTF-8 copy of the file, line for line the same (line numbers hold); bytes
-    that mean nothing in either encoding become U+FFFD."""
-    fd, name = tempfile.mkstemp(prefix="sipdiag-export-", suffix=".csv")
-    try:
-        decoder = (
-            codecs.getincrementaldecoder("utf-16")("replace")
-            if encoding == "utf-16"
-            else codecs.getincrementaldecoder("utf-8")("sipdiag-cp1252")
-        )
-        with os.fdopen(fd, "wb") as out, gzip.open(path) if gzipped else path.open("rb") as f:
-            while chunk := f.read(_CHUNK):
-                out.write(decoder.decode(chunk).encode("utf-8"))
-            out.write(decoder.decode(b"", final=True).encode("utf-8"))
-        yield Path(name)
-    finally:
-        with signals_deferred():  # a Ctrl-C now must not keep the copy from going
-            os.unlink(name)
-
-
-def _head_encoding(path: Path, gzipped: bool) -> str:
-    """ "utf-16" after a UTF-16 byte order mark; else "utf-8" when the file's first MiB
-    decodes as UTF-8, "cp1252" when it does not."""
-    head = _head(path, gzipped, HEAD_BYTES)
-    if head is None:
-        return "utf-8"  # DuckDB's reader then says what is wrong with the file
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if head.isascii():
-        return "utf-8"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
-
-
-# Bounds on the work one line can cost. DuckDB's CSV reader stores a rejected row with its whole
-# text once per column past the header's: a line of 200,000 short fields would cost 200,000
-# copies of itself (quadratic time and memory). A cheap scan first bounds what the reader's
-# rejects could cost; past REJECT_BUDGET_BYTES, or with a line longer than MAX_LINE_BYTES, the
-# export is read from a copy in which each such line (more fields than the header, or too long)
-# is replaced by MARKER, which the reader rejects once, and which is listed as the line it was.
-MAX_LINE_BYTES = 1 << 20
-REJECT_BUDGET_BYTES = 64 << 20
-PREVIEW_CHARS = 200  # of a replaced line, listed as its text
-_MARKERS = ("sipdiagrejectedline", "0000000000")
-_NO_NULL = "\x1e\x1d\x1c"  # an empty field is '' (not NULL) in the guard's scan
-
-
-def _marker(dialect: list[str]) -> str:
-    """A line the reader rejects as one short row: none of the dialect's characters in it."""
-    return next(m for m in _MARKERS if not any(c and c in m for c in dialect))
-
-
-def _over_budget(
-    con: duckdb.DuckDBPyConnection, path: Path, compression: str, dialect: list[str], width: int
-) -> bool:
-    """Whether a line is longer than MAX_LINE_BYTES, or the lines with more delimiters than the
-    header could cost the reader's rejects more than REJECT_BUDGET_BYTES (delimiters in quotes
-    counted too: an upper bound). Lines are read whole (as column `j`; `k` is set when a line
-    holds the unit separator, which would cut `j` short: such lines count as over budget)."""
-    import duckdb
-
-    delim, new_line = dialect[0], dialect[3]
-    try:
-        con.execute("DROP TABLE IF EXISTS guard_rejects").fetchall()
-        con.execute("DROP TABLE IF EXISTS guard_scans").fetchall()
-        row = con.execute(
-            "SELECT count(*) FILTER (k IS NOT NULL), coalesce(max(strlen(j)), 0), "
-            "coalesce(sum(greatest(strlen(j) - strlen(replace(j, ?, '')) + 1 - ?, 0)"
-            "::HUGEINT * strlen(j)), 0) "
-            "FROM read_csv(?, header=false, columns={'j': 'VARCHAR', 'k': 'VARCHAR'}, "
-            "delim='\x1f', quote='', escape='', new_line=?, auto_detect=false, "
-            "strict_mode=false, null_padding=true, nullstr=?, ignore_errors=true, "
-            "store_rejects=true, rejects_table='guard_rejects', rejects_scan='guard_scans', "
-            f"rejects_limit=1, max_line_size={MAX_LINE_BYTES}, compression=?)",
-            [delim or "\x1f", width, str(path), new_line, _NO_NULL, compression],
-        ).fetchall()[0]  # all: the rejects table is made when the result is
-        try:  # the table exists once a line was rejected (too long for the reader)
-            (rejected,) = con.execute("SELECT count(*) FROM guard_rejects").fetchone() or (0,)
-        except duckdb.CatalogException:
-            rejected = 0
-    except duckdb.Error as exc:
-        if is_interrupt(exc):
-            raise
-        return True  # the copy's line by line reading decides
-    cut, longest, cost = row
-    return bool(rejected or cut or longest > MAX_LINE_BYTES or cost > REJECT_BUDGET_BYTES)
-
-
-def _fields(line: bytes, dialect: list[str]) -> int:
-    """The number of fields in a CSV line, quotes understood."""
-    delim, quote, escape = dialect[:3]
-    text = line.decode("utf-8", "sipdiag-cp1252").rstrip("\r\n")
-    reader = csv.reader(
-        [text],
-        delimiter=delim or "\x1f",
-        quotechar=quote or None,
-        escapechar=None if escape in ("", quote) else escape,
-        doublequote=escape in ("", quote),
-        strict=False,
-    )
-    limit = csv.field_size_limit(MAX_LINE_BYTES + 1)  # a field may be as long as a line
-    try:
-        return len(next(reader, []))
-    finally:
-        csv.field_size_limit(limit)
-
-
-def _preview(line: bytes) -> str:
-    text = line[: PREVIEW_CHARS * 4].decode("utf-8", "sipdiag-cp1252").rstrip("\r\n")
-    return text[:PREVIEW_CHARS] + ("…" if len(line) > PREVIEW_CHARS else "")
-
-
-@contextmanager
-def _guarded_copy(
-    path: Path, gzipped: bool, dialect: list[str], width: int
-) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
-    """A temporary copy of the file, line for line, with each line longer than MAX_LINE_BYTES
-    or of more fields than `width` replaced by a marker; and each replaced line's (reason,
-    text). Memory stays within a chunk and one line of at most MAX_LINE_BYTES."""
-    sep = b"\r" if dialect[3] in ("\\r", "\r") else b"\n"
-    delim = dialect[0].encode() or b"\x1f"
-    marker = _marker(dialect).encode()
-    replaced: list[tuple[str, str]] = []
-    fd, name = tempfile.mkstemp(prefix="sipdiag-export-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "wb") as out, gzip.open(path) if gzipped else path.open("rb") as f:
-            pending = b""  # the start of the current line
-            long_line: bytes | None = None  # the start of a line known to be too long
-
-            def finish(line: bytes) -> None:
-                nonlocal long_line
-                if long_line is not None or len(line) > MAX_LINE_BYTES:
-                    replaced.append(("line too long", _preview(long_line or line)))
-                    out.write(marker + (b"\r" if line.endswith(b"\r") else b""))
-                    long_line = None
-                elif line.count(delim) >= width and _fields(line, dialect) > width:
-                    replaced.append(("too many columns", _preview(line)))
-                    out.write(marker + (b"\r" if line.endswith(b"\r") else b""))
-                else:
-                    out.write(line)
-
-            while chunk := f.read(_CHUNK):
-                lines = (pending + chunk).split(sep)
-                pending = lines.pop()
-                for line in lines:
-                    finish(line)
-                    out.write(sep)
-                if len(pending) > MAX_LINE_BYTES:
-                    long_line = long_line or pending[: PREVIEW_CHARS * 4]
-                    pending = b""
-            if pending or long_line is not None:
-                finish(pending)
-        yield Path(name), replaced
-    finally:
-        with signals_deferred():
-            os.unlink(name)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -557,16 +151,16 @@ def _read_csv(
     import duckdb
 
     try:
-        sniffed = _sniff_csv(con, path, compression)
-        if not _names_fields(sniffed[1], overrides):
-            sniffed = _skip_preamble(con, path, compression, overrides) or sniffed
+        sniffed = sniff_csv(con, path, compression)
+        if not names_fields(sniffed[1], overrides):
+            sniffed = skip_preamble(con, path, compression, overrides) or sniffed
     except duckdb.Error as exc:
         raise _unreadable(shown or path, exc, path if shown else None) from None
     dialect, available, skip = sniffed
     columns = detect_columns(available, overrides)
-    if replaced is None and _over_budget(con, path, compression, dialect, len(available)):
+    if replaced is None and over_budget(con, path, compression, dialect, len(available)):
         try:
-            with _guarded_copy(path, compression == "gzip", dialect, len(available)) as guarded:
+            with guarded_copy(path, compression == "gzip", dialect, len(available)) as guarded:
                 return _read_csv(con, guarded[0], "none", overrides, tz, shown or path, guarded[1])
         except (OSError, EOFError) as exc:
             if is_disk_full(exc):
@@ -589,8 +183,8 @@ def _read_csv(
         f"LIMIT {SAMPLE_ROWS}",
         [*params, as_text],
     ).fetchall()
-    first = _fitting_strategy(con, "log_sample", time_col, tz)
-    time_type, time_format, ts = _typed_time(first, time_col, tz)
+    first = fitting_strategy(con, "log_sample", time_col, tz)
+    time_type, time_format, ts = typed_time(first, time_col, tz)
     used = ", ".join(_quoted(c) for c in columns.values())
     # A second read (of the UTF-8 copy) must not add its rejects to the first one's.
     con.execute("DROP TABLE IF EXISTS reject_errors").fetchall()
@@ -605,7 +199,7 @@ def _read_csv(
     ).fetchone() or (False,)
     return _CsvRead(
         columns,
-        2 + skip + _blank_lines(path, compression, skip + 1),  # after the header
+        2 + skip + blank_lines(path, compression, skip + 1),  # after the header
         ts,
         "NULL" if time_type != "VARCHAR" else time_col,
         bool(invalid),
@@ -626,14 +220,14 @@ def load(
     encoding = "utf-8"
     replaced: list[tuple[str, str]] = []
     if kind == "csv":
-        encoding = _head_encoding(path, gzipped)
+        encoding = head_encoding(path, gzipped)
         read = None
         if encoding == "utf-8":
             read = _read_csv(con, path, compression, overrides, tz)
         if read is None or read.invalid_encoding:  # not UTF-8, in the head or past it
             encoding = "utf-16" if encoding == "utf-16" else "cp1252"
             try:
-                with _utf8_copy(path, gzipped, encoding) as copy:
+                with utf8_copy(path, gzipped, encoding) as copy:
                     read = _read_csv(con, copy, "none", overrides, tz, shown=path)
             except (OSError, EOFError) as exc:
                 if is_disk_full(exc):
@@ -669,10 +263,10 @@ def load(
         def col(fld: str) -> str:
             if fld not in columns:
                 return "NULL"
-            path = _sql_str("$." + _json_key(columns[fld]))
+            path = sql_str("$." + _json_key(columns[fld]))
             return f"CASE WHEN json_valid(j) THEN json_extract_string(j, {path}) END"
 
-        ts = time_expression(col("time"), tz, _fitting_strategy(con, "log_raw", col("time"), tz))
+        ts = time_expression(col("time"), tz, fitting_strategy(con, "log_raw", col("time"), tz))
         time_text = col("time")
     # Agents and numbers are normalised when keyed and statuses when explained, so only the
     # Call-ID (joined as is) is trimmed here.
@@ -703,7 +297,7 @@ def load(
     if replaced:  # lines the reader saw as a marker: what they were
         stand_ins = iter(replaced)
         for m in malformed:
-            if m["text"] is not None and m["text"].strip("\r\n") in _MARKERS:
+            if m["text"] is not None and m["text"].strip("\r\n") in MARKERS:
                 m["reason"], m["text"] = next(stand_ins, (m["reason"], m["text"]))
     # The row count and the distinct statuses (match explains each once) from one aggregate.
     by_status = con.execute("SELECT status, count(*) FROM log GROUP BY status").fetchall()
@@ -734,25 +328,6 @@ def _reject_reason(kinds: list[str]) -> str:
     if "LINE SIZE OVER MAXIMUM" in structural:
         return "line too long"
     return structural[0].lower() if structural else "unreadable time"
-
-
-def _typed_time(strategy: int | None, column: str, tz: str) -> tuple[str, str, str]:
-    """(the CSV reader's type for the time column, its extra options, SQL of its epoch µs) for
-    a sniffed strategy; VARCHAR and the general expression when no single format fits."""
-    if strategy is None:
-        return "VARCHAR", "", time_expression(column, tz)
-    if strategy == 0:
-        return (
-            "DOUBLE",
-            "",
-            # TRY_CAST: an epoch beyond BIGINT microseconds is an unreadable time, not an error.
-            f"TRY_CAST(CASE WHEN abs({column}) >= 1e11 THEN {column} * 1000 "
-            f"ELSE {column} * 1000000 END AS BIGINT)",
-        )
-    if strategy == 1:
-        return "TIMESTAMPTZ", "", f"epoch_us({column})"
-    fmt = "" if strategy == 2 else f", timestampformat={_sql_str(NAIVE_FORMATS[strategy - 3])}"
-    return "TIMESTAMP", fmt, _naive(column, tz)
 
 
 def _json_key(name: str) -> str:
