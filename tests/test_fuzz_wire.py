@@ -128,6 +128,7 @@ SECRET = "deadbeef0123secret"
     sip_texts(),
 )
 @example("Authorization", [(" ", "")], "")  # found by this test: the folded line was kept
+@example("Authorization", [(" ", "\n:"), (" ", "")], "")  # found by the bench: an empty name
 def test_parse_never_keeps_a_credential_header_even_folded(
     name: str, folds: list[tuple[str, str]], rest: str
 ) -> None:

@@ -77,7 +77,7 @@ def parse(raw: str) -> SipMessage | None:
                 headers[last][-1] += " " + line.strip()
             continue
         name, sep, value = line.partition(":")
-        if not sep:
+        if not sep or not name.strip():  # no header here: the one before goes on (or not)
             continue
         key = name.strip().lower()
         key = _COMPACT.get(key, key)
