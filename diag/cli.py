@@ -189,7 +189,7 @@ def match(
     with interruptible():  # its temporary files and its parsing thread go with it
         columns = parse_column_options(column or [])
         result = run_match(log, reports, columns, parse_duration(window), tz)
-        with resource_errors(log):
+        with resource_errors(log, "the output"):
             write_match(result, format, _env(ctx).stdout)
     _env(ctx).kept = result
 

@@ -147,17 +147,14 @@ def _register(
     t0 = time.monotonic()
     keep = min(UNREGISTER_RESERVE + BASELINE_RESERVE, max(0.0, deadline - t0) * 0.3)
     answer, _ = reg.request(label, deadline - keep, None if query else contact, expires)
-    stale_retry = True
     while answer is not None and sipwire.status_code(answer) in (401, 407):
         out["challenged"] = True
         out["challenges"] += 1
         header = answer.first("www-authenticate") or answer.first("proxy-authenticate") or ""
         if out["challenge"] is None:
             out["challenge"] = parse_challenge(header)
-        stale = "stale=true" in header.replace(" ", "").lower()
-        if out["challenges"] > 1 and not (stale and stale_retry):
+        if not sipwire.answers_again(header, out["challenges"] - 1):
             break  # our answer to the challenge was not accepted: wrong credentials
-        stale_retry = stale_retry and not (out["challenges"] > 1)
         try:
             authorization = reg.authorization(answer, auth_user, password)
         except ValueError as exc:

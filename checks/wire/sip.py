@@ -543,6 +543,19 @@ def challenge_params(value: str) -> tuple[str, dict[str, str]]:
     return scheme, params
 
 
+def answers_again(challenge: str, answered: int) -> bool:
+    """Whether to answer a digest ``challenge`` that came after ``answered`` answers of ours to
+    the same request: the first always, a second only for a stale nonce (RFC 7616 3.3), never a
+    third. A challenge repeated for any other reason means the credentials were refused, as
+    PJSIP reads it too."""
+    if answered == 0:
+        return True
+    if answered >= 2:
+        return False
+    _, params = challenge_params(challenge)
+    return params.get("stale", "").lower() == "true"
+
+
 def digest_authorization(
     challenge: str,
     *,

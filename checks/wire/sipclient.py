@@ -35,7 +35,6 @@ from diag.outcomes import (
 )
 
 MAX_IGNORED = 10  # stray datagrams listed in details (a flood must not bloat the report)
-MAX_AUTHORIZED = 2  # challenges answered per query: the first, and one more only if stale=true
 
 
 class CaFileError(Exception):
@@ -211,13 +210,10 @@ class Probe:
         if code not in (401, 407) or self.verify_error is not None:
             return None
         challenge = msg.first("proxy-authenticate" if code == 407 else "www-authenticate")
-        if challenge is None or self.authorized >= MAX_AUTHORIZED:
+        if challenge is None or not sipwire.answers_again(challenge, self.authorized):
             return None
         if len(challenge) > sipwire.MAX_CHALLENGE:  # PJSIP drops such a challenge too
             self.out["auth_error"] = f"a {len(challenge)}-byte challenge (nonce) is not answered"
-            return None
-        _, params = sipwire.challenge_params(challenge)
-        if self.authorized and params.get("stale", "").lower() != "true":
             return None
         try:
             value = sipwire.digest_authorization(

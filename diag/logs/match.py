@@ -142,12 +142,12 @@ def run_match(
 ) -> MatchResult:
     """The export's failures, each explained and paired; DuckDB running out of its memory
     limit or of room to spill is a one-line error."""
-    with resource_errors(log_path):
+    with resource_errors(log_path, "matching"):
         return _run_match(log_path, report_paths, columns, window_s, tz)
 
 
 @contextlib.contextmanager
-def resource_errors(log_path: Path) -> Iterator[None]:
+def resource_errors(log_path: Path, doing: str) -> Iterator[None]:
     """DuckDB out of memory, or a full temporary directory (while matching, or while the output
     is written through DuckDB's writer), as one line each instead of an internal error."""
     try:
@@ -156,7 +156,7 @@ def resource_errors(log_path: Path) -> Iterator[None]:
         if is_interrupt(exc):
             raise
         if isinstance(exc, OSError) and log_export.is_disk_full(exc):
-            raise log_export.no_room("the output's working copy") from None
+            raise log_export.no_room(f"the working files of {doing}") from None
         duckdb = sys.modules.get("duckdb")  # imported by report_set.connect, if it ran
         errors = () if duckdb is None else (duckdb.OutOfMemoryException, duckdb.IOException)
         if not isinstance(exc, errors):
