@@ -56,6 +56,7 @@ def _registry() -> tuple[Check, ...]:
     from checks.host.softphone import check_softphone
     from checks.host.vpn import check_vpn
     from checks.net.dns import check_dns
+    from checks.net.idle import check_idle
     from checks.net.media import check_media
     from checks.net.nat import check_nat
     from checks.net.quality import check_quality
@@ -68,11 +69,14 @@ def _registry() -> tuple[Check, ...]:
     from checks.number.format import check_format
     from checks.number.identity import check_identity
     from checks.number.policy import check_policy
+    from checks.sip.bindings import check_bindings
+    from checks.sip.inbound import check_inbound
     from checks.sip.register import check_register
     from checks.sip.register_ws import check_register_ws
     from diag.context import Check
     from diag.settings import (
         DIAL_TEST,
+        IDLE,
         NUMBERS,
         POLICY,
         REGISTRAR,
@@ -160,6 +164,37 @@ def _registry() -> tuple[Check, ...]:
             ),
             requires=(REGISTRAR, USER),
             after=("net.dns",),
+            timeout=None,
+            uses_sip=True,
+        ),
+        Check(
+            "sip.bindings",
+            "The platform holds a reachable registration for this agent",
+            check_bindings,
+            needs="--registrar, --user and a password (reads sip.register's REGISTER query)",
+            requires=(REGISTRAR, USER),
+            after=("sip.register", "host.softphone"),
+            timeout=2.0,
+        ),
+        Check(
+            "sip.inbound",
+            "A request from the platform reaches the softphone",
+            check_inbound,
+            needs="--registrar, --user and a password (--inbound-call: an INVITE, opt-in)",
+            requires=(REGISTRAR, USER),
+            # Alone on the account: a binding of another check's would also get the request.
+            after=("sip.register", "sip.bindings", "number.dial-test", "sip.register-ws"),
+            timeout=9.0,
+            uses_sip=True,
+        ),
+        Check(
+            "net.idle",
+            "Calls still reach us after the softphone has been quiet",
+            check_idle,
+            needs="--idle S[,S...] with --registrar, --user and a password (opt-in; --stun "
+            "also measures the UDP mapping's lifetime)",
+            requires=(IDLE, REGISTRAR, USER),
+            after=("sip.register", "sip.inbound", "number.dial-test", "sip.register-ws"),
             timeout=None,
             uses_sip=True,
         ),

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from diag.config import Settings, build_settings, resolve_password
-from diag.context import Check, Context
+from diag.context import Check, Context, no_note
 from diag.environment import Environment, isatty, use_color, write_report_file, write_text
 from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.lifecycle import sigint_ignored, sigterm_as_interrupt
-from diag.progress import TerminalProgress
+from diag.progress import PlainNotes, TerminalProgress
 from diag.render import Marks, format_for_path, render
 from diag.report import (
     build,
@@ -66,13 +66,6 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         settings = resolve_password(settings, env.environ, env.stdin_isatty)
 
     run_id = str(uuid.uuid4())
-    ctx = Context(
-        settings=settings,
-        run_id=run_id,
-        user_agent=user_agent(run_id),
-        environ=env.environ,
-        sip_log=_pending_sip_log(run_id),
-    )
     marks = Marks.for_encoding(getattr(env.stdout, "encoding", None))
     stderr_marks = Marks.for_encoding(getattr(env.stderr, "encoding", None))
     show_progress = not settings.quiet and (
@@ -84,6 +77,17 @@ def run_check_command(env: Environment, profile: Path | None, flags: Mapping[str
         )
         if show_progress
         else None
+    )
+    note = progress.note if progress is not None else no_note
+    if progress is None and not settings.quiet:
+        note = PlainNotes(env.stderr, write_text)
+    ctx = Context(
+        settings=settings,
+        run_id=run_id,
+        user_agent=user_agent(run_id),
+        environ=env.environ,
+        sip_log=_pending_sip_log(run_id),
+        note=note,
     )
 
     sigterm_as_interrupt()  # fleet tools stop runs with SIGTERM: the report is kept

@@ -144,6 +144,17 @@ def validate(s: Settings) -> None:
         value = getattr(s, setting.name)
         if setting.check is not None and value is not None:
             setting.check(setting.flag, value)
+    _validate_idle(s)
+
+
+def _validate_idle(s: Settings) -> None:
+    """net.idle's periods run one after another: together they must fit the run's budget."""
+    total = sum(s.idle_periods)
+    if total and total > s.timeout:
+        raise UsageError(
+            f"--idle periods add up to {total:g} s, more than --timeout {s.timeout:g}",
+            f"raise --timeout to at least {total + 10:g} or shorten the periods",
+        )
 
 
 def _check_not_empty(setting: Setting, value: Any) -> None:

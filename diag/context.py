@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,10 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def no_note(text: str) -> None:
+    """Context.note when nobody shows progress (quiet runs, tests)."""
+
+
 @dataclass(frozen=True)
 class Context:
     settings: Settings
@@ -36,6 +41,11 @@ class Context:
     results: Mapping[str, CheckResult] = field(default_factory=dict)
     deadline: float = float("inf")  # monotonic time by which this check must return
     sip_log: Path | None = None  # where the SIP worker appends the run's scrubbed SIP trace
+    # Set by the runner on Ctrl-C/SIGTERM: a check that waits long (net.idle) stops waiting,
+    # removes what it registered and returns what it measured, within CLEANUP_GRACE.
+    stop: threading.Event = field(default_factory=threading.Event)
+    # A long wait's progress for stderr ("net.idle: idle 90 s: 41 s left"); checks never print.
+    note: Callable[[str], None] = no_note
 
     def remaining(self) -> float:
         """Seconds left before this check's deadline (never negative)."""

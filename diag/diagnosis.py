@@ -367,6 +367,27 @@ RULES = RULES + tuple(
          "the OS privacy settings deny the microphone to the softphone (or to all apps)"),
     Rule("audio.permission_denied", "audio.permission", frozenset({Status.WARN}),
          Severity.WARNING, "some apps are denied the microphone and no softphone is named"),
+    Rule("sip.not_registered", "sip.bindings", _FAIL, Severity.CRITICAL,
+         "no binding but ours, while host.softphone found the softphone running",
+         _has_problem("sip.not_registered")),
+    Rule("sip.not_registered", "sip.bindings", frozenset({Status.WARN}), Severity.WARNING,
+         "no binding but ours (the softphone was not found running, or not looked for)",
+         _has_problem("sip.not_registered")),
+    Rule("sip.extra_bindings", "sip.bindings", _PROBLEM, Severity.WARNING,
+         "more than one binding besides ours: offers fork to every device",
+         _has_problem("sip.extra_bindings")),
+    Rule("sip.binding_unroutable", "sip.bindings", _PROBLEM, Severity.WARNING,
+         "a binding's contact is a private address, the registrar sees this machine from "
+         "another, and no received/alias/path/reg-id parameter routes back to it",
+         _has_problem("sip.binding_unroutable")),
+    Rule("network.inbound_blocked", "sip.inbound", _FAIL, Severity.CRITICAL,
+         "the platform took our OPTIONS (or INVITE) to the agent's own address (100/408/480, "
+         "or a fork) but no binding answered within the wait",
+         lambda d: d.get("problem") == "network.inbound_blocked"),
+    Rule("network.nat_binding_short", "net.idle", _FAIL, Severity.CRITICAL,
+         "a request from the platform was lost after an idle period shorter than the "
+         "registration interval (or the STUN mapping died sooner)",
+         lambda d: d.get("problem") == "network.nat_binding_short"),
     Rule("host.softphone_not_running", "host.softphone", _FAIL, Severity.CRITICAL,
          "no process has a configured softphone name", lambda d: d.get("problem") == "not_running"),
 )

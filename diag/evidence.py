@@ -64,6 +64,23 @@ class Binding(TypedDict, total=False):
     replaced_over: str  # in replaced_bindings: the transport whose 200 OK no longer lists it
 
 
+class BindingView(Binding, total=False):
+    """A binding as sip.bindings reads it: where its contact points and what routes back to it."""
+
+    host: str  # the contact URI's host
+    address_class: str  # private | cgnat | link-local | loopback | public | name
+    private: bool  # private, cgnat or link-local: unreachable from outside without NAT fix-up
+    nat_fixup: list[str]  # received/alias/path/reg-id/ob parameters present
+
+
+class SeenFrom(TypedDict):
+    """The source address the registrar saw for our query (Via received/rport)."""
+
+    address: str
+    port: int | None
+    transport: str
+
+
 class RegisterTarget(TypedDict, total=False):
     """Where a REGISTER went: sip.register's plan, or sip.register-ws' URL parts."""
 

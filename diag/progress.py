@@ -33,6 +33,7 @@ class TerminalProgress:
         self._statuses: dict[str, list[str]] = {f: [] for f in self._left}
         self._running: list[str] = []
         self._frame = 0
+        self._note = ""  # a long wait's progress (Context.note), shown after the spinner
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="sipdiag-progress", daemon=True)
@@ -58,12 +59,20 @@ class TerminalProgress:
                     self._write(self._stream, "\r\033[K" + line + "\n")
             self._redraw()
 
+    def note(self, text: str) -> None:
+        """Context.note: a check's long wait, e.g. "net.idle: idle 90 s: 41 s left"."""
+        with self._lock:
+            self._note = text
+            self._redraw()
+
     def _redraw(self) -> None:
         if not self._running:
             self._write(self._stream, "\r\033[K")
             return
         spinner = SPINNER[self._frame % len(SPINNER)]
         line = progress_running_line(self._running, self._clock() - self._t0, spinner)
+        if self._note:
+            line += f" ({self._note})"
         self._write(self._stream, "\r\033[K" + line)
 
     def _tick(self) -> None:
@@ -78,3 +87,29 @@ class TerminalProgress:
         self._ticker.join(1)
         with self._lock:
             self._write(self._stream, "\r\033[K")
+
+
+class PlainNotes:
+    """Context.note without a terminal (a log, a pipe): a line when a wait starts, then at most
+    one every NOTE_EVERY seconds, so a long net.idle shows it is alive without flooding."""
+
+    NOTE_EVERY = 30.0
+
+    def __init__(
+        self,
+        stream: TextIO,
+        write: Callable[[TextIO, str], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream, self._write, self._clock = stream, write, clock
+        self._topic: list[str] = []
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> None:
+        topic = text.split(":", 2)[:2]
+        now = self._clock()
+        with self._lock:
+            if topic != self._topic or now - self._last >= self.NOTE_EVERY:
+                self._topic, self._last = topic, now
+                self._write(self._stream, f"sipdiag: {text}\n")

@@ -25,6 +25,8 @@ Progress = Callable[[str, Check, "CheckResult | None"], None]  # ("start"|"done"
 # The test suite names a file here to learn which checks its tests really ran (tests/conftest.py).
 # Not SIPDIAG_*: the tests' subprocess helper drops those, and `python -m diag` children need it.
 RECORD_ENV = "PYTEST_SIPDIAG_RECORD"
+# After Ctrl-C, how long running checks get to notice ctx.stop and clean up (un-REGISTER).
+CLEANUP_GRACE = 1.5
 
 
 def record_run(check_id: str, status: Status) -> None:
@@ -208,6 +210,13 @@ def run_checks(
         # Consumed here (the partial report is what follows): a later error, say the report
         # cannot be written, must be reported as itself, not as the interrupt.
         forget_interrupt()
+        ctx.stop.set()
+        grace_end = time.monotonic() + CLEANUP_GRACE
+        for r in running.values():
+            try:
+                r.thread.join(max(0.0, grace_end - time.monotonic()))
+            except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+                break
         now = time.monotonic()
         for cid, r in running.items():
             if r.box:  # finished just before the signal: keep its evidence

@@ -204,6 +204,24 @@ class Settings:
         "sip.binding_replaced). Not accepted in a profile.",
         profile=False,
     )
+    # One INVITE to the agent's own address: the real softphone may ring for a moment and the
+    # platform may log one declined call, so it is asked for on each run, never a default.
+    inbound_call: bool = setting(
+        False,
+        "sip.inbound sends ONE INVITE (not OPTIONS) to the agent's own address through the "
+        "platform. WARNING: the agent's softphone may ring for a moment and the platform may log "
+        "one declined call (Subject and X-Sipdiag-Run carry the run id; `sipdiag match` labels "
+        "it). Not accepted in a profile.",
+        profile=False,
+    )
+    idle: tuple[str, ...] = setting(
+        (),
+        "net.idle: stay silent this long, then test that a request from the platform still "
+        "arrives; S[,S...] seconds, each at most 900, the sum within --timeout (opt-in).",
+        metavar="S[,S...]",
+        not_empty=True,
+        check=v.idle_periods,
+    )
     probe_all_transports: bool = setting(
         False,
         "net.sip-options also probes UDP/TCP/TLS when neither configured nor in DNS "
@@ -338,6 +356,11 @@ class Settings:
         return ("tls",) if target and target.scheme == "sips" else ("udp",)
 
     @property
+    def idle_periods(self) -> tuple[float, ...]:
+        """--idle's periods in seconds, in the order given (validate() checked them)."""
+        return tuple(float(p) for item in self.idle for p in item.split(",") if p.strip())
+
+    @property
     def ws_transport(self) -> str | None:
         """ws or wss: the --ws-url's scheme (validate() keeps --transport ws|wss in step)."""
         if not self.ws_url:
@@ -398,9 +421,10 @@ NUMBERS = _requirement("numbers", lambda s: s.numbers)
 POLICY = _requirement("policy", lambda s: s.policy)
 STUN = _requirement("stun", lambda s: s.stun)
 DIAL_TEST = _requirement("dial_test", lambda s: s.dial_test)
+IDLE = _requirement("idle", lambda s: s.idle)
 WS_URL = _requirement("ws_url", lambda s: s.ws_url)
 SOFTPHONE_URL = _requirement("softphone_url", lambda s: s.softphone_url)
-REQUIREMENTS = (REGISTRAR, USER, NUMBERS, POLICY, STUN, DIAL_TEST, WS_URL, SOFTPHONE_URL)
+REQUIREMENTS = (REGISTRAR, USER, NUMBERS, POLICY, STUN, DIAL_TEST, IDLE, WS_URL, SOFTPHONE_URL)
 
 PROFILE_OPTION = "--profile FILE.toml"  # not a setting: where settings come from
 

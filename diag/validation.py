@@ -146,6 +146,25 @@ def process_names(flag: str, value: Sequence[str]) -> None:
         )
 
 
+MAX_IDLE = 900.0  # s: one idle period; NATs that keep a mapping longer are not the problem
+
+
+def idle_periods(flag: str, value: Sequence[str]) -> None:
+    """--idle S[,S...]: each a number of seconds from 1 to MAX_IDLE (the sum is checked
+    against --timeout with the other settings)."""
+    for item in value:
+        for part in item.split(","):
+            try:
+                seconds = float(part)
+            except ValueError:
+                seconds = float("nan")
+            if not 1 <= seconds <= MAX_IDLE:
+                raise UsageError(
+                    f"invalid {flag} period '{part.strip()}'",
+                    f"give seconds from 1 to {MAX_IDLE:g}, e.g. {flag} 30,90,300",
+                )
+
+
 def port_ranges(flag: str, value: Sequence[str]) -> None:
     for spec in value:
         if parse_port_range(spec) is None:
