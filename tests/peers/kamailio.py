@@ -20,6 +20,7 @@ from .process import (
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CONFIG = DATA_DIR / "kamailio" / "kamailio-testbed.cfg"
+FR_TIMER_MS = 5000  # tm fr_timer: a relayed request with no final answer gets 408 after it
 
 TLS_CFG = """\
 [server:default]
@@ -68,6 +69,7 @@ class Kamailio:
     netns: str | None = None
     ws_port: int | None = None  # SIP over WebSocket (websocket=True)
     wss_port: int | None = None  # SIP over secure WebSocket, same certificate as TLS
+    send_from: str | None = None  # the second address requests to bindings leave from
 
     @classmethod
     def start(
@@ -80,19 +82,34 @@ class Kamailio:
         websocket: bool = False,
         digest_algorithm: str = "MD5",
         one_binding: bool = False,
+        route_users: bool = False,
+        options_self: bool = False,
+        nat_fixup: bool = False,
+        send_from: str | None = None,
+        fr_timer_ms: int = FR_TIMER_MS,
     ) -> Kamailio:
         """Write cert + tls.cfg into ``work_dir``, start Kamailio (inside ``netns`` if given).
 
         ``websocket``: also SIP over WS and WSS (Kamailio's websocket + xhttp modules) on ports
         of their own; ``digest_algorithm`` "SHA-256" challenges with RFC 7616 SHA-256;
-        ``one_binding``: one registration per user, a new REGISTER replaces the others."""
+        ``one_binding``: one registration per user, a new REGISTER replaces the others.
+
+        Requests to users (tests/README.md §Kamailio): ``route_users`` authenticates OPTIONS
+        and INVITE to a user (407) and relays them to every binding (``lookup``, parallel
+        forking; 480 without one); ``options_self`` answers OPTIONS to a user 200 itself
+        (wins over ``route_users`` for OPTIONS); ``nat_fixup`` saves a NATed REGISTER with its
+        source address (nathelper ``fix_nated_register``), so requests go back through the NAT;
+        ``send_from`` (an address of this host) also listens there on the same port and sends
+        every request relayed to a binding from it; ``fr_timer_ms``: tm's final-answer timer
+        (408 after it)."""
         work_dir.mkdir(parents=True, exist_ok=True)
         run_dir = work_dir / "run"
         check_unix_path(run_dir / "kamailio_ctl")
         cert, key = make_self_signed_cert(work_dir / "tls", host)
         tls_cfg = work_dir / "tls.cfg"
         tls_cfg.write_text(TLS_CFG.format(key=key, cert=cert))
-        port = free_port([host], ("udp", "tcp"), netns=netns)
+        hosts = [host] if send_from is None else [host, send_from]
+        port = free_port(hosts, ("udp", "tcp"), netns=netns)
         tls_port = free_port([host], ("tcp",), netns=netns)
         while tls_port == port:
             tls_port = free_port([host], ("tcp",), netns=netns)
@@ -116,6 +133,17 @@ class Kamailio:
             defines += ["-A", "AUTH_SHA256"]
         if one_binding:  # save("location", "0x04"): a REGISTER replaces the other bindings
             defines += ["-A", "ONE_BINDING"]
+        if route_users:
+            defines += ["-A", "ROUTE_USERS"]
+        if options_self:
+            defines += ["-A", "OPTIONS_SELF"]
+        if nat_fixup:
+            defines += ["-A", "NAT_FIXUP"]
+        if send_from is not None:
+            defines += ["-A", "SEND_FROM"]
+            substitutions["SEND_IP"] = send_from
+        if fr_timer_ms != FR_TIMER_MS:
+            substitutions["FR_TIMER"] = str(fr_timer_ms)
         argv = [
             "kamailio", "-f", str(CONFIG), "-DD", "-E", "-m", "32", "-M", "4", *defines,
             *(f"--substdef=!{name}!{value}!g" for name, value in substitutions.items()),
@@ -135,10 +163,11 @@ class Kamailio:
                 tcp_accepts(host, port, netns),
                 tcp_accepts(host, tls_port, netns),
                 *(tcp_accepts(host, p, netns) for p in ws_ports),
+                *([] if send_from is None else [tcp_accepts(send_from, port, netns)]),
             ),
             timeout,
         )
-        server = cls(host, port, tls_port, run_dir, cert, daemon, netns)
+        server = cls(host, port, tls_port, run_dir, cert, daemon, netns, send_from=send_from)
         if websocket:
             server.ws_port, server.wss_port = ws_ports
         return server
