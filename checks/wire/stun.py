@@ -21,14 +21,17 @@ INITIAL_RTO = 0.1  # RFC 5389 §7.2.1: sends at 0, 0.1, 0.3, 0.7, 1.5 s ... (dou
 MAX_SENDS = 7  # RFC 5389 Rc
 HEADER = 20
 FIREWALL_ERROR = "this machine's firewall did not let it out (EPERM)"
+RESPONSE_PORT = 0x0027  # RFC 5780 §7.5; aioice's attribute table does not know it
 
 
 @dataclass
 class Transaction:
-    """One Binding request to ``target`` (with RFC 5780 CHANGE-REQUEST flags) and its answer."""
+    """One Binding request to ``target`` (with RFC 5780 CHANGE-REQUEST flags, and RESPONSE-PORT:
+    answer to this port of the address the request came from) and its answer."""
 
     target: Address
     change: int = 0  # 4 = change IP, 2 = change port
+    response_port: int | None = None
     request: Message = field(init=False)
     response: Message | None = None
     source: Address | None = None  # where the answer came from
@@ -41,6 +44,9 @@ class Transaction:
         from aioice import stun
 
         attributes = {"CHANGE-REQUEST": self.change} if self.change else {}
+        if self.response_port is not None:
+            self.request = _with_response_port(attributes, self.response_port)
+            return
         self.request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, None, attributes)
 
     def attribute(self, name: str) -> Any:
@@ -55,6 +61,26 @@ class Transaction:
         """XOR-MAPPED-ADDRESS, else (an RFC 3489 server) MAPPED-ADDRESS."""
         found = self.attribute("XOR-MAPPED-ADDRESS") or self.attribute("MAPPED-ADDRESS")
         return None if found is None or not self.success else (str(found[0]), int(found[1]))
+
+
+def _with_response_port(attributes: dict[str, Any], port: int) -> Message:
+    """A Binding Request whose encoding ends with RESPONSE-PORT (a 16-bit port, 2 bytes of
+    padding), which aioice cannot encode from its attribute table."""
+    from aioice import stun
+
+    class ResponsePortRequest(stun.Message):
+        def __bytes__(self) -> bytes:
+            data = super().__bytes__()
+            extra = struct.pack("!HHHH", RESPONSE_PORT, 4, port, 0)
+            length = struct.pack("!H", len(data) - HEADER + len(extra))
+            return data[:2] + length + data[4:] + extra
+
+    return ResponsePortRequest(stun.Method.BINDING, stun.Class.REQUEST, None, attributes)
+
+
+def parse_message(data: bytes) -> Message | None:
+    """The STUN message in ``data``, or None for anything else (exchange_udp's reading)."""
+    return _parse(data)
 
 
 def _parse(data: bytes) -> Message | None:

@@ -123,6 +123,16 @@ class NatRouter:
     def nft(self, netns: str, script: str) -> None:
         run_checked([*netns_prefix(netns), "nft", "-f", "-"], stdin=script)
 
+    def set_udp_timeout(self, seconds: int) -> None:
+        """The router forgets a silent UDP mapping after ``seconds`` (conntrack timeouts are per
+        namespace, so the host keeps its own; a new namespace starts at 30 s, 120 s for
+        streams)."""
+        run_checked(
+            [*netns_prefix(self.router), "sysctl", "-qw",
+             f"net.netfilter.nf_conntrack_udp_timeout={seconds}",
+             f"net.netfilter.nf_conntrack_udp_timeout_stream={seconds}"]
+        )  # fmt: skip
+
     def block_client_output(self, rule: str) -> None:
         """``rule`` (e.g. ``udp dport 3478 drop``) on the client's output hook: the sender gets
         EPERM, as with a firewall on the agent's own machine."""
