@@ -14,7 +14,7 @@ from peers.kamailio import Kamailio
 
 PASSWORD = "alice-secret"
 # What a registrar changes when anything re-registers, replaces or removes a binding.
-SAME = ("Address", "Callid", "Cseq", "User-Agent")
+SAME = ("Address", "Call-ID", "CSeq", "User-Agent")  # ul.lookup field names
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,10 @@ def run(kam: Kamailio, transport: str, *extra: str) -> CliResult:
 
 
 def binding_of(kam: Kamailio) -> list[tuple[str, ...]]:
-    return [tuple(b.get(k, "") for k in SAME) for b in kam.bindings("alice")]
+    found = kam.bindings("alice")
+    for b in found:
+        assert all(k in b for k in SAME), f"ul.lookup fields changed: {sorted(b)}"
+    return [tuple(b[k] for k in SAME) for b in found]
 
 
 def transport_of(phone: Baresip) -> str:

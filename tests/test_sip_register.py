@@ -40,7 +40,7 @@ def register(
         "--user",
         user,
         "--only",
-        "sip",
+        "sip.register",  # sip.bindings and sip.inbound: tests/test_inbound.py
         "--only",
         "host.clock",
         "--format",

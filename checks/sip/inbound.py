@@ -249,6 +249,8 @@ def exchange(
                     "after_ms": arrival.after_ms,
                     "same_connection": arrival.same_connection,
                     "answered": arrival.answered,
+                    "subject": arrival.subject,
+                    "run_header": arrival.run_header,
                 }
             if listener.closed:
                 out["connection_closed"] = listener.closed

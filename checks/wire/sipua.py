@@ -665,6 +665,8 @@ class Arrival:
     same_connection: bool | None  # TCP/TLS: on the connection we registered from
     via_count: int
     answered: int
+    subject: str | None = None  # as relayed: the run id must still be in it
+    run_header: str | None = None
 
 
 class Listener:
@@ -737,6 +739,8 @@ class Listener:
                 same_connection=True if stream else None,
                 via_count=len([v for line in got.msg.all("via") for v in line.split(",")]),
                 answered=code,
+                subject=got.msg.first("subject"),
+                run_header=got.msg.first(RUN_HEADER),
             )
             self.arrived.set()
         elif not ours and len(self.others) < 10:

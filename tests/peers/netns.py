@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .kamailio import Kamailio
 from .process import PeerStartError, netns_prefix
@@ -117,11 +118,16 @@ class NetnsPair:
     def exec_argv(self, netns: str, argv: Sequence[str]) -> list[str]:
         return exec_argv(netns, argv)
 
-    def start_kamailio(self, timeout: float = 10.0) -> Kamailio:
-        """Kamailio inside ``pbx`` bound to ``pbx_ip``; stopped by destroy()."""
+    def start_kamailio(self, timeout: float = 10.0, **options: Any) -> Kamailio:
+        """Kamailio inside ``pbx`` bound to ``pbx_ip`` (``options``: Kamailio.start's
+        variants, e.g. route_users=True); stopped by destroy()."""
         if self.kamailio is None:
             self.kamailio = Kamailio.start(
-                self.work_dir / "kamailio", host=self.pbx_ip, netns=self.pbx, timeout=timeout
+                self.work_dir / "kamailio",
+                host=self.pbx_ip,
+                netns=self.pbx,
+                timeout=timeout,
+                **options,
             )
         return self.kamailio
 
