@@ -126,7 +126,11 @@ def answered_by(answer: SipMessage | None, plan: Plan, own: bool) -> str | None:
         return "binding"
     if own:  # only our own binding could answer, and it did not
         return "registrar"
-    return "binding" if who or contact else None
+    if who or contact:
+        return "binding"
+    # No identity at all (PJSUA answers OPTIONS with none): a registrar that names itself in
+    # every answer of its own (it did in the REGISTER query's) did not send this one.
+    return "binding" if plan.registrar_server else None
 
 
 def _same_device(contact: str, binding: str) -> bool:
@@ -285,7 +289,9 @@ def _outcome_record(answer: Outcome, plan: Plan, own: bool) -> dict[str, Any]:
     return {
         "provisional": answer.provisional,
         "final": final,
-        "platform_took": bool(answer.provisional) or answer.code is not None,
+        # A challenge counts: the platform read our request (a proxy sends no 100 Trying for
+        # OPTIONS, and its 408 comes only after its own timer, often 30 s).
+        "platform_took": bool(answer.provisional) or answer.code is not None or answer.challenged,
         "challenged": answer.challenged,
         "cancelled": answer.cancelled,
         "error": answer.error,
@@ -403,8 +409,10 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
 
 
 def _took(out: dict[str, Any]) -> str:
-    prov = out.get("provisional") or []
-    return "answered " + ", ".join(str(c) for c in prov) if prov else "answered"
+    said = [str(c) for c in out.get("provisional") or []]
+    if out.get("challenged"):
+        said.insert(0, "a digest challenge")
+    return "answered " + ", ".join(said) if said else "answered"
 
 
 def _who(plan: Plan, out: dict[str, Any]) -> str:

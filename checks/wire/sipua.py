@@ -356,9 +356,11 @@ class Dialogless:
         extra: list[str] | None = None,
         body: str = "",
         on_provisional: Callable[[int, SipMessage, Dialogless, str, str], None] | None = None,
+        answer_challenge: bool = True,
     ) -> Outcome:
         """Send ``method`` and wait for its final answer until ``deadline``, answering one digest
-        challenge (again only for a stale nonce). UDP retransmits as RFC 3261 17.1 says."""
+        challenge (again only for a stale nonce; never with ``answer_challenge`` False). UDP
+        retransmits as RFC 3261 17.1 says."""
         outcome = Outcome(method, self.call_id)
         authorization: tuple[str, str] | None = None
         answered = 0
@@ -394,6 +396,8 @@ class Dialogless:
             if code not in (401, 407):
                 return outcome
             outcome.challenged = True
+            if not answer_challenge:
+                return outcome
             name = "proxy-authenticate" if code == 407 else "www-authenticate"
             challenge = msg.first(name)
             if challenge is None or not sipwire.answers_again(challenge, answered):
@@ -594,18 +598,22 @@ class Binder:
 
     def register(self, expires: int, deadline: float) -> Registration:
         """Register our Contact for ``expires`` s. Like PJSIP's contact rewrite, when the
-        challenge shows the registrar sees another address (NAT), that address is registered
-        instead (the first REGISTER made no binding: it was challenged)."""
+        registrar sees another address (NAT: its answer's Via received/rport), that address is
+        registered instead: learnt first from the challenge to a REGISTER without Contact, which
+        creates nothing."""
         reg = self.registration
         contact = our_contact(self.ch, self.account.user, self.tag)
-        for _ in range(3):  # a challenge; 423 Interval Too Brief; done
+        look = self.series.send(
+            "REGISTER", self.ruri, deadline, to_uri=self.account.aor, answer_challenge=False
+        )
+        public = self._public_contact(look)
+        if public is not None:
+            contact, reg.rewritten = public, True
+        outcome = look
+        for _ in range(2):  # 423 Interval Too Brief once, then done
             outcome = self._register(contact, expires, deadline)
             reg.code, reg.reason, reg.error = outcome.code, outcome.reason, outcome.error
             reg.received, reg.rport = outcome.received, outcome.rport
-            public = self._public_contact(outcome)
-            if outcome.code in (401, 407) and public and public != contact and not reg.rewritten:
-                contact, reg.rewritten = public, True
-                continue
             if outcome.code == 423 and outcome.answer is not None:
                 least = sipwire.header_list(outcome.answer, "min-expires")
                 if least and least[0].isdigit() and int(least[0]) > expires:

@@ -465,10 +465,12 @@ class InboundBed:
                 run_checked(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
             run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
         run_checked(["ip", "-n", self.agent, "route", "add", "default", "via", ROUTER_INSIDE_IP])
-        # Without NAT the platform must route its requests back to the agent's subnet.
-        run_checked(
-            ["ip", "-n", self.platform, "route", "add", "default", "via", ROUTER_OUTSIDE_IP]
-        )
+        # Without NAT the platform must route its requests back to the agent's subnet. With
+        # NAT it has no route there, as on the internet: a private contact is unreachable.
+        if not self.nat:
+            run_checked(
+                ["ip", "-n", self.platform, "route", "add", "default", "via", ROUTER_OUTSIDE_IP]
+            )
         run_checked([*netns_prefix(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         self.nft(self.agent, TRACK_RULES)
         if self.nat:
