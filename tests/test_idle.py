@@ -1,0 +1,129 @@
+"""net.idle against a real kernel NAT that forgets quickly (the router namespace's conntrack UDP
+timeout lowered, tests/README.md §NAT) and Kamailio with NAT fix-up: a request from the
+platform arrives after a short silence and is lost after a long one; the budget and Ctrl-C are
+honoured and nothing is left on the registrar."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from clihelp import REPO, CliResult, cli_process, subprocess_env
+from peers.inbound import PASSWORD, InboundBed
+
+ENV = {"SIPDIAG_PASSWORD": PASSWORD}
+
+
+def idle_check(bed: InboundBed, *extra: str, timeout: str = "30") -> CliResult:
+    return bed.run_sipdiag(
+        [
+            "check", "--registrar", bed.registrar(), "--user", "alice", "--only", "sip.register",
+            "--only", "net.idle", "--timeout", timeout, "--format", "json", *extra,
+        ],
+        env=ENV,
+        timeout=float(timeout) + 30,
+    )  # fmt: skip
+
+
+def test_a_nat_that_forgets_after_6_s_loses_the_request_after_10_s_of_silence(
+    tmp_path: Path,
+) -> None:
+    with InboundBed.start(tmp_path, softphones=0, udp_timeout=6) as bed:
+        r = idle_check(bed, "--idle", "2,10")
+        idle = r.check("net.idle")
+        assert idle["status"] == "fail", idle
+        periods = {p["seconds"]: p for p in idle["details"]["periods"]}
+        assert (periods[2]["arrived"], periods[10]["arrived"]) == (True, False), periods
+        assert idle["details"]["registration_interval"] == 3600  # Kamailio's max_expires
+        finding = r.finding("network.nat_binding_short")
+        assert finding["severity"] == "critical"
+        assert "forgets UDP mappings after 2-10 s of silence" in finding["action"]
+        assert "keepalives every <= " in finding["action"] and "RFC 4787" in finding["action"]
+        assert bed.bindings() == []  # every binding of ours removed
+
+
+def test_with_the_default_nat_timeout_both_periods_pass(tmp_path: Path) -> None:
+    with InboundBed.start(tmp_path, softphones=0) as bed:
+        r = idle_check(bed, "--idle", "2,10", "--transport", "udp", "--transport", "tcp")
+        idle = r.check("net.idle")
+        assert idle["status"] == "pass", idle
+        arrived = {(p["transport"], p["seconds"]): p["arrived"] for p in idle["details"]["periods"]}
+        assert arrived == {("udp", 2): True, ("udp", 10): True, ("tcp", 2): True, ("tcp", 10): True}
+        assert r.causes() == []
+        assert bed.bindings() == []
+
+
+def test_the_registrar_part_is_skipped_while_a_softphone_is_registered(tmp_path: Path) -> None:
+    with InboundBed.start(tmp_path, softphones=1) as bed:
+        before = bed.bindings()
+        r = idle_check(bed, "--idle", "2")
+        idle = r.check("net.idle")
+        assert idle["status"] == "skip", idle
+        assert "--register-binding" in idle["summary"]
+        assert [b["Call-ID"] for b in bed.bindings()] == [b["Call-ID"] for b in before]
+
+
+def test_idle_5_finishes_within_the_timeout(tmp_path: Path) -> None:
+    with InboundBed.start(tmp_path, softphones=0) as bed:
+        t0 = time.monotonic()
+        r = idle_check(bed, "--idle", "5", timeout="8")
+        took = time.monotonic() - t0
+        assert r.check("net.idle")["status"] == "pass", r.check("net.idle")
+        # The process's own start-up (~0.3 s) is inside this, so the bound is generous only
+        # by what a process launch costs.
+        assert took <= 8 + 0.5 + 0.7, took
+        assert r.json["duration_ms"] <= 8500
+
+
+def test_ctrl_c_during_the_wait_exits_130_with_an_incomplete_report_and_no_binding(
+    tmp_path: Path,
+) -> None:
+    with InboundBed.start(tmp_path, softphones=0) as bed:
+        proc = subprocess.Popen(
+            [
+                *bed.agent_prefix, sys.executable, "-m", "diag", "check",
+                "--registrar", bed.registrar(), "--user", "alice", "--only", "sip.register",
+                "--only", "net.idle", "--idle", "30", "--timeout", "60", "--format", "json",
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env=subprocess_env(ENV),
+        )  # fmt: skip
+        assert proc.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 15
+        while "idle 30 s" not in seen:  # the progress note: the wait has begun
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            seen += proc.stderr.readline()
+        assert len(bed.bindings()) == 1  # ours, during the wait
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=15)
+        assert time.monotonic() - t0 < 4
+        assert proc.returncode == 130, stderr
+        report = json.loads(stdout)
+        assert report["complete"] is False
+        idle = next(c for c in report["checks"] if c["id"] == "net.idle")
+        assert idle["details"]["periods"][0]["skipped"] == "interrupted", idle
+        assert idle["details"]["periods"][0]["removed"] is True
+        assert bed.bindings() == []  # the binding went with the interrupted run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--idle", "901"), "invalid --idle period '901'"),
+        (("--idle", "abc"), "invalid --idle period 'abc'"),
+        (("--idle", "5,0"), "invalid --idle period '0'"),
+        (("--idle", "6,6"), "--idle periods add up to 12 s, more than --timeout 10"),
+    ],
+)
+def test_bad_idle_periods_are_usage_errors(args: tuple[str, ...], message: str) -> None:
+    r = cli_process("check", "--only", "net.idle", *args)
+    assert r.code == 64, (r.out, r.err)  # sipdiag's usage error (README: exit codes)
+    assert message in r.err and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) == 1
