@@ -273,3 +273,14 @@ def test_the_pjsua2_softphone_answers_the_platforms_options(routing_kamailio: Ka
         assert agent.stdin is not None
         agent.stdin.close()
         agent.wait(10)
+
+
+def test_a_platform_that_opens_a_new_tcp_connection_is_recorded_as_such(tmp_path: Path) -> None:
+    # Kamailio relaying from its second address cannot use our connection (it ends on its
+    # first): it connects to our Contact's port, where our binding also listens.
+    with InboundBed.start(tmp_path, softphones=0, nat=False, send_from=True) as bed:
+        r = sip_check(bed, "--transport", "tcp", transport="tcp")
+        d = r.check("sip.inbound")["details"]
+        assert r.check("sip.inbound")["status"] == "pass", d
+        assert d["arrived"]["same_connection"] is False
+        assert d["arrived"]["source"].startswith("10.94.0.3:")

@@ -105,6 +105,8 @@ class Channel:
                 self.local_port = int(self.sock.getsockname()[1])
             else:
                 self.sock.settimeout(max(0.05, timeout))
+                # So that open_listener() can listen on the very port of this connection.
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 self.sock.connect((server.address, server.port))
                 if server.transport == "tls":
                     context = ssl.create_default_context()
@@ -116,6 +118,41 @@ class Channel:
         except BaseException:
             self.sock.close()
             raise
+
+        self.peer = _hostport(server.address, server.port)
+
+    @classmethod
+    def adopt(cls, server: Server, sock: socket.socket, clock: Callable[[], float]) -> Channel:
+        """A connection the other side opened to us (accepted on open_listener's socket)."""
+        ch = cls.__new__(cls)
+        ch.server, ch.clock, ch.closed_by_peer, ch.sock, ch._buffer = (
+            server,
+            clock,
+            False,
+            sock,
+            b"",
+        )
+        local, peer = sock.getsockname(), sock.getpeername()
+        ch.local_ip, ch.local_port = str(local[0]), int(local[1])
+        ch.peer = _hostport(str(peer[0]), int(peer[1]))
+        return ch
+
+    def open_listener(self) -> socket.socket | None:
+        """TCP: a listening socket on this connection's own address and port, so a platform
+        that opens a new connection to our Contact (instead of using ours, RFC 5923/5626) is
+        seen too. None for UDP, TLS (we hold no certificate) or when the OS refuses."""
+        if self.server.transport != "tcp":
+            return None
+        listener = socket.socket(self.sock.family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.local_ip, self.local_port))
+            listener.listen(4)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            return None
+        return listener
 
     @property
     def local(self) -> str:
@@ -174,7 +211,7 @@ class Channel:
         if size is None:
             return None
         data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return self._parse(data, _hostport(self.server.address, self.server.port))
+        return self._parse(data, self.peer)
 
     def _parse(self, data: bytes, source: str) -> Received | None:
         if not data.strip():
@@ -696,21 +733,53 @@ class Listener:
         self._to_tag = _new_id()
 
     def run(self, deadline: float) -> None:
+        clock = self.ch.clock
+        server = self.ch.open_listener()
+        streams: list[Channel] = []  # connections the platform opened to us
+        main_open = True
         try:
-            while not self.stop.is_set():
-                until = min(deadline, self.ch.clock() + 0.1)
-                if self.ch.clock() >= deadline:
-                    return
-                got = self.ch.receive(until)
-                if got is None:
-                    continue
-                self._handle(got)
-        except Closed as exc:
-            self.closed = str(exc)
-        except OSError as exc:
-            self.closed = str(exc.strerror or exc)
+            while not self.stop.is_set() and clock() < deadline:
+                step = min(deadline, clock() + (0.1 if server is None else 0.02))
+                if main_open:
+                    try:
+                        got = self.ch.receive(step)
+                    except (Closed, OSError) as exc:
+                        self.closed = str(getattr(exc, "strerror", None) or exc)
+                        main_open = False
+                        if server is None:
+                            return
+                        continue
+                    if got is not None:
+                        self._handle(got, self.ch)
+                else:
+                    self.stop.wait(max(0.0, step - clock()))
+                if server is not None:
+                    self._serve_new(server, streams, clock)
+        finally:
+            for other in streams:
+                other.close()
+            if server is not None:
+                server.close()
 
-    def _handle(self, got: Received) -> None:
+    def _serve_new(
+        self, server: socket.socket, streams: list[Channel], clock: Callable[[], float]
+    ) -> None:
+        try:
+            sock, _ = server.accept()
+            streams.append(Channel.adopt(self.ch.server, sock, clock))
+        except (BlockingIOError, OSError):
+            pass
+        for other in list(streams):
+            try:
+                got = other.receive(clock() + 0.005)
+            except (Closed, OSError):
+                streams.remove(other)
+                other.close()
+                continue
+            if got is not None:
+                self._handle(got, other)
+
+    def _handle(self, got: Received, ch: Channel) -> None:
         method = method_of(got.msg)
         if method is None or method == "ACK":
             return
@@ -736,15 +805,15 @@ class Listener:
         source = got.source.rsplit(":", 1)
         with contextlib.suppress(OSError, ValueError):
             to = (source[0].strip("[]"), int(source[1]))
-            self.ch.send(answer, to if self.ch.server.transport == "udp" else None)
+            ch.send(answer, to if ch.server.transport == "udp" else None)
         if ours and self.arrival is None:
-            stream = self.ch.server.transport != "udp"
+            stream = ch.server.transport != "udp"
             self.arrival = Arrival(
                 method=method,
                 source=got.source,
                 transport=self.ch.server.transport,
                 after_ms=max(0, round((got.at - (self.sent_at or got.at)) * 1000)),
-                same_connection=True if stream else None,
+                same_connection=(ch is self.ch) if stream else None,
                 via_count=len([v for line in got.msg.all("via") for v in line.split(",")]),
                 answered=code,
                 subject=got.msg.first("subject"),
