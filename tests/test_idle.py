@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from clihelp import REPO, CliResult, cli_process, subprocess_env
 from peers.inbound import PASSWORD, InboundBed
+from peers.kamailio import Kamailio
+from peers.natrouter import SERVER_IP, NatRouter
+from peers.netns import run_checked
+from peers.process import netns_prefix
 
 ENV = {"SIPDIAG_PASSWORD": PASSWORD}
 
@@ -127,3 +131,55 @@ def test_bad_idle_periods_are_usage_errors(args: tuple[str, ...], message: str) 
     assert r.code == 64, (r.out, r.err)  # sipdiag's usage error (README: exit codes)
     assert message in r.err and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+def test_with_an_rfc5780_stun_server_the_mapping_lifetime_is_bracketed_too(
+    tmp_path: Path,
+) -> None:
+    # tests/README.md §NAT: client -> masquerading router (conntrack forgets after 5 s) ->
+    # server running coturn on two addresses, and here Kamailio as well.
+    topo = NatRouter.create(tmp_path / "nat")
+    try:
+        topo.start_stun()
+        topo.set_udp_timeout(5)
+        kam = Kamailio.start(
+            tmp_path / "kam", host=SERVER_IP, netns=topo.server, route_users=True, nat_fixup=True
+        )
+        try:
+            r = cli_process(
+                "check", "--registrar", f"{SERVER_IP}:{kam.port}", "--user", "alice",
+                "--stun", topo.stun_server, "--only", "sip.register", "--only", "net.idle",
+                "--idle", "2,9", "--timeout", "25", "--format", "json",
+                env=ENV, timeout=60, prefix=netns_prefix(topo.client),
+            )  # fmt: skip
+        finally:
+            kam.stop()
+    finally:
+        topo.destroy()
+    idle = r.check("net.idle")
+    assert idle["status"] == "fail", idle
+    stun = idle["details"]["stun"]
+    assert stun["error"] is None, stun
+    assert 2 <= stun["lifetime_at_least"] < stun["lifetime_at_most"] <= 9, stun
+    arrived = {p["seconds"]: p["arrived"] for p in idle["details"]["periods"]}
+    assert arrived == {2: True, 9: False}
+    assert "UDP mapping at the STUN server" in idle["summary"]
+    assert r.finding("network.nat_binding_short")["severity"] == "critical"
+
+
+def test_a_tcp_connection_the_nat_forgets_while_idle_is_reported_with_its_transport(
+    tmp_path: Path,
+) -> None:
+    with InboundBed.start(tmp_path, softphones=0) as bed:
+        # The router forgets established TCP flows after 4 s of silence (host untouched).
+        run_checked([*netns_prefix(bed.router), "sysctl", "-qw",
+                     "net.netfilter.nf_conntrack_tcp_timeout_established=4"])  # fmt: skip
+        r = idle_check(bed, "--idle", "8", "--transport", "tcp")
+        idle = r.check("net.idle")
+        assert idle["status"] == "fail", idle
+        (period,) = idle["details"]["periods"]
+        assert (period["transport"], period["arrived"]) == ("tcp", False), period
+        action = r.finding("network.nat_binding_short")["action"]
+        assert "closed the idle TCP connection within 8 s" in action
+        assert period["removed"] is True  # un-REGISTERed over a new connection
+        assert bed.bindings() == []

@@ -158,6 +158,7 @@ def run_period(
                 if leg.record is not None:
                     leg.record["removed"] = removed
             leg.channel.close()
+            leg.binder.ch.close()  # a reconnection's, when the first was gone
     return records
 
 

@@ -270,6 +270,7 @@ def exchange(
         if binder is not None and binder.registration.ok:
             removed = binder.unregister(max(clock() + 0.2, ctx.deadline - 0.1))
             out["registration"]["removed"] = removed
+            binder.ch.close()
         for ch in channels:
             ch.close()
     return out

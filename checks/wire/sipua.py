@@ -693,6 +693,18 @@ class Binder:
         if not self.registration.contact:
             return False
         outcome = self._register(self.registration.contact, 0, deadline)
+        if outcome.code is None and self.ch.server.transport != "udp":
+            # The connection is gone (a firewall forgot it while idle): a new one, so that
+            # nothing stays behind on the registrar.
+            try:
+                fresh = Channel(
+                    self.ch.server, self.ch.clock, max(0.05, deadline - self.ch.clock())
+                )
+            except OSError:
+                return False
+            self.ch.close()
+            self.ch = self.series.ch = fresh
+            outcome = self._register(self.registration.contact, 0, deadline)
         return outcome.code is not None and 200 <= outcome.code < 300
 
 
