@@ -98,10 +98,14 @@ def _profile_value(s: Setting, value: Any, source: str) -> Any:
     if s.kind == "list":
         if isinstance(value, str):
             value = [value]
-        if s.int_items and isinstance(value, list):  # ports: 5080 or "10000-10100"
-            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        if s.int_items and isinstance(value, list):  # ports: 5080 or "10000-10100"; idle: 30
+            value = [
+                str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                for v in value
+            ]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"{source}: '{key}' must be a list of strings", 'e.g. ["udp"]')
+            example = f"e.g. [{s.example}]" if s.example else 'e.g. ["udp"]'
+            raise UsageError(f"{source}: '{key}' must be a list of strings", example)
         return tuple(value)
     if s.kind == "switch":
         if not isinstance(value, bool):

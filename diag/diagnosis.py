@@ -384,6 +384,10 @@ RULES = RULES + tuple(
          "the platform took our OPTIONS (or INVITE) to the agent's own address (100/408/480, "
          "or a fork) but no binding answered within the wait",
          lambda d: d.get("problem") == "network.inbound_blocked"),
+    *(Rule("sip.binding_replaced", check, _FAIL, Severity.CRITICAL,
+           "with --register-binding, the softphone's binding is missing from the 200 OK to "
+           "the test binding of ours", lambda d: bool(d.get("replaced_bindings")))
+      for check in ("sip.inbound", "net.idle")),
     Rule("network.nat_binding_short", "net.idle", _FAIL, Severity.CRITICAL,
          "a request from the platform was lost after an idle period shorter than the "
          "registration interval (or the STUN mapping died sooner)",

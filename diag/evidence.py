@@ -140,6 +140,7 @@ class RegisterAttempt(TypedDict, total=False):
     local_time: str
     call_id: str | None
     source: str
+    local: str | None  # the query's own address (host:port), raw query only
     received: str | None
     rport: int | None
     via_echoed: str

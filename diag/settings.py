@@ -221,6 +221,7 @@ class Settings:
         metavar="S[,S...]",
         not_empty=True,
         check=v.idle_periods,
+        int_items=True,  # a profile may write idle = [30, 90]
     )
     probe_all_transports: bool = setting(
         False,

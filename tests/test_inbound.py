@@ -75,6 +75,9 @@ def test_the_platforms_options_reaches_baresip_through_the_nat_and_nothing_rings
     assert r.causes() == []
     assert kept(natted) == before  # the softphone's registration is untouched
     assert not rang(natted)
+    # The password answered two challenges (query, OPTIONS) and is in no output.
+    assert PASSWORD not in r.out and PASSWORD not in r.err
+    assert PASSWORD not in Path(r.json["saved_to"]).read_text() if "saved_to" in r.json else True
 
 
 def test_a_firewall_that_drops_the_platforms_requests_is_inbound_blocked(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.net.stun import configured_servers
+from checks.sip.bindings import REPLACED_ACTION, missing_from
 from checks.sip.inbound import INBOUND_WAIT, Plan, answered_by, plan_from_register
 from checks.wire import sip as sipwire
 from checks.wire.sipua import (
@@ -39,6 +40,7 @@ from diag.context import Context
 from diag.model import CheckResult, failed, passed, skipped, warned
 
 SOFTPHONE_EXPIRES = 3600  # what softphones ask for by default (PJSIP, baresip, Linphone)
+HOLD_MARGIN = 30  # s our binding outlives its period (then a refresh shortened it to this)
 STEP = 1.0  # s between progress notes during a wait
 SETUP = 0.5  # s a registration takes at most on a working path (for the budget check)
 KEEPALIVE_HINT = 15  # s: a keep-alive interval below any NAT's UDP timeout seen in the field
@@ -116,11 +118,20 @@ def run_period(
             except OSError as exc:
                 record["skipped"] = f"cannot connect: {exc.strerror or exc}"
                 continue
-            tag = f"{token}{transport[0]}"
+            tag = f"{token}{transport}"
             binder = Binder(ch, plan.account, server, sipwire.probe_id(ctx.run_id[:36], tag), tag)
             reg = binder.register(SOFTPHONE_EXPIRES, min(ctx.deadline, clock() + 2.0))
             record["call_id"] = reg.call_id
             record["expires_granted"] = reg.expires
+            replaced = missing_from(plan.bindings, reg.listed, transport)
+            if replaced:
+                record["replaced_bindings"] = replaced
+            held = int(seconds) + HOLD_MARGIN
+            if reg.ok and reg.expires and reg.expires > held:
+                # The interval is known; hold ours only as long as the test needs, so a lost
+                # un-REGISTER leaves nothing for long. Still before the silence.
+                refreshed = binder.refresh(held, min(ctx.deadline, clock() + 2.0))
+                record["expires_held"] = refreshed.expires
             record["contact"] = reg.contact.strip("<>")
             if not reg.ok:
                 record["skipped"] = f"REGISTER got {reg.code} {reg.reason or reg.error or ''}"
@@ -154,7 +165,8 @@ def run_period(
             if leg.thread is not None:
                 leg.thread.join(0.3)
             if leg.binder.registration.ok:
-                removed = leg.binder.unregister(max(clock() + 0.3, ctx.deadline))
+                grace = 1.0 if ctx.stop.is_set() else 2.0  # Ctrl-C: the runner waits 1.5 s
+                removed = leg.binder.unregister(clock() + grace)
                 if leg.record is not None:
                     leg.record["removed"] = removed
             leg.channel.close()
@@ -254,7 +266,12 @@ def check_idle(ctx: Context) -> CheckResult:
         for index, seconds in enumerate(periods):
             if ctx.stop.is_set() or ctx.remaining() < seconds + SETUP:
                 details["periods"].append(
-                    {"seconds": seconds, "skipped": "no time left in --timeout", "arrived": None}
+                    {
+                        "seconds": seconds,
+                        "transport": None,
+                        "skipped": "no time left in --timeout",
+                        "arrived": None,
+                    }
                 )
                 continue
             details["periods"].extend(run_period(ctx, plan, servers, seconds, index))
@@ -304,28 +321,29 @@ def _judge(ctx: Context, details: dict[str, Any], registrar_note: str | None) ->
     tested = [p for p in periods if p.get("arrived") is not None]
     lost = [p for p in tested if p["arrived"] is False]
     stun = details.get("stun") or {}
-    lines = []
-    for transport in dict.fromkeys(p["transport"] for p in tested):
-        mine = [p for p in tested if p["transport"] == transport]
-        ok = [p["seconds"] for p in mine if p["arrived"]]
-        bad = [p["seconds"] for p in mine if not p["arrived"]]
-        text = (
-            f"{transport.upper()}: arrived after {', '.join(f'{s:g}' for s in ok)} s" if ok else ""
-        )
-        if bad:
-            text += ("; " if text else f"{transport.upper()}: ") + (
-                f"lost after {', '.join(f'{s:g}' for s in bad)} s"
-            )
-        lines.append(text)
-    if stun.get("lifetime_at_most") is not None:
+    measured = not stun.get("error") and any(p.get("answered") for p in stun.get("probes") or [])
+    lines = [_transport_line(t, tested) for t in dict.fromkeys(p["transport"] for p in tested)]
+    if measured:
+        most = stun.get("lifetime_at_most")
+        least = stun.get("lifetime_at_least") or 0
         lines.append(
-            f"UDP mapping at the STUN server: lives {stun.get('lifetime_at_least') or 0:g}-"
-            f"{stun['lifetime_at_most']:g} s"
+            f"UDP mapping at the STUN server: lives {least:g}-{most:g} s"
+            if most is not None
+            else f"UDP mapping at the STUN server: lives at least {least:g} s"
+        )
+    replaced = [b for p in periods for b in p.get("replaced_bindings") or []]
+    if replaced:
+        details["problem"] = "sip.binding_replaced"
+        details["replaced_bindings"] = replaced
+        return failed(
+            f"the registrar's 200 OK to our idle test binding no longer lists "
+            f"{_contacts(replaced)}",
+            REPLACED_ACTION,
+            **details,
         )
     short = [p for p in lost if interval is None or p["seconds"] < interval]
-    stun_short = stun.get("lifetime_at_most") is not None and (
-        interval is None or stun["lifetime_at_most"] < interval
-    )
+    most = stun.get("lifetime_at_most") if measured else None
+    stun_short = most is not None and interval is not None and most < interval
     if short or (stun_short and not tested):
         details["problem"] = "network.nat_binding_short"
         return failed(
@@ -335,10 +353,12 @@ def _judge(ctx: Context, details: dict[str, Any], registrar_note: str | None) ->
             _short_action(short, stun, details),
             **details,
         )
-    if not tested and not stun:
+    if not tested and not measured:
         reason = registrar_note or next(
             (p.get("skipped") for p in periods if p.get("skipped")), "nothing could be tested"
         )
+        if stun.get("error"):
+            reason += f"; STUN: {stun['error']}"
         return skipped(f"no idle period could be tested: {reason}", _skip_hint(reason), **details)
     if lost:  # lost only after periods longer than the registration interval: harmless
         return warned(
@@ -347,11 +367,37 @@ def _judge(ctx: Context, details: dict[str, Any], registrar_note: str | None) ->
             "nothing to change unless the softphone registers less often",
             **details,
         )
+    if most is not None and not tested:  # a short mapping, but no interval to compare with
+        return warned(
+            "; ".join(lines) + f"; the registrar part did not run ({registrar_note}), so it "
+            "cannot be compared with the registration interval",
+            "re-run with --register-binding to test through the registrar, or check that the "
+            f"softphone sends keep-alives more often than every {most:g} s",
+            **details,
+        )
+    skipped_part = f" (registrar part skipped: {registrar_note})" if registrar_note else ""
     return passed(
         "requests from the platform still arrive after the softphone has been quiet: "
-        + "; ".join(lines),
+        + "; ".join(lines)
+        + skipped_part,
         **details,
     )
+
+
+def _contacts(bindings: list[Any]) -> str:
+    return ", ".join(f"<{b['contact']}>" for b in bindings)
+
+
+def _transport_line(transport: str, tested: list[dict[str, Any]]) -> str:
+    mine = [p for p in tested if p["transport"] == transport]
+    ok = [p["seconds"] for p in mine if p["arrived"]]
+    bad = [p["seconds"] for p in mine if not p["arrived"]]
+    text = f"{transport.upper()}: arrived after {', '.join(f'{s:g}' for s in ok)} s" if ok else ""
+    if bad:
+        text += ("; " if text else f"{transport.upper()}: ") + (
+            f"lost after {', '.join(f'{s:g}' for s in bad)} s"
+        )
+    return text
 
 
 def _skip_hint(reason: str) -> str:

@@ -52,6 +52,14 @@ def binding_plan(
     return {"create": True, "reason": "the account has no other binding"}
 
 
+def missing_from(before: list[Binding], listed: list[str], over: str) -> list[Binding]:
+    """Bindings of ``before`` that a 200 OK's Contact values (``listed``) no longer name."""
+    from checks.wire.sip import parse_bindings
+
+    now = {b.contact for b in parse_bindings(listed)}
+    return [{**b, "replaced_over": over} for b in before if b["contact"] not in now]
+
+
 def replaced_bindings(before: list[Binding], attempts: Sequence[RegisterAttempt]) -> list[Binding]:
     """Bindings the query listed that the 200 OK to our own REGISTER no longer lists: the
     registrar keeps one binding per account and ours replaced them."""
@@ -133,13 +141,17 @@ def describe(binding: Binding) -> BindingView:
     }
 
 
-def _seen_from(query: RegisterAttempt) -> SeenFrom | None:
+def seen_from(query: RegisterAttempt) -> SeenFrom | None:
     received, rport = query.get("received"), query.get("rport")
-    target = query.get("target")
     if not received and not rport:
         return None
+    # No received=: the registrar saw the address our Via named, the one we sent from.
+    local = str(query.get("local") or "")
+    sent_from = local.rsplit(":", 1)[0].strip("[]") if local else ""
+    if not received and not sent_from:
+        return None
     return {
-        "address": received or str(target.get("address") or "" if target else ""),
+        "address": received or sent_from,
         "port": rport,
         "transport": query.get("transport", ""),
     }
@@ -195,7 +207,11 @@ def check_bindings(ctx: Context) -> CheckResult:
         return skipped(
             f"the registrar did not answer the REGISTER query with its bindings ({said})",
             "see sip.register for why; the bindings are listed once a query is accepted",
-            query={"transport": answered.get("transport"), "code": answered["code"]}
+            query={
+                "transport": answered.get("transport"),
+                "code": answered["code"],
+                "reason": answered.get("reason"),
+            }
             if answered
             else None,
         )
@@ -206,7 +222,7 @@ def check_bindings(ctx: Context) -> CheckResult:
             if b["contact"] not in {v["contact"] for v in views}:
                 views.append(describe(b))
     others = [v for v in views if not v["ours"]]
-    seen = _seen_from(accepted)
+    seen = seen_from(accepted)
     running = _softphone_running(ctx)
     user = ctx.settings.user
     problems: list[str] = []

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from checks.sip.bindings import other_bindings
+from checks.sip.bindings import REPLACED_ACTION, missing_from, other_bindings, seen_from
 from checks.wire import sip as sipwire
 from checks.wire.sip import SipMessage
 from checks.wire.sipua import (
@@ -35,13 +35,15 @@ from checks.wire.sipua import (
 )
 from diag import outcomes as o
 from diag.context import Context
-from diag.evidence import Binding, RegisterAttempt
-from diag.model import CheckResult, failed, passed, skipped
+from diag.evidence import Binding, RegisterAttempt, SeenFrom
+from diag.model import CheckResult, failed, passed
+from diag.model import skipped as _skipped
 
 INBOUND_WAIT = 4.0  # s for a binding's answer through the platform (a healthy one: ms)
 OWN_EXPIRES = 60  # s: our binding lives this long at most, should the un-REGISTER get lost
 CLEANUP = 0.6  # s kept back from the deadline to remove our binding
 BLOCKED_CODES = frozenset({408, 480, 477, 478, 487})  # plus any 5xx: the platform tried, no one
+PLATFORM_CODES = frozenset({408, 477, 478})  # a request timeout or a send failure: the proxy's
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,13 @@ class Plan:
     server: Server
     account: Account
     bindings: list[Binding]  # the account's other bindings
-    seen_from: str | None  # the source address the registrar saw for our query
+    seen_from: SeenFrom | None  # the source address the registrar saw for our query
     registrar_server: str | None  # the registrar's own Server header (it answered the query)
+
+
+def skipped(summary: str, hint: str, **details: Any) -> CheckResult:
+    """A skip: never a finding, so its details say so too (problem: null)."""
+    return _skipped(summary, hint, **{"problem": None, **details})
 
 
 def plan_from_register(ctx: Context) -> Plan | CheckResult:
@@ -99,10 +106,8 @@ def plan_from_register(ctx: Context) -> Plan | CheckResult:
         password=s.password,
         user_agent=ctx.user_agent,
     )
-    seen = accepted.get("received")
-    rport = accepted.get("rport")
-    seen_from = f"{seen}:{rport}" if seen and rport else seen
-    return Plan(server, account, other_bindings(queries), seen_from, accepted.get("server"))
+    seen = seen_from(accepted)
+    return Plan(server, account, other_bindings(queries), seen, accepted.get("server"))
 
 
 def _resolve(host: str, port: int) -> str | None:
@@ -194,6 +199,9 @@ def exchange(
                 "error": reg.error,
             }
             out["for_bindings"] = [reg.contact.strip("<>")]
+            gone = missing_from(plan.bindings, reg.listed, plan.server.transport)
+            if gone:
+                out["replaced_bindings"] = gone
             if not reg.ok:
                 out["error"] = f"our binding was not accepted ({reg.code} {reg.reason or ''})"
                 return out
@@ -315,10 +323,12 @@ def blocked(out: dict[str, Any]) -> bool:
     final = out.get("final")
     if final is None:
         return bool(out.get("platform_took"))
-    if final.get("by") == "binding" and not out.get("mode") == "own_binding":
-        return False
     code = int(final["code"])
-    return code in BLOCKED_CODES or 500 <= code < 600
+    if code in PLATFORM_CODES or 500 <= code < 600:  # only a proxy says these for a branch
+        return True
+    if final.get("by") == "binding" and out.get("mode") != "own_binding":
+        return False  # e.g. a softphone on do-not-disturb answers 480 itself
+    return code in BLOCKED_CODES
 
 
 def check_inbound(ctx: Context) -> CheckResult:
@@ -343,30 +353,41 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
     arrived = out.get("arrived")
     reg = out.get("registration") or {}
     if out["mode"] == "own_binding" and reg and not (200 <= int(reg.get("code") or 0) < 300):
+        said = " ".join(str(x) for x in (reg.get("code"), reg.get("reason")) if x)
         return skipped(
-            f"a binding of our own could not be registered ({reg.get('code')} "
-            f"{reg.get('reason') or reg.get('error') or ''})".rstrip()
-            + ")",
+            "a binding of our own could not be registered "
+            f"({said or reg.get('error') or 'no answer'})",
             "see sip.register",
             **out,
         )
     who = _who(plan, out)
+    if out.get("replaced_bindings"):
+        gone = ", ".join(f"<{b['contact']}>" for b in out["replaced_bindings"])
+        return failed(
+            f"the registrar's 200 OK to our binding no longer lists {gone}: it keeps one "
+            "registration per account, and ours replaced the softphone's",
+            REPLACED_ACTION,
+            **out,
+            problem="sip.binding_replaced",
+        )
     if arrived is not None:
+        alone = "" if plan.bindings else "; no other device is registered for the agent"
         return passed(
             f"our {method} through the platform reached our own binding over {transport} in "
-            f"{arrived['after_ms']} ms (from {arrived['source']}); "
-            "no other device is registered for the agent",
+            f"{arrived['after_ms']} ms (from {arrived['source']}){alone}",
             **out,
             problem=None,
         )
-    if out["mode"] == "softphone" and out.get("cancelled") and {180, 183} & set(out["provisional"]):
+    rang = [c for c in out["provisional"] if 100 < c < 200]
+    if out["mode"] == "softphone" and out.get("cancelled") and rang:
         return passed(
             f"the INVITE reached {who} over {transport}: it rang "
-            f"({', '.join(str(c) for c in out['provisional'] if c > 100)}) and we cancelled it at "
-            "once",
+            f"({', '.join(str(c) for c in rang)}) and we cancelled it at once",
             **out,
             problem=None,
         )
+    if blocked(out):
+        return _blocked(out, final)
     if final.get("by") == "binding" and out["mode"] == "softphone":
         return passed(
             f"the platform reached {who} over {transport}: {final['code']} {final['reason']} "
@@ -383,17 +404,6 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
             "run with --inbound-call (one INVITE; the softphone may ring for a moment)",
             **out,
         )
-    if blocked(out):
-        target = ", ".join(f"<{c}>" for c in out["for_bindings"]) or "the agent's binding"
-        said = f"{code} {final.get('reason') or ''}".strip() if code else "no final answer"
-        seen = out.get("seen_from") or "unknown"
-        return failed(
-            f"the platform took our {method} ({_took(out)}) but no binding answered within the "
-            f"wait ({said}); it was for {target}; the registrar sees this machine as {seen}",
-            _blocked_action(out),
-            **out,
-            problem="network.inbound_blocked",
-        )
     if code is not None:
         return skipped(
             f"the platform refused our {method} to {out['request_uri']} itself ({code} "
@@ -407,6 +417,26 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
         "fix what sip.register or net.sip-options report first",
         **out,
     )
+
+
+def _blocked(out: dict[str, Any], final: dict[str, Any]) -> CheckResult:
+    code = final.get("code")
+    target = ", ".join(f"<{c}>" for c in out["for_bindings"]) or "the agent's binding"
+    said = f"{code} {final.get('reason') or ''}".strip() if code else "no final answer"
+    return failed(
+        f"the platform took our {out['method']} ({_took(out)}) but no binding answered within "
+        f"the wait ({said}); it was for {target}; the registrar sees this machine as "
+        f"{_where(out.get('seen_from'))}",
+        _blocked_action(out),
+        **out,
+        problem="network.inbound_blocked",
+    )
+
+
+def _where(seen: SeenFrom | None) -> str:
+    if not seen:
+        return "unknown"
+    return f"{seen['address']}:{seen['port']}" if seen.get("port") else seen["address"]
 
 
 def _took(out: dict[str, Any]) -> str:
@@ -425,7 +455,7 @@ def _who(plan: Plan, out: dict[str, Any]) -> str:
 
 
 def _blocked_action(out: dict[str, Any]) -> str:
-    seen = out.get("seen_from")
+    seen = _where(out.get("seen_from")) if out.get("seen_from") else None
     transport = out["transport"].upper()
     step = (
         f"allow inbound SIP over {transport} from the platform to this machine in the firewall "

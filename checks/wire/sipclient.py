@@ -512,6 +512,7 @@ def register_probe(
         "call_id": out["call_id"],
         "received": out["received"],
         "rport": out["rport"],
+        "local": out["local"],  # our side of the query: the source when no received= came back
         "rtt_ms": out["rtt_ms"] if msg is not None else None,
         "error": error,
         "tls_verified": tls_verified,

@@ -688,6 +688,16 @@ class Binder:
             extra=[f"Expires: {expires}"],
         )
 
+    def refresh(self, expires: int, deadline: float) -> Registration:
+        """Re-REGISTER our Contact for ``expires`` s (what the registrar grants is recorded)."""
+        outcome = self._register(self.registration.contact, expires, deadline)
+        held = Registration(self.registration.contact, outcome.code, outcome.reason)
+        if outcome.answer is not None and held.ok:
+            for b in sipwire.parse_bindings(outcome.answer.all("contact")):
+                if f";sipdiag={self.tag}" in b.contact:
+                    held.expires = b.expires
+        return held
+
     def unregister(self, deadline: float) -> bool:
         """Remove our Contact (Expires: 0); True when the registrar confirmed it."""
         if not self.registration.contact:
@@ -800,10 +810,14 @@ class Listener:
         )
         if method == "INVITE" and ours:
             code, reason = 603, "Decline"
-        elif method in ("OPTIONS", "INVITE", "BYE", "CANCEL", "NOTIFY", "MESSAGE"):
-            code, reason = (200, "OK") if method != "INVITE" else (486, "Busy Here")
+        elif method == "OPTIONS":  # ours, or the platform's NAT keep-alive: as softphones do
+            code, reason = 200, "OK"
         else:
-            code, reason = 405, "Method Not Allowed"
+            # A real offer (or anything else) reaching our test binding: no answer, so the
+            # platform's own timers decide, as if we were not there (never a 486 of ours).
+            if len(self.others) < 10:
+                self.others.append({"method": method, "source": got.source, "answered": "no"})
+            return
         extra = ["Allow: INVITE, ACK, CANCEL, BYE, OPTIONS"] if method == "OPTIONS" else []
         answer = build_response(
             got.msg,
