@@ -48,7 +48,9 @@ def make_real_reports(kamailio: Kamailio, base: Path) -> RealReports:
     directory = base / "reports"
     directory.mkdir(parents=True)
     # sip.register alone: no softphone is registered here, so sip.bindings would warn.
-    sip = ("--registrar", kamailio.registrar_uri("udp"), "--user", "alice", "--only", "sip.register")
+    sip = (
+        "--registrar", kamailio.registrar_uri("udp"), "--user", "alice", "--only", "sip.register",
+    )  # fmt: skip
     ok = check_run(directory, "ok", *sip, "--agent-id", "A-17", "--number", "+442071234567")
     bad = check_run(directory, "bad", *sip, "--agent-id", "A-18", password=WRONG)
     later = check_run(directory, "later", *sip, "--agent-id", "A-17", password=WRONG)

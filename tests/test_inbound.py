@@ -287,3 +287,17 @@ def test_a_platform_that_opens_a_new_tcp_connection_is_recorded_as_such(tmp_path
         assert r.check("sip.inbound")["status"] == "pass", d
         assert d["arrived"]["same_connection"] is False
         assert d["arrived"]["source"].startswith("10.94.0.3:")
+
+
+def test_register_binding_on_a_one_binding_registrar_reports_the_replaced_softphone(
+    tmp_path: Path,
+) -> None:
+    # Asked for (--register-binding): our binding for the INVITE replaces baresip's on a
+    # registrar that keeps one per account. It is reported, with the action to re-register.
+    with InboundBed.start(tmp_path, one_binding=True) as bed:
+        phone = bed.bindings()[0]["Address"]
+        r = sip_check(bed, "--inbound-call", "--register-binding", "--only", "sip.inbound")
+        inbound = r.check("sip.inbound")
+        assert inbound["status"] == "fail", inbound
+        assert [b["contact"] for b in inbound["details"]["replaced_bindings"]] == [phone]
+        assert "re-register the softphone now" in r.finding("sip.binding_replaced")["action"]
