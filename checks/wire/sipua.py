@@ -761,7 +761,10 @@ class Listener:
         main_open = True
         try:
             while not self.stop.is_set() and clock() < deadline:
-                step = min(deadline, clock() + (0.1 if server is None else 0.02))
+                # Short steps once ours arrived (the caller stops us next) or with a TCP
+                # listener to poll; 0.1 s otherwise, e.g. through an idle period.
+                fast = server is not None or self.arrival is not None
+                step = min(deadline, clock() + (0.02 if fast else 0.1))
                 if main_open:
                     try:
                         got = self.ch.receive(step)
