@@ -201,9 +201,31 @@ def test_inbound_call_rings_baresip_for_a_moment_and_cancels_it(natted: InboundB
     assert kept(natted) == before
 
 
-def test_inbound_call_with_our_binding_declines_and_cancels_the_softphones_branch(
+def test_inbound_call_with_a_gruu_reaches_our_binding_alone_and_nothing_rings(
     natted: InboundBed,
 ) -> None:
+    # Kamailio grants GRUUs (RFC 5627) by default: the INVITE to ours never forks to baresip.
+    before = kept(natted)
+    r = sip_check(natted, "--inbound-call", "--register-binding")
+    d = r.check("sip.inbound")["details"]
+    assert r.check("sip.inbound")["status"] == "pass", d
+    assert d["registration"]["gruu"] and ";gr=urn:uuid:" in d["registration"]["gruu"]
+    assert d["request_uri"] == d["registration"]["gruu"]
+    assert (d["arrived"]["answered"], d["final"]["code"]) == (603, 603)
+    assert [b.code for b in binding_replies(natted.pbx, d["call_id"])] == [603]  # ours only
+    assert not rang(natted)
+    assert kept(natted) == before
+
+
+def test_inbound_call_with_our_binding_declines_and_cancels_the_softphones_branch(
+    tmp_path: Path,
+) -> None:
+    # Without GRUUs the INVITE to the AOR forks to baresip too; our 603 cancels its branch.
+    with InboundBed.start(tmp_path, gruu=False) as natted:
+        _declines_and_cancels(natted)
+
+
+def _declines_and_cancels(natted: InboundBed) -> None:
     before = kept(natted)
     r = sip_check(natted, "--inbound-call", "--register-binding")
     inbound = r.check("sip.inbound")

@@ -182,13 +182,16 @@ def exchange(
     listener: Listener | None = None
     thread: threading.Thread | None = None
     channels: list[Channel] = []
+    ruri = aor  # the AOR: the platform forks to every binding; a GRUU reaches ours alone
     try:
         if own:
             home = Channel(plan.server, clock, timeout=max(0.1, end - clock()))
             channels.append(home)
             tag = f"{ctx.run_id[:8]}{label}"
             binder = Binder(home, plan.account, plan.server, _pid(ctx, f"{label}-reg"), tag)
-            reg = binder.register(OWN_EXPIRES, min(end, clock() + 2.0))
+            # Beside a softphone (--inbound-call --register-binding), a GRUU reaches ours alone.
+            instance = str(uuid.uuid4()) if plan.bindings else None
+            reg = binder.register(OWN_EXPIRES, min(end, clock() + 2.0), instance)
             out["call_ids"].append(reg.call_id)
             out["registration"] = {
                 "contact": reg.contact.strip("<>"),
@@ -196,9 +199,12 @@ def exchange(
                 "reason": reg.reason,
                 "expires": reg.expires,
                 "contact_rewritten": reg.rewritten,
+                "gruu": reg.gruu,
                 "error": reg.error,
             }
             out["for_bindings"] = [reg.contact.strip("<>")]
+            if method == "INVITE" and reg.gruu:
+                ruri = out["request_uri"] = reg.gruu
             gone = missing_from(plan.bindings, reg.listed, plan.server.transport)
             if gone:
                 out["replaced_bindings"] = gone
@@ -239,7 +245,7 @@ def exchange(
 
         answer = series.send(
             method,
-            aor,
+            ruri,
             min(end, clock() + wait),
             to_uri=aor,
             contact=contact,
@@ -248,7 +254,7 @@ def exchange(
         )
         answer.cancelled = bool(cancelled)
         if method == "INVITE" and answer.code is not None and 200 <= answer.code < 300:
-            series.end_answered_call(cast(SipMessage, answer.answer), aor, aor)
+            series.end_answered_call(cast(SipMessage, answer.answer), ruri, aor)
         if listener is not None and listener.arrival is None and answer.code is not None:
             listener.arrived.wait(max(0.0, min(0.2, end - clock())))  # it may trail the answer
         out.update(_outcome_record(answer, plan, own))

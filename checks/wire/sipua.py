@@ -614,6 +614,7 @@ class Registration:
     rewritten: bool = False  # Contact made from the address the registrar saw (NAT)
     error: str | None = None
     call_id: str = ""
+    gruu: str | None = None  # the public GRUU the registrar granted our instance (RFC 5627)
 
     @property
     def ok(self) -> bool:
@@ -633,12 +634,14 @@ class Binder:
         self.tag = tag
         self.registration = Registration(call_id=self.series.call_id)
 
-    def register(self, expires: int, deadline: float) -> Registration:
+    def register(self, expires: int, deadline: float, instance: str | None = None) -> Registration:
         """Register our Contact for ``expires`` s. Like PJSIP's contact rewrite, when the
         registrar sees another address (NAT: its answer's Via received/rport), that address is
         registered instead: learnt first from the challenge to a REGISTER without Contact, which
-        creates nothing."""
+        creates nothing. With ``instance`` (a UUID) the Contact carries +sip.instance and the
+        REGISTER asks for a GRUU (RFC 5627), an address that reaches this binding alone."""
         reg = self.registration
+        self.instance = instance
         contact = our_contact(self.ch, self.account.user, self.tag)
         look = self.series.send(
             "REGISTER", self.ruri, deadline, to_uri=self.account.aor, answer_challenge=False
@@ -646,6 +649,8 @@ class Binder:
         public = self._public_contact(look)
         if public is not None:
             contact, reg.rewritten = public, True
+        if instance:
+            contact += f';+sip.instance="<urn:uuid:{instance}>"'
         outcome = look
         for _ in range(2):  # 423 Interval Too Brief once, then done
             outcome = self._register(contact, expires, deadline)
@@ -664,6 +669,7 @@ class Binder:
             for b in sipwire.parse_bindings(reg.listed):
                 if f";sipdiag={self.tag}" in b.contact:
                     reg.expires = b.expires
+                    reg.gruu = b.params.get("pub-gruu") or None
             if reg.expires is None:
                 header = answer.first("expires")
                 reg.expires = int(header) if header and header.isdigit() else expires
@@ -679,13 +685,11 @@ class Binder:
         return our_contact(self.ch, self.account.user, self.tag, host, port)
 
     def _register(self, contact: str, expires: int, deadline: float) -> Outcome:
+        extra = [f"Expires: {expires}"]
+        if getattr(self, "instance", None):
+            extra.append("Supported: gruu")
         return self.series.send(
-            "REGISTER",
-            self.ruri,
-            deadline,
-            to_uri=self.account.aor,
-            contact=contact,
-            extra=[f"Expires: {expires}"],
+            "REGISTER", self.ruri, deadline, to_uri=self.account.aor, contact=contact, extra=extra
         )
 
     def refresh(self, expires: int, deadline: float) -> Registration:

@@ -82,6 +82,7 @@ class Kamailio:
         websocket: bool = False,
         digest_algorithm: str = "MD5",
         one_binding: bool = False,
+        gruu: bool = True,
         route_users: bool = False,
         options_self: bool = False,
         nat_fixup: bool = False,
@@ -131,6 +132,8 @@ class Kamailio:
             defines += ["-A", "WITH_WEBSOCKET"]
         if digest_algorithm == "SHA-256":
             defines += ["-A", "AUTH_SHA256"]
+        if not gruu:  # registrar gruu_enabled 0: no pub-gruu in the 200 OK to a REGISTER
+            defines += ["-A", "NO_GRUU"]
         if one_binding:  # save("location", "0x04"): a REGISTER replaces the other bindings
             defines += ["-A", "ONE_BINDING"]
         if route_users:
