@@ -99,9 +99,9 @@ def _profile_value(s: Setting, value: Any, source: str) -> Any:
         if isinstance(value, str):
             value = [value]
         if s.int_items and isinstance(value, list):  # ports: 5080 or "10000-10100"; idle: 30
+            kinds = (int, float) if s.name == "idle" else int  # seconds may be 2.5; ports not
             value = [
-                str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-                for v in value
+                str(v) if isinstance(v, kinds) and not isinstance(v, bool) else v for v in value
             ]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             example = f"e.g. [{s.example}]" if s.example else 'e.g. ["udp"]'

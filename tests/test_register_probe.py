@@ -41,6 +41,7 @@ KEYS = {
     "challenges",
     "credentials",
     "registrar_answered",
+    "local",  # our side (host:port), once a socket was made; None before
 }
 # Present when there is an answer (server_date, reason_header), a 200 (bindings), or a failure
 # worth naming (tls_error, auth_error).
