@@ -217,6 +217,26 @@ CAUSES: dict[str, Cause] = {
             "Move to a wired network, or ask IT to check the path to the platform.",
         ),
         Cause(
+            "network.inbound_blocked",
+            _F,
+            "Requests from the platform do not reach this machine",
+            "The platform took a request for this agent but no registered softphone answered it: "
+            "requests from the platform to this machine are dropped (a firewall, NAT filtering, a "
+            "contact the platform cannot route to), or the softphone is hung.",
+            "Allow SIP from the platform's addresses in to the softphone (or keep the softphone's "
+            "own connection open: TCP/TLS with keepalives); if the softphone is hung, restart it.",
+        ),
+        Cause(
+            "network.nat_binding_short",
+            _F,
+            "The network forgets the path between re-registrations",
+            "Requests from the platform fail after an idle period shorter than the registration "
+            "interval the platform granted: the NAT or firewall forgets the path between "
+            "re-REGISTERs, and offers sent meanwhile are lost.",
+            "Make the softphone send keepalives every 15 s or less, or use TCP/TLS, or raise the "
+            "firewall's UDP timeout to at least 300 s (RFC 4787).",
+        ),
+        Cause(
             "sip.credentials_rejected",
             _R,
             "SIP credentials rejected",
@@ -266,6 +286,39 @@ CAUSES: dict[str, Cause] = {
             "Registrar server error",
             "The registrar answered with a 5xx server error.",
             "Retry later; if it persists, report it to the platform with the run id.",
+        ),
+        Cause(
+            "sip.not_registered",
+            _R,
+            "No softphone registered for this agent",
+            "The registrar holds no registration for this account other than sipdiag's own: the "
+            "platform has no softphone to offer calls to. Critical when the softphone is running "
+            "(running but not registered), a warning otherwise (is the softphone open and logged "
+            "in?).",
+            "Open the softphone and log in; if it is running, check its account (user, domain, "
+            "registrar) and restart it until it shows as registered.",
+        ),
+        Cause(
+            "sip.extra_bindings",
+            _R,
+            "More than one device registered for this agent",
+            "Several devices are registered with this account: the platform forks each offer to "
+            "every one of them, and any one that rejects it (403, 603, 486) or lacks audio can "
+            "decide the status the platform logs.",
+            "Log the account out of every device but the agent's softphone (desk phone, mobile "
+            "app, another PC), or give each device its own account.",
+        ),
+        Cause(
+            "sip.binding_unroutable",
+            _R,
+            "A registration the platform cannot route back to",
+            "A registration's contact is a private address while the registrar sees this machine "
+            "from another address, with nothing that lets the platform route back to it (no "
+            "received, alias or path parameter, no outbound reg-id): the platform can only reach "
+            "it if it fixes NAT itself.",
+            "Turn on the softphone's NAT traversal (rport, STUN or SIP outbound), or use TCP/TLS "
+            "with keepalives, or ask the platform administrator to apply NAT handling to this "
+            "account.",
         ),
         Cause(
             "number.invalid",

@@ -30,6 +30,8 @@ sip.server_error sip.transport_not_offered
 number.invalid number.not_permitted number.identity_mismatch
 network.wss_blocked
 audio.output_unavailable
+sip.not_registered sip.extra_bindings sip.binding_unroutable
+network.inbound_blocked network.nat_binding_short
 """.split()
 
 
