@@ -138,3 +138,53 @@ def test_explain_unknown_format_is_a_usage_error() -> None:
     r = cli("explain", "403", "--format", "yaml")
     assert r.code == 64
     assert r.err == "sipdiag: error: unknown --format 'yaml' (hint: use one of text, json)\n"
+
+
+INBOUND_CHECKS = {"sip.bindings", "sip.inbound", "net.idle"}
+NEW_CAUSES = {
+    "sip.not_registered", "sip.extra_bindings", "sip.binding_unroutable",
+    "network.inbound_blocked", "network.nat_binding_short",
+}  # fmt: skip
+
+
+def test_403_and_no_answer_point_at_the_checks_of_offers_to_the_agent_and_their_causes() -> None:
+    no_answer, forbidden = explain_json("Failure (No Answer)", FORBIDDEN)
+    for entry in (no_answer, forbidden):
+        assert INBOUND_CHECKS <= set(entry["checks"]), entry["status"]
+        assert NEW_CAUSES <= set(entry["cause_ids"]), entry["status"]
+        assert {
+            "inbound requests blocked by a firewall/NAT: the offer never reached the softphone",
+            "no softphone registered for the agent's account",
+        } <= set(entry["typical_causes"]), entry["status"]
+    assert (
+        "another device logged in with the same account rejected the offer"
+        in (forbidden["typical_causes"])
+    )
+    assert any(
+        c.startswith("the network forgets the UDP path after") for c in no_answer["typical_causes"]
+    )
+    assert "--idle 30,90,300" in no_answer["next_step"]
+
+
+@pytest.mark.parametrize(
+    ("status", "causes"),
+    [
+        ("SIP 408", {"network.inbound_blocked", "network.nat_binding_short"}),
+        ("SIP 480", {"sip.not_registered", "network.inbound_blocked"}),
+        ("SIP 504", {"network.inbound_blocked", "network.nat_binding_short"}),
+        ("SIP 404", {"sip.not_registered"}),
+        ("SIP 486", {"sip.extra_bindings"}),
+        ("SIP 603", {"sip.extra_bindings"}),
+    ],
+)
+def test_missed_and_rejected_offers_name_the_new_causes(status: str, causes: set[str]) -> None:
+    (entry,) = explain_json(status)
+    assert causes <= set(entry["cause_ids"])
+    assert set(entry["checks"]) & INBOUND_CHECKS
+
+
+def test_explain_text_offers_a_check_id_only_when_its_family_is_not_offered_whole() -> None:
+    lines = cli("explain", "No Answer", "SIP 403").out.splitlines()
+    commands = [x for x in lines if x.startswith("  sipdiag:  ")]
+    assert commands[0].endswith("--only sip.bindings --only sip.inbound --only net.idle")
+    assert "sip.inbound" not in commands[1] and "--only sip --only host" in commands[1]

@@ -45,6 +45,24 @@ _AUDIO = (
 )
 _NUMBER = ("number.invalid", "number.not_permitted", "number.identity_mismatch")
 _REACH = ("network.udp_blocked", "network.tcp_blocked", "network.tls_blocked")
+# An offer that never reaches the softphone: no registration, one the platform cannot route back
+# to, requests from the platform dropped, or a path the network forgets while the softphone idles.
+_INBOUND = (
+    "sip.not_registered",
+    "sip.binding_unroutable",
+    "network.inbound_blocked",
+    "network.nat_binding_short",
+)
+_INBOUND_CHECKS = ("sip.bindings", "sip.inbound", "net.idle")  # match pairs rows with these
+_IDLE_TEST = "; for offers lost after idle periods, add `--idle 30,90,300 --timeout 480`"
+# Wordings shared by several entries.
+_BLOCKED = "inbound requests blocked by a firewall/NAT: the offer never reached the softphone"
+_IDLE = (
+    "the network forgets the UDP path after 30-90 s idle, sooner than the softphone "
+    "re-registers or sends keepalives"
+)
+_OTHER_DEVICE = "another device logged in with the same account rejected the offer"
+_NOT_REGISTERED = "no softphone registered for the agent's account"
 _RUN_CHECK = "Run `sipdiag check` on that agent's machine and attach the report to the ticket."
 _RUN_CHECK_LC = "r" + _RUN_CHECK[1:]
 
@@ -66,10 +84,22 @@ CATALOGUE: tuple[StatusEntry, ...] = (
             "agent away from the desk",
             "ringing not audible (wrong or missing output device, volume muted)",
             "softphone minimised or not running",
+            _BLOCKED,
+            _IDLE,
+            "another device logged in with the same account rang instead, or rejected the offer",
+            _NOT_REGISTERED,
         ),
-        "Check the agent was present and the softphone rang audibly (output device, volume).",
-        ("audio", "host"),
-        ("audio.no_output_device", "audio.output_unavailable", "host.softphone_not_running"),
+        "Check the agent was present and the softphone rang audibly (output device, volume); if "
+        "it never rang, run `sipdiag check --idle 30,90,300 --timeout 480` on that agent's "
+        "machine.",
+        ("audio", "host", *_INBOUND_CHECKS),
+        (
+            "audio.no_output_device",
+            "audio.output_unavailable",
+            "host.softphone_not_running",
+            *_INBOUND,
+            "sip.extra_bindings",
+        ),
         aliases=("no answer", "not answered", "noanswer", "unanswered"),
     ),
     StatusEntry(
@@ -113,9 +143,13 @@ CATALOGUE: tuple[StatusEntry, ...] = (
             "the platform calls the agent on a number it may not use",
             "firewall blocks SIP ports, SIP ALG rewriting, dropped UDP fragments",
             "a source IP address or account the registrar refuses",
+            _OTHER_DEVICE,
+            _BLOCKED,
+            _IDLE,
+            _NOT_REGISTERED,
         ),
         _RUN_CHECK,
-        ("audio", "number", "net", "sip", "host"),
+        ("audio", "number", "net", "sip", "host", *_INBOUND_CHECKS),
         (
             *_AUDIO,
             *_NUMBER,
@@ -127,6 +161,8 @@ CATALOGUE: tuple[StatusEntry, ...] = (
             "sip.forbidden",
             "sip.transport_not_offered",
             "sip.credentials_rejected",
+            "sip.extra_bindings",
+            *_INBOUND,
         ),
         403,
     ),
@@ -139,8 +175,9 @@ CATALOGUE: tuple[StatusEntry, ...] = (
             "wrong SIP user or number in the agent's platform settings",
         ),
         "Check the agent's SIP user and number in the platform; " + _RUN_CHECK_LC,
-        ("sip", "number", "host"),
+        ("sip", "number", "host", "sip.bindings"),
         (
+            "sip.not_registered",
             "sip.not_found",
             "host.softphone_not_running",
             "number.invalid",
@@ -163,13 +200,18 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "network",
         "No final answer came back in time: the INVITE or its answers were lost on the way.",
         (
-            "UDP to the softphone blocked or its NAT binding expired",
+            _BLOCKED,
+            _IDLE,
+            "a registration whose private contact the platform cannot route back to",
             "fragmented UDP dropped",
             "a VPN or firewall in the path",
         ),
-        _RUN_CHECK,
-        ("net", "sip", "host"),
+        _RUN_CHECK[:-1] + _IDLE_TEST + ".",
+        ("net", "sip", "host", *_INBOUND_CHECKS),
         (
+            "network.inbound_blocked",
+            "network.nat_binding_short",
+            "sip.binding_unroutable",
             *_REACH,
             "network.registrar_unreachable",
             "network.udp_fragmentation",
@@ -183,10 +225,17 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "SIP 480 Temporarily Unavailable",
         "agent_action",
         "The agent's softphone is reachable but unavailable: do-not-disturb or not logged in.",
-        ("agent set do-not-disturb", "agent not logged in to the softphone", "softphone starting"),
+        (
+            "agent set do-not-disturb",
+            "agent not logged in to the softphone",
+            "softphone starting",
+            _NOT_REGISTERED + " (the platform answers 480 itself)",
+            _BLOCKED + " (the platform gave up on it)",
+            _IDLE,
+        ),
         "Check the agent's state at that time; if the agent was available, " + _RUN_CHECK_LC,
-        ("host", "sip"),
-        ("host.softphone_not_running",),
+        ("host", "sip", *_INBOUND_CHECKS),
+        ("host.softphone_not_running", *_INBOUND),
         480,
     ),
     StatusEntry(
@@ -218,8 +267,15 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "SIP 486 Busy Here",
         "agent_action",
         "The agent's softphone is busy: on another call, or the agent set busy.",
-        ("agent on another call", "agent set busy on the softphone", "call waiting disabled"),
+        (
+            "agent on another call",
+            "agent set busy on the softphone",
+            "call waiting disabled",
+            "another device logged in with the same account answered busy",
+        ),
         "Check the agent's calls and state at that time in the platform.",
+        ("sip.bindings",),
+        ("sip.extra_bindings",),
         aliases=("busy here", "busy"),
         sip_code=486,
     ),
@@ -274,10 +330,20 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "platform",
         "A server on the path was overloaded or in maintenance, or had no working route to the "
         "agent's softphone.",
-        ("platform overload or maintenance", "no flow to the softphone (connection dropped)"),
+        (
+            "platform overload or maintenance",
+            "no flow to the softphone (its connection dropped, or closed by the network while "
+            "idle)",
+        ),
         "Check the platform's status page; if only some agents see it, " + _RUN_CHECK_LC,
-        ("sip", "net"),
-        ("sip.server_error", "network.registrar_unreachable", *_REACH),
+        ("sip", "net", "sip.inbound", "net.idle"),
+        (
+            "sip.server_error",
+            "network.registrar_unreachable",
+            *_REACH,
+            "network.inbound_blocked",
+            "network.nat_binding_short",
+        ),
         503,
     ),
     StatusEntry(
@@ -285,10 +351,16 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "network",
         "A proxy got no timely answer from the next hop: the agent's softphone could not be "
         "reached.",
-        ("firewall or NAT drops traffic to the softphone", "VPN in the path", "softphone offline"),
-        _RUN_CHECK,
-        ("net", "host"),
-        (*_REACH, "network.registrar_unreachable", "network.nat_restrictive", "host.vpn_active"),
+        (_BLOCKED, _IDLE, "VPN in the path", "softphone offline"),
+        _RUN_CHECK[:-1] + _IDLE_TEST + ".",
+        ("net", "host", *_INBOUND_CHECKS),
+        (
+            *_INBOUND,
+            *_REACH,
+            "network.registrar_unreachable",
+            "network.nat_restrictive",
+            "host.vpn_active",
+        ),
         504,
         ("server timeout",),
     ),
@@ -304,8 +376,15 @@ CATALOGUE: tuple[StatusEntry, ...] = (
         "Failure (Rejected – SIP 603 Decline)",
         "agent_action",
         "The agent pressed Decline on the softphone.",
-        ("agent declined the call",),
-        "Nothing technical to fix; review with the agent if declines are unexpected.",
+        (
+            "agent declined the call",
+            _OTHER_DEVICE,
+            "sipdiag's own --inbound-call test (match labels it `sipdiag inbound test`)",
+        ),
+        "Nothing technical to fix; review with the agent if declines are unexpected, and check "
+        "no other device is logged in with the agent's account.",
+        ("sip.bindings",),
+        ("sip.extra_bindings",),
         sip_code=603,
         aliases=("decline", "declined"),
     ),

@@ -31,6 +31,15 @@ def explanation_json(text: str, e: StatusEntry) -> dict[str, Any]:
     }
 
 
+def _offered(checks: Sequence[str], families: Collection[str]) -> list[str]:
+    """The families and check ids worth an `--only`: registered, and a check id only when its
+    family is not offered whole already."""
+    family = {name: name.split(".")[0] for name in checks}
+    return [
+        n for n in checks if family[n] in families and (n == family[n] or family[n] not in checks)
+    ]
+
+
 def render_explanation(
     entries: Sequence[tuple[str, StatusEntry]], families: Collection[str], fmt: str = "text"
 ) -> str:
@@ -47,7 +56,7 @@ def render_explanation(
             *(f"    - {c}" for c in e.typical_causes),
             f"  next:     {e.next_step}",
         ]
-        runnable = [f for f in e.checks if f.split(".")[0] in families]
+        runnable = _offered(e.checks, families)
         if runnable:
             lines.append(f"  sipdiag:  sipdiag check --only {' --only '.join(runnable)}")
         if e.cause_ids:
