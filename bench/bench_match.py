@@ -11,6 +11,11 @@ modules are byte-compiled first, as an installed wheel's are (this machine sets
 PYTHONDONTWRITEBYTECODE, which would otherwise compile them on every run).
 
     python bench/bench_match.py [--rows 1000000] [--reports 10000] [--format csv] [--dir DIR]
+                                [--inbound]
+
+With --inbound every report also carries sip.inbound and net.idle results (as reports of
+sipdiag 17+ do when a registrar is configured), so each 403 and No Answer row gets its lines of
+evidence.
 """
 
 from __future__ import annotations
@@ -36,7 +41,33 @@ FAILURES = [
 CAUSES = ["audio.no_input_device", "network.udp_blocked", "number.not_permitted", "host.vpn_active"]
 
 
-def make_reports(directory: Path, count: int, start: float) -> None:
+def inbound_checks(i: int, started: float) -> list[dict[str, object]]:
+    """sip.inbound (every other report blocked) and net.idle (lost after 90 s on every third)."""
+    at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(started + 2))
+    blocked = i % 2 == 0
+    inbound = {
+        "mode": "softphone", "method": "OPTIONS", "transport": "udp", "call_id": f"in-{i}@x",
+        "call_ids": [f"in-{i}@x"], "sent_at": at, "provisional": [100],
+        "final": {"code": 408 if blocked else 200, "reason": "Request Timeout" if blocked else "OK",
+                  "by": "registrar" if blocked else "binding", "user_agent": "Softphone/1.0",
+                  "rtt_ms": 40},
+        "platform_took": True, "problem": "network.inbound_blocked" if blocked else None,
+    }  # fmt: skip
+    periods = [
+        {"seconds": s, "transport": "udp", "arrived": not (s == 90 and i % 3 == 0),
+         "checked_at": at, "closed_by_network": False}
+        for s in (30, 90)
+    ]  # fmt: skip
+    idle = {"periods": periods, "registration_interval": 3600, "stun": None,
+            "problem": "network.nat_binding_short" if i % 3 == 0 else None}  # fmt: skip
+    return [
+        {"id": cid, "title": "t", "status": "fail" if d["problem"] else "pass", "summary": "s",
+         "hint": None, "duration_ms": 50, "details": d}
+        for cid, d in (("sip.inbound", inbound), ("net.idle", idle))
+    ]  # fmt: skip
+
+
+def make_reports(directory: Path, count: int, start: float, inbound: bool = False) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     checks = [
         {
@@ -78,7 +109,7 @@ def make_reports(directory: Path, count: int, start: float) -> None:
             "host": {"hostname": f"pc{i}", "os": "Linux", "os_version": "6", "python": "3.11"},
             "agent": {"id": f"A-{i:05d}", "sip_uri": f"sip:{1000 + i}@pbx.test", "numbers": []},
             "target": {"registrar": "sip:pbx.test", "domain": "pbx.test", "transports": ["udp"]},
-            "checks": checks,
+            "checks": [*checks, *(inbound_checks(i, started) if inbound else [])],
             "findings": findings,
             "correlation": {
                 "user_agent": "sipdiag/0.1.0 run=x",
@@ -168,16 +199,17 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dir", type=Path, default=None)
     p.add_argument("--failure-share", type=float, default=0.2)
+    p.add_argument("--inbound", action="store_true", help="reports with sip.inbound, net.idle")
     args = p.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="bench-match-"))
     base.mkdir(parents=True, exist_ok=True)
     log = base / f"log-{args.rows}-{args.failure_share}.csv"
-    reports = base / f"reports-{args.reports}"
+    reports = base / f"reports-{args.reports}{'-inbound' if args.inbound else ''}"
     start = time.time() - 7 * 86400
     if not log.exists():
         make_log(log, args.rows, args.reports, start, args.failure_share)
     if not reports.exists():
-        make_reports(reports, args.reports, start)
+        make_reports(reports, args.reports, start, args.inbound)
     argv = [sys.executable, "-m", "diag", "match", "--log", str(log), str(reports)]
     argv += ["--format", args.format]
     compiled = dict(os.environ)

@@ -185,7 +185,7 @@ def _read_csv(
     ).fetchall()
     first = fitting_strategy(con, "log_sample", time_col, tz)
     time_type, time_format, ts = typed_time(first, time_col, tz)
-    used = ", ".join(_quoted(c) for c in columns.values())
+    used = ", ".join([*(_quoted(c) for c in columns.values()), _marks_sql(available, columns)])
     # A second read (of the UTF-8 copy) must not add its rejects to the first one's.
     con.execute("DROP TABLE IF EXISTS reject_errors").fetchall()
     con.execute("DROP TABLE IF EXISTS reject_scans").fetchall()
@@ -279,6 +279,12 @@ def load(
         "status": f"nullif({col('status')}, '')",
         "call_id": f"nullif(trim({col('call_id')}), '')",
         "number": f"nullif({col('number')}, '')",
+        # A JSON line whole; a key may be spelt after sipdiag's header (X-Sipdiag-Run).
+        "marks": (
+            MARKS
+            if kind == "csv"
+            else f"CASE WHEN json_valid(j) AND ({marked('j')} OR contains(j, 'Sipdiag')) THEN j END"
+        ),
     }
     # CSV: a view, as its columns are already typed; JSON Lines: parsed once, into a table.
     create = "VIEW" if kind == "csv" else "TABLE"
@@ -320,6 +326,35 @@ def load(
     else:
         export.fields = as_columns
     return export
+
+
+# A row sipdiag's own test call left: the text of the export's other columns (those no field
+# reads) when one holds "sipdiag" (the Subject and User-Agent sipdiag sends), or when a column
+# named after sipdiag (its `X-Sipdiag-Run` header, logged) has a value; else NULL. One cheap test
+# per cell while the export is read, the text kept only for those rows; match tests the columns
+# it reads anyway (status, Call-ID, ...) on the failure rows alone.
+MARKS = '"sipdiag:marks"'
+MARKS_MAX_COLUMNS = 64  # the other columns searched, in the export's order: a bound on the cost
+
+
+def marked(expr: str) -> str:
+    """SQL: the VARCHAR `expr` may name sipdiag's own test call."""
+    return f"contains({expr}, 'sipdiag')"
+
+
+def _marks_sql(available: list[str], columns: Mapping[str, str]) -> str:
+    """SQL for column MARKS of a CSV read (`available`: the export's columns, all VARCHAR but
+    the time column)."""
+    used = set(columns.values())
+    other = [c for c in available if c not in used][:MARKS_MAX_COLUMNS]
+    if not other:
+        return f"NULL::VARCHAR AS {MARKS}"
+    found = " OR ".join(
+        f"nullif({_quoted(c)}, '') IS NOT NULL" if "sipdiag" in c.lower() else marked(_quoted(c))
+        for c in other
+    )
+    text = ", ".join(_quoted(c) for c in other)
+    return f"CASE WHEN {found} THEN concat_ws(' | ', {text}) END AS {MARKS}"
 
 
 def _reject_reason(kinds: list[str]) -> str:

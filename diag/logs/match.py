@@ -3,7 +3,10 @@
 The pairing is one DuckDB query: a row's Call-ID found in a report's `correlation.call_ids`
 matches outright; otherwise the same agent's report nearest in time within the window, before or
 after (report times corrected by `clock_offset_ms`): a hash join on the agent key with the window as
-a range condition while agents have few reports each, else ASOF joins in both directions.
+a range condition while agents have few reports each, else ASOF joins in both directions. A row
+about an offer to the agent (403, No Answer, ...) also gets the paired report's sip.inbound and
+net.idle results as lines of evidence, and a row of sipdiag's own `--inbound-call` test call is
+labelled as such (diag/logs/inbound.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from diag.errors import UsageError
 from diag.lifecycle import is_interrupt
-from diag.logs import explain, log_export, report_set
+from diag.logs import explain, inbound, log_export, report_set
 
 _FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -73,14 +76,15 @@ def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.R
 
 def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -> None:
     """Table `statuses`: each distinct failure status with its catalogue entry's fields (NULL
-    entry: not in the catalogue); table `failures`: the readable rows with such a status."""
+    entry: not in the catalogue; `inbound`: the entry names sip.inbound or net.idle, whose
+    results are evidence on it); table `failures`: the readable rows with such a status."""
     rows: list[tuple[Any, ...]] = []
     for status in export.statuses:
         entry = explain.lookup(status)
         if entry is None and not _FAILURE_WORDS.search(status.lower()):
             continue  # not a failure
         rows.append(
-            (status, None, "unknown", [], None, None)
+            (status, None, "unknown", [], None, None, False)
             if entry is None
             else (
                 status,
@@ -89,22 +93,31 @@ def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -
                 list(entry.cause_ids),
                 "agent action: " + entry.meaning.split(":")[0].rstrip("."),
                 entry.next_step,
+                bool({inbound.INBOUND, inbound.IDLE} & set(entry.checks)),
             )
         )
     con.execute(
         "CREATE OR REPLACE TABLE statuses AS SELECT unnest(?::VARCHAR[]) AS status, "
         "unnest(?::VARCHAR[]) AS explained_as, unnest(?::VARCHAR[]) AS category, "
         "unnest(?::VARCHAR[][]) AS cause_ids, unnest(?::VARCHAR[]) AS agent_says, "
-        "unnest(?::VARCHAR[]) AS next_step",
-        [[r[i] for r in rows] for i in range(6)],
+        "unnest(?::VARCHAR[]) AS next_step, unnest(?::BOOLEAN[]) AS inbound",
+        [[r[i] for r in rows] for i in range(7)],
     ).fetchall()
     f = export.fields
     columns = ", ".join(
         f"{f[name]} AS {name}" if name != "call_id" or has_call_id else "NULL::VARCHAR AS call_id"
         for name in ("n", "ts_us", "agent", "status", "call_id", "number")
     )
+    # The text of a row that holds "sipdiag" (sipdiag's own test call, _inbound_tests_table):
+    # the export's other columns were tested while it was read, these on the failures alone.
+    read = [f[name] for name in ("agent", "status", "call_id", "number")]
+    marks = (
+        f"CASE WHEN {f['marks']} IS NOT NULL OR "
+        + " OR ".join(log_export.marked(x) for x in read)
+        + f" THEN concat_ws(' | ', {', '.join([*read, f['marks']])}) END AS marks"
+    )
     con.execute(
-        f"""CREATE OR REPLACE TABLE failures AS SELECT {columns} FROM {export.source}
+        f"""CREATE OR REPLACE TABLE failures AS SELECT {columns}, {marks} FROM {export.source}
         WHERE {f["status"]} IN (SELECT status FROM statuses) AND {export.readable()}"""
     ).fetchall()
 
@@ -232,13 +245,26 @@ def _run_match(
     ).fetchall()
     # What a row says depends only on its status and its report: decide each pair once.
     con.execute(
-        f"""CREATE OR REPLACE TABLE explained AS
-        SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause
-        FROM (SELECT DISTINCT f.status, p.run_id FROM paired p JOIN failures f USING (n)) p
-        JOIN (SELECT run_id, any_value(findings ORDER BY path) AS findings
-              FROM reports GROUP BY run_id) r USING (run_id)
-        JOIN statuses s USING (status)"""
+        "CREATE OR REPLACE TABLE pairs AS "
+        "SELECT DISTINCT f.status, p.run_id FROM paired p JOIN failures f USING (n)"
     ).fetchall()
+    inbound.load_probes(con)  # sip.inbound and net.idle of the reports rows need them from
+    inbound.evidence_table(con)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE explained AS
+        SELECT status, run_id, relevant, first_cause, {inbound.EVIDENCE_LINES}
+        FROM (
+          SELECT p.status, p.run_id, {_RELEVANT} AS relevant, r.findings[1].cause AS first_cause,
+                 CASE WHEN s.inbound THEN coalesce(v.evidence, []) ELSE [] END AS evidence
+          FROM pairs p
+          JOIN (SELECT run_id, any_value(findings ORDER BY path) AS findings
+                FROM reports GROUP BY run_id) r USING (run_id)
+          JOIN statuses s USING (status) LEFT JOIN evidence v USING (run_id))"""
+    ).fetchall()
+    tests = inbound.tests_table(con)
+    (has_evidence,) = con.execute(
+        "SELECT coalesce(bool_or(len(evidence_long) > 0), false) FROM explained"
+    ).fetchone() or (False,)
     has_rejects = _rejected_table(con, export)
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
     con.execute(
@@ -251,9 +277,10 @@ def _run_match(
                coalesce(e.relevant, []) AS findings,
                coalesce(array_to_string(list_transform(e.relevant, lambda f: f.cause), ';'), '')
                  AS finding_causes,
-               {_LIKELY_CAUSE} AS likely_cause
+               {inbound.labelled(tests, _LIKELY_CAUSE)}, {inbound.evidence_column(has_evidence)}
         FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n)
         LEFT JOIN explained e ON e.status = f.status AND e.run_id = p.run_id
+        {"LEFT JOIN inbound_tests l USING (n)" if tests else ""}
         {"ASOF LEFT JOIN rejected_before j ON f.n >= j.k" if has_rejects else ""}"""
     ).fetchall()
     counts = con.execute(
@@ -273,6 +300,7 @@ def _run_match(
         "matched": matched,
         "matched_by_call_id": by_call_id,
         "unmatched": failures - matched,
+        "inbound_tests": tests,
         "reports_read": reports.count,
         "reports_skipped": len(reports.skipped),
         "window_s": window_s,

@@ -152,7 +152,16 @@ def _dumps(text: str) -> bytes:
         return orjson.dumps(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
-def _json_loads() -> Callable[[bytes], Any]:
+def json_dumps(value: Any) -> bytes:
+    """`value` (parsed JSON) as compact JSON again."""
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; stdlib is the fallback
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return orjson.dumps(value)
+
+
+def json_loads() -> Callable[[bytes], Any]:
     try:
         import orjson
 
@@ -166,7 +175,7 @@ def _checked(index: int, path: str, loads: Callable[[bytes], Any]) -> bytes | st
     or why the file is not a sipdiag report. The shape is checked here, DuckDB reads the fields
     (reading any field of another type as NULL)."""
     try:
-        body = _without_checks(_read(path))
+        body = _without_checks(read_bytes(path))
         doc = loads(body)  # valid JSON, so the wrapped line below is valid JSON too
     except OSError:
         return "unreadable"
@@ -214,7 +223,7 @@ def _insane(doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _read(path: str) -> bytes:
+def read_bytes(path: str) -> bytes:
     """The whole file, with plain system calls: one read of the size fstat gives (open() builds
     a buffered reader per report, and reading in fixed chunks allocates a chunk per call)."""
     fd = os.open(path, os.O_RDONLY)
@@ -264,7 +273,7 @@ def parse_files(
 ) -> Parsed:
     """`parse` of what `collect` found; `stop` set: give up (the caller no longer needs it)."""
     skipped = list(skipped)
-    loads = _json_loads()
+    loads = json_loads()
     lines: list[bytes] = []
     paths: list[str] = []
     # Many short-lived containers and no cycles: the cyclic GC would only add ~40 %.

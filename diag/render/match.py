@@ -28,7 +28,7 @@ MALFORMED_SHOWN = 10  # text/md list this many malformed lines; json lists them 
 
 MATCH_COLUMNS = (
     "line", "time", "agent", "status", "category", "run_id", "matched_by", "report_offset_s",
-    "findings", "likely_cause",
+    "findings", "likely_cause", "label", "evidence",
 )  # fmt: skip
 
 
@@ -36,15 +36,25 @@ def _sql_text(col: str) -> str:
     return f"coalesce(CAST({col} AS VARCHAR), '')"
 
 
-_CELL = {c: "finding_causes" if c == "findings" else c for c in MATCH_COLUMNS}
+# CSV and Markdown cells: findings as their causes joined by ';', evidence lines by '; '.
+_CELL = {
+    **{c: c for c in MATCH_COLUMNS},
+    "findings": "finding_causes",
+    "evidence": "array_to_string(evidence, '; ')",
+}
 _JSON_COLUMNS = ", ".join((
     "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
-    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause",
+    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause", "label", "evidence",
 ))  # fmt: skip
 # The whole row neutralised at once: one test per row; the row has no line break of its own.
+# Each line of evidence follows on a line of its own, indented.
 _TEXT_ROW = sql_neutralise(
     "(time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category || ']  '"
     " || coalesce(left(run_id, 8), 'no report') || '  -> ' || likely_cause)"
+) + (
+    " || array_to_string(list_transform(evidence, lambda x: chr(10) || '      evidence: ' || "
+    + sql_neutralise("x")
+    + "), '')"
 )
 _NUMBERS = ("line", "report_offset_s")  # a negative offset is a number, not a formula
 
@@ -78,8 +88,12 @@ def _emit(result: MatchResult, select: str, options: str, out: TextIO) -> None:
                 shutil.copyfileobj(rows, out, 1 << 20)
 
 
+# Cells that begin with sipdiag's own words (a label, a line of evidence: "at 14:02 UTC, …") need
+# no formula rule, nor do numbers.
+_OWN_START = ("label", "evidence")
 _CSV_SELECT = ", ".join(
-    f"{_CELL[c] if c in _NUMBERS else sql_csv_cell(_CELL[c])} AS {c}" for c in MATCH_COLUMNS
+    f"{_CELL[c] if c in _NUMBERS + _OWN_START else sql_csv_cell(_CELL[c])} AS {c}"
+    for c in MATCH_COLUMNS
 )
 _CSV_OPTIONS = "FORMAT csv, HEADER false"
 # One pre-rendered text column per row, written as it is: no quoting, no escaping.
@@ -137,6 +151,11 @@ def _summary_lines(result: MatchResult) -> list[str]:
         f"unmatched {s['unmatched']}; reports read {s['reports_read']}, "
         f"skipped {s['reports_skipped']}",
     ]
+    if s.get("inbound_tests"):
+        lines.append(
+            f"labelled {s['inbound_tests']} as sipdiag inbound test (sipdiag's own test calls, "
+            "not failed offers)"
+        )
     for m in result.malformed[:MALFORMED_SHOWN]:
         lines.append(f"  malformed line {m['line']}: {m['reason']}")
     if len(result.malformed) > MALFORMED_SHOWN:
