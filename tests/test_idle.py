@@ -49,7 +49,8 @@ def test_a_nat_that_forgets_after_6_s_loses_the_request_after_10_s_of_silence(
         finding = r.finding("network.nat_binding_short")
         assert finding["severity"] == "critical"
         assert "forgets UDP mappings after 2-10 s of silence" in finding["action"]
-        assert "keepalives every <= " in finding["action"] and "RFC 4787" in finding["action"]
+        # Half the longest silence that worked (2 s): well inside what the NAT keeps.
+        assert "keepalives every <= 1 s" in finding["action"] and "RFC 4787" in finding["action"]
         assert bed.bindings() == []  # every binding of ours removed
 
 

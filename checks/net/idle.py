@@ -416,7 +416,8 @@ def _short_action(short: list[dict[str, Any]], stun: dict[str, Any], d: dict[str
     if udp or (stun.get("lifetime_at_most") is not None):
         low = max(ok_udp, default=stun.get("lifetime_at_least") or 0)
         high = min([p["seconds"] for p in udp] or [stun.get("lifetime_at_most") or 0])
-        keep = max(5, min(KEEPALIVE_HINT, int(low / 2) if low else KEEPALIVE_HINT))
+        # Half the longest silence that still worked, as RFC 5626 4.4.1 keeps well inside it.
+        keep = max(1, min(KEEPALIVE_HINT, int(low // 2) if low else KEEPALIVE_HINT))
         parts.append(
             f"this network forgets UDP mappings after {low:g}-{high:g} s of silence; make the "
             f"softphone send keepalives every <= {keep} s, or use TCP/TLS, or raise the "

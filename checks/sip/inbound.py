@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from checks.sip.bindings import REPLACED_ACTION, missing_from, other_bindings, seen_from
+from checks.sip.bindings import (
+    REPLACED_ACTION,
+    describe,
+    missing_from,
+    other_bindings,
+    seen_from,
+    unroutable,
+)
 from checks.wire import sip as sipwire
 from checks.wire.sip import SipMessage
 from checks.wire.sipua import (
@@ -170,6 +177,10 @@ def exchange(
         "request_uri": aor,
         "seen_from": plan.seen_from,
         "for_bindings": [b["contact"] for b in plan.bindings],
+        # Bindings the platform cannot route back to (sip.bindings' rule), the likely reason.
+        "unroutable": [
+            b["contact"] for b in plan.bindings if unroutable(describe(b), plan.seen_from)
+        ],
         "provisional": [],
         "final": None,
         "platform_took": False,
@@ -463,6 +474,14 @@ def _who(plan: Plan, out: dict[str, Any]) -> str:
 def _blocked_action(out: dict[str, Any]) -> str:
     seen = _where(out.get("seen_from")) if out.get("seen_from") else None
     transport = out["transport"].upper()
+    lost = out.get("unroutable") or []
+    if lost:  # the platform was told a private address: no firewall rule can fix that
+        where = (out.get("seen_from") or {}).get("address", "another address")
+        return (
+            f"the platform sends the request to <{lost[0]}>, a private address it cannot reach "
+            f"(it sees this machine as {where}): enable NAT traversal in the softphone (rport/"
+            "contact rewrite, STUN or SIP outbound), or ask the platform to apply NAT fix-up"
+        )
     step = (
         f"allow inbound SIP over {transport} from the platform to this machine in the firewall "
         "(and in any security software)"
