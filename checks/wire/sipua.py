@@ -382,6 +382,22 @@ class Dialogless:
         self.headers = headers or []
         self.stray: list[Received] = []  # requests that reached this channel meanwhile
 
+    def _build(self, method: str, ruri: str, branch: str, to_uri: str, **fields: Any) -> bytes:
+        """A request of this series: its From, Call-ID, CSeq and User-Agent."""
+        return build_request(
+            method,
+            ruri,
+            self.ch,
+            branch=branch,
+            from_uri=self.account.aor,
+            from_tag=self.from_tag,
+            to_uri=to_uri,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            user_agent=self.account.user_agent,
+            **fields,
+        )
+
     def send(
         self,
         method: str,
@@ -407,17 +423,11 @@ class Dialogless:
             headers = [*self.headers, *(extra or [])]
             if authorization is not None:
                 headers.append(f"{authorization[0]}: {authorization[1]}")
-            request = build_request(
+            request = self._build(
                 method,
                 ruri,
-                self.ch,
-                branch=branch,
-                from_uri=self.account.aor,
-                from_tag=self.from_tag,
-                to_uri=to_uri,
-                call_id=self.call_id,
-                cseq=self.cseq,
-                user_agent=self.account.user_agent,
+                branch,
+                to_uri,
                 contact=contact,
                 headers=headers,
                 body=body,
@@ -527,35 +537,23 @@ class Dialogless:
 
     def _ack(self, ruri: str, branch: str, to_uri: str, answer: SipMessage) -> None:
         """The ACK for a non-2xx final answer to an INVITE: same branch (RFC 3261 17.1.1.3)."""
-        ack = build_request(
+        ack = self._build(
             "ACK",
             ruri,
-            self.ch,
-            branch=branch,
-            from_uri=self.account.aor,
-            from_tag=self.from_tag,
-            to_uri=to_uri,
+            branch,
+            to_uri,
             to_tag=_tag(answer.first("to")),
-            call_id=self.call_id,
-            cseq=self.cseq,
-            user_agent=self.account.user_agent,
         )
         with contextlib.suppress(OSError):
             self.ch.send(ack)
 
     def cancel(self, ruri: str, branch: str, to_uri: str) -> None:
         """CANCEL the INVITE in flight (same branch, same CSeq number; RFC 3261 9.1)."""
-        cancel = build_request(
+        cancel = self._build(
             "CANCEL",
             ruri,
-            self.ch,
-            branch=branch,
-            from_uri=self.account.aor,
-            from_tag=self.from_tag,
-            to_uri=to_uri,
-            call_id=self.call_id,
-            cseq=self.cseq,
-            user_agent=self.account.user_agent,
+            branch,
+            to_uri,
         )
         with contextlib.suppress(OSError):
             self.ch.send(cancel)
@@ -572,18 +570,12 @@ class Dialogless:
         for method in ("ACK", "BYE"):  # the ACK keeps the INVITE's CSeq number, BYE the next
             if method == "BYE":
                 self.cseq += 1
-            data = build_request(
+            data = self._build(
                 method,
                 target,
-                self.ch,
-                branch=_new_id(),
-                from_uri=self.account.aor,
-                from_tag=self.from_tag,
-                to_uri=to_uri,
+                _new_id(),
+                to_uri,
                 to_tag=to_tag,
-                call_id=self.call_id,
-                cseq=self.cseq,
-                user_agent=self.account.user_agent,
                 headers=extra,
             )
             with contextlib.suppress(OSError):
