@@ -104,9 +104,26 @@ def test_prom_escapes_awkward_agent_ids(reports: RealReports, tmp_path: Path) ->
     assert (("sipdiag_last_run_timestamp_seconds", (("agent", odd["agent"]["id"]),))) in got
 
 
-def test_ndjson_has_one_ecs_document_per_finding(tree: Path, reports: RealReports) -> None:
+def test_ndjson_has_one_ecs_document_per_run_and_per_finding(
+    tree: Path, reports: RealReports
+) -> None:
     lines = fleet(str(tree), "--format", "ndjson").out.splitlines()
-    docs = [json.loads(line) for line in lines]
+    every = [json.loads(line) for line in lines]
+    runs = [d for d in every if d["event"]["dataset"] == "sipdiag.run"]
+    docs = [d for d in every if d["event"]["dataset"] == "sipdiag.finding"]
+    # Every report is a run document, healthy ones too, so dashboards can count them.
+    all_reports = [reports.ok, reports.bad, reports.later, reports.host]
+    assert sorted(d["event"]["id"] for d in runs) == sorted(r["run_id"] for r in all_reports)
+    by_id = {d["event"]["id"]: d for d in runs}
+    ok, bad = by_id[reports.ok["run_id"]], by_id[reports.bad["run_id"]]
+    assert (ok["event"]["outcome"], ok["sipdiag"]["verdict"], ok["sipdiag"]["findings"]) == (
+        "success", "healthy", 0,
+    )  # fmt: skip
+    assert (bad["event"]["outcome"], bad["log"]["level"]) == ("failure", "critical")
+    assert bad["sipdiag"]["causes"] == ["sip.credentials_rejected"]
+    assert every.index(bad) + 1 == every.index(
+        next(d for d in docs if d["labels"]["run_id"] == reports.bad["run_id"])
+    )  # a run's findings follow it
     assert len(docs) == 2  # the two reports with sip.credentials_rejected
     for doc in docs:
         assert doc["event"]["code"] == "sip.credentials_rejected"

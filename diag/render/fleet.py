@@ -209,14 +209,54 @@ _ECS_CATEGORY = {
 _ECS_SEVERITY = {"critical": 3, "warning": 2, "info": 1}
 
 
+def _run_document(r: Mapping[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """The run itself (event.dataset sipdiag.run), healthy or not, so that a dashboard can count
+    healthy runs and see agents that stopped reporting, not only findings."""
+    findings = r["findings"]
+    worst = max(
+        (f["severity"] for f in findings), key=lambda v: _ECS_SEVERITY.get(v, 0), default="info"
+    )
+    causes = [f["cause"] for f in findings]
+    return {
+        "@timestamp": r["started_at"],
+        "ecs": {"version": ECS_VERSION},
+        "message": f"sipdiag run {r['verdict']}"
+        + (f": {', '.join(causes)}" if causes else ": no findings"),
+        "log": {"level": worst},
+        "event": {
+            "kind": "event",
+            "category": ["host"],
+            "type": ["info"],
+            "outcome": "success" if r["verdict"] == "healthy" else "failure",
+            "id": r["run_id"],
+            "dataset": "sipdiag.run",
+            "module": "sipdiag",
+            "severity": _ECS_SEVERITY.get(worst, 0) if causes else 0,
+        },
+        "host": host,
+        "user": {"id": r["agent_id"], "name": r["sip_uri"]},
+        "labels": {"run_id": r["run_id"], "verdict": r["verdict"]},
+        "sipdiag": {
+            "run_id": r["run_id"],
+            "agent": r["agent"],
+            "verdict": r["verdict"],
+            "findings": len(findings),
+            "causes": causes,
+            "public_addresses": r["public_addresses"],
+        },
+    }
+
+
 def ecs_documents(s: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One Elastic Common Schema document per finding, oldest report first."""
+    """Elastic Common Schema documents, oldest report first: per report one for the run
+    (event.dataset sipdiag.run), then one per finding (sipdiag.finding)."""
     docs = []
     for r in s["reports"]:
+        host: dict[str, Any] = {"name": r["hostname"], "ip": r["local_addresses"]}
+        if r["os"]:
+            host["os"] = {"name": r["os"]}
+        docs.append(_run_document(r, host))
         for f in r["findings"]:
-            host: dict[str, Any] = {"name": r["hostname"], "ip": r["local_addresses"]}
-            if r["os"]:
-                host["os"] = {"name": r["os"]}
             doc: dict[str, Any] = {
                 "@timestamp": r["started_at"],
                 "ecs": {"version": ECS_VERSION},
