@@ -115,12 +115,17 @@ class SipRun:
     """What every SIP check of the run saw: the evidence no finding may contradict."""
 
     seen: tuple[Seen, ...] = ()
+    # sip.inbound passed through a registered softphone: the platform does reach it.
+    inbound_reached: bool = False
 
     @classmethod
     def of(cls, runs: Iterable[CheckRun]) -> SipRun:
         seen: list[Seen] = []
+        inbound_reached = False
         for run in runs:
             d, check = run.result.details, run.check.id
+            if check == "sip.inbound":
+                inbound_reached = run.result.status.value == "pass" and d.get("mode") == "softphone"
             if check in REGISTER_CHECKS:
                 register = register_details(d)
                 baseline = register.get("baseline")
@@ -137,7 +142,7 @@ class SipRun:
                     answered = v.get("outcome") == o.ANSWERED
                     reached = answered or v.get("outcome") == o.TLS_UNTRUSTED
                     seen.append(Seen(check, t, reached, answered))
-        return cls(tuple(seen))
+        return cls(tuple(seen), inbound_reached)
 
     def reached(self, transport: str | None = None) -> bool:
         """Something came back from the registrar (over `transport`, or over any)."""

@@ -429,6 +429,10 @@ OVERRIDES: tuple[Override, ...] = (
                f"over {t.upper()} unanswered, REGISTER over {t.upper()} answered)",
                _reached_over(t))
       for t, cause in TRANSPORT_CAUSES.items()),
+    Override("sip.binding_unroutable",
+             "sip.inbound reached the softphone through the platform in the same run: the "
+             "platform fixes NAT without marking the binding (e.g. a forced rport)",
+             lambda run: run.inbound_reached),
 )
 # fmt: on
 

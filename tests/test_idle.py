@@ -183,6 +183,25 @@ def test_a_tcp_connection_the_nat_forgets_while_idle_is_reported_with_its_transp
         (period,) = idle["details"]["periods"]
         assert (period["transport"], period["arrived"]) == ("tcp", False), period
         action = r.finding("network.nat_binding_short")["action"]
-        assert "closed the idle TCP connection within 8 s" in action
+        assert "idle TCP connection was closed or forgotten within 8 s" in action
         assert period["removed"] is True  # un-REGISTERed over a new connection
+        assert bed.bindings() == []
+
+
+def test_when_inbound_never_works_net_idle_blames_no_nat_timeout(tmp_path: Path) -> None:
+    # The agent's firewall drops every request from the platform: sip.inbound says so
+    # (network.inbound_blocked); net.idle's control request right after registering is lost
+    # too, so no period is a NAT timeout (one truth per report).
+    with InboundBed.start(
+        tmp_path, softphones=0, nat=False, send_from=True, fr_timer_ms=2000
+    ) as bed:
+        bed.stateful_firewall()
+        r = idle_check(bed, "--idle", "2", "--only", "sip.inbound")
+        assert "network.inbound_blocked" in r.causes()
+        assert "network.nat_binding_short" not in r.causes()
+        idle = r.check("net.idle")
+        assert idle["status"] == "skip", idle
+        (period,) = idle["details"]["periods"]
+        assert period["control_arrived"] is False and period["arrived"] is None
+        assert "did not arrive even right after registering" in period["skipped"]
         assert bed.bindings() == []

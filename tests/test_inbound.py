@@ -325,3 +325,15 @@ def test_register_binding_on_a_one_binding_registrar_reports_the_replaced_softph
         assert inbound["status"] == "fail", inbound
         assert [b["contact"] for b in inbound["details"]["replaced_bindings"]] == [phone]
         assert "re-register the softphone now" in r.finding("sip.binding_replaced")["action"]
+
+
+def test_silence_after_the_challenge_is_inbound_blocked_not_a_refusal(tmp_path: Path) -> None:
+    # Kamailio's own 408 comes after 5 s, later than sip.inbound waits (4 s): what it saw is
+    # the platform's challenge, our answer to it, then nothing.
+    with InboundBed.start(tmp_path, nat=False, send_from=True) as bed:
+        bed.stateful_firewall()
+        r = sip_check(bed)
+        d = r.check("sip.inbound")["details"]
+        assert r.check("sip.inbound")["status"] == "fail", d
+        assert (d["final"], d["challenged"], d["platform_took"]) == (None, True, True)
+        assert "network.inbound_blocked" in r.causes()

@@ -24,7 +24,14 @@ from typing import Any
 
 from checks.net.stun import configured_servers
 from checks.sip.bindings import REPLACED_ACTION, missing_from
-from checks.sip.inbound import INBOUND_WAIT, Plan, answered_by, plan_from_register
+from checks.sip.inbound import (
+    CLEANUP,
+    INBOUND_WAIT,
+    Plan,
+    blocked,
+    plan_from_register,
+    who_answered,
+)
 from checks.wire import sip as sipwire
 from checks.wire.sipua import (
     RUN_HEADER,
@@ -94,8 +101,9 @@ def _wait(ctx: Context, seconds: float, label: str) -> bool:
 def run_period(
     ctx: Context, plan: Plan, servers: dict[str, Server], seconds: float, index: int
 ) -> list[dict[str, Any]]:
-    """One idle period over every transport: bindings, silence, one OPTIONS, clean-up."""
-    clock = ctx.monotonic
+    """One idle period over every transport: bindings, a control request (it must arrive right
+    after registering, else a later loss says nothing about idle time), silence, the request,
+    clean-up."""
     legs: list[Leg] = []
     records: list[dict[str, Any]] = []
     token = f"{ctx.run_id[:8]}i{index}"
@@ -106,6 +114,7 @@ def run_period(
                 "seconds": seconds,
                 "transport": transport,
                 "arrived": None,
+                "control_arrived": None,
                 "skipped": None,
                 "expires_granted": None,
                 "closed_by_network": False,
@@ -113,31 +122,9 @@ def run_period(
                 "checked_at": None,
             }
             records.append(record)
-            try:
-                ch = Channel(server, clock, timeout=2.0)
-            except OSError as exc:
-                record["skipped"] = f"cannot connect: {exc.strerror or exc}"
-                continue
-            tag = f"{token}{transport}"
-            binder = Binder(ch, plan.account, server, sipwire.probe_id(ctx.run_id[:36], tag), tag)
-            reg = binder.register(SOFTPHONE_EXPIRES, min(ctx.deadline, clock() + 2.0))
-            record["call_id"] = reg.call_id
-            record["expires_granted"] = reg.expires
-            replaced = missing_from(plan.bindings, reg.listed, transport)
-            if replaced:
-                record["replaced_bindings"] = replaced
-            held = int(seconds) + HOLD_MARGIN
-            if reg.ok and reg.expires and reg.expires > held:
-                # The interval is known; hold ours only as long as the test needs, so a lost
-                # un-REGISTER leaves nothing for long. Still before the silence.
-                refreshed = binder.refresh(held, min(ctx.deadline, clock() + 2.0))
-                record["expires_held"] = refreshed.expires
-            record["contact"] = reg.contact.strip("<>")
-            if not reg.ok:
-                record["skipped"] = f"REGISTER got {reg.code} {reg.reason or reg.error or ''}"
-                ch.close()
-                continue
-            legs.append(Leg(transport, ch, binder, record=record))
+            leg = _register_leg(ctx, plan, server, seconds, f"{token}{transport}", record)
+            if leg is not None:
+                legs.append(leg)
         _drop_replaced(legs)
         live = [leg for leg in legs if leg.record and not leg.record["skipped"]]
         for leg in live:
@@ -150,64 +137,137 @@ def run_period(
             leg.thread.start()
         if not live:
             return records
+        _probe(ctx, plan, live, f"{token}c", servers, control=True)
+        live = [leg for leg in live if leg.record and leg.record["control_arrived"]]
+        if not live:
+            return records
         names = "/".join(leg.transport.upper() for leg in live)
         if not _wait(ctx, seconds, f"idle {seconds:g} s on {names}"):
             for leg in live:
                 assert leg.record is not None
                 leg.record["skipped"] = "interrupted" if ctx.stop.is_set() else "out of time"
             return records
-        _probe(ctx, plan, live, token, servers)
+        _probe(ctx, plan, live, f"{token}p", servers, control=False)
     finally:
-        for leg in legs:
-            if leg.listener is not None:
-                leg.listener.stop.set()
-        for leg in legs:
-            if leg.thread is not None:
-                leg.thread.join(0.3)
-            if leg.binder.registration.ok:
-                grace = 1.0 if ctx.stop.is_set() else 2.0  # Ctrl-C: the runner waits 1.5 s
-                removed = leg.binder.unregister(clock() + grace)
-                if leg.record is not None:
-                    leg.record["removed"] = removed
-            leg.channel.close()
-            leg.binder.ch.close()  # a reconnection's, when the first was gone
+        _clean_up(ctx, legs)
+        ctx.note("")
     return records
+
+
+def _register_leg(
+    ctx: Context, plan: Plan, server: Server, seconds: float, tag: str, record: dict[str, Any]
+) -> Leg | None:
+    clock = ctx.monotonic
+    try:
+        ch = Channel(server, clock, timeout=min(2.0, max(0.1, ctx.remaining())))
+    except OSError as exc:
+        record["skipped"] = f"cannot connect: {exc.strerror or exc}"
+        return None
+    probe = sipwire.probe_id(ctx.run_id[:36], tag)
+    binder = Binder(ch, plan.account, server, probe, tag, stop=ctx.stop)
+    leg = Leg(server.transport, ch, binder, record=record)
+    reg = binder.register(SOFTPHONE_EXPIRES, min(ctx.deadline, clock() + 2.0))
+    record["call_id"] = reg.call_id
+    record["expires_granted"] = reg.expires
+    record["contact"] = reg.contact.strip("<>")
+    if not reg.ok:
+        record["skipped"] = f"REGISTER got {_said(reg.code, reg.reason or reg.error)}"
+        return leg  # still un-REGISTERed: a late 200 may have made a binding
+    replaced = missing_from(plan.bindings, reg.listed, server.transport)
+    if replaced:
+        record["replaced_bindings"] = replaced
+    held = int(seconds) + HOLD_MARGIN
+    if reg.expires and reg.expires > held:
+        # The interval is known; hold ours only as long as the test needs, so a lost
+        # un-REGISTER leaves nothing for long. Still before the silence.
+        refreshed = binder.refresh(held, min(ctx.deadline, clock() + 2.0))
+        record["expires_held"] = refreshed.expires
+    return leg
+
+
+def _said(code: int | None, text: str | None) -> str:
+    return " ".join(str(x) for x in (code, text) if x) or "no answer"
+
+
+def _clean_up(ctx: Context, legs: list[Leg]) -> None:
+    """Stop the listeners and un-REGISTER every binding we may have made, all legs at once,
+    within one end time: 1 s after Ctrl-C (the runner waits 1.5 s), else 2 s, never past the
+    deadline."""
+    clock = ctx.monotonic
+    now = clock()
+    end = now + 1.0 if ctx.stop.is_set() else min(now + 2.0, max(now + 0.3, ctx.deadline - 0.05))
+    for leg in legs:
+        if leg.listener is not None:
+            leg.listener.stop.set()
+    for leg in legs:
+        if leg.thread is not None:
+            leg.thread.join(max(0.0, min(0.3, end - clock())))
+
+    def remove(leg: Leg) -> None:
+        if leg.binder.sent_contact:
+            removed = leg.binder.unregister(end)
+            if leg.record is not None:
+                leg.record["removed"] = removed
+
+    threads = [threading.Thread(target=remove, args=(leg,), daemon=True) for leg in legs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, end + 0.1 - clock()))
+    for leg in legs:
+        leg.channel.close()
+        leg.binder.ch.close()  # a reconnection's, when the first was gone
 
 
 def _drop_replaced(legs: list[Leg]) -> None:
     """A registrar that keeps one binding per account replaced our earlier transports' bindings
     with the last one: those transports are not tested in this period (and say why)."""
-    if len(legs) < 2:
+    live = [leg for leg in legs if leg.record and not leg.record["skipped"]]
+    if len(live) < 2:
         return
-    listed = " ".join(legs[-1].binder.registration.listed)
-    for leg in legs[:-1]:
+    listed = " ".join(live[-1].binder.registration.listed)
+    for leg in live[:-1]:
         tag = f";sipdiag={leg.binder.tag}"
         if tag not in listed and leg.record is not None:
             leg.record["skipped"] = (
                 "this registrar keeps one binding per account: the "
-                f"{legs[-1].transport.upper()} binding replaced it"
+                f"{live[-1].transport.upper()} binding replaced it"
             )
 
 
 def _probe(
-    ctx: Context, plan: Plan, live: list[Leg], token: str, servers: dict[str, Server]
+    ctx: Context,
+    plan: Plan,
+    live: list[Leg],
+    token: str,
+    servers: dict[str, Server],
+    control: bool,
 ) -> None:
-    """One OPTIONS to the AOR from a new socket; it forks to each of our bindings."""
+    """One OPTIONS to the AOR from a new socket; it forks to each of our bindings. The control
+    (right after registering) must arrive; after the silence, a request the platform took but
+    that did not arrive is lost, while a refusal or no answer at all tests nothing."""
     clock = ctx.monotonic
     server = servers.get("udp") or plan.server
-    sender = Channel(server, clock, timeout=2.0)
+    field = "control_arrived" if control else "arrived"
+    try:
+        sender = Channel(server, clock, timeout=min(2.0, max(0.1, ctx.remaining())))
+    except OSError as exc:
+        for leg in live:
+            assert leg.record is not None
+            leg.record["skipped"] = f"cannot send the request: {exc.strerror or exc}"
+        return
     try:
         series = Dialogless(
             sender,
             plan.account,
-            sipwire.probe_id(ctx.run_id[:36], f"{token}o"),
+            sipwire.probe_id(ctx.run_id[:36], token),
             headers=[f"{TOKEN_HEADER}: {token}", f"{RUN_HEADER}: {ctx.run_id}"],
+            stop=ctx.stop,
         )
         for leg in live:
             assert leg.listener is not None
-            leg.listener.call_id = series.call_id
-            leg.listener.sent_at = clock()
-        until = min(ctx.deadline, clock() + INBOUND_WAIT)
+            leg.listener.expect(token, series.call_id, clock())
+        until = min(ctx.deadline - CLEANUP, clock() + INBOUND_WAIT)
         outcome = series.send(
             "OPTIONS",
             plan.account.aor,
@@ -218,29 +278,48 @@ def _probe(
         for leg in live:  # a forked branch may trail the first answer
             assert leg.listener is not None
             leg.listener.arrived.wait(max(0.0, min(until, clock() + 0.3) - clock()))
-        final = {
-            "code": outcome.code,
-            "reason": outcome.reason,
-            "by": answered_by(outcome.answer, plan, own=True),
-        }
+        by, evidence = who_answered(outcome.answer, plan, own=True)
+        final = {"code": outcome.code, "reason": outcome.reason, "by": by, "by_evidence": evidence}
+        took = blocked(
+            {"mode": "own_binding", "final": final if outcome.code else None,
+             "platform_took": bool(outcome.provisional) or outcome.code is not None
+             or outcome.challenged}
+        )  # fmt: skip
         for leg in live:
             assert leg.listener is not None and leg.record is not None
             arrival = leg.listener.arrival
-            leg.record["checked_at"] = _iso(ctx.now())
-            leg.record["arrived"] = arrival is not None
-            leg.record["probe_call_id"] = series.call_id
-            leg.record["final"] = final
+            record = leg.record
+            record[f"{'control' if control else 'probe'}_call_id"] = series.call_id
             if arrival is not None:
-                leg.record["source"] = arrival.source
-                leg.record["after_ms"] = arrival.after_ms
+                record[field] = True
+                if not control:
+                    record.update(source=arrival.source, after_ms=arrival.after_ms)
+            elif took:  # the platform tried: the request was lost on the way to us
+                record[field] = False
+            else:
+                record["skipped"] = _not_tested(final, outcome.error, control)
+            if not control:
+                record["checked_at"] = _iso(ctx.now())
+                record["final"] = final
             if leg.listener.closed:
-                leg.record["closed_by_network"] = True
-                leg.record["closed"] = leg.listener.closed
-            if arrival is None and final["by"] == "registrar" and (outcome.code or 0) < 300:
-                leg.record["arrived"] = None
-                leg.record["skipped"] = "the platform answers OPTIONS itself (no fork)"
+                record["closed_by_network"] = True
+                record["closed"] = leg.listener.closed
+            if control and record[field] is False:
+                record["skipped"] = (
+                    "the request did not arrive even right after registering: inbound does not "
+                    "work at all here (see sip.inbound), so idle time cannot be measured"
+                )
     finally:
         sender.close()
+
+
+def _not_tested(final: dict[str, Any], error: str | None, control: bool) -> str:
+    code = final.get("code")
+    if code is not None and code < 300 and final.get("by") == "registrar":
+        return "the platform answers OPTIONS itself (no fork)"
+    if code is not None:
+        return f"the platform refused the request itself ({_said(code, final.get('reason'))})"
+    return f"the platform did not answer the request ({error or 'silence'})"
 
 
 def check_idle(ctx: Context) -> CheckResult:
@@ -264,7 +343,8 @@ def check_idle(ctx: Context) -> CheckResult:
     if registrar_note is None and not isinstance(plan, CheckResult):
         servers = _servers(ctx, plan)
         for index, seconds in enumerate(periods):
-            if ctx.stop.is_set() or ctx.remaining() < seconds + SETUP:
+            # The period, registering, the shortest conclusive wait and the clean-up must fit.
+            if ctx.stop.is_set() or ctx.remaining() < seconds + SETUP + 1.0 + CLEANUP:
                 details["periods"].append(
                     {
                         "seconds": seconds,
@@ -425,8 +505,9 @@ def _short_action(short: list[dict[str, Any]], stun: dict[str, Any], d: dict[str
         )
     for p in streams:
         parts.append(
-            f"the network closed the idle {p['transport'].upper()} connection within "
-            f"{p['seconds']:g} s: enable the softphone's {p['transport'].upper()} keep-alives "
-            "(CRLF, RFC 5626) or raise the firewall's idle TCP timeout"
+            f"the idle {p['transport'].upper()} connection was closed or forgotten within "
+            f"{p['seconds']:g} s (a NAT/firewall idle timeout, or the platform's own connection "
+            f"lifetime): enable the softphone's {p['transport'].upper()} keep-alives (CRLF, RFC "
+            "5626), or raise the firewall's idle TCP timeout"
         )
     return "; ".join(parts)

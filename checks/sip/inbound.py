@@ -126,23 +126,30 @@ def _resolve(host: str, port: int) -> str | None:
 
 def answered_by(answer: SipMessage | None, plan: Plan, own: bool) -> str | None:
     """ "binding" when a registered device sent ``answer``, "registrar" when the platform did."""
+    return who_answered(answer, plan, own)[0]
+
+
+def who_answered(answer: SipMessage | None, plan: Plan, own: bool) -> tuple[str | None, str | None]:
+    """(binding|registrar|None, the evidence: contact, user-agent, ours, registrar-server,
+    no-identity). Recorded, so that support can weigh it (an SBC that answers OPTIONS itself
+    with a Server header of its own would look like a device)."""
     if answer is None:
-        return None
+        return None, None
     who = answer.first("user-agent") or answer.first("server")
     if plan.registrar_server and who == plan.registrar_server:
-        return "registrar"
+        return "registrar", "registrar-server"
     if own and who == plan.account.user_agent:  # our own binding's answer, relayed
-        return "binding"
+        return "binding", "ours"
     contact = answer.first("contact") or ""
     if any(_same_device(contact, b["contact"]) for b in plan.bindings):
-        return "binding"
+        return "binding", "contact"
     if own:  # only our own binding could answer, and it did not
-        return "registrar"
-    if who or contact:
-        return "binding"
+        return "registrar", "not-ours"
+    if who:
+        return "binding", "user-agent"
     # No identity at all (PJSUA answers OPTIONS with none): a registrar that names itself in
     # every answer of its own (it did in the REGISTER query's) did not send this one.
-    return "binding" if plan.registrar_server else None
+    return ("binding", "no-identity") if plan.registrar_server else (None, None)
 
 
 def _same_device(contact: str, binding: str) -> bool:
@@ -199,7 +206,9 @@ def exchange(
             home = Channel(plan.server, clock, timeout=max(0.1, end - clock()))
             channels.append(home)
             tag = f"{ctx.run_id[:8]}{label}"
-            binder = Binder(home, plan.account, plan.server, _pid(ctx, f"{label}-reg"), tag)
+            binder = Binder(
+                home, plan.account, plan.server, _pid(ctx, f"{label}-reg"), tag, stop=ctx.stop
+            )
             # Beside a softphone (--inbound-call --register-binding), a GRUU reaches ours alone.
             instance = str(uuid.uuid4()) if plan.bindings else None
             reg = binder.register(OWN_EXPIRES, min(end, clock() + 2.0), instance)
@@ -216,7 +225,7 @@ def exchange(
             out["for_bindings"] = [reg.contact.strip("<>")]
             if method == "INVITE" and reg.gruu:
                 ruri = out["request_uri"] = reg.gruu
-            gone = missing_from(plan.bindings, reg.listed, plan.server.transport)
+            gone = missing_from(plan.bindings, reg.listed, plan.server.transport) if reg.ok else []
             if gone:
                 out["replaced_bindings"] = gone
             if not reg.ok:
@@ -236,6 +245,7 @@ def exchange(
                 f"{RUN_HEADER}: {ctx.run_id}",
                 f"Subject: sipdiag inbound test {ctx.run_id}",
             ],
+            stop=ctx.stop,
         )
         out["call_id"] = series.call_id
         out["call_ids"].append(series.call_id)
@@ -292,9 +302,13 @@ def exchange(
             listener.stop.set()
         if thread is not None:
             thread.join(0.3)
-        if binder is not None and binder.registration.ok:
-            removed = binder.unregister(max(clock() + 0.2, ctx.deadline - 0.1))
-            out["registration"]["removed"] = removed
+        if binder is not None and binder.sent_contact:
+            # Whatever our REGISTER's answer was (a late 200 still made a binding); within the
+            # runner's grace after Ctrl-C.
+            until = clock() + 1.0 if ctx.stop.is_set() else max(clock() + 0.2, ctx.deadline - 0.1)
+            removed = binder.unregister(until)
+            if out["registration"] is not None:
+                out["registration"]["removed"] = removed
             binder.ch.close()
         for ch in channels:
             ch.close()
@@ -305,10 +319,12 @@ def _outcome_record(answer: Outcome, plan: Plan, own: bool) -> dict[str, Any]:
     final = None
     if answer.code is not None:
         msg = answer.answer
+        by, evidence = who_answered(msg, plan, own)
         final = {
             "code": answer.code,
             "reason": answer.reason,
-            "by": answered_by(msg, plan, own),
+            "by": by,
+            "by_evidence": evidence,
             "user_agent": (msg.first("user-agent") or msg.first("server")) if msg else None,
             "rtt_ms": answer.rtt_ms,
         }
@@ -341,7 +357,8 @@ def blocked(out: dict[str, Any]) -> bool:
     if final is None:
         return bool(out.get("platform_took"))
     code = int(final["code"])
-    if code in PLATFORM_CODES or 500 <= code < 600:  # only a proxy says these for a branch
+    device = final.get("by") == "binding" and final.get("by_evidence") in ("contact", "user-agent")
+    if code in PLATFORM_CODES or (500 <= code < 600 and not device):  # a proxy's, for a branch
         return True
     if final.get("by") == "binding" and out.get("mode") != "own_binding":
         return False  # e.g. a softphone on do-not-disturb answers 480 itself
@@ -419,6 +436,14 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
             f"{final.get('user_agent') or 'the registrar'}): the request was not forked to the "
             "softphone; use --inbound-call to test with an INVITE",
             "run with --inbound-call (one INVITE; the softphone may ring for a moment)",
+            **out,
+        )
+    if code is not None and code < 300:
+        return skipped(
+            f"{code} {final.get('reason') or ''} came back for our {method}, but nothing in it "
+            "says who sent it (no User-Agent, Server or Contact, and the registrar names itself "
+            "in none of its answers either)",
+            "run with --inbound-call (one INVITE) to see whether the softphone rings",
             **out,
         )
     if code is not None:

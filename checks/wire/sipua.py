@@ -193,6 +193,10 @@ class Channel:
             except ssl.SSLWantReadError:
                 continue
             except ConnectionError as exc:
+                if self.server.transport == "udp":
+                    # An ICMP error for an earlier datagram (Windows reports it on recvfrom of
+                    # an unconnected socket): not a closed path; keep listening.
+                    continue
                 self.closed_by_peer = True
                 raise Closed(str(exc) or type(exc).__name__) from None
             if not chunk:
@@ -373,8 +377,11 @@ class Dialogless:
         account: Account,
         probe_id: str,
         headers: list[str] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.ch = ch
+        self.stop = stop  # Ctrl-C: end the wait at once (the caller then cleans up)
+        self._acks: dict[str, bytes] = {}  # INVITE branch -> its ACK, for a retransmitted final
         self.account = account
         self.call_id = f"{probe_id}@{sipwire.host_literal(ch.local_ip)}"
         self.from_tag = _new_id()
@@ -436,6 +443,8 @@ class Dialogless:
                 request, branch, method, ruri, deadline, outcome, on_provisional
             )
             if msg is None:
+                if method == "INVITE" and outcome.provisional:
+                    self._give_up(ruri, branch, to_uri, outcome)
                 return outcome
             code = sipwire.status_code(msg)
             if method == "INVITE" and code >= 300:
@@ -463,6 +472,8 @@ class Dialogless:
                 return outcome
             answered += 1
             authorization = ("Proxy-Authorization" if code == 407 else "Authorization", value)
+            # The challenge is no final answer to the request we now retry with credentials.
+            outcome.code = outcome.reason = outcome.answer = None
 
     def _transaction(
         self,
@@ -487,6 +498,9 @@ class Dialogless:
         retransmit_at: float | None = sent + interval if self.ch.server.transport == "udp" else None
         while True:
             now = clock()
+            if self.stop is not None and self.stop.is_set():
+                outcome.error = "interrupted"
+                return None
             if now >= deadline:
                 outcome.error = outcome.error or "no final answer before the deadline"
                 return None
@@ -496,6 +510,8 @@ class Dialogless:
                 interval = min(interval * 2, T2)
                 retransmit_at = now + interval
             wake = deadline if retransmit_at is None else min(deadline, retransmit_at)
+            if self.stop is not None:
+                wake = min(wake, clock() + 0.1)
             try:
                 got = self.ch.receive(wake)
             except Closed as exc:
@@ -510,6 +526,7 @@ class Dialogless:
                 self.stray.append(got)
                 continue
             if not self._ours(got.msg, branch, method):
+                self._reack(got.msg)
                 continue
             code = sipwire.status_code(got.msg)
             via = sipwire.top_via(got.msg)
@@ -526,6 +543,14 @@ class Dialogless:
             outcome.answer = got.msg
             outcome.rtt_ms = max(0, round((got.at - sent) * 1000))
             return got.msg
+
+    def _reack(self, msg: SipMessage) -> None:
+        """A final answer retransmitted to an earlier INVITE of ours: ACK it again."""
+        via = (sipwire.top_via(msg) or "").replace(" ", "")
+        for branch, ack in self._acks.items():
+            if f"branch={sipwire.MAGIC_COOKIE}{branch}" in via:
+                with contextlib.suppress(OSError):
+                    self.ch.send(ack)
 
     def _ours(self, msg: SipMessage, branch: str, method: str) -> bool:
         via = sipwire.top_via(msg) or ""
@@ -544,8 +569,32 @@ class Dialogless:
             to_uri,
             to_tag=_tag(answer.first("to")),
         )
+        self._acks[branch] = ack
         with contextlib.suppress(OSError):
             self.ch.send(ack)
+
+    def _give_up(self, ruri: str, branch: str, to_uri: str, outcome: Outcome) -> None:
+        """An INVITE with provisional answers but no final one at our deadline (or Ctrl-C): the
+        phone may be ringing. CANCEL it, once more after T1 over UDP, and ACK the 487 that
+        follows, within about a second."""
+        clock = self.ch.clock
+        end = clock() + 1.0
+        resend_at: float | None = clock() + T1 if self.ch.server.transport == "udp" else None
+        self.cancel(ruri, branch, to_uri)
+        outcome.cancelled = True
+        while clock() < end:
+            if resend_at is not None and clock() >= resend_at:
+                self.cancel(ruri, branch, to_uri)
+                resend_at = None
+            try:
+                got = self.ch.receive(min(end, resend_at or end))
+            except (Closed, OSError):
+                return
+            if got is None or method_of(got.msg) is not None:
+                continue
+            if self._ours(got.msg, branch, "INVITE") and sipwire.status_code(got.msg) >= 300:
+                self._ack(ruri, branch, to_uri, got.msg)
+                return
 
     def cancel(self, ruri: str, branch: str, to_uri: str) -> None:
         """CANCEL the INVITE in flight (same branch, same CSeq number; RFC 3261 9.1)."""
@@ -566,6 +615,9 @@ class Dialogless:
             target = contact.split("<", 1)[-1].split(">", 1)[0] if "<" in contact else contact
         # The route set is the Record-Route list reversed (RFC 3261 12.1.2, UAC side).
         extra = [f"Route: {r}" for r in reversed(sipwire.header_list(answer, "record-route"))]
+        if not extra:  # no Record-Route: the proxy is still our outbound proxy (loose routing)
+            proxy = _hostport(self.ch.server.host, self.ch.server.port)
+            extra = [f"Route: <sip:{proxy};transport={self.ch.server.transport};lr>"]
         to_tag = _tag(answer.first("to"))
         for method in ("ACK", "BYE"):  # the ACK keeps the INVITE's CSeq number, BYE the next
             if method == "BYE":
@@ -616,15 +668,24 @@ class Registration:
 class Binder:
     """REGISTERs a Contact on ``ch`` for the account, and removes it again."""
 
-    def __init__(self, ch: Channel, account: Account, server: Server, probe_id: str, tag: str):
+    def __init__(
+        self,
+        ch: Channel,
+        account: Account,
+        server: Server,
+        probe_id: str,
+        tag: str,
+        stop: threading.Event | None = None,
+    ):
         self.ch = ch
         self.account = account
         self.ruri = f"sip:{_hostport(server.host, server.port)}"
         if server.transport != "udp":
             self.ruri += f";transport={server.transport}"
-        self.series = Dialogless(ch, account, probe_id)
+        self.series = Dialogless(ch, account, probe_id, stop=stop)
         self.tag = tag
         self.registration = Registration(call_id=self.series.call_id)
+        self.sent_contact: str | None = None  # a REGISTER with it went out: un-REGISTER it
 
     def register(self, expires: int, deadline: float, instance: str | None = None) -> Registration:
         """Register our Contact for ``expires`` s. Like PJSIP's contact rewrite, when the
@@ -677,6 +738,8 @@ class Binder:
         return our_contact(self.ch, self.account.user, self.tag, host, port)
 
     def _register(self, contact: str, expires: int, deadline: float) -> Outcome:
+        if expires > 0:
+            self.sent_contact = contact
         extra = [f"Expires: {expires}"]
         if getattr(self, "instance", None):
             extra.append("Supported: gruu")
@@ -687,6 +750,9 @@ class Binder:
     def refresh(self, expires: int, deadline: float) -> Registration:
         """Re-REGISTER our Contact for ``expires`` s (what the registrar grants is recorded)."""
         outcome = self._register(self.registration.contact, expires, deadline)
+        least = sipwire.header_list(outcome.answer, "min-expires") if outcome.answer else []
+        if outcome.code == 423 and least and least[0].isdigit():  # Interval Too Brief
+            outcome = self._register(self.registration.contact, int(least[0]), deadline)
         held = Registration(self.registration.contact, outcome.code, outcome.reason)
         if outcome.answer is not None and held.ok:
             for b in sipwire.parse_bindings(outcome.answer.all("contact")):
@@ -695,10 +761,13 @@ class Binder:
         return held
 
     def unregister(self, deadline: float) -> bool:
-        """Remove our Contact (Expires: 0); True when the registrar confirmed it."""
-        if not self.registration.contact:
+        """Remove our Contact (Expires: 0); True when the registrar confirmed it. Sent whenever a
+        REGISTER with it went out, whatever came back: a late 200 still made a binding."""
+        contact = self.registration.contact or self.sent_contact
+        if not contact:
             return False
-        outcome = self._register(self.registration.contact, 0, deadline)
+        self.series.stop = None  # clean-up runs after Ctrl-C too
+        outcome = self._register(contact, 0, deadline)
         if outcome.code is None and self.ch.server.transport != "udp":
             # The connection is gone (a firewall forgot it while idle): a new one, so that
             # nothing stays behind on the registrar.
@@ -710,7 +779,7 @@ class Binder:
                 return False
             self.ch.close()
             self.ch = self.series.ch = fresh
-            outcome = self._register(self.registration.contact, 0, deadline)
+            outcome = self._register(contact, 0, deadline)
         return outcome.code is not None and 200 <= outcome.code < 300
 
 
@@ -749,6 +818,13 @@ class Listener:
         self.arrived = threading.Event()
         self.stop = threading.Event()
         self._to_tag = _new_id()
+
+    def expect(self, token: str, call_id: str, sent_at: float) -> None:
+        """Watch for the next request of ours (its own token and Call-ID, so a retransmission
+        of the last one does not count): forget the last arrival."""
+        self.arrival = None
+        self.arrived.clear()
+        self.token, self.call_id, self.sent_at = token, call_id, sent_at
 
     def run(self, deadline: float) -> None:
         clock = self.ch.clock
