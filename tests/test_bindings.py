@@ -176,3 +176,18 @@ def test_a_query_the_registrar_refused_skips_with_the_answer_quoted() -> None:
 )  # fmt: skip
 def test_what_counts_as_blocked(out: dict[str, Any], expected: bool) -> None:
     assert blocked(out) is expected
+
+
+def test_unroutable_is_dropped_when_sip_inbound_reached_the_softphone() -> None:
+    # A platform that fixes NAT without marking the binding (a forced rport) still reaches it:
+    # sip.inbound's pass is the stronger evidence, so no contradicting warning.
+    unrouted = bindings_run(**{"sip.register": register_result([binding("sip:alice@10.0.0.5")])})
+    inbound = CheckResult(Status.PASS, "reached", {"mode": "softphone", "problem": None})
+    runs = [
+        CheckRun(Check("sip.bindings", "", lambda ctx: unrouted), unrouted),
+        CheckRun(Check("sip.inbound", "", lambda ctx: inbound), inbound),
+    ]
+    assert "sip.binding_unroutable" not in {f.cause for f in diagnose(runs)}
+    failed = CheckResult(Status.SKIP, "not tested", {"mode": "softphone", "problem": None})
+    runs[1] = CheckRun(runs[1].check, failed)
+    assert "sip.binding_unroutable" in {f.cause for f in diagnose(runs)}
