@@ -112,5 +112,11 @@ def test_no_color_turns_colours_off_and_quiet_silences_stderr() -> None:
 def test_shell_completion_is_offered() -> None:
     r = cli_process("--help")
     assert "--install-completion" in r.out and "--show-completion" in r.out
-    r = cli_process("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    # --show-completion is a flag: typer detects the shell from the process tree (shellingham),
+    # so run it from a bash that stays its parent (`; exit` keeps bash from exec-ing it).
+    r = cli_process(
+        "--show-completion",
+        env={"SHELL": "/bin/bash"},
+        prefix=("bash", "-c", '"$@"; exit $?', "bash"),
+    )
     assert r.code == 0 and "_SIPDIAG_COMPLETE" in r.out
