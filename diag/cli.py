@@ -107,10 +107,20 @@ def list_checks(ctx: typer.Context) -> None:
 
 
 @app.command()
-def schema(ctx: typer.Context) -> None:
-    """Print the JSON Schema of the report (contract v1)."""
+def schema(
+    ctx: typer.Context,
+    timeline: Annotated[
+        bool, typer.Option("--timeline", help="The schema of one timeline line instead.")
+    ] = False,
+) -> None:
+    """Print the JSON Schema of the report (contract v1), or of a timeline line."""
     import json
 
+    if timeline:
+        from diag.timeline import schema as timeline_schema
+
+        _env(ctx).stdout.write(json.dumps(timeline_schema(), indent=2) + "\n")
+        return
     from diag.report import schema as report_schema
 
     _env(ctx).stdout.write(json.dumps(report_schema(), indent=2) + "\n")

@@ -1,0 +1,124 @@
+"""The timeline file `sipdiag watch` writes (issue 18): JSON Lines, one line per sample or event,
+appended, flushed and fsynced line by line, so a crash or a kill loses at most the line being
+written; rotated by size; read back tolerating a partial last line.
+
+The line format is versioned (`"v": 1`) and has a JSON Schema (`sipdiag schema --timeline`,
+diag/timeline-schema-v1.json). This module only writes and reads lines; what a line holds is
+the watch's business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # rotate beyond this (a day at 60 s is ~3 MB)
+DEFAULT_KEEP = 5  # rotated files kept: watch.jsonl.1 … .5
+MAX_LINE = 1024 * 1024  # a reader skips a longer line (a corrupt file must not exhaust memory)
+
+
+def schema() -> dict[str, Any]:
+    text = resources.files("diag").joinpath("timeline-schema-v1.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def timelines_dir() -> Path:
+    """Where timelines go by default: the user data directory's `timelines/`."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sipdiag", appauthor=False)) / "timelines"
+
+
+def utc(when: dt.datetime) -> str:
+    return (
+        when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+class TimelineWriter:
+    """Appends lines to ``path``: each one written whole with one write(), flushed and fsynced
+    before the next, so the file is valid up to its last complete line whatever happens."""
+
+    def __init__(
+        self,
+        path: Path,
+        watch_id: str,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        keep: int = DEFAULT_KEEP,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+    ) -> None:
+        self.path = path
+        self.watch_id = watch_id
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.now = now
+        self.seq = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def write(self, kind: str, fields: dict[str, Any], when: dt.datetime | None = None) -> None:
+        line: dict[str, Any] = {
+            "v": VERSION,
+            "type": kind,
+            "watch_id": self.watch_id,
+            "seq": self.seq,
+            "t": utc(when or self.now()),
+            **fields,
+        }
+        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+        if os.fstat(self._fd).st_size and os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+            self._rotate()
+        written = 0
+        while written < len(data):  # a short write (a full disk, a signal) is finished here
+            written += os.write(self._fd, data[written:])
+        os.fsync(self._fd)
+        self.seq += 1
+
+    def _rotate(self) -> None:
+        """watch.jsonl -> watch.jsonl.1 -> .2 …, the oldest beyond ``keep`` dropped."""
+        os.close(self._fd)
+        for n in range(self.keep, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if n == self.keep:
+                older.unlink(missing_ok=True)
+                continue
+            if older.exists():
+                older.rename(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.keep:
+            self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The timeline's lines, its rotated files first (oldest first): every complete line that
+    is a JSON object of version 1; a partial last line (a kill mid-write) and garbage skipped."""
+    rotated = sorted(
+        (p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()),
+        key=lambda p: -int(p.suffix[1:]),
+    )
+    for part in [*rotated, path]:
+        with part.open("rb") as f:
+            for raw in f:
+                if not raw.endswith(b"\n") or len(raw) > MAX_LINE:
+                    continue  # the line being written when the process died, or absurd
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(line, dict) and line.get("v") == VERSION:
+                    yield line

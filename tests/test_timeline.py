@@ -1,0 +1,113 @@
+"""The timeline file (issue 18's `sipdiag watch` writes it): each line valid against its schema,
+written whole and fsynced, so a kill -9 mid-write leaves every complete line readable; rotated by
+size and read back across the rotated files in order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from clihelp import cli
+
+from diag.timeline import TimelineWriter, read_lines, schema
+
+T0 = dt.datetime(2026, 12, 2, 11, 0, tzinfo=dt.timezone.utc)
+START = {"interval_s": 60, "host": {"hostname": "pc17"}, "sipdiag": "0.1.0", "mono": 0.0}
+SAMPLE = {
+    "mono": 60.0,
+    "state": {"registered": True, "inbound_reachable": True, "devices_present": False},
+    "checks": {"sip.bindings": {"status": "pass", "summary": "one registration"},
+               "audio.devices": {"status": "fail", "summary": "no microphone"}},
+    "causes": ["audio.no_input_device"],
+}  # fmt: skip
+EVENT = {"event": "audio_device_removed", "evidence": {"name": "Jabra"}, "detected_by": "sample"}
+END = {"reason": "interrupted", "samples": 1, "events": 1}
+
+
+def test_every_kind_of_line_the_writer_makes_validates(tmp_path: Path) -> None:
+    writer = TimelineWriter(tmp_path / "w.jsonl", "w1", now=lambda: T0)
+    for kind, fields in (("start", START), ("sample", SAMPLE), ("event", EVENT), ("end", END)):
+        writer.write(kind, fields)
+    writer.close()
+    lines = list(read_lines(tmp_path / "w.jsonl"))
+    assert [(x["type"], x["seq"]) for x in lines] == [
+        ("start", 0), ("sample", 1), ("event", 2), ("end", 3),
+    ]  # fmt: skip
+    assert lines[0]["t"] == "2026-12-02T11:00:00.000Z"
+    for line in lines:
+        jsonschema.validate(line, schema())
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"v": 1, "type": "event", "watch_id": "w", "seq": 0, "t": "x", "event": "coffee",
+         "evidence": {}},
+        {"v": 1, "type": "sample", "watch_id": "w", "seq": 0, "t": "x", "checks": {}},
+        {"v": 2, "type": "end", "watch_id": "w", "seq": 0, "t": "x", "reason": "duration"},
+        {"v": 1, "type": "sample", "watch_id": "w", "seq": 0, "t": "x", "state": {},
+         "checks": {"sip.bindings": {"status": "fine"}}},
+    ],
+)  # fmt: skip
+def test_the_schema_refuses_what_a_reader_could_not_use(line: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(line, schema())
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from diag.timeline import TimelineWriter
+w = TimelineWriter(Path(sys.argv[1]), "kill")
+print("ready", flush=True)
+n = 0
+while True:
+    w.write("sample", {"state": {}, "checks": {}, "pad": "x" * 20000, "n": n})
+    n += 1
+"""
+
+
+def test_a_kill_9_mid_write_leaves_every_complete_line_readable(tmp_path: Path) -> None:
+    path = tmp_path / "k.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    time.sleep(0.3)  # some hundreds of 20 kB lines, one being written
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    lines = list(read_lines(path))
+    assert len(lines) > 5
+    assert [x["seq"] for x in lines] == list(range(len(lines)))  # none lost, none torn
+    assert [x["n"] for x in lines] == list(range(len(lines)))
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    assert len(complete.splitlines()) == len(lines)  # a partial last line, if any, is skipped
+
+
+def test_rotation_by_size_keeps_the_newest_files_and_reads_them_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    writer = TimelineWriter(path, "r", max_bytes=2000, keep=2)
+    for n in range(60):
+        writer.write("sample", {"state": {}, "checks": {}, "n": n})
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.1", "r.jsonl.2"]
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    seqs = [x["seq"] for x in read_lines(path)]
+    assert seqs == list(range(seqs[0], 60)) and seqs[0] > 0  # the oldest were dropped
+
+
+def test_sipdiag_schema_timeline_prints_the_line_schema() -> None:
+    r = cli("schema", "--timeline")
+    printed = json.loads(r.out)
+    assert printed == schema() and printed["title"] == "sipdiag timeline line (v1)"
+    assert json.loads(cli("schema").out)["title"] != printed["title"]
