@@ -18,6 +18,7 @@ from checks.sip.bindings import (
     unroutable,
 )
 from checks.sip.inbound import blocked
+from diag.config import Secret
 from diag.context import Check, CheckRun
 from diag.diagnosis import diagnose
 from diag.evidence import Binding
@@ -191,3 +192,25 @@ def test_unroutable_is_dropped_when_sip_inbound_reached_the_softphone() -> None:
     failed = CheckResult(Status.SKIP, "not tested", {"mode": "softphone", "problem": None})
     runs[1] = CheckRun(runs[1].check, failed)
     assert "sip.binding_unroutable" in {f.cause for f in diagnose(runs)}
+
+
+def test_ctrl_c_during_the_inbound_wait_is_no_evidence_of_a_block() -> None:
+    from checks.sip.inbound import Plan, judge
+    from checks.wire.sipua import Account, Server
+
+    ctx = make_context(registrar="pbx.example", user="alice")
+    plan = Plan(
+        Server("udp", "pbx.example", 5060, "192.0.2.10"),
+        Account("alice", "pbx.example", "alice", Secret("x"), "ua"),
+        [binding("sip:alice@81.2.69.7:5060")], None, "pbx",
+    )  # fmt: skip
+    out: dict[str, Any] = {
+        "mode": "softphone", "method": "OPTIONS", "transport": "udp", "final": None,
+        "arrived": None, "provisional": [], "challenged": True, "platform_took": True,
+        "for_bindings": ["sip:alice@81.2.69.7:5060"], "request_uri": "sip:alice@pbx.example",
+        "error": "interrupted", "registration": None,
+    }  # fmt: skip
+    assert judge(ctx, plan, out).status is Status.FAIL  # without Ctrl-C: blocked
+    ctx.stop.set()
+    result = judge(ctx, plan, out)
+    assert result.status is Status.SKIP and "interrupted" in result.summary

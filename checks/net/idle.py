@@ -278,6 +278,12 @@ def _probe(
         for leg in live:  # a forked branch may trail the first answer
             assert leg.listener is not None
             leg.listener.arrived.wait(max(0.0, min(until, clock() + 0.3) - clock()))
+        if ctx.stop.is_set():  # Ctrl-C during the request: nothing can be concluded
+            for leg in live:
+                assert leg.record is not None
+                if leg.listener is not None and leg.listener.arrival is None:
+                    leg.record["skipped"] = "interrupted"
+            return
         by, evidence = who_answered(outcome.answer, plan, own=True)
         final = {"code": outcome.code, "reason": outcome.reason, "by": by, "by_evidence": evidence}
         took = blocked(

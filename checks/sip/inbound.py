@@ -386,6 +386,8 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
     final = out.get("final") or {}
     arrived = out.get("arrived")
     reg = out.get("registration") or {}
+    if ctx.stop.is_set() and arrived is None and not final:  # Ctrl-C: no evidence either way
+        return skipped("interrupted before an answer came", "re-run the check", **out)
     if out["mode"] == "own_binding" and reg and not (200 <= int(reg.get("code") or 0) < 300):
         said = " ".join(str(x) for x in (reg.get("code"), reg.get("reason")) if x)
         return skipped(
