@@ -66,7 +66,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from diag.timeline import TimelineWriter
-w = TimelineWriter(Path(sys.argv[1]), "kill")
+w = TimelineWriter(Path(sys.argv[1]), "kill", max_bytes=1 << 40)  # one file: no rotation
 print("ready", flush=True)
 n = 0
 while True:
