@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from diag.report import rfc3339
+
 VERSION = 1
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # rotate beyond this (a day at 60 s is ~3 MB)
 DEFAULT_KEEP = 5  # rotated files kept: watch.jsonl.1 … .5
@@ -34,12 +36,6 @@ def timelines_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("sipdiag", appauthor=False)) / "timelines"
-
-
-def utc(when: dt.datetime) -> str:
-    return (
-        when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 class TimelineWriter:
@@ -70,7 +66,7 @@ class TimelineWriter:
             "type": kind,
             "watch_id": self.watch_id,
             "seq": self.seq,
-            "t": utc(when or self.now()),
+            "t": rfc3339(when or self.now()),
             **fields,
         }
         data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()

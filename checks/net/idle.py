@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from checks.net.stun import configured_servers
-from checks.sip.bindings import REPLACED_ACTION, missing_from
+from checks.sip.bindings import REPLACED_ACTION, contacts_text, missing_from, queries_of
 from checks.sip.inbound import (
     CLEANUP,
     INBOUND_WAIT,
     Plan,
     blocked,
     plan_from_register,
+    said,
     who_answered,
 )
 from checks.wire import sip as sipwire
@@ -67,11 +68,8 @@ class Leg:
 
 def _servers(ctx: Context, plan: Plan) -> dict[str, Server]:
     """A server per configured transport whose REGISTER query was accepted (UDP, TCP, TLS)."""
-    register = ctx.results.get("sip.register")
-    details = register.details if register is not None else {}
-    queries = list(details.get("queries") or details.get("attempts") or [])
     out: dict[str, Server] = {}
-    for q in queries:
+    for q in queries_of(ctx.results.get("sip.register")):
         target, transport = q.get("target"), q.get("transport")
         if q.get("outcome") != "ok" or not target or transport not in ("udp", "tcp", "tls"):
             continue
@@ -171,7 +169,7 @@ def _register_leg(
     record["expires_granted"] = reg.expires
     record["contact"] = reg.contact.strip("<>")
     if not reg.ok:
-        record["skipped"] = f"REGISTER got {_said(reg.code, reg.reason or reg.error)}"
+        record["skipped"] = f"REGISTER got {said(reg.code, reg.reason or reg.error)}"
         return leg  # still un-REGISTERed: a late 200 may have made a binding
     replaced = missing_from(plan.bindings, reg.listed, server.transport)
     if replaced:
@@ -183,10 +181,6 @@ def _register_leg(
         refreshed = binder.refresh(held, min(ctx.deadline, clock() + 2.0))
         record["expires_held"] = refreshed.expires
     return leg
-
-
-def _said(code: int | None, text: str | None) -> str:
-    return " ".join(str(x) for x in (code, text) if x) or "no answer"
 
 
 def _clean_up(ctx: Context, legs: list[Leg]) -> None:
@@ -324,7 +318,7 @@ def _not_tested(final: dict[str, Any], error: str | None, control: bool) -> str:
     if code is not None and code < 300 and final.get("by") == "registrar":
         return "the platform answers OPTIONS itself (no fork)"
     if code is not None:
-        return f"the platform refused the request itself ({_said(code, final.get('reason'))})"
+        return f"the platform refused the request itself ({said(code, final.get('reason'))})"
     return f"the platform did not answer the request ({error or 'silence'})"
 
 
@@ -423,7 +417,7 @@ def _judge(ctx: Context, details: dict[str, Any], registrar_note: str | None) ->
         details["replaced_bindings"] = replaced
         return failed(
             f"the registrar's 200 OK to our idle test binding no longer lists "
-            f"{_contacts(replaced)}",
+            f"{contacts_text(replaced)}",
             REPLACED_ACTION,
             **details,
         )
@@ -468,10 +462,6 @@ def _judge(ctx: Context, details: dict[str, Any], registrar_note: str | None) ->
         + skipped_part,
         **details,
     )
-
-
-def _contacts(bindings: list[Any]) -> str:
-    return ", ".join(f"<{b['contact']}>" for b in bindings)
 
 
 def _transport_line(transport: str, tested: list[dict[str, Any]]) -> str:

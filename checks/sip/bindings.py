@@ -169,7 +169,9 @@ def unroutable(view: BindingView, seen: SeenFrom | None) -> bool:
     )
 
 
-def _query_of(register: CheckResult | None) -> list[RegisterAttempt]:
+def queries_of(register: CheckResult | None) -> list[RegisterAttempt]:
+    """sip.register's Contact-less queries: its ``queries`` when it registered a binding of its
+    own after them, else its ``attempts`` (which then are the queries)."""
     if register is None:
         return []
     details = register.details
@@ -195,7 +197,7 @@ def check_bindings(ctx: Context) -> CheckResult:
             "--no-register: only an authenticated REGISTER query lists the bindings",
             "run without --no-register (the query registers nothing)",
         )
-    queries = _query_of(register)
+    queries = queries_of(register)
     accepted = next((q for q in queries if q.get("outcome") == o.OK), None)
     if accepted is None:
         answered = next((q for q in queries if q.get("code")), None)

@@ -14,15 +14,16 @@ import datetime as dt
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 from checks.sip.bindings import (
     REPLACED_ACTION,
+    contacts_text,
     describe,
     missing_from,
     other_bindings,
+    queries_of,
     seen_from,
     unroutable,
 )
@@ -42,7 +43,7 @@ from checks.wire.sipua import (
 )
 from diag import outcomes as o
 from diag.context import Context
-from diag.evidence import Binding, RegisterAttempt, SeenFrom
+from diag.evidence import Binding, SeenFrom
 from diag.model import CheckResult, failed, passed
 from diag.model import skipped as _skipped
 
@@ -89,10 +90,7 @@ def plan_from_register(ctx: Context) -> Plan | CheckResult:
             "sip.register did not run: the request follows its accepted REGISTER query",
             "run sip.register too (do not --skip it)",
         )
-    queries = cast(
-        list[RegisterAttempt],
-        list(register.details.get("queries") or register.details.get("attempts") or []),
-    )
+    queries = queries_of(register)
     accepted = next((q for q in queries if q.get("outcome") == o.OK and q.get("target")), None)
     if accepted is None:
         return skipped(
@@ -389,16 +387,15 @@ def judge(ctx: Context, plan: Plan, out: dict[str, Any]) -> CheckResult:
     if ctx.stop.is_set() and arrived is None and not final:  # Ctrl-C: no evidence either way
         return skipped("interrupted before an answer came", "re-run the check", **out)
     if out["mode"] == "own_binding" and reg and not (200 <= int(reg.get("code") or 0) < 300):
-        said = " ".join(str(x) for x in (reg.get("code"), reg.get("reason")) if x)
         return skipped(
             "a binding of our own could not be registered "
-            f"({said or reg.get('error') or 'no answer'})",
+            f"({said(reg.get('code'), reg.get('reason') or reg.get('error'))})",
             "see sip.register",
             **out,
         )
     who = _who(plan, out)
     if out.get("replaced_bindings"):
-        gone = ", ".join(f"<{b['contact']}>" for b in out["replaced_bindings"])
+        gone = contacts_text(out["replaced_bindings"])
         return failed(
             f"the registrar's 200 OK to our binding no longer lists {gone}: it keeps one "
             "registration per account, and ours replaced the softphone's",
@@ -477,6 +474,11 @@ def _blocked(out: dict[str, Any], final: dict[str, Any]) -> CheckResult:
     )
 
 
+def said(code: int | None, text: str | None) -> str:
+    """An answer in a summary: "403 Forbidden", "408", or "no answer"."""
+    return " ".join(str(x) for x in (code, text) if x) or "no answer"
+
+
 def _where(seen: SeenFrom | None) -> str:
     if not seen:
         return "unknown"
@@ -521,7 +523,3 @@ def _blocked_action(out: dict[str, Any]) -> str:
             "that mapping open (keepalives) and not filter the platform's other addresses"
         )
     return step + "; if the softphone is hung, restart it"
-
-
-def contacts(bindings: Sequence[Binding]) -> list[str]:
-    return [b["contact"] for b in bindings]

@@ -266,6 +266,17 @@ def build_request(
         f"CSeq: {cseq} {method}",
         f"User-Agent: {user_agent}",
     ]
+    return _message(lines, contact, headers, body, content_type)
+
+
+def _message(
+    lines: list[str],
+    contact: str | None,
+    headers: list[str] | None,
+    body: str = "",
+    content_type: str = "application/sdp",
+) -> bytes:
+    """A request's or response's first lines, then Contact, the extra headers and the body."""
     if contact:
         lines.append(f"Contact: {contact}")
     lines += headers or []
@@ -299,11 +310,7 @@ def build_response(
         f"CSeq: {request.first('cseq') or ''}",
         f"User-Agent: {user_agent}",
     ]
-    if contact:
-        lines.append(f"Contact: {contact}")
-    lines += headers or []
-    lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return _message(lines, contact, headers)
 
 
 def method_of(msg: SipMessage) -> str | None:
