@@ -30,7 +30,7 @@ from clihelp import CliResult, cli_process
 
 from .baresip import Baresip
 from .kamailio import FR_TIMER_MS, Kamailio
-from .natrouter import nat_rules
+from .natrouter import nat_rules, wire_chain
 from .netns import delete_namespaces, run_checked
 from .process import netns_prefix, socket_in_netns
 from .sip import digest_response, header_values, status_code
@@ -437,41 +437,17 @@ class InboundBed:
         return bed
 
     def _create_network(self, token: str) -> None:
-        agent_dev, router_in, router_out, platform_dev = (
-            f"vIA{token}", f"vIRi{token}", f"vIRo{token}", f"vIP{token}",
-        )  # fmt: skip
-        for ns in self.namespaces:
-            run_checked(["ip", "netns", "add", ns])
-            run_checked(
-                [*netns_prefix(ns), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                 "net.ipv6.conf.default.disable_ipv6=1"]
-            )  # fmt: skip
-            run_checked(["ip", "-n", ns, "link", "set", "lo", "up"])
-        for a_ns, a_dev, b_ns, b_dev in (
-            (self.agent, agent_dev, self.router, router_in),
-            (self.router, router_out, self.platform, platform_dev),
-        ):
-            run_checked(
-                ["ip", "link", "add", a_dev, "netns", a_ns, "type", "veth",
-                 "peer", "name", b_dev, "netns", b_ns]
-            )  # fmt: skip
-        for ns, dev, addresses in (
-            (self.agent, agent_dev, (AGENT_IP,)),
-            (self.router, router_in, (ROUTER_INSIDE_IP,)),
-            (self.router, router_out, (ROUTER_OUTSIDE_IP,)),
-            (self.platform, platform_dev, (PLATFORM_IP, PLATFORM_SEND_IP)),
-        ):
-            for address in addresses:
-                run_checked(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
-            run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
-        run_checked(["ip", "-n", self.agent, "route", "add", "default", "via", ROUTER_INSIDE_IP])
-        # Without NAT the platform must route its requests back to the agent's subnet. With
-        # NAT it has no route there, as on the internet: a private contact is unreachable.
-        if not self.nat:
-            run_checked(
-                ["ip", "-n", self.platform, "route", "add", "default", "via", ROUTER_OUTSIDE_IP]
-            )
-        run_checked([*netns_prefix(self.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        router_out = f"vIRo{token}"
+        wire_chain(
+            self.namespaces,
+            (f"vIA{token}", f"vIRi{token}", router_out, f"vIP{token}"),
+            (AGENT_IP,),
+            (ROUTER_INSIDE_IP, ROUTER_OUTSIDE_IP),
+            (PLATFORM_IP, PLATFORM_SEND_IP),
+            # Without NAT the platform must route its requests back to the agent's subnet. With
+            # NAT it has no route there, as on the internet: a private contact is unreachable.
+            outside_route=not self.nat,
+        )
         self.nft(self.agent, TRACK_RULES)
         if self.nat:
             self.nft(self.router, nat_rules(router_out))

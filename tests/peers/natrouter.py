@@ -51,6 +51,53 @@ def filter_rules(hook: str, rule: str) -> str:
     )
 
 
+def wire_chain(
+    namespaces: tuple[str, str, str],
+    devices: tuple[str, str, str, str],
+    inside_ips: tuple[str, ...],
+    router_ips: tuple[str, str],
+    outside_ips: tuple[str, ...],
+    *,
+    outside_route: bool,
+) -> None:
+    """inside ── router ── outside (tests/README.md §NAT): three namespaces (IPv6 off, loopback
+    up), two veth pairs (``devices``: inside, router inside, router outside, outside), every
+    address a /24, the inside's default route via the router's inside address (``router_ips``:
+    inside, outside), the outside's back via its outside address only with ``outside_route``,
+    forwarding on. NatRouter and the inbound test bed (peers/inbound.py) are both built on it."""
+    inside, router, outside = namespaces
+    inside_dev, router_in, router_out, outside_dev = devices
+    router_inside_ip, router_outside_ip = router_ips
+    for ns in namespaces:
+        run_checked(["ip", "netns", "add", ns])
+        run_checked(
+            [*netns_prefix(ns), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+             "net.ipv6.conf.default.disable_ipv6=1"]
+        )  # fmt: skip
+        run_checked(["ip", "-n", ns, "link", "set", "lo", "up"])
+    for a_ns, a_dev, b_ns, b_dev in (
+        (inside, inside_dev, router, router_in),
+        (router, router_out, outside, outside_dev),
+    ):
+        run_checked(
+            ["ip", "link", "add", a_dev, "netns", a_ns, "type", "veth",
+             "peer", "name", b_dev, "netns", b_ns]
+        )  # fmt: skip
+    for ns, dev, addresses in (
+        (inside, inside_dev, inside_ips),
+        (router, router_in, (router_inside_ip,)),
+        (router, router_out, (router_outside_ip,)),
+        (outside, outside_dev, outside_ips),
+    ):
+        for address in addresses:
+            run_checked(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
+        run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
+    run_checked(["ip", "-n", inside, "route", "add", "default", "via", router_inside_ip])
+    if outside_route:
+        run_checked(["ip", "-n", outside, "route", "add", "default", "via", router_outside_ip])
+    run_checked([*netns_prefix(router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+
 @dataclass
 class NatRouter:
     """The three namespaces; ``stun`` is coturn in ``server`` once start_stun() ran."""
@@ -68,42 +115,16 @@ class NatRouter:
         random``, ...), or None to route without NAT."""
         token = secrets.token_hex(3)
         topo = cls(f"sdC{token}", f"sdR{token}", f"sdS{token}", work_dir, nat)
-        client_dev, router_in, router_out, server_dev = (
-            f"vC{token}", f"vRi{token}", f"vRo{token}", f"vS{token}",
-        )  # fmt: skip
+        router_out = f"vRo{token}"
         try:
-            for ns in topo.namespaces:
-                run_checked(["ip", "netns", "add", ns])
-                run_checked(
-                    [*netns_prefix(ns), "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
-                     "net.ipv6.conf.default.disable_ipv6=1"]
-                )  # fmt: skip
-                run_checked(["ip", "-n", ns, "link", "set", "lo", "up"])
-            for a_ns, a_dev, b_ns, b_dev in (
-                (topo.client, client_dev, topo.router, router_in),
-                (topo.router, router_out, topo.server, server_dev),
-            ):
-                run_checked(
-                    ["ip", "link", "add", a_dev, "netns", a_ns, "type", "veth",
-                     "peer", "name", b_dev, "netns", b_ns]
-                )  # fmt: skip
-            for ns, dev, addresses in (
-                (topo.client, client_dev, (CLIENT_IP,)),
-                (topo.router, router_in, (ROUTER_INSIDE_IP,)),
-                (topo.router, router_out, (ROUTER_OUTSIDE_IP,)),
-                (topo.server, server_dev, (SERVER_IP, SERVER_ALT_IP)),
-            ):
-                for address in addresses:
-                    run_checked(["ip", "-n", ns, "addr", "add", f"{address}/24", "dev", dev])
-                run_checked(["ip", "-n", ns, "link", "set", dev, "up"])
-            run_checked(
-                ["ip", "-n", topo.client, "route", "add", "default", "via", ROUTER_INSIDE_IP]
+            wire_chain(
+                (topo.client, topo.router, topo.server),
+                (f"vC{token}", f"vRi{token}", router_out, f"vS{token}"),
+                (CLIENT_IP,),
+                (ROUTER_INSIDE_IP, ROUTER_OUTSIDE_IP),
+                (SERVER_IP, SERVER_ALT_IP),
+                outside_route=True,  # without NAT the server routes its answers back
             )
-            # Without NAT the server must route its answers back to the client's subnet.
-            run_checked(
-                ["ip", "-n", topo.server, "route", "add", "default", "via", ROUTER_OUTSIDE_IP]
-            )
-            run_checked([*netns_prefix(topo.router), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
             if nat is not None:
                 topo.nft(topo.router, nat_rules(router_out, nat))
         except BaseException:
