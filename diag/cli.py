@@ -235,7 +235,8 @@ def report(
     path: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[REPORT.json]", help="A saved JSON report [default: the newest saved one]."
+            metavar="[REPORT.json|TIMELINE.jsonl]",
+            help="A saved JSON report, or a watch timeline [default: the newest saved report].",
         ),
     ] = None,
     format: Annotated[
@@ -244,7 +245,7 @@ def report(
     ] = None,
     out: Annotated[str | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Re-render a saved report for people (Markdown or HTML for a ticket)."""
+    """Re-render a saved report, or summarise a watch timeline, for people (Markdown or HTML)."""
     from diag.saved_commands import run_report_command
 
     raise typer.Exit(run_report_command(_env(ctx), path, format, out))
