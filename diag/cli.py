@@ -163,7 +163,11 @@ def match(
     ctx: typer.Context,
     reports: Annotated[
         list[Path],
-        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
+        typer.Argument(
+            metavar="REPORT_TIMELINE_OR_DIR",
+            help="Reports, watch timelines (.jsonl) or directories of them.",
+            show_default=False,
+        ),
     ],
     log: Annotated[
         Path,
@@ -190,7 +194,7 @@ def match(
         str, typer.Option(metavar="text|json|csv|md", help="Output format.")
     ] = "text",
 ) -> None:
-    """Match a platform's log export to agents' reports: each failure explained."""
+    """Match a platform's log export to agents' reports and timelines: each failure explained."""
     from diag.logs.log_export import parse_column_options
     from diag.logs.match import parse_duration, resource_errors, run_match
     from diag.render.match import write_match
@@ -209,7 +213,11 @@ def fleet(
     ctx: typer.Context,
     reports: Annotated[
         list[Path],
-        typer.Argument(metavar="REPORT_OR_DIR", help="Reports or directories.", show_default=False),
+        typer.Argument(
+            metavar="REPORT_TIMELINE_OR_DIR",
+            help="Reports, watch timelines (.jsonl) or directories of them.",
+            show_default=False,
+        ),
     ],
     format: Annotated[
         str, typer.Option(metavar="text|json|md|prom|ndjson", help="Output format.")
@@ -219,7 +227,7 @@ def fleet(
         typer.Option(metavar="DATE", help="Only reports started at/after DATE (or 7d: ago)."),
     ] = None,
 ) -> None:
-    """Summarise many reports: verdicts, causes, sites, days, changes; Prometheus or ECS."""
+    """Summarise many reports and timelines: verdicts, causes, uptime; Prometheus or ECS."""
     from diag.logs.fleet import parse_since, run_fleet
     from diag.render.fleet import render_fleet
 
