@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from diag.config import Settings
 from diag.model import CheckResult
@@ -46,6 +47,10 @@ class Context:
     stop: threading.Event = field(default_factory=threading.Event)
     # A long wait's progress for stderr ("net.idle: idle 90 s: 41 s left"); checks never print.
     note: Callable[[str], None] = no_note
+    # `sipdiag watch` (issue 18): sip.register only queries (the watch keeps any binding of
+    # ours itself), and sip.inbound uses ``held``, the watch's binding, instead of making one.
+    watching: bool = False
+    held: Any = None  # checks.sip.held.HeldBinding | None (diag may not import checks)
 
     def remaining(self) -> float:
         """Seconds left before this check's deadline (never negative)."""

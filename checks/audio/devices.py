@@ -7,6 +7,7 @@ from types import ModuleType
 from typing import Any
 
 from checks.audio.backend import Inventory, backend_or_skip
+from checks.audio.server import sound_server
 from diag.context import Context
 from diag.model import CheckResult, failed, passed, skipped
 
@@ -73,6 +74,14 @@ def check_devices(ctx: Context) -> CheckResult:
             actions[f"audio.no_{kind}_device"] = hints[-1]
         else:
             lines.append(f"{kind}: '{chosen[kind]['name']}' ({chosen[kind]['hostapi']})")  # type: ignore[index]
+    server = sound_server(ctx.environ)
+    for kind, key, thing in (("input", "sources", "microphone"), ("output", "sinks", "speaker")):
+        # PortAudio's "pulse" device exists with nothing behind it: the server's list decides.
+        if server is not None and not server[key] and f"no_{kind}" not in problems:
+            problems.append(f"no_{kind}")
+            lines.append(f"the sound server ({server['server']}) has no {thing} ({key}: none)")
+            hints.append(f"connect a headset or {thing} (the sound server lists no {kind})")
+            actions[f"audio.no_{kind}_device"] = hints[-1]
     details = {
         "hostapis": inv.hostapis,
         "devices": inv.devices,
@@ -84,6 +93,7 @@ def check_devices(ctx: Context) -> CheckResult:
         ),
         "input_device": describe(chosen["input"]),
         "output_device": describe(chosen["output"]),
+        "sound_server": server,
         "problems": problems,
         "actions": actions,
     }

@@ -199,8 +199,19 @@ def exchange(
     thread: threading.Thread | None = None
     channels: list[Channel] = []
     ruri = aor  # the AOR: the platform forks to every binding; a GRUU reaches ours alone
+    held = ctx.held if own and ctx.held is not None and ctx.held.ok else None
     try:
-        if own:
+        if held is not None:  # `sipdiag watch`'s binding, kept between samples
+            out["registration"] = {
+                "contact": held.contact.strip("<>"),
+                "code": held.last.code,
+                "reason": held.last.reason,
+                "expires": held.last.expires,
+                "held": True,
+            }
+            out["for_bindings"] = [held.contact.strip("<>")]
+            listener = held.listener
+        elif own:
             home = Channel(plan.server, clock, timeout=max(0.1, end - clock()))
             channels.append(home)
             tag = f"{ctx.run_id[:8]}{label}"
@@ -249,8 +260,7 @@ def exchange(
         out["call_ids"].append(series.call_id)
         out["sent_at"] = _iso(ctx.now())
         if listener is not None:
-            listener.call_id = series.call_id
-            listener.sent_at = clock()
+            listener.expect(token, series.call_id, clock())
         body = sipwire.sdp_offer(sender.local_ip, 9, token[:8]) if method == "INVITE" else ""
         contact = our_contact(sender, plan.account.user, f"{ctx.run_id[:8]}{label}s")
 
@@ -296,7 +306,7 @@ def exchange(
     except OSError as exc:
         out["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
     finally:
-        if listener is not None:
+        if listener is not None and held is None:
             listener.stop.set()
         if thread is not None:
             thread.join(0.3)
@@ -369,6 +379,14 @@ def check_inbound(ctx: Context) -> CheckResult:
         return plan
     method = "INVITE" if ctx.settings.inbound_call else "OPTIONS"
     own = not plan.bindings or (method == "INVITE" and ctx.settings.register_binding)
+    if ctx.watching and (not plan.bindings or ctx.settings.register_binding):
+        # `sipdiag watch`: requests go to its kept binding (never one per sample), or nowhere.
+        own = True
+        if ctx.held is None or not ctx.held.ok:
+            return skipped(
+                "the watch's own binding is not registered at the moment (no softphone is)",
+                "see sip.register; the watch registers again at its next refresh",
+            )
     wait = min(INBOUND_WAIT, max(0.0, ctx.remaining() - CLEANUP - (2.5 if own else 0.0)))
     if wait < 1.0:
         return skipped(

@@ -219,6 +219,8 @@ def check_register(ctx: Context) -> CheckResult:
     queries = _query_all(ctx, configured, transports, user, s.password, query_deadline)
     bindings = other_bindings(queries)
     plan = binding_plan(queries, bindings, s.register_binding)
+    if ctx.watching and plan["create"]:
+        plan = {"create": False, "reason": "sipdiag watch keeps its own binding (see sip.inbound)"}
     extra: BindingEvidence = {"bindings": bindings, "binding": plan}
     if not plan["create"]:  # the queries are the attempts
         baseline = _control_probe(ctx, queries)

@@ -693,6 +693,7 @@ class Binder:
         self.tag = tag
         self.registration = Registration(call_id=self.series.call_id)
         self.sent_contact: str | None = None  # a REGISTER with it went out: un-REGISTER it
+        self.last_outcome: Outcome | None = None  # the last REGISTER's (Retry-After, for one)
 
     def register(self, expires: int, deadline: float, instance: str | None = None) -> Registration:
         """Register our Contact for ``expires`` s. Like PJSIP's contact rewrite, when the
@@ -750,9 +751,10 @@ class Binder:
         extra = [f"Expires: {expires}"]
         if getattr(self, "instance", None):
             extra.append("Supported: gruu")
-        return self.series.send(
+        self.last_outcome = self.series.send(
             "REGISTER", self.ruri, deadline, to_uri=self.account.aor, contact=contact, extra=extra
         )
+        return self.last_outcome
 
     def refresh(self, expires: int, deadline: float) -> Registration:
         """Re-REGISTER our Contact for ``expires`` s (what the registrar grants is recorded)."""
