@@ -98,6 +98,60 @@ def _option(s: Setting) -> inspect.Parameter:
 check.__signature__ = _check_signature()  # type: ignore[attr-defined]
 
 
+# The check's settings `watch` has no use for: its --out is the timeline, and opt-in actions
+# must not repeat every interval (a profile naming them is refused, diag/watch.py).
+WATCH_EXCLUDED = frozenset(
+    {"out", "format", "fail_on", "inbound_call", "idle", "dial_test", "dial_max_duration"}
+    | {"play_tone"}
+)
+
+
+@app.command()
+def watch(ctx: typer.Context, profile: Path | None = None, **options: Any) -> None:
+    """Follow this machine through a shift: a light set of checks every --interval, each
+    sample and each change between samples (registration lost, headset removed, address
+    changed, sleep...) appended to a timeline (JSON Lines; `sipdiag report TIMELINE.jsonl`).
+    The softphone's registration is only queried; a binding of our own is kept only while no
+    other exists (or with --register-binding) and removed on SIGTERM/Ctrl-C (exit 0/130)."""
+    from diag.config import SETTINGS as ALL
+    from diag.watch import run_watch_command
+
+    flags = {s.name: s.given(options[s.parameter]) for s in ALL if s.name not in WATCH_EXCLUDED}
+    raise typer.Exit(
+        run_watch_command(
+            _env(ctx),
+            profile,
+            flags,
+            options["interval"],
+            options["duration"],
+            options["until"],
+            options["out"],
+        )
+    )
+
+
+def _watch_signature() -> inspect.Signature:
+    own = [
+        _plain("interval", float, "S", "Seconds between samples [default: 60; at least 0.2]."),
+        _plain("duration", str, "D", "Stop after this long (8h, 90m) [default: until Ctrl-C]."),
+        _plain("until", str, "TIME", "Stop at this time: HH:MM local, or RFC 3339."),
+        _plain("out", str, "FILE.jsonl", "The timeline [default: a new file under the data dir]."),
+    ]
+    base = list(_check_signature().parameters.values())
+    kept = [p for p in base if p.name not in WATCH_EXCLUDED]
+    return inspect.Signature([*kept, *own])
+
+
+def _plain(name: str, kind: Any, metavar: str, help: str) -> inspect.Parameter:
+    annotation = Annotated[kind | None, typer.Option(metavar=metavar, help=help)]
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+watch.__signature__ = _watch_signature()  # type: ignore[attr-defined]
+
+
 @app.command("checks")
 def list_checks(ctx: typer.Context) -> None:
     """List the registered checks: id, title and what each needs."""

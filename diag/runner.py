@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from diag.context import Check, CheckRun, Context
@@ -123,7 +123,10 @@ def run_checks(
     ctx: Context,
     budget: float,
     progress: Progress | None = None,
+    given: Mapping[str, CheckResult] | None = None,
 ) -> RunOutcome:
+    """``given``: results from an earlier run that checks may read (`sipdiag watch` runs
+    sip.inbound after it has refreshed its binding), not part of this run's outcome."""
     started_at = ctx.now()
     t0 = time.monotonic()
     run_end = t0 + budget
@@ -148,7 +151,8 @@ def run_checks(
             return
         limit = budget if check.timeout is None else min(check.timeout, budget)
         deadline = min(time.monotonic() + limit, run_end)
-        deps = {d: done[d] for d in check.after if d in done}
+        known = {**(given or {}), **done}
+        deps = {d: known[d] for d in check.after if d in known}
         check_ctx = ctx.for_check(deadline, deps)
         box: list[CheckResult] = []
 

@@ -1,0 +1,577 @@
+"""`sipdiag watch` (issue 18): follow the agent's machine through a shift, sample by sample.
+
+Every interval a light set of the checks runs (LIGHT_SET: interfaces, route, VPN, proxy,
+clock, the softphone process, audio devices, STUN mapping and a short quality sample, the
+REGISTER query, the bindings and the inbound OPTIONS); each sample and each change between two
+samples (diag/watch_events.py) becomes a line of the timeline (diag/timeline.py). A network
+change notified by the OS (netlink on Linux, diag/watch_notify.py) starts a sample at once.
+
+Do no harm (issue 10's rule): the softphone's registration is only queried. A binding of our
+own is kept (checks/sip/held.py) only while the account has no other binding, or with
+--register-binding; it is refreshed at half its granted expiry and never more than once per
+interval, except right after a network change; it is removed when a softphone registers again
+and when the watch ends (SIGTERM, Ctrl-C, --duration, --until).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from diag import __version__
+from diag.config import Settings, build_settings, resolve_password
+from diag.context import Check, Context, utc_now
+from diag.environment import Environment, isatty, write_text
+from diag.errors import ExitCode, SipdiagError, UsageError
+from diag.lifecycle import forget_interrupt
+from diag.model import CheckResult
+from diag.report import user_agent
+from diag.runner import RunOutcome, run_checks, select_checks
+from diag.timeline import TimelineWriter, timelines_dir
+from diag.watch_events import events_between, sleep_resume
+
+LIGHT_SET = (
+    "host.interfaces",
+    "host.vpn",
+    "host.proxy",
+    "host.softphone",
+    "net.route",
+    "net.stun",
+    "net.quality",
+    "audio.backend",
+    "audio.devices",
+    "sip.register",
+    "host.clock",
+    "sip.bindings",
+)
+LATE = ("sip.inbound",)  # after the watch's binding was looked after (register/refresh)
+CAPTURE = ("audio.input",)  # only with --capture-seconds
+# Settings the watch refuses: opt-in actions that must not repeat every interval.
+REFUSED = {
+    "inbound_call": "--inbound-call rings the softphone; the watch sends OPTIONS only",
+    "idle": "--idle waits minutes per run; run it with `sipdiag check`",
+    "dial_test": "--dial-test places a call; run it with `sipdiag check`",
+    "play_tone": "--play-tone plays a sound; run it with `sipdiag check`",
+}
+MIN_INTERVAL = 0.2  # s; below, the samples themselves would be the load
+DEFAULT_INTERVAL = 60.0
+NETWORK_EVENTS = {"interface_up", "interface_down", "address_changed", "route_changed"}
+NETWORK_EVENTS |= {"vpn_up", "vpn_down", "public_mapping_changed"}
+
+
+@dataclass
+class Plan:
+    interval: float
+    end_mono: float | None  # --duration / --until, as a monotonic time
+    end_reason: str  # "duration" or "until"
+    out: Path
+
+
+def parse_until(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """--until: an RFC 3339 time, or HH:MM[:SS] local time (the next such time)."""
+    now = now or dt.datetime.now().astimezone()
+    t = text.strip()
+    try:
+        when = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.astimezone()
+        return when
+    except ValueError:
+        pass
+    try:
+        clock = dt.time.fromisoformat(t)
+    except ValueError:
+        raise UsageError(
+            f"invalid --until '{text}'", "use HH:MM (local time) or 2026-12-02T17:30:00Z"
+        ) from None
+    when = now.replace(hour=clock.hour, minute=clock.minute, second=clock.second, microsecond=0)
+    return when if when > now else when + dt.timedelta(days=1)
+
+
+def plan_watch(
+    interval: float | None, duration: str | None, until: str | None, out: str | None
+) -> Plan:
+    from diag.logs.match import parse_duration
+
+    every = DEFAULT_INTERVAL if interval is None else interval
+    if not MIN_INTERVAL <= every <= 86400:
+        raise UsageError(
+            f"--interval {every:g} is out of range", f"use {MIN_INTERVAL:g} to 86400 seconds"
+        )
+    if duration is not None and until is not None:
+        raise UsageError("--duration and --until both given", "give one of them")
+    end_mono, reason = None, "duration"
+    if duration is not None:
+        seconds = parse_duration(duration, "--duration")
+        if seconds <= 0:
+            raise UsageError(f"--duration {duration} is not positive", "use e.g. 8h or 90m")
+        end_mono = time.monotonic() + seconds
+    elif until is not None:
+        when = parse_until(until)
+        left = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        if left <= 0:
+            raise UsageError(f"--until {until} is in the past", "give a time still to come")
+        end_mono, reason = time.monotonic() + left, "until"
+    path = Path(out).expanduser() if out else _default_path()
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a directory", "give a file name such as shift.jsonl")
+    if not path.resolve().parent.is_dir() and out:
+        raise UsageError(
+            f"cannot write --out {out}: directory {path.resolve().parent} does not exist",
+            "create the directory or choose another --out path",
+        )
+    return Plan(every, end_mono, reason, path)
+
+
+def _default_path() -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return timelines_dir() / f"watch-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+
+
+def watch_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
+    settings = build_settings(profile, flags)
+    for name, why in REFUSED.items():
+        value = getattr(settings, name)
+        if value not in (None, False, (), 0):
+            raise UsageError(f"{why}", "remove it from the profile or the command line")
+    return settings
+
+
+def light_checks(
+    registry: Sequence[Check], settings: Settings, capture: bool
+) -> tuple[list[Check], list[Check]]:
+    """(the sample's checks, those run after the binding upkeep), narrowed by --only/--skip;
+    the microphone is recorded only when --capture-seconds was given."""
+    wanted = LIGHT_SET + LATE + (CAPTURE if capture else ())
+    light = [c for c in registry if c.id in wanted]
+    chosen = (
+        select_checks(light, settings.only, settings.skip)
+        if (settings.only or settings.skip)
+        else light
+    )
+    return [c for c in chosen if c.id not in LATE], [c for c in chosen if c.id in LATE]
+
+
+class _Stop:
+    """SIGINT/SIGTERM: remember which, wake the wait; inside the checks, interrupt them (the
+    runner sets ctx.stop and gives them CLEANUP_GRACE to remove what they registered)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: str | None = None
+        self.in_checks = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, reason in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            self._previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handler(reason))
+
+    def _handler(self, reason: str) -> Any:
+        def handle(signum: int, frame: object) -> None:
+            if self.reason is None:
+                self.reason = reason
+            self.event.set()
+            if self.in_checks:
+                raise KeyboardInterrupt
+
+        return handle
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+
+@dataclass
+class Status:
+    """The live line on a terminal, or one stderr line per event (systemd, --quiet)."""
+
+    stream: TextIO
+    live: bool
+    shown: bool = False
+    marks: dict[bool | None, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        utf = (getattr(self.stream, "encoding", "") or "").lower().replace("-", "") == "utf8"
+        self.marks = {True: "✓" if utf else "+", False: "✗" if utf else "x", None: "?"}
+
+    def event(self, when: str, name: str, evidence: Mapping[str, Any]) -> None:
+        self._clear()
+        said = ", ".join(f"{k}={v}" for k, v in list(evidence.items())[:4])
+        write_text(
+            self.stream, f"sipdiag watch: {when} {name}" + (f" ({said})" if said else "") + "\n"
+        )
+
+    def sample(self, n: int, when: str, state: Mapping[str, Any], events: int) -> None:
+        if not self.live:
+            return
+        parts = [
+            f"{label} {self.marks[state.get(key)]}"
+            for label, key in (
+                ("registered", "registered"),
+                ("inbound", "inbound_reachable"),
+                ("quality", "quality_ok"),
+                ("audio", "devices_present"),
+                ("softphone", "softphone_running"),
+            )
+        ]
+        line = f"{when[11:19]} sample {n}: " + "  ".join(parts) + f"  | {events} events"
+        write_text(self.stream, "\r\x1b[2K" + line[:200])
+        self.shown = True
+
+    def _clear(self) -> None:
+        if self.shown:
+            write_text(self.stream, "\r\x1b[2K")
+            self.shown = False
+
+    def close(self) -> None:
+        if self.shown:
+            write_text(self.stream, "\n")
+            self.shown = False
+
+
+class Watch:
+    def __init__(
+        self,
+        env: Environment,
+        settings: Settings,
+        checks: tuple[list[Check], list[Check]],
+        plan: Plan,
+        writer: TimelineWriter,
+        watch_id: str,
+    ) -> None:
+        self.env = env
+        self.settings = settings
+        self.early, self.late = checks
+        self.plan = plan
+        self.writer = writer
+        self.watch_id = watch_id
+        self.stop = _Stop()
+        live = isatty(env.stderr) and not settings.quiet and "INVOCATION_ID" not in env.environ
+        self.status = Status(env.stderr, live)
+        self.held: Any = None  # checks.sip.held.HeldBinding
+        self.samples = 0
+        self.events = 0
+        self.last_register_mono: float | None = None
+        self.mono0 = time.monotonic()
+
+    # ---- the loop
+
+    def run(self) -> int:
+        self.stop.install()
+        notifier = _open_notifier()
+        prev_obs: dict[str, Any] | None = None
+        prev_clock: tuple[float, float] | None = None
+        reason = "error"
+        try:
+            self.writer.write("start", self._start_fields())
+            notified: list[str] = []
+            while True:
+                wall, mono = time.time(), time.monotonic()
+                obs = self._sample(prev_obs, prev_clock, (wall, mono), notified)
+                prev_obs, prev_clock = obs, (wall, mono)
+                if self.stop.event.is_set():
+                    reason = self.stop.reason or "interrupted"
+                    break
+                if self._ended():
+                    reason = self.plan.end_reason
+                    break
+                notified = self._wait(mono + self.plan.interval, notifier)
+                if self.stop.event.is_set():
+                    reason = self.stop.reason or "interrupted"
+                    break
+                if self._ended():
+                    reason = self.plan.end_reason
+                    break
+        finally:
+            self.stop.in_checks = False
+            removed = self._drop_binding()
+            end: dict[str, Any] = {
+                "mono": round(time.monotonic() - self.mono0, 3),
+                "reason": reason,
+                "samples": self.samples,
+                "events": self.events,
+            }
+            if removed is not None:
+                end["binding_removed"] = removed
+            try:
+                self.writer.write("end", end)
+            finally:
+                self.writer.close()
+                self.status.close()
+                if notifier is not None:
+                    notifier.close()
+                self.stop.restore()
+                forget_interrupt()
+        if reason == "interrupted":
+            return int(ExitCode.INTERRUPTED)
+        return int(ExitCode.OK)
+
+    def _ended(self) -> bool:
+        return self.plan.end_mono is not None and time.monotonic() >= self.plan.end_mono
+
+    def _wait(self, until: float, notifier: Any) -> list[str]:
+        """Until the next sample, the end, a signal, or a network change (returned)."""
+        if self.plan.end_mono is not None:
+            until = min(until, self.plan.end_mono)
+        while not self.stop.event.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return []
+            step = min(left, 0.5)  # a signal is seen within half a second whatever waits
+            if notifier is None:
+                self.stop.event.wait(step)
+                continue
+            seen = notifier.wait(step, self.stop.event)
+            if seen:
+                return list(seen)
+        return []
+
+    # ---- one sample
+
+    def _sample(
+        self,
+        prev_obs: dict[str, Any] | None,
+        prev_clock: tuple[float, float] | None,
+        clock: tuple[float, float],
+        notified: list[str],
+    ) -> dict[str, Any] | None:
+        from diag.diagnosis import diagnose
+        from diag.watch_observe import observe, sample_fields
+
+        started = time.monotonic()
+        _refresh_portaudio()
+        run_id = str(uuid.uuid4())
+        ctx = self._context(run_id)
+        first = self._checks(self.early, ctx, None)
+        results = {r.check.id: r.result for r in first.runs}
+        runs = list(first.runs)
+        if first.complete and not self.stop.event.is_set():
+            self._upkeep(ctx, results, network_changed=bool(notified))
+            if self.late:
+                late_ctx = self._context(run_id)
+                second = self._checks(self.late, late_ctx, results)
+                runs += second.runs
+                results.update({r.check.id: r.result for r in second.runs})
+        if self.stop.event.is_set() and not first.complete:
+            return prev_obs  # interrupted mid-sample: no half-measured sample in the timeline
+        findings = diagnose(runs)
+        obs = observe(results)
+        fields = sample_fields(results, findings)
+        when = utc_now()
+        mono = round(clock[1] - self.mono0, 3)
+        found: list[tuple[str, dict[str, Any]]] = []
+        if prev_clock is not None:
+            slept = sleep_resume(prev_clock[0], prev_clock[1], clock[0], clock[1])
+            if slept is not None:
+                found.append(slept)
+        found += events_between(prev_obs, obs)
+        for name, evidence in found:
+            by = "notification" if notified and name in NETWORK_EVENTS else "sample"
+            if notified and by == "notification":
+                evidence = {**evidence, "notified": notified}
+            self.writer.write(
+                "event",
+                {"mono": mono, "event": name, "evidence": evidence, "detected_by": by},
+                when,
+            )
+            self.events += 1
+            self.status.event(when.strftime("%H:%M:%S"), name, evidence)
+        self.samples += 1
+        line = {
+            "mono": mono,
+            "run_id": run_id,
+            **fields,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+        }
+        if self.held is not None:
+            line["own_binding"] = {
+                "contact": self.held.contact.strip("<>"),
+                "registered": self.held.ok,
+            }
+        self.writer.write("sample", line, when)
+        self.status.sample(self.samples, when.isoformat(), fields.get("state", {}), self.events)
+        return obs
+
+    def _context(self, run_id: str) -> Context:
+        return Context(
+            settings=self.settings,
+            run_id=run_id,
+            user_agent=user_agent(run_id),
+            environ=self.env.environ,
+            watching=True,
+            held=self.held,
+        )
+
+    def _checks(
+        self, checks: list[Check], ctx: Context, given: Mapping[str, CheckResult] | None
+    ) -> RunOutcome:
+        self.stop.in_checks = True
+        try:
+            if self.stop.event.is_set():
+                raise KeyboardInterrupt
+            return run_checks(checks, ctx, self.settings.timeout, None, given)
+        except KeyboardInterrupt:
+            now = utc_now()
+            return RunOutcome([], now, now, 0, False)
+        finally:
+            self.stop.in_checks = False
+
+    # ---- our own binding
+
+    def _upkeep(
+        self, ctx: Context, results: Mapping[str, CheckResult], network_changed: bool
+    ) -> None:
+        """Make, refresh or drop the watch's binding from this sample's REGISTER query."""
+        from checks.sip.bindings import other_bindings, queries_of
+        from diag import outcomes as o
+
+        register = results.get("sip.register")
+        s = self.settings
+        if register is None or s.password is None or s.no_register:
+            return
+        queries = queries_of(register)
+        if not any(q.get("outcome") == o.OK for q in queries):
+            return  # the registrar did not accept the query: nothing to decide on
+        others = other_bindings(queries)
+        want = not others or s.register_binding
+        now = time.monotonic()
+        if not want:
+            self._drop_binding()  # a softphone registered: ours must not stay beside it
+            return
+        if self.held is not None and network_changed:
+            self._drop_binding()  # its Contact may name an address we no longer have
+        once = self.last_register_mono is None or now - self.last_register_mono >= (
+            self.plan.interval * 0.999
+        )
+        if self.held is None:
+            if not (once or network_changed):
+                return
+            self.held = _make_held(ctx, register, self.watch_id, self.plan.interval)
+            if self.held is None:
+                return
+            self.last_register_mono = now
+            self.held.register(now + 2.0)
+        elif self.held.refresh_due(now) and once:
+            self.last_register_mono = now
+            self.held.refresh(now + 2.0)
+
+    def _drop_binding(self) -> bool | None:
+        if self.held is None:
+            return None
+        held, self.held = self.held, None
+        try:
+            return bool(held.close())
+        except OSError:
+            return False
+
+    def _start_fields(self) -> dict[str, Any]:
+        from diag.check_command import _host_section
+
+        s = self.settings
+        return {
+            "mono": 0.0,
+            "interval_s": self.plan.interval,
+            "host": _host_section(self.env.environ),
+            "sipdiag": __version__,
+            "agent": {"id": s.agent_id, "sip_uri": s.sip_uri, "numbers": list(s.numbers)},
+            "settings": {
+                "registrar": s.registrar,
+                "user": s.user,
+                "transports": list(s.effective_transports),
+                "stun": list(s.stun),
+                "softphone_processes": list(s.softphone_processes),
+                "register_binding": s.register_binding,
+                "capture_seconds": s.capture_seconds,
+                "timeout": s.timeout,
+                "checks": [c.id for c in (*self.early, *self.late)],
+            },
+            "pid": os.getpid(),
+        }
+
+
+def _profile_keys(profile: Path) -> set[str]:
+    from diag.config import load_profile
+
+    return set(load_profile(profile))
+
+
+def _make_held(ctx: Context, register: CheckResult, watch_id: str, interval: float) -> Any:
+    from checks.sip.held import HeldBinding
+    from checks.sip.inbound import plan_from_register
+
+    plan = plan_from_register(ctx.for_check(ctx.deadline, {"sip.register": register}))
+    if isinstance(plan, CheckResult):
+        return None
+    try:
+        return HeldBinding(plan.server, plan.account, watch_id, interval)
+    except OSError:
+        return None
+
+
+def _refresh_portaudio() -> None:
+    """PortAudio reads its device list once per initialisation: start it afresh so a headset
+    plugged in or out since the last sample is seen (only once sounddevice is loaded)."""
+    import sys
+
+    sd = sys.modules.get("sounddevice")
+    if sd is None:
+        return
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception:  # noqa: BLE001 - audio.backend reports a broken PortAudio itself
+        pass
+
+
+def _open_notifier() -> Any:
+    try:
+        from diag.watch_notify import open_notifier
+
+        return open_notifier()
+    except Exception:  # noqa: BLE001 - no notifications: changes are seen at the next sample
+        return None
+
+
+def run_watch_command(
+    env: Environment,
+    profile: Path | None,
+    flags: Mapping[str, Any],
+    interval: float | None,
+    duration: str | None,
+    until: str | None,
+    out: str | None,
+) -> int:
+    settings = watch_settings(profile, flags)
+    plan = plan_watch(interval, duration, until, out)
+    capture = flags.get("capture_seconds") is not None or (
+        profile is not None and "capture_seconds" in _profile_keys(profile)
+    )
+    early, late = light_checks(env.checks(), settings, capture)
+    selected = [*early, *late]
+    if any(c.uses_sip and all(r.is_set(settings) for r in c.requires) for c in selected):
+        settings = resolve_password(settings, env.environ, env.stdin_isatty)
+    watch_id = str(uuid.uuid4())
+    try:
+        writer = TimelineWriter(plan.out, watch_id)
+    except OSError as exc:
+        raise SipdiagError(
+            f"cannot write the timeline {plan.out}: {exc.strerror or exc}",
+            "choose another --out path or make the directory writable",
+        ) from None
+    if not settings.quiet:
+        write_text(env.stderr, f"sipdiag watch: timeline {plan.out} (every {plan.interval:g} s)\n")
+    return Watch(env, settings, (early, late), plan, writer, watch_id).run()
