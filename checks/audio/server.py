@@ -13,8 +13,6 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-CONNECT_TIMEOUT = 1.0  # s; a local server answers in milliseconds
-
 
 def sound_server(environ: Mapping[str, str]) -> dict[str, Any] | None:
     """{server, sources, sinks, default_source, default_sink} (monitors of sinks are not
@@ -32,8 +30,10 @@ def sound_server(environ: Mapping[str, str]) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - libpulse missing or broken: nothing to ask
         return None
     try:
+        # No `timeout=`: pulsectl then always waits the whole of it (1 s per sample). A hung
+        # server is bounded by the check's deadline, as any probe is (diag/runner.py).
         with contextlib.suppress(Exception):
-            pulse.connect(autospawn=False, timeout=CONNECT_TIMEOUT)
+            pulse.connect(autospawn=False)
         if not pulse.connected:
             return None
         info = pulse.server_info()
