@@ -119,6 +119,12 @@ def check_input(ctx: Context) -> CheckResult:
         peak_dbfs=lv.peak_dbfs,
         clipping_ratio=lv.clipping_ratio,
         digital_silence=lv.digital_silence,
+        # What the levels are judged against, for the report's level meter.
+        thresholds={
+            "silent_rms_dbfs": SILENT_RMS_DBFS,
+            "clip_dbfs": round(20 * math.log10(CLIP_LEVEL), 2),
+            "clip_warn_ratio": CLIP_WARN_RATIO,
+        },
     )
     measured = f"RMS {lv.rms_dbfs:.1f} dBFS, peak {lv.peak_dbfs:.1f} dBFS over {window:g} s"
     name = device["name"]

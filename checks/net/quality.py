@@ -125,6 +125,16 @@ def figures(sent: int, arrivals: Sequence[tuple[int, float]], duplicates: int = 
     )
 
 
+def rtt_series(sent: int, arrivals: Sequence[tuple[int, float]]) -> list[float | None]:
+    """Each request's RTT in ms by sequence number, ``None`` where no answer came (at most
+    PACKETS values): the report's RTT/jitter chart draws it (diag/render/pictures.py)."""
+    series: list[float | None] = [None] * sent
+    for seq, rtt in arrivals:
+        if 0 <= seq < sent:
+            series[seq] = round(rtt, 1)
+    return series
+
+
 def judge(f: Figures) -> tuple[Status, list[str]]:
     """The status and, in words, every threshold the figures cross."""
     rtt, w, crossed = f.rtt_ms["avg"], WARN_AT, []
@@ -233,6 +243,7 @@ async def _measure(ctx: Context) -> CheckResult:
         return CheckResult(Status.SKIP, f"not measured: {server} {why}", details, hint)
     f = figures(sent, pacer.arrivals, pacer.duplicates)
     details.update(asdict(f))
+    details["rtt_series_ms"] = rtt_series(sent, pacer.arrivals)
     status, crossed = judge(f)
     details["crossed"] = crossed
     summary = (

@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from diag.render.pictures import ladder, level_meter, quality_chart
 from diag.render.safe import neutralise_tree
 from diag.render.sections import correlation_rows, run_facts, status_counts
+from diag.scrub import scrub_tree
 
 # Status colours are also the DOM contract the Chromium test asserts on (class names).
 _STYLE = """
@@ -42,9 +44,12 @@ th{background:#f2f2f2}
 .finding{border-left:6px solid var(--skip);padding:.2em 1em;margin:1em 0;background:#fafafa}
 .finding.critical{border-color:var(--fail)}.finding.warning{border-color:var(--warn)}
 details summary{cursor:pointer}
+.picture{margin:.6em 0;max-width:100%;overflow-x:auto}
+.picture svg{display:block;width:100%;height:auto}
 col.status{width:7em}col.check{width:30%}
 @media print{body{padding:0;max-width:none;font-size:11pt}
- details>*{display:block}.finding,tr{break-inside:avoid}
+ details>*{display:block}.finding,tr,.picture{break-inside:avoid}
+ .picture{overflow:visible}.picture svg{print-color-adjust:exact;-webkit-print-color-adjust:exact}
  .verdict,.badge{-webkit-print-color-adjust:exact;print-color-adjust:exact}}
 """
 
@@ -76,20 +81,23 @@ def _finding(f: Mapping[str, Any]) -> str:
     )
 
 
-def _check_row(c: Mapping[str, Any]) -> str:
+def _check_row(c: Mapping[str, Any], picture: str = "") -> str:
     hint = f"<p><strong>Next:</strong> {_e(c['hint'])}</p>" if c.get("hint") else ""
+    if picture:  # pictures.py escapes every text it draws
+        picture = f"<div class='picture'>{picture}</div>"
     return (
         f"<tr class='check {_e(c['status'])}' data-check='{_e(c['id'])}'>"
         f"<td><span class='badge {_e(c['status'])}'>{_e(c['status'])}</span></td>"
         f"<td>{_e(c['title'])}<br><code>{_e(c['id'])}</code><br>"
         f"<small>{_e(c.get('duration_ms', 0))} ms</small></td>"
-        f"<td>{_e(c['summary'])}{hint}{_details(c.get('details') or {})}</td></tr>"
+        f"<td>{_e(c['summary'])}{hint}{picture}{_details(c.get('details') or {})}</td></tr>"
     )
 
 
 def render_html(report: Mapping[str, Any]) -> str:
-    # Control and bidi characters from outside are shown (docs/report.md), then HTML-escaped.
-    report = neutralise_tree(report)
+    # Credential values never show (scrubbed by structure, as in bundles); control and bidi
+    # characters from outside are shown (docs/report.md), then HTML-escaped.
+    report = neutralise_tree(scrub_tree(dict(report)))
     verdict = report["verdict"]
     incomplete = "" if report["complete"] else " (incomplete: the run was interrupted)"
     tally = ", ".join(f"{n} {s}" for s, n in status_counts(report).items() if n)
@@ -101,7 +109,16 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>"
         for k, v in correlation_rows(report)
     )
-    checks = "".join(_check_row(c) for c in report["checks"])
+    pictures = {"audio.input": level_meter(report), "net.quality": quality_chart(report)}
+    checks = "".join(_check_row(c, pictures.get(c["id"], "")) for c in report["checks"])
+    sip = ladder(report)
+    exchange = (
+        "<h2 id='sip-exchange'>SIP exchange</h2><p>Every SIP request of the run and what came "
+        "back, as the checks recorded them (no Authorization values).</p>"
+        f"<div class='picture ladder-box'>{sip}</div>"
+        if sip
+        else ""
+    )
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -111,7 +128,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<p id='verdict' class='verdict {_e(verdict)}'>Verdict: <strong>{_e(verdict)}</strong>"
         f"{_e(incomplete)} — {_e(tally)}</p>"
         f"<table class='facts'><colgroup><col style='width:12em'><col></colgroup>{facts}</table>"
-        f"<h2 id='findings'>Findings</h2>{findings}"
+        f"<h2 id='findings'>Findings</h2>{findings}{exchange}"
         "<h2 id='checks'>Checks</h2><table class='checks'><colgroup><col class='status'>"
         "<col class='check'><col></colgroup>"
         f"<tr><th>Status</th><th>Check</th><th>Result</th></tr>{checks}</table>"
