@@ -40,7 +40,7 @@ FALSE_LABELS = {
     "devices_present": "audio devices absent",
 }
 VALUE_WORDS = {"true": "yes", "false": "no", "unknown": "unknown"}
-NEVER_FAILED = "None: registration, inbound, quality and audio devices never failed."
+NEVER_FAILED = "None: no sample saw registration, inbound, quality or audio devices fail."
 SHOWN_VALUE = 160  # characters of one evidence value in text/Markdown/HTML (JSON keeps all)
 
 
@@ -79,6 +79,10 @@ def evidence_text(evidence: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -103,7 +107,10 @@ def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{span['from'] or '?'} to {span['to'] or '?'} ({duration(span['seconds'])}), "
             f"every {_number(summary['interval_s'])} s",
         ),
-        ("Samples", f"{summary['samples']} samples, {summary['events']} events"),
+        (
+            "Samples",
+            f"{_count(summary['samples'], 'sample')}, {_count(summary['events'], 'event')}",
+        ),
         ("Ended", str(summary["end_reason"])),
         ("sipdiag", str(summary.get("sipdiag") or "?")),
     ]
