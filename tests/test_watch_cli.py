@@ -1,0 +1,80 @@
+"""`sipdiag watch`'s command line: its flags, the usage errors (exit 64, one line), what it
+refuses to repeat every interval, and a short real watch of the host checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from clihelp import cli
+
+from diag.errors import UsageError
+from diag.timeline import read_lines
+from diag.watch import parse_until
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--interval", "0.1"), "--interval 0.1 is out of range"),
+        (("--duration", "1h", "--until", "18:00"), "--duration and --until both given"),
+        (("--duration", "soon"), "invalid --duration 'soon'"),
+        (("--until", "2001-01-01T00:00:00Z"), "is in the past"),
+        (("--until", "teatime"), "invalid --until 'teatime'"),
+        (("--inbound-call",), "No such option: --inbound-call"),
+        (("--format", "json"), "No such option: --format"),
+        (("--idle", "30"), "No such option: --idle"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_64(
+    args: tuple[str, ...], said: str, tmp_path: Path
+) -> None:
+    r = cli("watch", "--out", str(tmp_path / "t.jsonl"), *args)
+    assert r.code == 64, (r.out, r.err)
+    assert said in r.err and r.err.count("\n") == 1, r.err
+    assert not (tmp_path / "t.jsonl").exists()  # nothing started
+
+
+def test_a_profile_asking_for_a_call_or_idle_periods_is_refused(tmp_path: Path) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text('registrar = "127.0.0.1"\nuser = "alice"\nidle = [30]\ntimeout = 60\n')
+    r = cli("watch", "--profile", str(profile), "--out", str(tmp_path / "t.jsonl"))
+    assert r.code == 64, r.err
+    assert "--idle" in r.err
+
+
+def test_out_naming_a_directory_is_refused(tmp_path: Path) -> None:
+    r = cli("watch", "--out", str(tmp_path))
+    assert r.code == 64 and "is a directory" in r.err
+
+
+def test_a_short_watch_of_the_host_ends_by_its_duration_with_a_valid_timeline(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "t.jsonl"
+    environ = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    r = cli(
+        "watch", "--only", "host.interfaces", "--only", "host.vpn", "--interval", "0.3",
+        "--duration", "1", "--out", str(out), environ=environ,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    lines = list(read_lines(out))
+    kinds = [x["type"] for x in lines]
+    assert kinds[0] == "start" and kinds[-1] == "end"
+    assert lines[-1]["reason"] == "duration"
+    samples = [x for x in lines if x["type"] == "sample"]
+    assert 3 <= len(samples) <= 5 and lines[-1]["samples"] == len(samples)
+    assert set(samples[0]["checks"]) == {"host.interfaces", "host.vpn"}
+    assert lines[0]["settings"]["checks"] == ["host.interfaces", "host.vpn"]
+    assert [s["mono"] for s in samples] == sorted(s["mono"] for s in samples)
+    assert "timeline" in r.err  # where it goes, said once
+
+
+def test_until_reads_local_clock_times_and_rfc_3339() -> None:
+    now = dt.datetime(2026, 12, 2, 17, 0, tzinfo=dt.timezone.utc)
+    assert parse_until("18:30", now) == now.replace(hour=18, minute=30)
+    assert parse_until("16:00", now) == now.replace(hour=16) + dt.timedelta(days=1)
+    assert parse_until("2026-12-03T08:00:00Z", now).isoformat() == "2026-12-03T08:00:00+00:00"
+    with pytest.raises(UsageError):
+        parse_until("half past", now)
