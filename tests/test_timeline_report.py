@@ -138,6 +138,20 @@ def test_worst_moments_are_longest_first_with_their_events_checks_and_log_rows(
     assert [r["status"] for r in second["log_rows"]] == ["480"]
 
 
+def test_only_the_20_longest_worst_moments_are_listed_for_people() -> None:
+    lines = [
+        {"v": 1, "type": "sample", "watch_id": "w", "seq": i, "state": {"registered": i % 2 == 0},
+         "checks": {}, "t": (T0 + dt.timedelta(seconds=60 * i)).isoformat()}
+        for i in range(50)
+    ]  # fmt: skip
+    summary = summarise(lines)
+    assert len(summary["worst_moments"]) == 25
+    for fmt in ("text", "md", "html"):
+        out = render_timeline(summary, fmt)
+        assert "… and 5 shorter ones (all in --format json)" in out, fmt
+    assert render_timeline(summary, "html").count("class='finding critical worst-moment'") == 20
+
+
 def test_every_event_is_listed_in_order_and_the_end_reason_is_read(tmp_path: Path) -> None:
     s = _summary(tmp_path)
     assert s["watch_id"] == "w-1" and s["agent"] == AGENT and s["interval_s"] == 60.0

@@ -41,6 +41,7 @@ FALSE_LABELS = {
 }
 VALUE_WORDS = {"true": "yes", "false": "no", "unknown": "unknown"}
 NEVER_FAILED = "None: no sample saw registration, inbound, quality or audio devices fail."
+WORST_SHOWN = 20  # worst moments listed in text/Markdown/HTML (longest first; JSON has all)
 SHOWN_VALUE = 160  # characters of one evidence value in text/Markdown/HTML (JSON keeps all)
 
 
@@ -124,6 +125,11 @@ def _moment_title(m: Mapping[str, Any]) -> str:
     return f"{_clock(m['start'])}–{_clock(m['end'])} UTC ({duration(m['duration_s'])}): {states}"
 
 
+def _more_moments(summary: Mapping[str, Any]) -> str:
+    more = len(summary["worst_moments"]) - WORST_SHOWN
+    return f"… and {more} shorter ones (all in --format json)" if more > 0 else ""
+
+
 def _log_text(r: Mapping[str, Any]) -> str:
     cause = r.get("likely_cause") or "unexplained"
     call = f" [Call-ID {r['call_id']}]" if r.get("call_id") else ""
@@ -143,7 +149,7 @@ def render_timeline_text(summary: Mapping[str, Any]) -> str:
     out += ["", "Worst moments (longest first):"]
     if not s["worst_moments"]:
         out.append(f"  {NEVER_FAILED}")
-    for m in s["worst_moments"]:
+    for m in s["worst_moments"][:WORST_SHOWN]:
         out.append(f"  {_moment_title(m)}")
         for c in m["checks"]:
             out.append(f"      check {c['id']} {c['status']}: {c.get('summary', '')}")
@@ -151,6 +157,8 @@ def render_timeline_text(summary: Mapping[str, Any]) -> str:
             out.append(f"      {_clock(e['t'])} {e['event']} {evidence_text(e['evidence'])}")
         for r in m["log_rows"]:
             out.append(f"      {_clock(r['time'])} central log: {_log_text(r)}")
+    if _more_moments(s):
+        out.append(f"  {_more_moments(s)}")
     out += ["", "Events:"]
     if not s["event_list"]:
         out.append("  none")
@@ -180,7 +188,7 @@ def render_timeline_markdown(summary: Mapping[str, Any]) -> str:
     out += ["", "## Worst moments", ""]
     if not s["worst_moments"]:
         out.append(NEVER_FAILED)
-    for m in s["worst_moments"]:
+    for m in s["worst_moments"][:WORST_SHOWN]:
         out += [f"### {t(_moment_title(m))}", ""]
         out += [
             f"- check {md_code(c['id'])} {t(c['status'])}: {t(c.get('summary'))}"
@@ -192,6 +200,8 @@ def render_timeline_markdown(summary: Mapping[str, Any]) -> str:
         ]
         out += [f"- {t(_clock(r['time']))} central log: {t(_log_text(r))}" for r in m["log_rows"]]
         out.append("")
+    if _more_moments(s):
+        out += [_more_moments(s), ""]  # our own words: nothing to escape
     out += ["## Events", "", "| time (UTC) | event | detected by | evidence |", "|---|---|---|---|"]
     for e in s["event_list"]:
         out.append(
@@ -356,7 +366,11 @@ def render_timeline_html(summary: Mapping[str, Any]) -> str:
         if s["series"]["from"]
         else "<p>No sample: nothing to draw.</p>"
     )
-    moments = "".join(_moment_html(rank, m) for rank, m in enumerate(s["worst_moments"], 1))
+    moments = "".join(
+        _moment_html(rank, m) for rank, m in enumerate(s["worst_moments"][:WORST_SHOWN], 1)
+    )
+    if _more_moments(s):
+        moments += f"<p class='more-moments'>{_e(_more_moments(s))}</p>"
     events = "".join(
         f"<tr class='event' data-event='{_e(e['event'])}'><td>{_e(e['t'])}</td>"
         f"<td>{_e(LANE_LABELS.get(e['lane'], e['lane']))}</td><td><code>{_e(e['event'])}</code>"
