@@ -1,7 +1,8 @@
 """The HTML report's pictures: the SIP ladder, the microphone level meter and the RTT/jitter
 chart. Pure tests of the SVG they draw from a report; then a real headless Chromium (1280 and
 760 px screenshots, a PDF, the pictures' elements in the DOM inside the viewport); then a real
-run against Kamailio, coturn (STUN) and PulseAudio whose own REGISTER/401/200 the ladder draws."""
+run against Kamailio, coturn (STUN) and PulseAudio whose own REGISTER/401/200, refused test call,
+RTTs and microphone level the pictures draw."""
 
 from __future__ import annotations
 
@@ -194,6 +195,94 @@ def test_the_ladder_labels_answers_with_the_finding_they_support_and_shows_times
     assert "times: ms since 2026-11-27 04:00:01.000 UTC" in svg
     times = re.findall(r"class='ladder-time'[^>]*>([^<]+)</text>", svg)
     assert times == ["+0 ms", "+40 ms", "+100 ms", "+109 ms", "+1,000 ms", "+1,030 ms"]
+
+
+LOCAL_TARGET = {"host": "127.0.0.1", "port": 5060, "address": "127.0.0.1"}
+
+
+def own_binding_report() -> dict[str, Any]:
+    """sip.inbound through its own binding (the request for it sent from a second platform
+    address), net.idle with one silence survived and one not, and a refused test call."""
+    query = {
+        "transport": "udp", "target": LOCAL_TARGET, "local": "127.0.0.1:40000",
+        "received": "127.0.0.1", "rport": 40000, "local_time": "2026-11-27T04:00:00.000Z",
+        "outcome": "ok", "code": 200, "reason": "OK", "rtt_ms": 2, "challenged": True,
+        "challenges": 1, "credentials": True,
+    }  # fmt: skip
+    inbound = {
+        "mode": "own_binding", "method": "OPTIONS", "transport": "udp",
+        "sent_at": "2026-11-27T04:00:01.000Z", "challenged": True, "provisional": [],
+        "registration": {
+            "contact": "sip:alice@127.0.0.1:45755;transport=udp;sipdiag=87bc87d2in",
+            "code": 200, "reason": "OK", "removed": True,
+        },
+        "arrived": {"source": "127.0.0.2:5060", "after_ms": 3, "answered": 200},
+        "final": {"code": 200, "reason": "OK", "by": "binding", "rtt_ms": 5},
+        "problem": None,
+    }  # fmt: skip
+    period = {
+        "transport": "udp", "contact": "sip:alice@127.0.0.1:40100;sipdiag=x", "expires_granted": 60,
+    }  # fmt: skip
+    idle = {
+        "periods": [
+            {**period, "seconds": 30, "arrived": True, "source": "127.0.0.1:5060",
+             "after_ms": 1, "started_at": "2026-11-27T04:00:02.000Z",
+             "checked_at": "2026-11-27T04:00:32.000Z",
+             "final": {"code": 200, "reason": "OK", "by": "binding"}},
+            {**period, "seconds": 90, "arrived": False, "started_at": "2026-11-27T04:00:33.000Z",
+             "checked_at": "2026-11-27T04:02:03.000Z",
+             "final": {"code": 408, "reason": "Request Timeout", "by": "registrar"}},
+            {**period, "seconds": 300, "arrived": None, "skipped": "no time left in --timeout"},
+        ],
+        "problem": "network.nat_binding_short",
+    }  # fmt: skip
+    dial = {
+        "number": "9999", "uri": "sip:9999@127.0.0.1",
+        "register": {**query, "local": None, "local_time": "2026-11-27T04:00:00.500Z",
+                     "unregistered": True},
+        "call": {"uri": "sip:9999@127.0.0.1", "challenged": True, "provisional": [100],
+                 "code": 403, "reason": "Number Not Permitted", "outcome": "answered",
+                 "ended_by": None},
+    }  # fmt: skip
+    report = sample_report()
+    report["checks"] = [
+        _check("sip.register", "pass", {"mode": "query", "attempts": [query], "baseline": None}),
+        _check("number.dial-test", "fail", dial),
+        _check("sip.inbound", "pass", inbound),
+        _check("net.idle", "fail", idle),
+    ]
+    report["findings"] = [_finding("number.not_permitted", "number.dial-test")]
+    return report
+
+
+def test_the_ladder_follows_requests_from_the_platform_to_our_binding_and_the_test_call() -> None:
+    svg = ladder(own_binding_report())
+    columns = re.findall(r"class='ladder-column' data-column='(\w+)'", svg)
+    assert columns == ["binding", "local", "registrar", "platform"]
+    by_check: dict[str, list[tuple[str, str]]] = {}
+    for check, method, code, _ in _arrows(svg):
+        by_check.setdefault(check, []).append((method, code))
+    req, ans = (lambda m: (m, "")), (lambda c: ("", c))
+    assert by_check["number.dial-test"] == [
+        req("REGISTER"), ans("401"), req("REGISTER"), ans("200"),
+        req("INVITE"), ans("407"), req("INVITE"), ans("100"), ans("403"),
+        req("REGISTER"), ans("200"),  # un-REGISTER after the call
+    ]  # fmt: skip
+    assert by_check["sip.inbound"] == [
+        req("REGISTER"), ans("401"), req("REGISTER"), ans("200"),  # our test binding
+        req("OPTIONS"), ans("407"), req("OPTIONS"),
+        req("OPTIONS"), ans("200"),  # from the platform's second address to our binding
+        ans("200"), req("REGISTER"), ans("200"),
+    ]  # fmt: skip
+    assert by_check["net.idle"] == [
+        req("REGISTER"), ans("200"), req("OPTIONS"), req("OPTIONS"), ans("200"),
+        req("REGISTER"), ans("200"), req("OPTIONS"), ans("408"),  # the 300 s one was not tested
+    ]  # fmt: skip
+    arrivals = re.findall(r"data-from='([^']*)' data-to='binding'", svg)
+    assert arrivals == ["platform 127.0.0.2", "registrar 127.0.0.1:5060"]
+    causes = re.findall(r"class='ladder-cause'[^>]*>↳ ([\w.]+)</text>", svg)
+    assert causes == ["number.not_permitted", "network.nat_binding_short"]
+    assert "30 s of silence over UDP" in svg and "+32,001 ms" in svg  # 04:00:32 + 1 ms
 
 
 def test_no_credential_value_reaches_any_part_of_the_html_report() -> None:
@@ -406,13 +495,14 @@ def test_chromium_screenshots_the_pictures_at_1280_and_760_px_and_prints_them(
 # ---- a real run: Kamailio's challenge and 200, coturn's RTTs, PulseAudio's silent microphone
 
 
-def test_a_real_run_draws_its_own_register_401_200_its_rtts_and_its_microphone_level(
+def test_a_real_run_draws_its_register_401_200_test_call_rtts_and_microphone_level(
     kamailio: Kamailio, stun: Stun, pulse: Pulse, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     run = cli_process(
         "check", "--registrar", kamailio.registrar_uri("udp"), "--user", "alice",
         "--only", "sip.register", "--only", "net.quality", "--only", "audio",
+        "--only", "number.dial-test", "--dial-test", "9999",  # Kamailio refuses 9999: 403
         "--stun", stun.server, "--format", "json",
         env={**pulse.env, "SIPDIAG_PASSWORD": "alice-secret", "XDG_DATA_HOME": str(data)},
     )  # fmt: skip
@@ -432,7 +522,10 @@ def test_a_real_run_draws_its_own_register_401_200_its_rtts_and_its_microphone_l
     # Each transport's query, then our own binding: REGISTER, Kamailio's 401, ours with
     # credentials, its 200 (and the binding's un-REGISTER).
     assert register[:4] == [("REGISTER", ""), ("", "401"), ("REGISTER", ""), ("", "200")]
-    assert register.count(("", "401")) >= 2 and register.count(("", "200")) >= 2
+    call = [tuple(m[1:3]) for m in seen["messages"] if m[0] == "number.dial-test"]
+    invite = [("INVITE", ""), ("", "407"), ("INVITE", ""), ("", "403")]
+    assert call[4:8] == invite, call  # after its own REGISTER, 401, REGISTER, 200
+    assert "↳ number.not_permitted" in text
     assert [c[0] for c in seen["columns"]] == ["local", "registrar"]
     quality = checks["net.quality"]["details"]
     assert len(quality["rtt_series_ms"]) == quality["sent"]

@@ -136,9 +136,12 @@ class Ladder:
         return cols
 
 
-def _register(ladder: Ladder, check: str, a: RegisterAttempt, title: str) -> Group | None:
+def _register(
+    ladder: Ladder, check: str, a: RegisterAttempt, title: str, later: list[Any] | None = None
+) -> Group | None:
     """One REGISTER as the wire had it: the request, its challenge and our answer to it, the
-    final answer (or none), and pjsua's un-REGISTER when the attempt made a binding."""
+    final answer (or none), and pjsua's un-REGISTER when the attempt made a binding (or, with
+    ``later``, its registrar column and NAT flag there, for a caller to draw it later)."""
     transport, target = a.get("transport"), a.get("target") or {"host": "", "port": 0}
     host = target.get("address") or target.get("host")
     if not transport or not host:
@@ -147,7 +150,6 @@ def _register(ladder: Ladder, check: str, a: RegisterAttempt, title: str) -> Gro
     g = Group(check, f"{title} over {transport.upper()}", _time(a.get("local_time")), transport)
     nat = ladder.saw_us(a.get("local"), a.get("received"), a.get("rport"))
     code, outcome = int(a.get("code") or 0), a.get("outcome", "")
-    challenges = int(a.get("challenges") or 0)
     g.send("local", reg, "REGISTER", at_ms=0.0, via_nat=nat)
     if a.get("challenged") and outcome != "challenged":
         g.send(reg, "local", "401 challenge", code=401)
@@ -162,16 +164,26 @@ def _register(ladder: Ladder, check: str, a: RegisterAttempt, title: str) -> Gro
     else:
         g.messages[-1].lost = outcome or "no answer"
         g.conclude(g.messages[-1], True)
-    if "unregistered" in a:  # pjsua's own binding, removed again with Expires: 0
-        g.send("local", reg, "REGISTER Expires: 0", via_nat=nat)
-        if challenges - (code in (401, 407)) >= 2:
-            g.send(reg, "local", "401 challenge", code=401)
-            g.send("local", reg, "REGISTER with credentials", via_nat=nat)
-        if a.get("unregistered"):
-            g.send(reg, "local", "200 un-registered", code=200)
-        else:
-            g.messages[-1].lost = "no 2xx: our binding stays until it expires"
+    if later is None:
+        _unregister(g, reg, a, nat)
+    else:
+        later.extend([reg, nat])
     return g
+
+
+def _unregister(g: Group, reg: str, a: RegisterAttempt, nat: bool) -> None:
+    """pjsua's own binding, removed again with Expires: 0 (a second challenge, if one came,
+    was for it)."""
+    if "unregistered" not in a:
+        return
+    g.send("local", reg, "REGISTER Expires: 0", via_nat=nat)
+    if int(a.get("challenges") or 0) - (a.get("code") in (401, 407)) >= 2:
+        g.send(reg, "local", "401 challenge", code=401)
+        g.send("local", reg, "REGISTER with credentials", via_nat=nat)
+    if a.get("unregistered"):
+        g.send(reg, "local", "200 un-registered", code=200)
+    else:
+        g.messages[-1].lost = "no 2xx: our binding stays until it expires"
 
 
 def _sip_register(ladder: Ladder, details: Mapping[str, Any], check: str) -> list[Group]:
@@ -307,33 +319,32 @@ def _idle(ladder: Ladder, d: Mapping[str, Any]) -> list[Group]:
 
 
 def _dial_test(ladder: Ladder, d: Mapping[str, Any]) -> list[Group]:
-    """number.dial-test: its REGISTER, then the test INVITE and how it ended."""
+    """number.dial-test: its REGISTER, the test INVITE and how it ended, the un-REGISTER."""
     register = cast(RegisterAttempt, d.get("register") or {})
-    g = (
-        _register(ladder, "number.dial-test", register, "REGISTER for the test call")
-        if register
-        else None
-    )
+    held: list[Any] = []  # the registrar's column and whether a NAT was crossed
+    title = "REGISTER and the test call"
+    g = _register(ladder, "number.dial-test", register, title, held) if register else None
+    if g is None:
+        return []
+    reg, nat = held
     call = d.get("call") or {}
-    reg = _registrar_for(ladder, register.get("transport"))
-    if g is None or reg is None or not call:
-        return [g] if g else []
-    nat = bool(ladder.nat_seen)
-    g.send("local", reg, f"INVITE {call.get('uri', '')}", via_nat=nat)
-    if call.get("challenged"):
-        g.send(reg, "local", "407 challenge", code=407)
-        g.send("local", reg, "INVITE with credentials", via_nat=nat)
-    for code in call.get("provisional") or []:
-        g.send(reg, "local", str(code), code=int(code))
-    code = int(call.get("code") or 0)
-    if code:
-        final = g.send(reg, "local", _said(code, call.get("reason")), code=code)
-        g.conclude(final, not 200 <= code < 300)
-    else:
-        g.messages[-1].lost = str(call.get("outcome") or "no answer")
-        g.conclude(g.messages[-1], True)
-    if call.get("ended_by") in ("bye", "cancel"):
-        g.send("local", reg, str(call["ended_by"]).upper(), via_nat=nat)
+    if call:
+        g.send("local", reg, f"INVITE {call.get('uri', '')}", via_nat=nat)
+        if call.get("challenged"):
+            g.send(reg, "local", "407 challenge", code=407)
+            g.send("local", reg, "INVITE with credentials", via_nat=nat)
+        for code in call.get("provisional") or []:
+            g.send(reg, "local", str(code), code=int(code))
+        code = int(call.get("code") or 0)
+        if code:
+            final = g.send(reg, "local", _said(code, call.get("reason")), code=code)
+            g.conclude(final, not 200 <= code < 300)
+        else:
+            g.messages[-1].lost = str(call.get("outcome") or "no answer")
+            g.conclude(g.messages[-1], True)
+        if call.get("ended_by") in ("bye", "cancel"):
+            g.send("local", reg, str(call["ended_by"]).upper(), via_nat=nat)
+    _unregister(g, reg, register, nat)
     return [g]
 
 
