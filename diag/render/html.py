@@ -83,14 +83,17 @@ def _finding(f: Mapping[str, Any]) -> str:
 
 def _check_row(c: Mapping[str, Any], picture: str = "") -> str:
     hint = f"<p><strong>Next:</strong> {_e(c['hint'])}</p>" if c.get("hint") else ""
-    if picture:  # pictures.py escapes every text it draws
-        picture = f"<div class='picture'>{picture}</div>"
+    if picture:  # full width under its check's row; pictures.py escapes what it draws
+        picture = (
+            f"<tr class='picture-row' data-picture-for='{_e(c['id'])}'><td colspan='3'>"
+            f"<div class='picture'>{picture}</div></td></tr>"
+        )
     return (
         f"<tr class='check {_e(c['status'])}' data-check='{_e(c['id'])}'>"
         f"<td><span class='badge {_e(c['status'])}'>{_e(c['status'])}</span></td>"
         f"<td>{_e(c['title'])}<br><code>{_e(c['id'])}</code><br>"
         f"<small>{_e(c.get('duration_ms', 0))} ms</small></td>"
-        f"<td>{_e(c['summary'])}{hint}{picture}{_details(c.get('details') or {})}</td></tr>"
+        f"<td>{_e(c['summary'])}{hint}{_details(c.get('details') or {})}</td></tr>{picture}"
     )
 
 
