@@ -114,7 +114,7 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
                     continue  # the line being written when the process died, or absurd
                 try:
                     line = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):  # garbage, or nested beyond reason
                     continue
                 if isinstance(line, dict) and line.get("v") == VERSION:
                     yield line

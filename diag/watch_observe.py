@@ -8,8 +8,9 @@ events_between raises no event for unknown.
 
 Choices a reader of the timeline needs to know:
 
-- ``registered``: the registrar lists at least one binding for the agent (sip.bindings, any
-  binding: the softphone's or one of ours), from sip.register's Contact-less query. When the
+- ``registered``: the registrar lists at least one binding for the agent that is not ours
+  (sip.bindings: the softphone's; the watch's own binding, kept while no softphone is
+  registered, does not count), from sip.register's Contact-less query. When the
   query was not answered at all (timeout, refused, no route, the name does not resolve), the
   agent counts as not registered (False, ``registration_code`` None, ``registration_reason``
   "no answer…"): the platform cannot reach a softphone whose path to the registrar is cut, and
@@ -101,6 +102,14 @@ def audio(results: Mapping[str, CheckResult]) -> dict[str, Any] | None:
     def name(described: Mapping[str, Any] | None) -> str | None:
         return None if described is None else str(described["name"])
 
+    server = d.get("sound_server")
+    if server:  # PulseAudio/PipeWire: its sources and sinks are the real devices
+        return {
+            "inputs": sorted(server["sources"]),
+            "outputs": sorted(server["sinks"]),
+            "default_input": server.get("default_source"),
+            "default_output": server.get("default_sink"),
+        }
     return {
         "inputs": names("input"),
         "outputs": names("output"),
@@ -147,7 +156,7 @@ def registration(results: Mapping[str, CheckResult]) -> dict[str, Any]:
     if bindings is not None and "bindings" in bindings.details:
         query = bindings.details.get("query") or {}
         return {
-            "registered": bool(bindings.details["bindings"]),
+            "registered": any(not b.get("ours") for b in bindings.details["bindings"]),
             "registration_code": query.get("code"),
             "registration_reason": query.get("reason"),
         }
@@ -159,7 +168,7 @@ def registration(results: Mapping[str, CheckResult]) -> dict[str, Any]:
     accepted = next((q for q in queries if q.get("outcome") == o.OK), None)
     if accepted is not None:  # sip.bindings did not run: read the same listing ourselves
         return {
-            "registered": any(q.get("bindings") for q in queries),
+            "registered": any(not b.get("ours") for q in queries for b in q.get("bindings") or []),
             "registration_code": accepted.get("code"),
             "registration_reason": accepted.get("reason"),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -123,10 +124,14 @@ def valid(lines: Sequence[dict[str, Any]]) -> None:
 
 @pytest.fixture
 def dummy_phone(tmp_path: Path) -> Iterator[Path]:
-    """A copy of `sleep` named like a softphone: host.softphone looks for it by name."""
-    exe = tmp_path / "dummyphone"
+    """A copy of `sleep` named like a softphone, a name of its own per test (host.softphone
+    looks for it by name); every such process is gone afterwards."""
+    exe = tmp_path / f"phone{secrets.token_hex(3)}"
     shutil.copy(shutil.which("sleep") or "/bin/sleep", exe)
-    yield exe
+    try:
+        yield exe
+    finally:
+        subprocess.run(["pkill", "-x", exe.name], check=False)
 
 
 def start_phone(exe: Path) -> subprocess.Popen[bytes]:
@@ -140,7 +145,7 @@ def test_a_watch_records_each_change_in_order_and_sigterm_ends_it_cleanly(
     with InboundBed.start(tmp_path / "bed") as bed:
         timeline = tmp_path / "shift.jsonl"
         env = {**pulse.env, "XDG_DATA_HOME": str(tmp_path / "data")}
-        w = Watcher(bed, timeline, env, "--softphone-process", "dummyphone")
+        w = Watcher(bed, timeline, env, "--softphone-process", dummy_phone.name)
         try:
             w.wait_for(
                 "a healthy sample",
