@@ -2,7 +2,8 @@
 
 Current-state figures (agents, findings by cause, by public address and subnet) use each agent's
 newest report; per-day figures and the verdict totals use every report read.
-An agent is `agent.id`, else `agent.sip_uri`, else the host name.
+An agent is `agent.id`, else `agent.sip_uri`, else the host name. `sipdiag watch` timelines among
+the paths are summarised per agent as well (diag/logs/timeline_fleet.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
-from diag.logs import report_set
+from diag.logs import report_set, timeline_fleet, timeline_set
 
 VERDICTS = ("healthy", "degraded", "failing")
 
@@ -58,8 +59,10 @@ def iso(us: int) -> str:
 
 
 def run_fleet(paths: Sequence[Path], since_us: int | None) -> dict[str, Any]:
+    (files, skipped), timelines = timeline_set.split(paths)
     con = report_set.connect()
-    loaded = report_set.load(con, paths)
+    loaded = report_set.to_table(con, report_set.parse_files(files, skipped))
+    watches = timeline_set.load(con, timelines)
     rows = con.execute(
         """SELECT run_id, started_us, coalesce(agent_id, sip_uri, hostname) AS agent, hostname,
                   verdict, findings, local_addresses, public_addresses, path, agent_id, sip_uri,
@@ -112,6 +115,10 @@ def run_fleet(paths: Sequence[Path], since_us: int | None) -> dict[str, Any]:
         "by_day": _by_day(reports),
         "agents": [_agent(agent, history[agent]) for agent in sorted(history)],
         "verdict_changed": [],
+        "timelines_read": watches,
+        "timelines_skipped": len(timelines.skipped),
+        "skipped_timelines": timelines.skipped,
+        **timeline_fleet.summarise(con, since_us),
     }
     summary["verdict_changed"] = [
         {k: a[k] for k in ("agent", "previous_verdict", "verdict", "run_id", "started_at")}

@@ -6,7 +6,9 @@ after (report times corrected by `clock_offset_ms`): a hash join on the agent ke
 a range condition while agents have few reports each, else ASOF joins in both directions. A row
 about an offer to the agent (403, No Answer, ...) also gets the paired report's sip.inbound and
 net.idle results as lines of evidence, and a row of sipdiag's own `--inbound-call` test call is
-labelled as such (diag/logs/inbound.py).
+labelled as such (diag/logs/inbound.py). Rows of an agent with a `sipdiag watch` timeline are
+paired with its state at that time as well (diag/logs/timeline_match.py), and the nearer evidence,
+report or timeline, decides the likely cause.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
 from diag.lifecycle import is_interrupt
-from diag.logs import explain, inbound, log_export, report_set
+from diag.logs import explain, inbound, log_export, report_set, timeline_match, timeline_set
 
 _FAILURE_WORDS = re.compile(r"fail|reject|error|timeout|timed out|unavailable|busy|declin|abandon")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -56,6 +58,7 @@ class MatchResult:
     con: Any
     malformed: list[dict[str, Any]]
     skipped_reports: list[dict[str, str]]
+    skipped_timelines: list[dict[str, str]] = field(default_factory=list)
 
 
 def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.ReportSet:
@@ -72,6 +75,21 @@ def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.R
         WHERE k IS NOT NULL AND k <> ''"""
     ).fetchall()
     return reports
+
+
+def _load_timelines(con: Any, found: timeline_set.TimelineFiles) -> int:
+    """timeline_set's tables, and `wkeys`: every watch under each key that names its agent."""
+    watches = timeline_set.load(con, found)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE wkeys AS
+        SELECT DISTINCT k AS key, w FROM (
+          SELECT unnest({_keys_sql("v")}) AS k, w FROM (
+            SELECT agent_id AS v, w FROM watches
+            UNION ALL SELECT sip_uri, w FROM watches
+            UNION ALL SELECT unnest(numbers), w FROM watches))
+        WHERE k IS NOT NULL AND k <> ''"""
+    ).fetchall()
+    return watches
 
 
 def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -> None:
@@ -192,18 +210,22 @@ def _run_match(
     window_s: int,
     tz: str,
 ) -> MatchResult:
-    found = report_set.collect(report_paths)  # a missing path is a usage error before any work
+    # A missing path is a usage error before any work; timelines are not reports.
+    found, timelines = timeline_set.split(report_paths)
     # Reports parse while DuckDB is imported, then load on a connection of their own while this
-    # one scans the export and picks out its failures, which need no report. A usage error or
-    # Ctrl-C stops the parsing (leaving the parsing context first, so the loader sees it).
-    with ThreadPoolExecutor(max_workers=1) as side, report_set.BackgroundParse(*found) as parsing:
+    # one scans the export and picks out its failures, which need no report; timelines load on
+    # a third. A usage error or Ctrl-C stops the parsing (leaving the parsing context first, so
+    # the loader sees it).
+    with ThreadPoolExecutor(max_workers=2) as side, report_set.BackgroundParse(*found) as parsing:
         con = report_set.connect()
         log_export.check_tz(con, tz)
         loading = side.submit(_load_reports, con.cursor(), parsing)
+        watching = side.submit(_load_timelines, con.cursor(), timelines)
         export = log_export.load(con, log_path, columns, tz)
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])
         reports = loading.result()
+        watches = watching.result()
 
     window_us = window_s * 1_000_000
     # A row is keyed by its agent and, when the export has one, its number: each distinct value
@@ -226,17 +248,19 @@ def _run_match(
         else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d "
         "WHERE false)"
     )
-    # Only the matched rows: most failure rows in a large export have no report near them.
     con.execute(
-        f"""CREATE OR REPLACE TABLE paired AS
+        f"""CREATE OR REPLACE TABLE fkeys AS
         WITH names AS (
           SELECT v, k FROM (
             SELECT v, unnest({_keys_sql("v")}) AS k FROM ({values}) WHERE v IS NOT NULL)
-          WHERE k IS NOT NULL AND k <> ''),
-        fkeys AS (
-          SELECT f.n, f.ts_us, m.k AS key FROM failures f JOIN names m ON f.agent = m.v
-          {by_number}),
-        {_by_time_sql(con, window_us)},
+          WHERE k IS NOT NULL AND k <> '')
+        SELECT f.n, f.ts_us, m.k AS key FROM failures f JOIN names m ON f.agent = m.v
+        {by_number}"""
+    ).fetchall()
+    # Only the matched rows: most failure rows in a large export have no report near them.
+    con.execute(
+        f"""CREATE OR REPLACE TABLE paired AS
+        WITH {_by_time_sql(con, window_us)},
         {by_call}
         SELECT n, coalesce(c.run_id, t.run_id) AS run_id,
                CASE WHEN c.run_id IS NOT NULL THEN 'call_id' ELSE 'time' END AS matched_by,
@@ -266,6 +290,17 @@ def _run_match(
         "SELECT coalesce(bool_or(len(evidence_long) > 0), false) FROM explained"
     ).fetchone() or (False,)
     has_rejects = _rejected_table(con, export)
+    by_timeline = timeline_match.pair(con, window_us) if watches else 0
+    decided_by = (
+        timeline_match.DECIDED_BY
+        if by_timeline
+        else ("CASE WHEN p.run_id IS NOT NULL THEN 'report' END")
+    )
+    likely_cause = (
+        f"CASE WHEN {decided_by} = 'timeline' THEN tp.explanation ELSE {_LIKELY_CAUSE} END"
+        if by_timeline
+        else _LIKELY_CAUSE
+    )
     # A view: renderers stream it out once (COPY / string_agg) instead of storing it first.
     con.execute(
         f"""CREATE OR REPLACE VIEW match_rows AS
@@ -277,21 +312,27 @@ def _run_match(
                coalesce(e.relevant, []) AS findings,
                coalesce(array_to_string(list_transform(e.relevant, lambda f: f.cause), ';'), '')
                  AS finding_causes,
-               {inbound.labelled(tests, _LIKELY_CAUSE)}, {inbound.evidence_column(has_evidence)}
+               {inbound.labelled(tests, likely_cause)}, {inbound.evidence_column(has_evidence)},
+               {decided_by} AS decided_by,
+               {timeline_match.COLUMNS if by_timeline else timeline_match.NO_COLUMNS}
         FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n)
         LEFT JOIN explained e ON e.status = f.status AND e.run_id = p.run_id
+        {"LEFT JOIN tpaired tp USING (n)" if by_timeline else ""}
         {"LEFT JOIN inbound_tests l USING (n)" if tests else ""}
         {"ASOF LEFT JOIN rejected_before j ON f.n >= j.k" if has_rejects else ""}"""
     ).fetchall()
+    watch = "tp.watch_id" if by_timeline else "NULL"
     counts = con.execute(
-        "SELECT s.category, count(*), count(p.run_id), count(*) FILTER (p.matched_by = 'call_id') "
-        "FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n) "
-        "GROUP BY s.category ORDER BY s.category"
+        f"""SELECT s.category, count(*), count(coalesce(p.run_id, {watch})),
+                  count(*) FILTER (p.matched_by = 'call_id'), count({watch}),
+                  count(*) FILTER ({decided_by} = 'timeline')
+        FROM failures f JOIN statuses s USING (status) LEFT JOIN paired p USING (n)
+        {"LEFT JOIN tpaired tp USING (n)" if by_timeline else ""}
+        GROUP BY s.category ORDER BY s.category"""
     ).fetchall()
-    categories = {c: n for c, n, _, _ in counts}
+    categories = {c: n for c, n, *_ in counts}
     failures = sum(categories.values())
-    matched = sum(m for _, _, m, _ in counts)
-    by_call_id = sum(b for _, _, _, b in counts)
+    matched, by_call_id, with_timeline, decided = (sum(c[i] for c in counts) for i in range(2, 6))
     summary = {
         "rows_read": export.rows_read,
         "rows_skipped": len(export.malformed),
@@ -299,17 +340,21 @@ def _run_match(
         "by_category": categories,
         "matched": matched,
         "matched_by_call_id": by_call_id,
+        "matched_by_timeline": with_timeline,
+        "decided_by_timeline": decided,
         "unmatched": failures - matched,
         "inbound_tests": tests,
         "reports_read": reports.count,
         "reports_skipped": len(reports.skipped),
+        "timelines_read": watches,
+        "timelines_skipped": len(timelines.skipped),
         "window_s": window_s,
         "tz": tz,
         "columns": export.columns,
         "format": export.kind,
         "encoding": export.encoding,
     }
-    return MatchResult(summary, con, export.malformed, reports.skipped)
+    return MatchResult(summary, con, export.malformed, reports.skipped, timelines.skipped)
 
 
 # Up to this many reports per agent key, a hash join on the key with the window as a range

@@ -74,10 +74,35 @@ def _fleet_text(s: Mapping[str, Any]) -> str:
             ],
         ),
     ]
+    if s.get("timelines_read") or s.get("timelines_skipped"):
+        lines += ["", f"timelines {s['timelines_read']} (skipped {s['timelines_skipped']})"]
+        lines += [f"  skipped {x['path']}: {x['reason']}" for x in s["skipped_timelines"]]
+    sections.append(
+        (
+            "Agents watched (share of time registered / inbound reachable, events)",
+            [
+                f"  {a['agent']}: registered {_share(a['registered_ratio'])}, reachable "
+                f"{_share(a['inbound_reachable_ratio'])}, {a['samples']} samples until "
+                f"{a['last_sample']}"
+                + ("; stopped reporting" if a["stopped_reporting"] else "")
+                + (f"; ended ({a['ended']})" if a["ended"] else "")
+                + (f"; {_tally(a['events'])}" if a["events"] else "")
+                for a in s.get("watch_agents", [])
+            ],
+        )
+    )
     for title, body in sections:
         if body:
             lines += ["", title + ":", *body]
     return "\n".join(lines) + "\n"
+
+
+def _share(ratio: float | None) -> str:
+    return "not measured" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+def _tally(counts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in counts.items())
 
 
 def _group_lines(groups: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -128,12 +153,29 @@ def _fleet_md(s: Mapping[str, Any]) -> str:
             for a in s["agents"]
         ),
     ]
-    if s["skipped"]:
+    if s.get("watch_agents"):
+        out += [
+            "",
+            "## Agents watched",
+            "",
+            "| agent | registered | inbound reachable | samples | last sample | stopped reporting "
+            "| events |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {t(a['agent'])} | {t(_share(a['registered_ratio']))} | "
+                f"{t(_share(a['inbound_reachable_ratio']))} | {t(a['samples'])} | "
+                f"{t(a['last_sample'])} | {t('yes' if a['stopped_reporting'] else 'no')} | "
+                f"{t(_tally(a['events']))} |"
+                for a in s["watch_agents"]
+            ),
+        ]
+    skipped_files = [*s["skipped"], *s.get("skipped_timelines", [])]
+    if skipped_files:
         out += [
             "",
             "## Skipped files",
             "",
-            *(f"- {md_code(x['path'])}: {t(x['reason'])}" for x in s["skipped"]),
+            *(f"- {md_code(x['path'])}: {t(x['reason'])}" for x in skipped_files),
         ]
     return "\n".join(out) + "\n"
 
@@ -188,7 +230,7 @@ def render_prom(s: Mapping[str, Any]) -> str:
             last.add_metric([a["agent"]], a["last_run_timestamp"])
             for v in ("healthy", "degraded", "failing"):
                 verdict.add_metric([a["agent"], v], int(a["verdict"] == v))
-        return [reports, skipped, agents, findings, site, last, verdict]
+        return [reports, skipped, agents, findings, site, last, verdict, *_watch_families(s)]
 
     class _Fleet(Collector):
         def collect(self) -> Any:
@@ -197,6 +239,45 @@ def render_prom(s: Mapping[str, Any]) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fleet())
     return generate_latest(registry).decode("utf-8")
+
+
+def _watch_families(s: Mapping[str, Any]) -> list[Any]:
+    """The timelines' series (issue 18), one sample per agent watched."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    def gauge(name: str, text: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, text, labels=["agent"])
+
+    registered = gauge(
+        "sipdiag_watch_registered_ratio", "Share of the watched time the agent was registered."
+    )
+    reachable = gauge(
+        "sipdiag_watch_inbound_reachable_ratio",
+        "Share of the watched time requests from the platform reached the agent.",
+    )
+    last = gauge(
+        "sipdiag_watch_last_sample_timestamp_seconds",
+        "Time of the agent's newest timeline sample (Unix seconds).",
+    )
+    stopped = gauge(
+        "sipdiag_watch_stopped_reporting",
+        "1 when the agent's newest watch stopped sampling without an end line.",
+    )
+    events = CounterMetricFamily(
+        "sipdiag_watch_events",
+        "Timeline events of the agent, by event.",
+        labels=["agent", "event"],
+    )
+    for a in s.get("watch_agents", []):
+        if a["registered_ratio"] is not None:
+            registered.add_metric([a["agent"]], a["registered_ratio"])
+        if a["inbound_reachable_ratio"] is not None:
+            reachable.add_metric([a["agent"]], a["inbound_reachable_ratio"])
+        last.add_metric([a["agent"]], a["last_sample_timestamp"])
+        stopped.add_metric([a["agent"]], int(a["stopped_reporting"]))
+        for event, n in sorted(a["events"].items()):
+            events.add_metric([a["agent"], event], n)
+    return [registered, reachable, last, stopped, events]
 
 
 _ECS_CATEGORY = {
@@ -247,9 +328,92 @@ def _run_document(r: Mapping[str, Any], host: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _watch_user(x: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": x["agent_id"], "name": x["sip_uri"]}
+
+
+def _hour_document(h: Mapping[str, Any]) -> dict[str, Any]:
+    """A watch's samples in one UTC hour (event.dataset sipdiag.run, like a report's run): a
+    dashboard counts healthy hours and sees agents whose documents stop."""
+    shares = {k: h[k] for k in h if k.endswith("_ratio")}
+    said = ", ".join(
+        f"{k.removesuffix('_ratio').replace('_', ' ')} {v * 100:.0f}%"
+        for k, v in shares.items()
+        if v is not None
+    )
+    return {
+        "@timestamp": h["hour"],
+        "ecs": {"version": ECS_VERSION},
+        "message": f"sipdiag watch {'healthy' if h['healthy'] else 'degraded'}: {h['samples']} "
+        f"samples ({said or 'nothing measured'}), {h['events']} events",
+        "log": {"level": "info" if h["healthy"] else "warning"},
+        "event": {
+            "kind": "event",
+            "category": ["host"],
+            "type": ["info"],
+            "outcome": "success" if h["healthy"] else "failure",
+            "id": f"{h['watch_id']}:{h['hour']}",
+            "dataset": "sipdiag.run",
+            "module": "sipdiag",
+            "start": h["first_sample"],
+            "end": h["last_sample"],
+            "severity": 0 if h["healthy"] else _ECS_SEVERITY["warning"],
+        },
+        "host": {"name": h["hostname"]},
+        "user": _watch_user(h),
+        "labels": {"watch_id": h["watch_id"], "verdict": "healthy" if h["healthy"] else "degraded"},
+        "sipdiag": {
+            "watch_id": h["watch_id"],
+            "agent": h["agent"],
+            "summary": "hour",
+            "samples": h["samples"],
+            **shares,
+            "events": h["events"],
+            "event_names": h["event_names"],
+        },
+    }
+
+
+def _event_document(e: Mapping[str, Any]) -> dict[str, Any]:
+    """One timeline event (event.dataset sipdiag.watch_event)."""
+    return {
+        "@timestamp": e["time"],
+        "ecs": {"version": ECS_VERSION},
+        "message": f"sipdiag watch event {e['event']}",
+        "log": {"level": "info"},
+        "event": {
+            "kind": "event",
+            "category": [_WATCH_EVENT_CATEGORY.get(e["event"].split("_")[0], "host")],
+            "type": ["change"],
+            "action": e["event"],
+            "id": f"{e['watch_id']}:{e['time']}:{e['event']}",
+            "dataset": "sipdiag.watch_event",
+            "module": "sipdiag",
+        },
+        "host": {"name": e["hostname"]},
+        "user": _watch_user(e),
+        "labels": {"watch_id": e["watch_id"]},
+        "sipdiag": {
+            "watch_id": e["watch_id"],
+            "agent": e["agent"],
+            "event": e["event"],
+            "evidence": e["evidence"],
+        },
+    }
+
+
+_WATCH_EVENT_CATEGORY = {
+    "interface": "network", "address": "network", "route": "network", "vpn": "network",
+    "public": "network", "inbound": "network", "quality": "network",
+    "registration": "authentication", "audio": "host", "sleep": "host", "softphone": "process",
+}  # fmt: skip
+
+
 def ecs_documents(s: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Elastic Common Schema documents, oldest report first: per report one for the run
-    (event.dataset sipdiag.run), then one per finding (sipdiag.finding)."""
+    (event.dataset sipdiag.run), then one per finding (sipdiag.finding); then per watch and
+    UTC hour one sample summary (sipdiag.run), and one per timeline event
+    (sipdiag.watch_event), oldest first."""
     docs = []
     for r in s["reports"]:
         host: dict[str, Any] = {"name": r["hostname"], "ip": r["local_addresses"]}
@@ -290,4 +454,6 @@ def ecs_documents(s: Mapping[str, Any]) -> list[dict[str, Any]]:
                 },
             }
             docs.append(doc)
+    docs += [_hour_document(h) for h in s.get("watch_hours", [])]
+    docs += [_event_document(e) for e in s.get("watch_events", [])]
     return docs

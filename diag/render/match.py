@@ -28,7 +28,8 @@ MALFORMED_SHOWN = 10  # text/md list this many malformed lines; json lists them 
 
 MATCH_COLUMNS = (
     "line", "time", "agent", "status", "category", "run_id", "matched_by", "report_offset_s",
-    "findings", "likely_cause", "label", "evidence",
+    "findings", "likely_cause", "decided_by", "watch_id", "timeline_cause", "timeline_explanation",
+    "label", "evidence",
 )  # fmt: skip
 
 
@@ -44,15 +45,23 @@ _CELL = {
 }
 _JSON_COLUMNS = ", ".join((
     "line", "time", "agent", "status", "explained_as", "category", "call_id", "number",
-    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause", "label", "evidence",
+    "run_id", "matched_by", "report_offset_s", "findings", "likely_cause", "decided_by", "timeline",
+    "label", "evidence",
 ))  # fmt: skip
 # The whole row neutralised at once: one test per row; the row has no line break of its own.
-# Each line of evidence follows on a line of its own, indented.
-_TEXT_ROW = sql_neutralise(
-    "(time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category || ']  '"
-    " || coalesce(left(run_id, 8), 'no report') || '  -> ' || likely_cause)"
-) + (
-    " || array_to_string(list_transform(evidence, lambda x: chr(10) || '      evidence: ' || "
+# Each line of evidence follows on a line of its own, indented; so does a timeline's explanation
+# when the report decided the row.
+_TEXT_ROW = (
+    sql_neutralise(
+        "(time || '  ' || coalesce(agent, number, '') || '  ' || status || '  [' || category"
+        " || ']  ' || CASE WHEN decided_by = 'timeline' THEN 'watch ' || left(watch_id, 8)"
+        " ELSE coalesce(left(run_id, 8), 'no report') END || '  -> ' || likely_cause)"
+    )
+    + " || CASE WHEN watch_id IS NOT NULL AND decided_by IS DISTINCT FROM 'timeline' THEN"
+    " chr(10) || '      timeline: ' || "
+    + sql_neutralise("timeline_explanation")
+    + " ELSE '' END"
+    + " || array_to_string(list_transform(evidence, lambda x: chr(10) || '      evidence: ' || "
     + sql_neutralise("x")
     + "), '')"
 )
@@ -88,9 +97,9 @@ def _emit(result: MatchResult, select: str, options: str, out: TextIO) -> None:
                 shutil.copyfileobj(rows, out, 1 << 20)
 
 
-# Cells that begin with sipdiag's own words (a label, a line of evidence: "at 14:02 UTC, …") need
-# no formula rule, nor do numbers.
-_OWN_START = ("label", "evidence")
+# Cells that begin with sipdiag's own words (a label, a line of evidence: "at 14:02 UTC, …", who
+# decided, a cause ID) need no formula rule, nor do numbers.
+_OWN_START = ("label", "evidence", "decided_by", "timeline_cause")
 _CSV_SELECT = ", ".join(
     f"{_CELL[c] if c in _NUMBERS + _OWN_START else sql_csv_cell(_CELL[c])} AS {c}"
     for c in MATCH_COLUMNS
@@ -108,6 +117,7 @@ def write_match(result: MatchResult, fmt: str, out: TextIO) -> None:
             "summary": result.summary,
             "malformed": result.malformed,
             "skipped_reports": result.skipped_reports,
+            "skipped_timelines": result.skipped_timelines,
         }
         text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # reopen the object
         out.write(text + ',\n  "rows": ')
@@ -151,6 +161,12 @@ def _summary_lines(result: MatchResult) -> list[str]:
         f"unmatched {s['unmatched']}; reports read {s['reports_read']}, "
         f"skipped {s['reports_skipped']}",
     ]
+    if s.get("timelines_read") or s.get("timelines_skipped"):
+        lines.append(
+            f"timelines read {s['timelines_read']}, skipped {s['timelines_skipped']}; "
+            f"rows paired with a timeline {s['matched_by_timeline']}, "
+            f"decided by it {s['decided_by_timeline']} (the nearer evidence in time)"
+        )
     if s.get("inbound_tests"):
         lines.append(
             f"labelled {s['inbound_tests']} as sipdiag inbound test (sipdiag's own test calls, "

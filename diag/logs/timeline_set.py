@@ -1,0 +1,287 @@
+"""Timelines of `sipdiag watch` (diag/timeline.py) among the paths given to `match` and `fleet`,
+loaded into DuckDB tables in one bulk read.
+
+A timeline file is a `*.jsonl` (or a rotated `*.jsonl.N`) whose first line is a version 1
+timeline line; an explicitly named file is one whatever its name, and brings its rotated siblings.
+Each file's first line is read here (the start line names the agent); DuckDB reads the rest with
+an explicit schema, every file at once: a line that is not valid JSON (a kill mid-write, garbage)
+is dropped, as `read_lines` drops it.
+
+Tables:
+- `watches(w, watch_id, agent_id, sip_uri, numbers, hostname, interval_s, offset_ms, path)`: one
+  per watch whose start line was found; `offset_ms` its last measured clock offset;
+- `samples(w, t_us, true_us, registered, inbound_reachable, quality_ok, devices_present,
+  softphone_running, public_address, clock_offset_ms)`: true time = t - clock offset (the
+  sample's own, else the watch's last measured one, else 0), as reports are corrected;
+- `events(w, true_us, event, evidence)` (evidence JSON text), `ends(w, true_us, reason)`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diag.errors import UsageError
+from diag.logs import report_set
+from diag.timeline import MAX_LINE, VERSION
+
+LINE_TYPES = ("start", "sample", "event", "end")
+_NAME = re.compile(r"\.jsonl(\.\d+)?$")
+_HEAD = 1 << 16  # a start line is read whole if it fits here; else up to MAX_LINE
+
+
+@dataclass
+class Watch:
+    watch_id: str
+    agent_id: str | None
+    sip_uri: str | None
+    numbers: list[str]
+    hostname: str
+    interval_s: float | None
+    path: str  # the file holding its start line
+
+
+@dataclass
+class TimelineFiles:
+    """Timeline files found (each watch's files, in no particular order), the watches whose start
+    line was among them, and the files skipped with the reason."""
+
+    files: list[str] = field(default_factory=list)
+    watches: dict[str, Watch] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    first_lines: dict[str, str] = field(default_factory=dict)  # path -> watch_id
+
+
+def collect(paths: Sequence[Path]) -> TimelineFiles:
+    """The timeline files among `paths` (files, and directories searched recursively)."""
+    found = TimelineFiles()
+    candidates: list[tuple[str, bool]] = []  # (path, named explicitly)
+    for path in paths:
+        if path.is_dir():
+            _walk(str(path), candidates)
+        elif os.path.isfile(path):
+            candidates.append((str(path), True))
+            for sibling in _rotated(path):
+                candidates.append((str(sibling), True))
+        elif not path.exists() and not path.is_symlink():
+            raise UsageError(
+                f"{path} does not exist", "give reports, timelines or directories of them"
+            )
+    seen: set[str] = set()
+    loads = report_set.json_loads()
+    for name, explicit in candidates:
+        if name in seen:
+            continue
+        seen.add(name)
+        line = _first_line(name, loads)
+        if line is None:
+            # A named report (*.json) is not a timeline: say nothing, the reports reader has it.
+            if not explicit or _NAME.search(name):
+                found.skipped.append({"path": name, "reason": "not a sipdiag timeline"})
+            continue
+        found.files.append(name)
+        found.first_lines[name] = line["watch_id"]
+        if line["type"] == "start" and line["watch_id"] not in found.watches:
+            found.watches[line["watch_id"]] = _watch(line, name)
+    orphans = sorted({w for p, w in found.first_lines.items() if w not in found.watches})
+    for watch_id in orphans:  # its start line rotated away: no agent to pair rows with
+        for p in sorted(p for p, w in found.first_lines.items() if w == watch_id):
+            found.skipped.append({"path": p, "reason": "timeline without its start line"})
+        found.files = [p for p in found.files if found.first_lines[p] != watch_id]
+    found.files.sort()
+    found.skipped.sort(key=lambda s: s["path"])
+    return found
+
+
+def _rotated(path: Path) -> list[Path]:
+    """`x.jsonl.1`, `x.jsonl.2`, … next to `x.jsonl`."""
+    try:
+        return sorted(
+            p for p in path.parent.glob(f"{glob_escape(path.name)}.*") if p.suffix[1:].isdigit()
+        )
+    except OSError:
+        return []
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _walk(top: str, out: list[tuple[str, bool]]) -> None:
+    """Like report_set's walk: symlinked directories listed, not entered."""
+    try:
+        entries = list(os.scandir(top))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.is_symlink():
+                _walk(entry.path, out)
+        elif _NAME.search(entry.name):
+            out.append((entry.path, False))
+
+
+def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
+    """The file's first line when it is a complete version 1 timeline line, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEAD)
+            end = head.find(b"\n")
+            if end < 0 and len(head) == _HEAD:
+                head += f.read(MAX_LINE - _HEAD)
+                end = head.find(b"\n")
+    except OSError:
+        return None
+    if end < 0:
+        return None
+    try:
+        line = loads(head[:end])
+    except ValueError:
+        return None
+    if not (
+        type(line) is dict
+        and line.get("v") == VERSION
+        and line.get("type") in LINE_TYPES
+        and type(line.get("watch_id")) is str
+        and line["watch_id"]
+    ):
+        return None
+    return line
+
+
+def _text(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _watch(line: dict[str, Any], path: str) -> Watch:
+    agent: dict[str, Any] = line["agent"] if type(line.get("agent")) is dict else {}
+    host: dict[str, Any] = line["host"] if type(line.get("host")) is dict else {}
+    numbers = agent.get("numbers")
+    interval: Any = line.get("interval_s")
+    return Watch(
+        watch_id=line["watch_id"],
+        agent_id=_text(agent.get("id")),
+        sip_uri=_text(agent.get("sip_uri")),
+        numbers=[n for n in numbers if type(n) is str] if type(numbers) is list else [],
+        hostname=_text(host.get("hostname")) or "",
+        interval_s=float(interval) if type(interval) in (int, float) and 0 < interval else None,
+        path=path,
+    )
+
+
+# What DuckDB reads of a line; a field of another type reads as NULL or drops the line.
+_STATE = (
+    "STRUCT(registered BOOLEAN, inbound_reachable BOOLEAN, quality_ok BOOLEAN, "
+    "devices_present BOOLEAN, softphone_running BOOLEAN, public_address VARCHAR, "
+    "clock_offset_ms DOUBLE)"
+)
+COLUMNS = {
+    "v": "BIGINT",
+    "type": "VARCHAR",
+    "watch_id": "VARCHAR",
+    "t": "VARCHAR",
+    "state": _STATE,
+    "event": "VARCHAR",
+    "evidence": "JSON",
+    "reason": "VARCHAR",
+}
+# The true time of a line: its clock minus the clock offset (ms), within report_set's bounds.
+_OFFSET_OK = f"abs(clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}"
+
+
+def load(con: Any, found: TimelineFiles, keep: set[str] | None = None) -> int:
+    """Create the tables above from `found` (only the watches in `keep`, when given); how many
+    watches were loaded."""
+    watches = [w for w in found.watches.values() if keep is None or w.watch_id in keep]
+    files = [p for p in found.files if found.first_lines[p] in {w.watch_id for w in watches}]
+    con.execute(
+        """CREATE OR REPLACE TABLE watch_list AS SELECT
+             CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS w,
+             unnest(?::VARCHAR[]) AS watch_id,
+             unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri,
+             unnest(?::VARCHAR[][]) AS numbers, unnest(?::VARCHAR[]) AS hostname,
+             unnest(?::DOUBLE[]) AS interval_s, unnest(?::VARCHAR[]) AS path""",
+        [
+            [w.watch_id for w in watches],
+            [w.watch_id for w in watches],
+            [w.agent_id for w in watches],
+            [w.sip_uri for w in watches],
+            [w.numbers for w in watches],
+            [w.hostname for w in watches],
+            [w.interval_s for w in watches],
+            [w.path for w in watches],
+        ],
+    ).fetchall()
+    # One read of every file; the watch's number replaces its id (a join with a small table)
+    # and a line type its code, so 10^7 lines take little room.
+    source = (
+        "(SELECT NULL::BIGINT AS v, NULL::VARCHAR AS type, NULL::VARCHAR AS watch_id, "
+        f"NULL::VARCHAR AS t, NULL::{_STATE} AS state, NULL::VARCHAR AS event, "
+        "NULL::JSON AS evidence, NULL::VARCHAR AS reason WHERE false)"
+        if not files
+        else "read_json(?, format='newline_delimited', columns=?, ignore_errors=true, "
+        f"maximum_object_size={MAX_LINE})"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE timeline_lines AS
+        SELECT w.w, CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
+                 AS kind,
+               epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
+               l.state.registered AS registered, l.state.inbound_reachable AS inbound_reachable,
+               l.state.quality_ok AS quality_ok, l.state.devices_present AS devices_present,
+               l.state.softphone_running AS softphone_running,
+               l.state.public_address AS public_address,
+               CASE WHEN isfinite(l.state.clock_offset_ms)
+                         AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
+                    THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END AS clock_offset_ms,
+               l.event, l.evidence, l.reason
+        FROM {source} l JOIN watch_list w ON l.watch_id = w.watch_id
+        WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end')
+          AND try_cast(l.t AS TIMESTAMPTZ) IS NOT NULL""",
+        [files, COLUMNS] if files else [],
+    ).fetchall()
+    con.execute(
+        """CREATE OR REPLACE TABLE watches AS
+        SELECT l.*, o.offset_ms FROM watch_list l LEFT JOIN (
+          SELECT w, arg_max(clock_offset_ms, t_us) AS offset_ms FROM timeline_lines
+          WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY w) o USING (w)"""
+    ).fetchall()
+    con.execute(
+        """CREATE OR REPLACE TABLE samples AS
+        SELECT l.w, t_us, t_us - coalesce(clock_offset_ms, o.offset_ms, 0) * 1000 AS true_us,
+               registered, inbound_reachable, quality_ok, devices_present, softphone_running,
+               public_address, clock_offset_ms
+        FROM timeline_lines l JOIN watches o USING (w) WHERE kind = 1"""
+    ).fetchall()
+    con.execute(
+        """CREATE OR REPLACE TABLE events AS
+        SELECT l.w, t_us - coalesce(o.offset_ms, 0) * 1000 AS true_us, event,
+               CAST(coalesce(evidence, '{}') AS VARCHAR) AS evidence
+        FROM timeline_lines l JOIN watches o USING (w) WHERE kind = 2 AND event IS NOT NULL"""
+    ).fetchall()
+    con.execute(
+        """CREATE OR REPLACE TABLE ends AS
+        SELECT l.w, t_us - coalesce(o.offset_ms, 0) * 1000 AS true_us, reason
+        FROM timeline_lines l JOIN watches o USING (w) WHERE kind = 3"""
+    ).fetchall()
+    con.execute("DROP TABLE timeline_lines").fetchall()
+    con.execute("DROP TABLE watch_list").fetchall()
+    return len(watches)
+
+
+def split(paths: Sequence[Path]) -> tuple[tuple[list[str], list[dict[str, str]]], TimelineFiles]:
+    """What `match` and `fleet` were given: (report files, reports skipped) as
+    report_set.collect finds them, less every timeline candidate; and the timelines."""
+    files, skipped = report_set.collect(paths)  # a missing path: a usage error first
+    timelines = collect(paths)
+    taken = set(timelines.files) | {s["path"] for s in timelines.skipped}
+    files = [f for f in files if f not in taken and not _NAME.search(f)]
+    return (files, skipped), timelines
