@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -252,7 +252,11 @@ class Watch:
         plan: Plan,
         writer: TimelineWriter,
         watch_id: str,
+        clocks: tuple[Callable[[], float], Callable[[], float]] = (time.time, time.monotonic),
     ) -> None:
+        # (wall, monotonic) read at each sample for sleep/resume: injected by the tests, as a
+        # machine cannot be put to sleep here.
+        self.clocks = clocks
         self.env = env
         self.settings = settings
         self.early, self.late = checks
@@ -266,7 +270,7 @@ class Watch:
         self.samples = 0
         self.events = 0
         self.last_register_mono: float | None = None
-        self.mono0 = time.monotonic()
+        self.mono0 = clocks[1]()
 
     # ---- the loop
 
@@ -280,7 +284,8 @@ class Watch:
             self.writer.write("start", self._start_fields())
             notified: list[str] = []
             while True:
-                wall, mono = time.time(), time.monotonic()
+                began = time.monotonic()  # the loop's own pace is real time
+                wall, mono = self.clocks[0](), self.clocks[1]()
                 obs = self._sample(prev_obs, prev_clock, (wall, mono), notified)
                 prev_obs, prev_clock = obs, (wall, mono)
                 if self.stop.event.is_set():
@@ -289,7 +294,7 @@ class Watch:
                 if self._ended():
                     reason = self.plan.end_reason
                     break
-                notified = self._wait(mono + self.plan.interval, notifier)
+                notified = self._wait(began + self.plan.interval, notifier)
                 if self.stop.event.is_set():
                     reason = self.stop.reason or "interrupted"
                     break
@@ -300,7 +305,7 @@ class Watch:
             self.stop.in_checks = False
             removed = self._drop_binding()
             end: dict[str, Any] = {
-                "mono": round(time.monotonic() - self.mono0, 3),
+                "mono": round(self.clocks[1]() - self.mono0, 3),
                 "reason": reason,
                 "samples": self.samples,
                 "events": self.events,

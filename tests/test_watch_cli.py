@@ -78,3 +78,38 @@ def test_until_reads_local_clock_times_and_rfc_3339() -> None:
     assert parse_until("2026-12-03T08:00:00Z", now).isoformat() == "2026-12-03T08:00:00+00:00"
     with pytest.raises(UsageError):
         parse_until("half past", now)
+
+
+def test_a_sleep_between_two_samples_is_a_sleep_resume_event(tmp_path: Path) -> None:
+    """A machine cannot be put to sleep here: the watch's clocks are injected (an OS
+    boundary). Asleep, the wall clock runs on while the monotonic clock stops; the third sample
+    sees 10 minutes of wall time in 0.3 s of monotonic time."""
+    import time
+
+    from clihelp import registered
+
+    from diag.environment import Environment
+    from diag.timeline import TimelineWriter
+    from diag.watch import Watch, light_checks, plan_watch, watch_settings
+
+    reads = {"wall": 0}
+
+    def wall() -> float:
+        reads["wall"] += 1
+        return time.time() + (600.0 if reads["wall"] >= 3 else 0.0)
+
+    env = Environment(environ={"XDG_DATA_HOME": str(tmp_path / "data")}, stdin_isatty=False)
+    env.registry = registered("host.interfaces")
+    settings = watch_settings(None, {"only": ("host.interfaces",)})
+    plan = plan_watch(0.3, "1", None, str(tmp_path / "t.jsonl"))
+    writer = TimelineWriter(plan.out, "w-sleep")
+    checks = light_checks(env.checks(), settings, capture=False)
+    code = Watch(env, settings, checks, plan, writer, "w-sleep", (wall, time.monotonic)).run()
+    assert code == 0
+    lines = list(read_lines(plan.out))
+    slept = [x for x in lines if x["type"] == "event" and x["event"] == "sleep_resume"]
+    assert len(slept) == 1, [x.get("event") for x in lines]
+    assert 599 <= slept[0]["evidence"]["slept_s"] <= 600.5
+    assert slept[0]["detected_by"] == "sample"
+    samples = [x for x in lines if x["type"] == "sample"]
+    assert slept[0]["seq"] == samples[2]["seq"] - 1  # written just before the third sample
