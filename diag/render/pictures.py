@@ -318,8 +318,9 @@ def quality_chart(report: Mapping[str, Any]) -> str:
         return bottom - min(ms, top) / top * (bottom - up)
 
     parts = []
-    for i in range(5):
-        ms = top * i / 4
+    steps = 4 if round(top / 10 ** math.floor(math.log10(top))) == 2 else 5  # round ticks
+    for i in range(steps + 1):
+        ms = top * i / steps
         parts.append(
             f"<line x1='{left}' y1='{py(ms):.1f}' x2='{right}' y2='{py(ms):.1f}' "
             f"stroke='#e0e0e0'/><text x='{left - 6}' y='{py(ms) + 4:.1f}' text-anchor='end' "
