@@ -306,11 +306,25 @@ def report(
         typer.Option(help="text, md, html or json [default: by --out, else text]."),
     ] = None,
     out: Annotated[str | None, typer.Option(help="Write here instead of stdout.")] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="EXPORT",
+            help="With a timeline: a central-log export whose failures `match` pairs with it.",
+        ),
+    ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(metavar="FIELD=NAME", help="With --log: as for `sipdiag match`."),
+    ] = None,
+    tz: Annotated[
+        str, typer.Option(metavar="TZ", help="With --log: time zone of naive log timestamps.")
+    ] = "UTC",
 ) -> None:
     """Re-render a saved report, or summarise a watch timeline, for people (Markdown or HTML)."""
     from diag.saved_commands import run_report_command
 
-    raise typer.Exit(run_report_command(_env(ctx), path, format, out))
+    raise typer.Exit(run_report_command(_env(ctx), path, format, out, log, column or (), tz))
 
 
 @app.command()

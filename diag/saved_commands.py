@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from diag.environment import Environment, use_color, write_report_file, write_text
 from diag.errors import SipdiagError, UsageError
@@ -13,7 +15,13 @@ REPORT_FORMATS = ("text", "md", "html", "json")
 
 
 def run_report_command(
-    env: Environment, path: Path | None, fmt: str | None, out: str | None
+    env: Environment,
+    path: Path | None,
+    fmt: str | None,
+    out: str | None,
+    log: Path | None = None,
+    columns: Sequence[str] = (),
+    tz: str = "UTC",
 ) -> int:
     from diag.render import Marks, format_for_path, render
 
@@ -22,7 +30,11 @@ def run_report_command(
     source = path or newest_report()
     fmt = fmt or (format_for_path(out, "text") if out else "text")
     if looks_like_timeline(source):
-        text = _render_timeline(source, fmt)
+        text = _render_timeline(source, fmt, log, columns, tz)
+    elif log is not None:
+        raise UsageError(
+            "--log goes with a timeline", "use `sipdiag match --log EXPORT REPORT` for reports"
+        )
     else:
         report = load_report(source)
         marks = Marks.for_encoding("utf-8" if out else getattr(env.stdout, "encoding", None))
@@ -51,15 +63,37 @@ def run_report_command(
     return 0
 
 
-def _render_timeline(source: Path, fmt: str) -> str:
-    """A watch timeline (issue 18) summarised: its lines read, checked and rendered."""
+def _render_timeline(
+    source: Path, fmt: str, log: Path | None, columns: Sequence[str], tz: str
+) -> str:
+    """A watch timeline (issue 18) summarised: its lines read, checked and rendered; with
+    ``log``, the export's failure rows `match` pairs with it are drawn on it."""
     from diag.render.timeline import render_timeline
     from diag.timeline_report import HINT, load_timeline, summarise
 
-    summary = summarise(load_timeline(source))
+    lines = load_timeline(source)
+    paired = _paired_rows(source, lines, log, columns, tz) if log is not None else None
+    summary = summarise(lines, paired)
     if summary["first_t"] is None:
         raise UsageError(f"timeline {source} has no line valid against timeline format v1", HINT)
     return render_timeline(summary, fmt)
+
+
+def _paired_rows(
+    source: Path, lines: Sequence[Mapping[str, Any]], log: Path, columns: Sequence[str], tz: str
+) -> list[dict[str, Any]]:
+    from diag.lifecycle import interruptible
+    from diag.logs.log_export import parse_column_options
+    from diag.logs.match import run_match
+    from diag.logs.timeline_match import timeline_rows
+
+    watches = {str(x["watch_id"]) for x in lines if x.get("type") == "start"}
+    with interruptible():
+        result = run_match(log, [source], parse_column_options(list(columns)), 4 * 3600, tz)
+        try:
+            return [row for w in sorted(watches) for row in timeline_rows(result, w)]
+        finally:
+            result.con.close()
 
 
 def run_bundle_command(env: Environment, path: Path | None, out: str | None, redact: bool) -> int:

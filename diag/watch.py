@@ -267,6 +267,8 @@ class Watch:
         live = isatty(env.stderr) and not settings.quiet and "INVOCATION_ID" not in env.environ
         self.status = Status(env.stderr, live)
         self.held: Any = None  # checks.sip.held.HeldBinding
+        self.audio = any(c.family == "audio" for c in (*self.early, *self.late))
+        self.audio_seen: object | None = None
         self.samples = 0
         self.events = 0
         self.last_register_mono: float | None = None
@@ -358,7 +360,11 @@ class Watch:
         from diag.watch_observe import observe, sample_fields
 
         started = time.monotonic()
-        _refresh_portaudio()
+        if self.audio:
+            seen = audio_fingerprint(self.env.environ)
+            if seen is None or seen != self.audio_seen:
+                _refresh_portaudio()
+            self.audio_seen = seen
         run_id = str(uuid.uuid4())
         ctx = self._context(run_id)
         first = self._checks(self.early, ctx, None)
@@ -527,9 +533,37 @@ def _make_held(ctx: Context, register: CheckResult, watch_id: str, interval: flo
         return None
 
 
+def audio_fingerprint(environ: Mapping[str, str]) -> object | None:
+    """What changes when a device comes or goes, read cheaply on Linux: the sound server's
+    sources and sinks, /dev/snd, /proc/asound/cards. None elsewhere (then PortAudio is
+    restarted every sample)."""
+    import platform
+
+    if platform.system() != "Linux":
+        return None
+    from checks.audio.server import sound_server
+
+    server = sound_server(environ)
+    parts: list[object] = [
+        None
+        if server is None
+        else (tuple(server["sources"]), tuple(server["sinks"]), server["default_source"])
+    ]
+    for path in ("/dev/snd", "/proc/asound/cards"):
+        try:
+            parts.append(
+                tuple(sorted(os.listdir(path))) if os.path.isdir(path) else Path(path).read_text()
+            )
+        except OSError:
+            parts.append(None)
+    return tuple(parts)
+
+
 def _refresh_portaudio() -> None:
     """PortAudio reads its device list once per initialisation: start it afresh so a headset
-    plugged in or out since the last sample is seen (only once sounddevice is loaded)."""
+    plugged in or out since the last sample is seen (only once sounddevice is loaded). Only
+    when audio_fingerprint changed: each restart through ALSA's pulse plugin leaks ~12 KB,
+    a watch's RSS would grow by that every sample (bench/bench_watch.py)."""
     import sys
 
     sd = sys.modules.get("sounddevice")
