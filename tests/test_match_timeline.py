@@ -18,6 +18,7 @@ from logdata import RealReports, make_real_reports, started
 from peers.kamailio import Kamailio
 from timelinedata import Watch, at, headset_watch
 
+from diag.logs import timeline_set
 from diag.logs.match import run_match
 from diag.logs.timeline_match import timeline_rows
 from diag.render.match import MATCH_COLUMNS
@@ -269,3 +270,20 @@ def test_timelines_mixed_with_reports_the_nearer_evidence_decides(
 
 def dt_s(seconds: float) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
+
+
+def test_match_reads_only_the_rotated_files_near_the_rows_of_the_export(tmp_path: Path) -> None:
+    w = Watch(tmp_path / "long.jsonl", "long", "A-60", start=at(0, 0), max_bytes=4000)
+    for h in range(12):
+        for m in range(0, 60, 10):
+            w.sample(at(h, m), registered=h != 11)
+    w.close()
+    found = timeline_set.collect([tmp_path])
+    spans = found.spans("long")
+    assert len(spans) == 6 and spans[-1][2] is None  # 5 rotated files and the current one
+    near = timeline_set.needed_files(found, {"long": (int(at(11, 5).timestamp() * 1e6),) * 2}, 0)
+    assert near == [spans[-1][0]]
+    assert len(timeline_set.needed_files(found, {"long": (0, 2**62)}, 0)) == 6
+    log = export(tmp_path / "log.csv", ("02/12/2026 11:05:00", "A-60", NO_ANSWER, "r"))
+    r = row(match_json(log, "--window", "30m", str(tmp_path)), "r")
+    assert r["timeline"]["likely_cause"] == "sip.not_registered"

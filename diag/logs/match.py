@@ -77,9 +77,32 @@ def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.R
     return reports
 
 
-def _load_timelines(con: Any, found: timeline_set.TimelineFiles) -> int:
-    """timeline_set's tables, and `wkeys`: every watch under each key that names its agent."""
-    watches = timeline_set.load(con, found)
+def _load_timelines(con: Any, found: timeline_set.TimelineFiles, window_us: int) -> int:
+    """timeline_set's tables for the watches of agents with failure rows (table `fkeys`), only
+    their files that come near those rows in time; and `wkeys`: every watch under each key that
+    names its agent."""
+    watches = list(found.watches.values())
+    con.execute(
+        "CREATE OR REPLACE TABLE watch_names AS SELECT unnest(?::VARCHAR[]) AS watch_id, "
+        "unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri, "
+        "unnest(?::VARCHAR[][]) AS numbers",
+        [[getattr(w, f) for w in watches] for f in ("watch_id", "agent_id", "sip_uri", "numbers")],
+    ).fetchall()
+    ranges = {
+        watch_id: (int(first), int(last))
+        for watch_id, first, last in con.execute(
+            f"""WITH k AS (
+              SELECT DISTINCT unnest({_keys_sql("v")}) AS key, watch_id FROM (
+                SELECT agent_id AS v, watch_id FROM watch_names
+                UNION ALL SELECT sip_uri, watch_id FROM watch_names
+                UNION ALL SELECT unnest(numbers), watch_id FROM watch_names))
+            SELECT k.watch_id, min(f.ts_us), max(f.ts_us) FROM fkeys f JOIN k USING (key)
+            GROUP BY k.watch_id"""
+        ).fetchall()
+    }
+    # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
+    files = timeline_set.needed_files(found, ranges, window_us + 3_600_000_000)
+    loaded = timeline_set.load(con, found, set(ranges), files)
     con.execute(
         f"""CREATE OR REPLACE TABLE wkeys AS
         SELECT DISTINCT k AS key, w FROM (
@@ -89,7 +112,7 @@ def _load_timelines(con: Any, found: timeline_set.TimelineFiles) -> int:
             UNION ALL SELECT unnest(numbers), w FROM watches))
         WHERE k IS NOT NULL AND k <> ''"""
     ).fetchall()
-    return watches
+    return loaded
 
 
 def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -> None:
@@ -137,6 +160,28 @@ def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -
     con.execute(
         f"""CREATE OR REPLACE TABLE failures AS SELECT {columns}, {marks} FROM {export.source}
         WHERE {f["status"]} IN (SELECT status FROM statuses) AND {export.readable()}"""
+    ).fetchall()
+
+
+def _keys_table(con: Any, has_number: bool) -> None:
+    """Table `fkeys(n, ts_us, key)`: each failure row under the keys of its agent and, when the
+    export has one, its number; each distinct value is normalised once, not once per row."""
+    values = "SELECT DISTINCT agent AS v FROM failures" + (
+        " UNION SELECT DISTINCT number FROM failures" if has_number else ""
+    )
+    by_number = (
+        "UNION SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v"
+        if has_number
+        else ""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE fkeys AS
+        WITH names AS (
+          SELECT v, k FROM (
+            SELECT v, unnest({_keys_sql("v")}) AS k FROM ({values}) WHERE v IS NOT NULL)
+          WHERE k IS NOT NULL AND k <> '')
+        SELECT f.n, f.ts_us, m.k AS key FROM failures f JOIN names m ON f.agent = m.v
+        {by_number}"""
     ).fetchall()
 
 
@@ -213,31 +258,21 @@ def _run_match(
     # A missing path is a usage error before any work; timelines are not reports.
     found, timelines = timeline_set.split(report_paths)
     # Reports parse while DuckDB is imported, then load on a connection of their own while this
-    # one scans the export and picks out its failures, which need no report; timelines load on
-    # a third. A usage error or Ctrl-C stops the parsing (leaving the parsing context first, so
-    # the loader sees it).
-    with ThreadPoolExecutor(max_workers=2) as side, report_set.BackgroundParse(*found) as parsing:
+    # one scans the export and picks out its failures, which need no report. A usage error or
+    # Ctrl-C stops the parsing (leaving the parsing context first, so the loader sees it).
+    # Timelines load once the failures say which agents and times they are needed for.
+    with ThreadPoolExecutor(max_workers=1) as side, report_set.BackgroundParse(*found) as parsing:
         con = report_set.connect()
         log_export.check_tz(con, tz)
         loading = side.submit(_load_reports, con.cursor(), parsing)
-        watching = side.submit(_load_timelines, con.cursor(), timelines)
         export = log_export.load(con, log_path, columns, tz)
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])
+        _keys_table(con, has["number"])
+        watches = _load_timelines(con, timelines, window_s * 1_000_000) if timelines.watches else 0
         reports = loading.result()
-        watches = watching.result()
 
     window_us = window_s * 1_000_000
-    # A row is keyed by its agent and, when the export has one, its number: each distinct value
-    # is normalised once, not once per row.
-    values = "SELECT DISTINCT agent AS v FROM failures" + (
-        " UNION SELECT DISTINCT number FROM failures" if has["number"] else ""
-    )
-    by_number = (
-        "UNION SELECT f.n, f.ts_us, m.k FROM failures f JOIN names m ON f.number = m.v"
-        if has["number"]
-        else ""
-    )
     by_call = (
         """cids AS (SELECT run_id, true_us, unnest(call_ids) AS call_id FROM reports),
         by_call AS (
@@ -248,15 +283,6 @@ def _run_match(
         else "by_call AS (SELECT NULL::BIGINT AS n, NULL::VARCHAR AS run_id, NULL::BIGINT AS d "
         "WHERE false)"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TABLE fkeys AS
-        WITH names AS (
-          SELECT v, k FROM (
-            SELECT v, unnest({_keys_sql("v")}) AS k FROM ({values}) WHERE v IS NOT NULL)
-          WHERE k IS NOT NULL AND k <> '')
-        SELECT f.n, f.ts_us, m.k AS key FROM failures f JOIN names m ON f.agent = m.v
-        {by_number}"""
-    ).fetchall()
     # Only the matched rows: most failure rows in a large export have no report near them.
     con.execute(
         f"""CREATE OR REPLACE TABLE paired AS
@@ -346,7 +372,7 @@ def _run_match(
         "inbound_tests": tests,
         "reports_read": reports.count,
         "reports_skipped": len(reports.skipped),
-        "timelines_read": watches,
+        "timelines_read": len(timelines.watches),
         "timelines_skipped": len(timelines.skipped),
         "window_s": window_s,
         "tz": tz,
