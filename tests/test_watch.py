@@ -21,7 +21,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from clihelp import REPO, subprocess_env
+from clihelp import REPO, cli, subprocess_env
 from peers.inbound import AGENT_IP, PASSWORD, InboundBed
 from peers.pulse import Pulse
 
@@ -106,11 +106,16 @@ def events(lines: Sequence[dict[str, Any]]) -> list[tuple[float, str, dict[str, 
 
 
 def first_event(
-    lines: Sequence[dict[str, Any]], name: str, after: float, test: Any = None
+    lines: Sequence[dict[str, Any]],
+    name: str,
+    after: float,
+    test: Any = None,
+    limit: bool = True,
 ) -> dict[str, Any]:
     for t, n, line in events(lines):
         if n == name and t >= after - 0.5 and (test is None or test(line)):
-            assert t - after <= SLACK, f"{name} came {t - after:.1f} s after the change"
+            if limit:
+                assert t - after <= SLACK, f"{name} came {t - after:.1f} s after the change"
             return line
     seen = [(round(t - after, 1), n) for t, n, _ in events(lines)]
     pytest.fail(f"no {name} after the change; events (s after it): {seen}", pytrace=False)
@@ -145,7 +150,9 @@ def test_a_watch_records_each_change_in_order_and_sigterm_ends_it_cleanly(
     with InboundBed.start(tmp_path / "bed") as bed:
         timeline = tmp_path / "shift.jsonl"
         env = {**pulse.env, "XDG_DATA_HOME": str(tmp_path / "data")}
-        w = Watcher(bed, timeline, env, "--softphone-process", dummy_phone.name)
+        w = Watcher(
+            bed, timeline, env, "--softphone-process", dummy_phone.name, "--agent-id", "A-9"
+        )
         try:
             w.wait_for(
                 "a healthy sample",
@@ -193,7 +200,7 @@ def test_a_watch_records_each_change_in_order_and_sigterm_ends_it_cleanly(
         assert code == 0, w.stderr()
         lines = list(read_lines(timeline))
         valid(lines)
-        assert lines[0]["type"] == "start" and lines[0]["agent"]["id"] is None
+        assert lines[0]["type"] == "start" and lines[0]["agent"]["id"] == "A-9"
         assert lines[-1]["type"] == "end" and lines[-1]["reason"] == "terminated"
         assert lines[-1]["samples"] == len([x for x in lines if x["type"] == "sample"])
 
@@ -217,10 +224,47 @@ def test_a_watch_records_each_change_in_order_and_sigterm_ends_it_cleanly(
         assert order.index("audio_device_removed") < order.index("audio_device_added")
         assert order.index("audio_device_added") < order.index("softphone_stopped")
         assert order.index("softphone_stopped") < order.index("softphone_started")
+        paired_with_the_events(lines, tmp_path)
         # The softphone's registration was only ever queried: baresip's binding is still there.
         assert [b for b in bed.bindings() if "sipdiag=" not in b["Address"]], bed.bindings()
         assert not [b for b in bed.bindings() if "sipdiag=" in b["Address"]]
     phone.kill()
+
+
+def paired_with_the_events(lines: list[dict[str, Any]], tmp_path: Path) -> None:
+    """`sipdiag match` on a central-log export whose 403 rows fall while registration was
+    lost and while the microphone was unplugged pairs each with that event."""
+
+    def between(start: str, stop: str) -> dt.datetime:
+        a = _ts(first_event(lines, start, 0.0, None, limit=False)["t"])
+        b = _ts(first_event(lines, stop, a, None, limit=False)["t"])
+        return dt.datetime.fromtimestamp((a + b) / 2, dt.timezone.utc)
+
+    rows = {
+        "c-reg": between("registration_lost", "registration_recovered"),
+        "c-mic": between("audio_device_removed", "audio_device_added"),
+    }
+    log = tmp_path / "central.csv"
+    log.write_text(
+        "Date/Time;Agent;Status;Call ID\n"
+        + "".join(
+            f"{t.strftime('%d/%m/%Y %H:%M:%S')};A-9;Failure (Rejected – SIP 403 Forbidden);{c}\n"
+            for c, t in rows.items()
+        ),
+        encoding="utf-8",
+    )
+    timeline = tmp_path / "shift.jsonl"
+    r = cli("match", "--log", str(log), str(timeline), "--format", "json")
+    assert r.code == 0, r.err
+    got = {row["call_id"]: row for row in r.json["rows"]}
+    reg, mic = got["c-reg"]["timeline"], got["c-mic"]["timeline"]
+    assert reg["likely_cause"] == "sip.not_registered", reg
+    assert reg["before"]["state"]["registered"] is False
+    assert mic["likely_cause"] == "audio.no_input_device", mic
+    assert "audio_device_removed" in [e["event"] for e in mic["events"]] or (
+        mic["before"]["state"]["devices_present"] is False
+    )
+    assert "removed" in mic["explanation"]
 
 
 def _agent_iface(bed: InboundBed) -> str:
