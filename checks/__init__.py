@@ -15,16 +15,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from checks.audio.server import audio_fingerprint
     from checks.host.os import describe_host, describe_host_minimal
     from checks.number.format import e164
+    from checks.sip.held import binding_wanted, held_binding_for
     from diag.context import Check
 
     REGISTRY: tuple[Check, ...]
 
-# What diag/ may use of checks/: the registry, the report's description of this machine, and
-# the agent numbers' E.164 form.
+# What diag/ may use of checks/: the registry, the report's description of this machine, the
+# agent numbers' E.164 form, and what `sipdiag watch` keeps between samples (its own binding,
+# the audio devices' fingerprint).
 __all__ = ["REGISTRY", "describe_host", "describe_host_minimal", "e164"]
+__all__ += ["audio_fingerprint", "binding_wanted", "held_binding_for"]
 _FROM_MODULE = {
+    "audio_fingerprint": "checks.audio.server",
+    "binding_wanted": "checks.sip.held",
+    "held_binding_for": "checks.sip.held",
     "describe_host": "checks.host.os",
     "describe_host_minimal": "checks.host.os",
     "e164": "checks.number.format",

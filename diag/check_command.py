@@ -124,7 +124,7 @@ def _finish(
         runs=outcome.runs,
         findings=findings,
         verdict=verdict(findings),
-        host=_host_section(env.environ),
+        host=host_section(env.environ),
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         duration_ms=outcome.duration_ms,
@@ -194,7 +194,7 @@ def _keep_sip_log(pending: Path | None, saved: Path) -> None:
         pass  # no pjsua2 REGISTER in this run: nothing was traced
 
 
-def _host_section(environ: Mapping[str, str]) -> dict[str, Any]:
+def host_section(environ: Mapping[str, str]) -> dict[str, Any]:
     """The report's host section; without psutil it still names the machine."""
     from checks import describe_host, describe_host_minimal
 

@@ -361,7 +361,9 @@ class Watch:
 
         started = time.monotonic()
         if self.audio:
-            seen = audio_fingerprint(self.env.environ)
+            import checks
+
+            seen = checks.audio_fingerprint(self.env.environ)
             if seen is None or seen != self.audio_seen:
                 _refresh_portaudio()
             self.audio_seen = seen
@@ -447,18 +449,15 @@ class Watch:
         self, ctx: Context, results: Mapping[str, CheckResult], network_changed: bool
     ) -> None:
         """Make, refresh or drop the watch's binding from this sample's REGISTER query."""
-        from checks.sip.bindings import other_bindings, queries_of
-        from diag import outcomes as o
+        import checks
 
         register = results.get("sip.register")
         s = self.settings
         if register is None or s.password is None or s.no_register:
             return
-        queries = queries_of(register)
-        if not any(q.get("outcome") == o.OK for q in queries):
+        want = checks.binding_wanted(register, s.register_binding)
+        if want is None:
             return  # the registrar did not accept the query: nothing to decide on
-        others = other_bindings(queries)
-        want = not others or s.register_binding
         now = time.monotonic()
         if not want:
             self._drop_binding()  # a softphone registered: ours must not stay beside it
@@ -471,7 +470,7 @@ class Watch:
         if self.held is None:
             if not (once or network_changed):
                 return
-            self.held = _make_held(ctx, register, self.watch_id, self.plan.interval)
+            self.held = checks.held_binding_for(ctx, register, self.watch_id, self.plan.interval)
             if self.held is None:
                 return
             self.last_register_mono = now
@@ -490,13 +489,13 @@ class Watch:
             return False
 
     def _start_fields(self) -> dict[str, Any]:
-        from diag.check_command import _host_section
+        from diag.check_command import host_section
 
         s = self.settings
         return {
             "mono": 0.0,
             "interval_s": self.plan.interval,
-            "host": _host_section(self.env.environ),
+            "host": host_section(self.env.environ),
             "sipdiag": __version__,
             "agent": {"id": s.agent_id, "sip_uri": s.sip_uri, "numbers": list(s.numbers)},
             "settings": {
@@ -518,45 +517,6 @@ def _profile_keys(profile: Path) -> set[str]:
     from diag.config import load_profile
 
     return set(load_profile(profile))
-
-
-def _make_held(ctx: Context, register: CheckResult, watch_id: str, interval: float) -> Any:
-    from checks.sip.held import HeldBinding
-    from checks.sip.inbound import plan_from_register
-
-    plan = plan_from_register(ctx.for_check(ctx.deadline, {"sip.register": register}))
-    if isinstance(plan, CheckResult):
-        return None
-    try:
-        return HeldBinding(plan.server, plan.account, watch_id, interval)
-    except OSError:
-        return None
-
-
-def audio_fingerprint(environ: Mapping[str, str]) -> object | None:
-    """What changes when a device comes or goes, read cheaply on Linux: the sound server's
-    sources and sinks, /dev/snd, /proc/asound/cards. None elsewhere (then PortAudio is
-    restarted every sample)."""
-    import platform
-
-    if platform.system() != "Linux":
-        return None
-    from checks.audio.server import sound_server
-
-    server = sound_server(environ)
-    parts: list[object] = [
-        None
-        if server is None
-        else (tuple(server["sources"]), tuple(server["sinks"]), server["default_source"])
-    ]
-    for path in ("/dev/snd", "/proc/asound/cards"):
-        try:
-            parts.append(
-                tuple(sorted(os.listdir(path))) if os.path.isdir(path) else Path(path).read_text()
-            )
-        except OSError:
-            parts.append(None)
-    return tuple(parts)
 
 
 def _refresh_portaudio() -> None:

@@ -9,8 +9,10 @@ unplugged under a sound server is invisible to it. The server lists its real sou
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -52,3 +54,25 @@ def sound_server(environ: Mapping[str, str]) -> dict[str, Any] | None:
     finally:
         with contextlib.suppress(Exception):
             pulse.close()
+
+
+def audio_fingerprint(environ: Mapping[str, str]) -> object | None:
+    """What changes when a device comes or goes, read cheaply on Linux: the sound server's
+    sources and sinks, /dev/snd, /proc/asound/cards. None elsewhere (then PortAudio is
+    restarted every sample)."""
+    if platform.system() != "Linux":
+        return None
+    server = sound_server(environ)
+    parts: list[object] = [
+        None
+        if server is None
+        else (tuple(server["sources"]), tuple(server["sinks"]), server["default_source"])
+    ]
+    for path in ("/dev/snd", "/proc/asound/cards"):
+        try:
+            parts.append(
+                tuple(sorted(os.listdir(path))) if os.path.isdir(path) else Path(path).read_text()
+            )
+        except OSError:
+            parts.append(None)
+    return tuple(parts)

@@ -18,8 +18,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from checks.sip.bindings import other_bindings, queries_of
 from checks.wire import sip as sipwire
 from checks.wire.sipua import Account, Binder, Channel, Listener, Registration, Server
+from diag import outcomes as o
+from diag.context import Context
+from diag.model import CheckResult
 
 MIN_EXPIRES = 120  # s asked for at least: a lost un-REGISTER leaves minutes, not an hour
 UNREGISTER_WAIT = 1.0  # s for the un-REGISTER's answer when the watch ends
@@ -176,3 +180,29 @@ class HeldBinding:
         self.binder.ch.close()
         self.channel.close()
         return removed
+
+
+def binding_wanted(register: CheckResult, opted_in: bool) -> bool | None:
+    """From a sample's sip.register: keep a binding of ours (True: the registrar accepted the
+    query and lists no other binding, or --register-binding), drop it (False: a softphone is
+    registered), or None (no accepted query: nothing to decide on)."""
+    queries = queries_of(register)
+    if not any(q.get("outcome") == o.OK for q in queries):
+        return None
+    return opted_in or not other_bindings(queries)
+
+
+def held_binding_for(
+    ctx: Context, register: CheckResult, watch_id: str, interval: float
+) -> HeldBinding | None:
+    """A binding to hold, over the transport and server the accepted query used (not yet
+    registered); None when there is no route to take or no socket."""
+    from checks.sip.inbound import plan_from_register
+
+    plan = plan_from_register(ctx.for_check(ctx.deadline, {"sip.register": register}))
+    if isinstance(plan, CheckResult):
+        return None
+    try:
+        return HeldBinding(plan.server, plan.account, watch_id, interval)
+    except OSError:
+        return None

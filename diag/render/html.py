@@ -18,7 +18,7 @@ from diag.render.sections import correlation_rows, run_facts, status_counts
 from diag.scrub import scrub_tree
 
 # Status colours are also the DOM contract the Chromium test asserts on (class names).
-_STYLE = """
+STYLE = """
 html{--pass:#176d1a;--warn:#9a5200;--fail:#b00020;--error:#6a1b9a;--skip:#5f6368}
 *{box-sizing:border-box}
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
@@ -54,7 +54,7 @@ col.status{width:7em}col.check{width:30%}
 """
 
 
-def _e(value: Any) -> str:
+def esc(value: Any) -> str:
     return escape(str(value if value is not None else ""))
 
 
@@ -63,37 +63,37 @@ def _details(details: Mapping[str, Any]) -> str:
         return ""
     body = json.dumps(details, indent=2, ensure_ascii=False, default=str)
     # <details open>: on screen it folds, in print everything shows.
-    return f"<details open><summary>details</summary><pre>{_e(body)}</pre></details>"
+    return f"<details open><summary>details</summary><pre>{esc(body)}</pre></details>"
 
 
 def _finding(f: Mapping[str, Any]) -> str:
     evidence = {k: v for k, v in f["evidence"].items() if k != "checks"}
-    checks = ", ".join(f"<code>{_e(c)}</code>" for c in f["evidence"].get("checks", []))
+    checks = ", ".join(f"<code>{esc(c)}</code>" for c in f["evidence"].get("checks", []))
     return (
-        f"<section class='finding {_e(f['severity'])}' data-cause='{_e(f['cause'])}'>"
-        f"<h3><span class='badge {_e(f['severity'])}'>{_e(f['severity'])}</span> "
-        f"{_e(f['title'])}</h3>"
-        f"<p><strong>Cause:</strong> <code>{_e(f['cause'])}</code> ({_e(f['family'])})</p>"
-        f"<p><strong>Why:</strong> {_e(f['explanation'])}</p>"
-        f"<p><strong>Action:</strong> {_e(f['action'])}</p>"
+        f"<section class='finding {esc(f['severity'])}' data-cause='{esc(f['cause'])}'>"
+        f"<h3><span class='badge {esc(f['severity'])}'>{esc(f['severity'])}</span> "
+        f"{esc(f['title'])}</h3>"
+        f"<p><strong>Cause:</strong> <code>{esc(f['cause'])}</code> ({esc(f['family'])})</p>"
+        f"<p><strong>Why:</strong> {esc(f['explanation'])}</p>"
+        f"<p><strong>Action:</strong> {esc(f['action'])}</p>"
         f"<p><strong>Evidence:</strong> {checks}</p>"
         f"{_details(evidence)}</section>"
     )
 
 
 def _check_row(c: Mapping[str, Any], picture: str = "") -> str:
-    hint = f"<p><strong>Next:</strong> {_e(c['hint'])}</p>" if c.get("hint") else ""
+    hint = f"<p><strong>Next:</strong> {esc(c['hint'])}</p>" if c.get("hint") else ""
     if picture:  # full width under its check's row; pictures.py escapes what it draws
         picture = (
-            f"<tr class='picture-row' data-picture-for='{_e(c['id'])}'><td colspan='3'>"
+            f"<tr class='picture-row' data-picture-for='{esc(c['id'])}'><td colspan='3'>"
             f"<div class='picture'>{picture}</div></td></tr>"
         )
     return (
-        f"<tr class='check {_e(c['status'])}' data-check='{_e(c['id'])}'>"
-        f"<td><span class='badge {_e(c['status'])}'>{_e(c['status'])}</span></td>"
-        f"<td>{_e(c['title'])}<br><code>{_e(c['id'])}</code><br>"
-        f"<small>{_e(c.get('duration_ms', 0))} ms</small></td>"
-        f"<td>{_e(c['summary'])}{hint}{_details(c.get('details') or {})}</td></tr>{picture}"
+        f"<tr class='check {esc(c['status'])}' data-check='{esc(c['id'])}'>"
+        f"<td><span class='badge {esc(c['status'])}'>{esc(c['status'])}</span></td>"
+        f"<td>{esc(c['title'])}<br><code>{esc(c['id'])}</code><br>"
+        f"<small>{esc(c.get('duration_ms', 0))} ms</small></td>"
+        f"<td>{esc(c['summary'])}{hint}{_details(c.get('details') or {})}</td></tr>{picture}"
     )
 
 
@@ -107,9 +107,9 @@ def render_html(report: Mapping[str, Any]) -> str:
     findings = "".join(_finding(f) for f in report["findings"]) or (
         "<p class='no-findings'>No problems found.</p>"
     )
-    facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in run_facts(report))
+    facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in run_facts(report))
     corr = "".join(
-        f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>"
+        f"<tr><th>{esc(k)}</th><td><code>{esc(v)}</code></td></tr>"
         for k, v in correlation_rows(report)
     )
     pictures = {"audio.input": level_meter(report), "net.quality": quality_chart(report)}
@@ -125,11 +125,11 @@ def render_html(report: Mapping[str, Any]) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>sipdiag report {_e(report['run_id'])}: {_e(verdict)}</title>"
-        f"<style>{_STYLE}</style></head><body>"
+        f"<title>sipdiag report {esc(report['run_id'])}: {esc(verdict)}</title>"
+        f"<style>{STYLE}</style></head><body>"
         f"<h1>sipdiag report</h1>"
-        f"<p id='verdict' class='verdict {_e(verdict)}'>Verdict: <strong>{_e(verdict)}</strong>"
-        f"{_e(incomplete)} — {_e(tally)}</p>"
+        f"<p id='verdict' class='verdict {esc(verdict)}'>Verdict: <strong>{esc(verdict)}</strong>"
+        f"{esc(incomplete)} — {esc(tally)}</p>"
         f"<table class='facts'><colgroup><col style='width:12em'><col></colgroup>{facts}</table>"
         f"<h2 id='findings'>Findings</h2>{findings}{exchange}"
         "<h2 id='checks'>Checks</h2><table class='checks'><colgroup><col class='status'>"

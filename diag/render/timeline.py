@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from diag.render.html import _STYLE, _e
+from diag.render.html import STYLE, esc
 from diag.render.safe import md_code, md_text, neutralise_tree
 
 FORMATS = ("text", "md", "html", "json")
@@ -292,22 +292,23 @@ def _lanes_svg(s: Mapping[str, Any]) -> str:
     for lane, label in LANE_LABELS.items():
         y = top[lane]
         parts.append(f"<g class='lane' data-lane='{lane}'>")
-        parts.append(f"<text class='lane-label' x='4' y='{y + 18}'>{_e(label)}</text>")
+        parts.append(f"<text class='lane-label' x='4' y='{y + 18}'>{esc(label)}</text>")
         for a, b, value in series["lanes"][lane]:
             x1, x2 = _x(a, span), _x(b, span)
             tip = f"{label}: {VALUE_WORDS.get(value, value)} {_at(s, a)}–{_at(s, b)} UTC"
             parts.append(
-                f"<rect class='seg {_e(value)}' x='{x1}' y='{y}' width='{max(x2 - x1, 0.6):.2f}' "
-                f"height='{LANE_H}'><title>{_e(tip)} ({duration(b - a)})</title></rect>"
+                f"<rect class='seg {esc(value)}' x='{x1}' y='{y}' width='{max(x2 - x1, 0.6):.2f}' "
+                f"height='{LANE_H}'><title>{esc(tip)} ({duration(b - a)})</title></rect>"
             )
         for e in s["event_list"]:
             if e["lane"] != lane:
                 continue
             tip = f"{_clock(e['t'])} UTC {e['event']}: {evidence_text(e['evidence'])}"
             parts.append(
-                f"<g class='event-marker' data-event='{_e(e['event'])}' data-seq='{_e(e['seq'])}' "
+                f"<g class='event-marker' data-event='{esc(e['event'])}' "
+                f"data-seq='{esc(e['seq'])}' "
                 f"transform='translate({_x(e['offset_s'], span)},{y + LANE_H / 2})'>"
-                f"<title>{_e(tip)}</title><path d='M0,-9L6,0L0,9L-6,0Z'/></g>"
+                f"<title>{esc(tip)}</title><path d='M0,-9L6,0L0,9L-6,0Z'/></g>"
             )
         parts.append("</g>")
     if s["log_rows"]:
@@ -323,9 +324,9 @@ def _lanes_svg(s: Mapping[str, Any]) -> str:
                 continue  # listed below the chart, outside the watched time
             explained = " explained" if r.get("likely_cause") else ""
             parts.append(
-                f"<g class='log-row-marker{explained}' data-status='{_e(r.get('status'))}' "
-                f"data-cause='{_e(r.get('likely_cause'))}'>"
-                f"<title>{_e(_clock(r['time']))} UTC {_e(_log_text(r))}</title>"
+                f"<g class='log-row-marker{explained}' data-status='{esc(r.get('status'))}' "
+                f"data-cause='{esc(r.get('likely_cause'))}'>"
+                f"<title>{esc(_clock(r['time']))} UTC {esc(_log_text(r))}</title>"
                 f"<circle cx='{_x(r['offset_s'], span)}' cy='{y + LANE_H / 2}' r='6'/></g>"
             )
         parts.append("</g>")
@@ -335,7 +336,7 @@ def _lanes_svg(s: Mapping[str, Any]) -> str:
         x1, x2 = _x(a, span), _x(a + m["duration_s"], span)
         parts.append(
             f"<rect class='worst' data-rank='{rank}' x='{x1}' y='3' width='{x2 - x1:.2f}' "
-            f"height='{bottom - 4}'><title>{_e(_moment_title(m))}</title></rect>"
+            f"height='{bottom - 4}'><title>{esc(_moment_title(m))}</title></rect>"
         )
     parts.append(_axis(s, bottom))
     return "".join(parts) + "</svg>"
@@ -353,9 +354,9 @@ _LEGEND = (
 
 def render_timeline_html(summary: Mapping[str, Any]) -> str:
     s = neutralise_tree(summary)
-    facts_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts(s))
+    facts_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts(s))
     shares = "".join(
-        f"<tr data-state='{_e(k)}'><th>{_e(STATE_LABELS.get(k, k))}</th>"
+        f"<tr data-state='{esc(k)}'><th>{esc(STATE_LABELS.get(k, k))}</th>"
         f"<td>{v['true_pct']}% ({duration(v['true_s'])})</td>"
         f"<td>{v['false_pct']}% ({duration(v['false_s'])})</td>"
         f"<td>{v['unknown_pct']}% ({duration(v['unknown_s'])})</td></tr>"
@@ -370,17 +371,17 @@ def render_timeline_html(summary: Mapping[str, Any]) -> str:
         _moment_html(rank, m) for rank, m in enumerate(s["worst_moments"][:WORST_SHOWN], 1)
     )
     if _more_moments(s):
-        moments += f"<p class='more-moments'>{_e(_more_moments(s))}</p>"
+        moments += f"<p class='more-moments'>{esc(_more_moments(s))}</p>"
     events = "".join(
-        f"<tr class='event' data-event='{_e(e['event'])}'><td>{_e(e['t'])}</td>"
-        f"<td>{_e(LANE_LABELS.get(e['lane'], e['lane']))}</td><td><code>{_e(e['event'])}</code>"
-        f"</td><td>{_e(e.get('detected_by'))}</td><td>{_e(evidence_text(e['evidence']))}</td></tr>"
+        f"<tr class='event' data-event='{esc(e['event'])}'><td>{esc(e['t'])}</td>"
+        f"<td>{esc(LANE_LABELS.get(e['lane'], e['lane']))}</td><td><code>{esc(e['event'])}</code>"
+        f"</td><td>{esc(e.get('detected_by'))}</td><td>{esc(evidence_text(e['evidence']))}</td></tr>"
         for e in s["event_list"]
     )
     logs = "".join(
-        f"<tr class='log-row'><td>{_e(r['time'])}</td><td>{_e(r.get('status'))}</td>"
-        f"<td><code>{_e(r.get('likely_cause') or 'unexplained')}</code></td>"
-        f"<td>{_e(r.get('explanation'))}</td><td><code>{_e(r.get('call_id'))}</code></td></tr>"
+        f"<tr class='log-row'><td>{esc(r['time'])}</td><td>{esc(r.get('status'))}</td>"
+        f"<td><code>{esc(r.get('likely_cause') or 'unexplained')}</code></td>"
+        f"<td>{esc(r.get('explanation'))}</td><td><code>{esc(r.get('call_id'))}</code></td></tr>"
         for r in s["log_rows"]
     )
     log_section = (
@@ -394,8 +395,8 @@ def render_timeline_html(summary: Mapping[str, Any]) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>sipdiag timeline {_e(s['watch_id'])}</title>"
-        f"<style>{_STYLE}{_TIMELINE_STYLE}</style></head><body>"
+        f"<title>sipdiag timeline {esc(s['watch_id'])}</title>"
+        f"<style>{STYLE}{_TIMELINE_STYLE}</style></head><body>"
         f"<h1>sipdiag timeline</h1>"
         f"<table class='facts'><colgroup><col style='width:12em'><col></colgroup>{facts_rows}"
         "</table><h2 id='lanes'>Over time</h2>"
@@ -413,20 +414,20 @@ def render_timeline_html(summary: Mapping[str, Any]) -> str:
 
 def _moment_html(rank: int, m: Mapping[str, Any]) -> str:
     items = [
-        f"<li>check <code>{_e(c['id'])}</code> <span class='badge {_e(c['status'])}'>"
-        f"{_e(c['status'])}</span> {_e(c.get('summary'))}</li>"
+        f"<li>check <code>{esc(c['id'])}</code> <span class='badge {esc(c['status'])}'>"
+        f"{esc(c['status'])}</span> {esc(c.get('summary'))}</li>"
         for c in m["checks"]
     ]
     items += [
-        f"<li>{_e(_clock(e['t']))} <code>{_e(e['event'])}</code> "
-        f"{_e(evidence_text(e['evidence']))}</li>"
+        f"<li>{esc(_clock(e['t']))} <code>{esc(e['event'])}</code> "
+        f"{esc(evidence_text(e['evidence']))}</li>"
         for e in m["events"]
     ]
     items += [
-        f"<li>{_e(_clock(r['time']))} central log: {_e(_log_text(r))}</li>" for r in m["log_rows"]
+        f"<li>{esc(_clock(r['time']))} central log: {esc(_log_text(r))}</li>" for r in m["log_rows"]
     ]
     body = f"<ul>{''.join(items)}</ul>" if items else ""
     return (
         f"<section class='finding critical worst-moment' data-rank='{rank}'>"
-        f"<h3>{_e(_moment_title(m))}</h3>{body}</section>"
+        f"<h3>{esc(_moment_title(m))}</h3>{body}</section>"
     )
