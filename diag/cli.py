@@ -287,7 +287,9 @@ def fleet(
 
     _choose("--format", format, ("text", "json", "md", "prom", "ndjson"))
     with interruptible():
-        summary = run_fleet(reports, parse_since(since) if since else None)
+        summary = run_fleet(
+            reports, parse_since(since) if since else None, format in ("json", "ndjson")
+        )
     _env(ctx).stdout.write(render_fleet(summary, format))
 
 

@@ -58,7 +58,11 @@ def iso(us: int) -> str:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def run_fleet(paths: Sequence[Path], since_us: int | None) -> dict[str, Any]:
+def run_fleet(
+    paths: Sequence[Path], since_us: int | None, timeline_details: bool = True
+) -> dict[str, Any]:
+    """The fleet summary; `timeline_details`: the timelines' hour summaries and events too
+    (JSON and ECS show them)."""
     (files, skipped), timelines = timeline_set.split(paths)
     con = report_set.connect()
     loaded = report_set.to_table(con, report_set.parse_files(files, skipped))
@@ -118,7 +122,7 @@ def run_fleet(paths: Sequence[Path], since_us: int | None) -> dict[str, Any]:
         "timelines_read": watches,
         "timelines_skipped": len(timelines.skipped),
         "skipped_timelines": timelines.skipped,
-        **timeline_fleet.summarise(con, since_us),
+        **timeline_fleet.summarise(con, since_us, timeline_details),
     }
     summary["verdict_changed"] = [
         {k: a[k] for k in ("agent", "previous_verdict", "verdict", "run_id", "started_at")}
