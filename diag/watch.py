@@ -15,6 +15,7 @@ and when the watch ends (SIGTERM, Ctrl-C, --duration, --until).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -61,6 +62,7 @@ REFUSED = {
     "dial_test": "--dial-test places a call; run it with `sipdiag check`",
     "play_tone": "--play-tone plays a sound; run it with `sipdiag check`",
 }
+TRIM_EVERY = 10  # samples between two malloc_trim calls (_trim_heap)
 MIN_INTERVAL = 0.2  # s; below, the samples themselves would be the load
 DEFAULT_INTERVAL = 60.0
 NETWORK_EVENTS = {"interface_up", "interface_down", "address_changed", "route_changed"}
@@ -281,7 +283,7 @@ class Watch:
         notifier = _open_notifier()
         prev_obs: dict[str, Any] | None = None
         prev_clock: tuple[float, float] | None = None
-        reason = "error"
+        reason: str | None = "error"
         try:
             self.writer.write("start", self._start_fields())
             notified: list[str] = []
@@ -290,19 +292,18 @@ class Watch:
                 wall, mono = self.clocks[0](), self.clocks[1]()
                 obs = self._sample(prev_obs, prev_clock, (wall, mono), notified)
                 prev_obs, prev_clock = obs, (wall, mono)
-                if self.stop.event.is_set():
-                    reason = self.stop.reason or "interrupted"
-                    break
-                if self._ended():
-                    reason = self.plan.end_reason
+                if (reason := self._over()) is not None:
                     break
                 notified = self._wait(began + self.plan.interval, notifier)
-                if self.stop.event.is_set():
-                    reason = self.stop.reason or "interrupted"
+                if (reason := self._over()) is not None:
                     break
-                if self._ended():
-                    reason = self.plan.end_reason
-                    break
+        except OSError as exc:  # the timeline cannot be written (disk full, removed mount)
+            reason = "error"
+            failed = SipdiagError(
+                f"cannot write the timeline {self.writer.path}: {exc.strerror or exc}",
+                "free space or choose another --out; the lines written so far are valid",
+            )
+            raise failed from None
         finally:
             self.stop.in_checks = False
             removed = self._drop_binding()
@@ -315,7 +316,8 @@ class Watch:
             if removed is not None:
                 end["binding_removed"] = removed
             try:
-                self.writer.write("end", end)
+                with contextlib.suppress(OSError):  # the error above is the one to tell
+                    self.writer.write("end", end)
             finally:
                 self.writer.close()
                 self.status.close()
@@ -327,8 +329,13 @@ class Watch:
             return int(ExitCode.INTERRUPTED)
         return int(ExitCode.OK)
 
-    def _ended(self) -> bool:
-        return self.plan.end_mono is not None and time.monotonic() >= self.plan.end_mono
+    def _over(self) -> str | None:
+        """Why the watch ends now (a signal, --duration, --until), or None."""
+        if self.stop.event.is_set():
+            return self.stop.reason or "interrupted"
+        if self.plan.end_mono is not None and time.monotonic() >= self.plan.end_mono:
+            return self.plan.end_reason
+        return None
 
     def _wait(self, until: float, notifier: Any) -> list[str]:
         """Until the next sample, the end, a signal, or a network change (returned)."""
@@ -416,6 +423,8 @@ class Watch:
                 "registered": self.held.ok,
             }
         self.writer.write("sample", line, when)
+        if self.samples % TRIM_EVERY == 0:
+            _trim_heap()
         self.status.sample(self.samples, when.isoformat(), fields.get("state", {}), self.events)
         return obs
 
@@ -517,6 +526,28 @@ def _profile_keys(profile: Path) -> set[str]:
     from diag.config import load_profile
 
     return set(load_profile(profile))
+
+
+def _trim_heap() -> None:
+    """Give freed heap back to the OS (glibc): each sample's checks run in threads of their
+    own, and the per-thread malloc arenas they leave free would otherwise creep the RSS up by
+    about 1 KB per sample over a shift (bench/bench_watch.py)."""
+    import ctypes
+    import ctypes.util
+
+    global _LIBC
+    if _LIBC is None:
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    if trim is not None:
+        trim(0)
+
+
+_LIBC: Any = None  # ctypes.CDLL of the C library once looked up; False: none (not glibc)
 
 
 def _refresh_portaudio() -> None:

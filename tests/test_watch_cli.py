@@ -113,3 +113,14 @@ def test_a_sleep_between_two_samples_is_a_sleep_resume_event(tmp_path: Path) -> 
     assert slept[0]["detected_by"] == "sample"
     samples = [x for x in lines if x["type"] == "sample"]
     assert slept[0]["seq"] == samples[2]["seq"] - 1  # written just before the third sample
+
+
+def test_a_timeline_that_cannot_be_written_is_one_line_and_exit_70(tmp_path: Path) -> None:
+    # /dev/full: every write fails with ENOSPC, as on a full disk.
+    r = cli(
+        "watch", "--only", "host.vpn", "--interval", "0.3", "--duration", "1",
+        "--out", "/dev/full", environ={"XDG_DATA_HOME": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert r.code == 70, (r.out, r.err)
+    assert "cannot write the timeline /dev/full: No space left on device" in r.err
+    assert "Traceback" not in r.err
