@@ -173,12 +173,14 @@ def pair(con: Any, window_us: int) -> int:
     ).fetchall()
     # The chosen reason: a down event between the samples (rank 1), else a state the sample
     # before, else the one after, measured false (rank 2), else sleep (3), a VPN (4), the
-    # network (5).
+    # network (5); of one rank, events up to the row first (an event a sample detected carries
+    # that sample's time, after the change), then the nearest.
     con.execute(
         f"""CREATE OR REPLACE TABLE tchosen AS
         WITH ev AS (
           SELECT n, true_us, grp, rank, cause, words FROM tbetween WHERE down
-          QUALIFY row_number() OVER (PARTITION BY n ORDER BY rank, abs(true_us - ts_us)) = 1),
+          QUALIFY row_number() OVER (
+            PARTITION BY n ORDER BY rank, true_us > ts_us, abs(true_us - ts_us)) = 1),
         st_rule AS (
           SELECT n, w, ts_us, b_us, a_us,
                  coalesce({state_rule("b_state", "b_us")}, {state_rule("a_state", "a_us")}) AS r
@@ -205,7 +207,7 @@ def pair(con: Any, window_us: int) -> int:
         ended AS (
           SELECT c.n, arg_min(e.true_us, e.true_us) AS t, arg_min(e.words, e.true_us) AS words
           FROM tchosen c JOIN tevents e ON e.w = c.w AND e.grp = c.grp AND NOT e.down
-            AND e.true_us BETWEEN c.ts_us AND c.ts_us + {window_us}
+            AND e.true_us BETWEEN greatest(c.ts_us, c.began_us) AND c.ts_us + {window_us}
           WHERE c.grp IS NOT NULL GROUP BY c.n)
         SELECT c.n, coalesce(c.began_us, b.t) AS began_us, coalesce(c.began, b.words) AS began,
                d.t AS ended_us, CASE WHEN c.grp = 'audio' THEN 'back' ELSE d.words END AS ended
