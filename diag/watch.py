@@ -62,6 +62,7 @@ REFUSED = {
     "dial_test": "--dial-test places a call; run it with `sipdiag check`",
     "play_tone": "--play-tone plays a sound; run it with `sipdiag check`",
 }
+NOTIFIED_GAP = 5.0  # s: a network change starts a sample no sooner after the last one
 TRIM_EVERY = 10  # samples between two malloc_trim calls (_trim_heap)
 MIN_INTERVAL = 0.2  # s; below, the samples themselves would be the load
 DEFAULT_INTERVAL = 60.0
@@ -271,6 +272,7 @@ class Watch:
         self.held: Any = None  # checks.sip.held.HeldBinding
         self.audio = any(c.family == "audio" for c in (*self.early, *self.late))
         self.audio_seen: object | None = None
+        self.notified_gap = NOTIFIED_GAP
         self.samples = 0
         self.events = 0
         self.last_register_mono: float | None = None
@@ -294,7 +296,7 @@ class Watch:
                 prev_obs, prev_clock = obs, (wall, mono)
                 if (reason := self._over()) is not None:
                     break
-                notified = self._wait(began + self.plan.interval, notifier)
+                notified = self._wait(began, notifier)
                 if (reason := self._over()) is not None:
                     break
         except OSError as exc:  # the timeline cannot be written (disk full, removed mount)
@@ -337,22 +339,30 @@ class Watch:
             return self.plan.end_reason
         return None
 
-    def _wait(self, until: float, notifier: Any) -> list[str]:
-        """Until the next sample, the end, a signal, or a network change (returned)."""
+    def _wait(self, began: float, notifier: Any) -> list[str]:
+        """Until the next sample (``began`` + interval), the end, a signal, or a network change
+        (returned). A change starts a sample at once, but never sooner than NOTIFIED_GAP after
+        the last one began: a flapping link or a VPN client rewriting routes every second must
+        not turn the watch into a flood of REGISTERs and OPTIONS."""
+        until = began + self.plan.interval
         if self.plan.end_mono is not None:
             until = min(until, self.plan.end_mono)
+        earliest = began + min(self.notified_gap, self.plan.interval)
+        seen: list[str] = []
         while not self.stop.event.is_set():
-            left = until - time.monotonic()
-            if left <= 0:
-                return []
-            step = min(left, 0.5)  # a signal is seen within half a second whatever waits
+            now = time.monotonic()
+            if now >= until or (seen and now >= earliest):
+                break
+            step = min(until - now, 0.5)  # a signal is seen within half a second
+            if seen:
+                step = min(step, max(0.0, earliest - now))
             if notifier is None:
                 self.stop.event.wait(step)
                 continue
-            seen = notifier.wait(step, self.stop.event)
-            if seen:
-                return list(seen)
-        return []
+            for kind in notifier.wait(step, self.stop.event) or []:
+                if kind not in seen and len(seen) < 20:
+                    seen.append(kind)
+        return seen
 
     # ---- one sample
 

@@ -124,3 +124,39 @@ def test_a_timeline_that_cannot_be_written_is_one_line_and_exit_70(tmp_path: Pat
     assert r.code == 70, (r.out, r.err)
     assert "cannot write the timeline /dev/full: No space left on device" in r.err
     assert "Traceback" not in r.err
+
+
+def test_a_storm_of_network_notifications_does_not_become_a_storm_of_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flapping link or a VPN client rewriting routes notifies all the time (faked here:
+    the OS cannot be made to do it on cue): samples still come no closer than the gap."""
+    import time
+
+    from clihelp import registered
+
+    import diag.watch as watch
+    from diag.environment import Environment
+    from diag.timeline import TimelineWriter
+
+    class Storm:
+        def wait(self, timeout: float, stop: object) -> list[str]:
+            time.sleep(min(timeout, 0.01))
+            return ["newroute tun0"]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(watch, "_open_notifier", Storm)
+    env = Environment(environ={"XDG_DATA_HOME": str(tmp_path / "data")}, stdin_isatty=False)
+    env.registry = registered("host.vpn")
+    settings = watch.watch_settings(None, {"only": ("host.vpn",)})
+    plan = watch.plan_watch(30, "2", None, str(tmp_path / "t.jsonl"))
+    checks = watch.light_checks(env.checks(), settings, capture=False)
+    w = watch.Watch(env, settings, checks, plan, TimelineWriter(plan.out, "w"), "w")
+    w.notified_gap = 0.5
+    assert w.run() == 0
+    samples = [x for x in read_lines(plan.out) if x["type"] == "sample"]
+    assert 4 <= len(samples) <= 5, len(samples)  # at 0, 0.5, 1, 1.5 (and 2) s, not hundreds
+    gaps = [b["mono"] - a["mono"] for a, b in zip(samples, samples[1:], strict=False)]
+    assert min(gaps) >= 0.45, gaps
