@@ -77,44 +77,6 @@ def _load_reports(con: Any, parsing: report_set.BackgroundParse) -> report_set.R
     return reports
 
 
-def _load_timelines(con: Any, found: timeline_set.TimelineFiles, window_us: int) -> int:
-    """timeline_set's tables for the watches of agents with failure rows (table `fkeys`), only
-    their files that come near those rows in time; and `wkeys`: every watch under each key that
-    names its agent."""
-    watches = list(found.watches.values())
-    con.execute(
-        "CREATE OR REPLACE TABLE watch_names AS SELECT unnest(?::VARCHAR[]) AS watch_id, "
-        "unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri, "
-        "unnest(?::VARCHAR[][]) AS numbers",
-        [[getattr(w, f) for w in watches] for f in ("watch_id", "agent_id", "sip_uri", "numbers")],
-    ).fetchall()
-    ranges = {
-        watch_id: (int(first), int(last))
-        for watch_id, first, last in con.execute(
-            f"""WITH k AS (
-              SELECT DISTINCT unnest({_keys_sql("v")}) AS key, watch_id FROM (
-                SELECT agent_id AS v, watch_id FROM watch_names
-                UNION ALL SELECT sip_uri, watch_id FROM watch_names
-                UNION ALL SELECT unnest(numbers), watch_id FROM watch_names))
-            SELECT k.watch_id, min(f.ts_us), max(f.ts_us) FROM fkeys f JOIN k USING (key)
-            GROUP BY k.watch_id"""
-        ).fetchall()
-    }
-    # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
-    files = timeline_set.needed_files(found, ranges, window_us + 3_600_000_000)
-    loaded = timeline_set.load(con, found, set(ranges), files)
-    con.execute(
-        f"""CREATE OR REPLACE TABLE wkeys AS
-        SELECT DISTINCT k AS key, w FROM (
-          SELECT unnest({_keys_sql("v")}) AS k, w FROM (
-            SELECT agent_id AS v, w FROM watches
-            UNION ALL SELECT sip_uri, w FROM watches
-            UNION ALL SELECT unnest(numbers), w FROM watches))
-        WHERE k IS NOT NULL AND k <> ''"""
-    ).fetchall()
-    return loaded
-
-
 def _failures_table(con: Any, export: log_export.LogExport, has_call_id: bool) -> None:
     """Table `statuses`: each distinct failure status with its catalogue entry's fields (NULL
     entry: not in the catalogue; `inbound`: the entry names sip.inbound or net.idle, whose
@@ -269,7 +231,11 @@ def _run_match(
         has = {f: f in export.columns for f in ("call_id", "number")}
         _failures_table(con, export, has["call_id"])
         _keys_table(con, has["number"])
-        watches = _load_timelines(con, timelines, window_s * 1_000_000) if timelines.watches else 0
+        watches = (
+            timeline_match.load(con, timelines, window_s * 1_000_000, _keys_sql)
+            if timelines.watches
+            else 0
+        )
         reports = loading.result()
 
     window_us = window_s * 1_000_000

@@ -10,10 +10,17 @@ the nearer sample is (`dist_us`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from diag.logs.match import MatchResult
+from diag.logs import timeline_set
+
+
+class MatchResult(Protocol):
+    """diag.logs.match.MatchResult as timeline_rows reads it (match imports this module)."""
+
+    con: Any
+
 
 MAX_EVENTS = 20  # a row lists at most this many events between its two samples
 
@@ -126,6 +133,46 @@ def _rules_table(con: Any) -> None:
                CASE e.event {words} ELSE e.event END AS words
         FROM events e LEFT JOIN event_rules r USING (event)"""
     ).fetchall()
+
+
+def load(
+    con: Any, found: timeline_set.TimelineFiles, window_us: int, keys_sql: Callable[[str], str]
+) -> int:
+    """timeline_set's tables for the watches of agents with failure rows (table `fkeys`), only
+    their files that come near those rows in time; and `wkeys`: every watch under each key that
+    names its agent (`keys_sql`: match's normalisation of a name into its keys, SQL)."""
+    watches = list(found.watches.values())
+    con.execute(
+        "CREATE OR REPLACE TABLE watch_names AS SELECT unnest(?::VARCHAR[]) AS watch_id, "
+        "unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri, "
+        "unnest(?::VARCHAR[][]) AS numbers",
+        [[getattr(w, f) for w in watches] for f in ("watch_id", "agent_id", "sip_uri", "numbers")],
+    ).fetchall()
+    ranges = {
+        watch_id: (int(first), int(last))
+        for watch_id, first, last in con.execute(
+            f"""WITH k AS (
+              SELECT DISTINCT unnest({keys_sql("v")}) AS key, watch_id FROM (
+                SELECT agent_id AS v, watch_id FROM watch_names
+                UNION ALL SELECT sip_uri, watch_id FROM watch_names
+                UNION ALL SELECT unnest(numbers), watch_id FROM watch_names))
+            SELECT k.watch_id, min(f.ts_us), max(f.ts_us) FROM fkeys f JOIN k USING (key)
+            GROUP BY k.watch_id"""
+        ).fetchall()
+    }
+    # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
+    files = timeline_set.needed_files(found, ranges, window_us + 3_600_000_000)
+    loaded = timeline_set.load(con, found, set(ranges), files)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE wkeys AS
+        SELECT DISTINCT k AS key, w FROM (
+          SELECT unnest({keys_sql("v")}) AS k, w FROM (
+            SELECT agent_id AS v, w FROM watches
+            UNION ALL SELECT sip_uri, w FROM watches
+            UNION ALL SELECT unnest(numbers), w FROM watches))
+        WHERE k IS NOT NULL AND k <> ''"""
+    ).fetchall()
+    return loaded
 
 
 def pair(con: Any, window_us: int) -> int:
