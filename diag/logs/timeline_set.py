@@ -10,7 +10,7 @@ is dropped, as `read_lines` drops it.
 Tables:
 - `watches(w, watch_id, agent_id, sip_uri, numbers, hostname, interval_s, offset_ms, path)`: one
   per watch whose start line was found; `offset_ms` its last measured clock offset;
-- `samples(w, t_us, true_us, registered, inbound_reachable, quality_ok, devices_present,
+- `samples(w, true_us, registered, inbound_reachable, quality_ok, devices_present,
   softphone_running, public_address, clock_offset_ms)` (a view of table `timeline_lines`):
   true time = t - clock offset (the sample's own, else the watch's last measured one, else 0),
   as reports are corrected;
@@ -263,9 +263,12 @@ def load(
         else "read_json(?, format='newline_delimited', columns=?, ignore_errors=true, "
         f"maximum_object_size={MAX_LINE})"
     )
+    # Narrow rows, so 10^7 of them stay within DuckDB's memory limit instead of spilling: the
+    # time once (true time, the line's own offset taken off), an event's or end's fields in
+    # one JSON text column (NULL for samples).
     con.execute(
         f"""CREATE OR REPLACE TABLE timeline_lines AS
-        SELECT *, t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
+        SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
           SELECT w.w, CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
                    AS kind,
                  epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
@@ -277,7 +280,8 @@ def load(
                  CASE WHEN l.type = 'sample' AND isfinite(l.state.clock_offset_ms)
                            AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
                       THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END AS clock_offset_ms,
-                 l.event, l.evidence, l.reason
+                 CASE WHEN l.type <> 'sample' THEN CAST(to_json({{'event': l.event,
+                   'evidence': l.evidence, 'reason': l.reason}}) AS VARCHAR) END AS extra
           FROM {source} l JOIN watch_list w ON l.watch_id = w.watch_id
           WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
         WHERE t_us IS NOT NULL""",
@@ -286,30 +290,33 @@ def load(
     con.execute(
         """CREATE OR REPLACE TABLE watches AS
         SELECT l.*, o.offset_ms FROM watch_list l LEFT JOIN (
-          SELECT w, arg_max(clock_offset_ms, t_us) AS offset_ms FROM timeline_lines
+          SELECT w, arg_max(clock_offset_ms, true_us) AS offset_ms FROM timeline_lines
           WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY w) o USING (w)"""
     ).fetchall()
     # Lines without an offset of their own (events, samples that did not measure it) take their
     # watch's: only those rows are rewritten, not the 10^7 lines.
     con.execute(
-        """UPDATE timeline_lines SET true_us = t_us - o.offset_ms * 1000 FROM watches o
+        """UPDATE timeline_lines SET true_us = true_us - o.offset_ms * 1000 FROM watches o
         WHERE timeline_lines.w = o.w AND timeline_lines.clock_offset_ms IS NULL
           AND o.offset_ms IS NOT NULL"""
     ).fetchall()
     con.execute(
         """CREATE OR REPLACE VIEW samples AS
-        SELECT w, t_us, true_us, registered, inbound_reachable, quality_ok, devices_present,
+        SELECT w, true_us, registered, inbound_reachable, quality_ok, devices_present,
                softphone_running, public_address, clock_offset_ms
         FROM timeline_lines WHERE kind = 1"""
     ).fetchall()
     con.execute(
         """CREATE OR REPLACE TABLE events AS
-        SELECT w, true_us, event, CAST(coalesce(evidence, '{}') AS VARCHAR) AS evidence
-        FROM timeline_lines WHERE kind = 2 AND event IS NOT NULL"""
+        SELECT w, true_us, event, coalesce(evidence, '{}') AS evidence FROM (
+          SELECT w, true_us, json_extract_string(extra, '$.event') AS event,
+                 CAST(json_extract(extra, '$.evidence') AS VARCHAR) AS evidence
+          FROM timeline_lines WHERE kind = 2)
+        WHERE event IS NOT NULL"""
     ).fetchall()
     con.execute(
-        "CREATE OR REPLACE TABLE ends AS SELECT w, true_us, reason FROM timeline_lines "
-        "WHERE kind = 3"
+        "CREATE OR REPLACE TABLE ends AS SELECT w, true_us, "
+        "json_extract_string(extra, '$.reason') AS reason FROM timeline_lines WHERE kind = 3"
     ).fetchall()
     con.execute("DROP TABLE watch_list").fetchall()
     return len(watches)
