@@ -11,7 +11,8 @@ Tables:
 - `watches(w, watch_id, agent_id, sip_uri, numbers, hostname, interval_s, offset_ms, path)`: one
   per watch whose start line was found; `offset_ms` its last measured clock offset;
 - `samples(w, true_us, registered, inbound_reachable, quality_ok, devices_present,
-  softphone_running, public_address, clock_offset_ms)` (a view of table `timeline_lines`):
+  softphone_running, public_address, clock_offset_ms)` (a view of table `timeline_lines`, in
+  the compressed in-memory database `timeline_db`):
   true time = t - clock offset (the sample's own, else the watch's last measured one, else 0),
   as reports are corrected;
 - `events(w, true_us, event, evidence)` (evidence JSON text), `ends(w, true_us, reason)`.
@@ -220,8 +221,8 @@ COLUMNS = {
     "evidence": "JSON",
     "reason": "VARCHAR",
 }
-# The true time of a line: its clock minus the clock offset (ms), within report_set's bounds.
-_OFFSET_OK = f"abs(clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}"
+LINES_DB = "timeline_db"  # an in-memory database of its own, compressed
+LINES = f"{LINES_DB}.timeline_lines"
 
 
 def load(
@@ -263,11 +264,13 @@ def load(
         else "read_json(?, format='newline_delimited', columns=?, ignore_errors=true, "
         f"maximum_object_size={MAX_LINE})"
     )
-    # Narrow rows, so 10^7 of them stay within DuckDB's memory limit instead of spilling: the
-    # time once (true time, the line's own offset taken off), an event's or end's fields in
+    # Narrow rows in a compressed in-memory database, so that 10^7 of them stay within DuckDB's
+    # memory limit instead of spilling (a watch's number repeats, booleans and times pack well):
+    # the time once (true time, the line's own offset taken off), an event's or end's fields in
     # one JSON text column (NULL for samples).
+    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {LINES_DB} (COMPRESS)").fetchall()
     con.execute(
-        f"""CREATE OR REPLACE TABLE timeline_lines AS
+        f"""CREATE OR REPLACE TABLE {LINES} AS
         SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
           SELECT w.w, CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
                    AS kind,
@@ -288,35 +291,35 @@ def load(
         [files, COLUMNS] if files else [],
     ).fetchall()
     con.execute(
-        """CREATE OR REPLACE TABLE watches AS
+        f"""CREATE OR REPLACE TABLE watches AS
         SELECT l.*, o.offset_ms FROM watch_list l LEFT JOIN (
-          SELECT w, arg_max(clock_offset_ms, true_us) AS offset_ms FROM timeline_lines
+          SELECT w, arg_max(clock_offset_ms, true_us) AS offset_ms FROM {LINES}
           WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY w) o USING (w)"""
     ).fetchall()
     # Lines without an offset of their own (events, samples that did not measure it) take their
-    # watch's: only those rows are rewritten, not the 10^7 lines.
+    # watch's, as they are read (rewriting them in the compressed table costs more).
+    true_us = (
+        "l.true_us - CASE WHEN l.clock_offset_ms IS NULL THEN coalesce(o.offset_ms, 0) * 1000 "
+        "ELSE 0 END"
+    )
     con.execute(
-        """UPDATE timeline_lines SET true_us = true_us - o.offset_ms * 1000 FROM watches o
-        WHERE timeline_lines.w = o.w AND timeline_lines.clock_offset_ms IS NULL
-          AND o.offset_ms IS NOT NULL"""
+        f"""CREATE OR REPLACE VIEW samples AS
+        SELECT l.w, {true_us} AS true_us, registered, inbound_reachable, quality_ok,
+               devices_present, softphone_running, public_address, clock_offset_ms
+        FROM {LINES} l JOIN watches o USING (w) WHERE kind = 1"""
     ).fetchall()
     con.execute(
-        """CREATE OR REPLACE VIEW samples AS
-        SELECT w, true_us, registered, inbound_reachable, quality_ok, devices_present,
-               softphone_running, public_address, clock_offset_ms
-        FROM timeline_lines WHERE kind = 1"""
-    ).fetchall()
-    con.execute(
-        """CREATE OR REPLACE TABLE events AS
-        SELECT w, true_us, event, coalesce(evidence, '{}') AS evidence FROM (
-          SELECT w, true_us, json_extract_string(extra, '$.event') AS event,
+        f"""CREATE OR REPLACE TABLE events AS
+        SELECT w, true_us, event, coalesce(evidence, '{{}}') AS evidence FROM (
+          SELECT l.w, {true_us} AS true_us, json_extract_string(extra, '$.event') AS event,
                  CAST(json_extract(extra, '$.evidence') AS VARCHAR) AS evidence
-          FROM timeline_lines WHERE kind = 2)
+          FROM {LINES} l JOIN watches o USING (w) WHERE kind = 2)
         WHERE event IS NOT NULL"""
     ).fetchall()
     con.execute(
-        "CREATE OR REPLACE TABLE ends AS SELECT w, true_us, "
-        "json_extract_string(extra, '$.reason') AS reason FROM timeline_lines WHERE kind = 3"
+        f"""CREATE OR REPLACE TABLE ends AS
+        SELECT l.w, {true_us} AS true_us, json_extract_string(extra, '$.reason') AS reason
+        FROM {LINES} l JOIN watches o USING (w) WHERE kind = 3"""
     ).fetchall()
     con.execute("DROP TABLE watch_list").fetchall()
     return len(watches)
