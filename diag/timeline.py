@@ -57,21 +57,36 @@ class TimelineWriter:
         self.keep = keep
         self.now = now
         self.seq = 0
+        self._start: dict[str, Any] | None = None  # the start line's fields, for each new file
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     def write(self, kind: str, fields: dict[str, Any], when: dt.datetime | None = None) -> None:
+        stamp = rfc3339(when or self.now())
+        data = self._line(kind, fields, stamp)
+        if os.fstat(self._fd).st_size and os.fstat(self._fd).st_size + len(data) > self.max_bytes:
+            self._rotate()
+            if self._start is not None and kind != "start":
+                # Each file opens with the watch's start line (marked continued), so a file
+                # whose predecessors were rotated away still says whose watch it is.
+                self._append(self._line("start", {**self._start, "continued": True}, stamp))
+                data = self._line(kind, fields, stamp)  # its seq moved on by one
+        if kind == "start":
+            self._start = {k: v for k, v in fields.items() if k != "mono"}
+        self._append(data)
+
+    def _line(self, kind: str, fields: dict[str, Any], stamp: str) -> bytes:
         line: dict[str, Any] = {
             "v": VERSION,
             "type": kind,
             "watch_id": self.watch_id,
             "seq": self.seq,
-            "t": rfc3339(when or self.now()),
+            "t": stamp,
             **fields,
         }
-        data = (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
-        if os.fstat(self._fd).st_size and os.fstat(self._fd).st_size + len(data) > self.max_bytes:
-            self._rotate()
+        return (json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+    def _append(self, data: bytes) -> None:
         written = 0
         while written < len(data):  # a short write (a full disk, a signal) is finished here
             written += os.write(self._fd, data[written:])

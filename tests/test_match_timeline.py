@@ -134,13 +134,27 @@ def test_rotated_files_and_a_partial_last_line_are_read_as_read_lines_reads_them
     assert fleet["watch_agents"][0]["samples"] == len(kept) == 30
 
 
-def test_a_timeline_whose_start_line_rotated_away_is_skipped_with_the_reason(
+def test_a_rotated_timeline_is_still_matched_by_the_start_line_each_file_repeats(
     tmp_path: Path,
 ) -> None:
     w = Watch(tmp_path / "w.jsonl", "old", "A-41", start=at(10, 0), max_bytes=600, keep=1)
     for m in range(1, 11):
         w.sample(at(10, m))
     w.close()
+    log = export(tmp_path / "log.csv", ("02/12/2026 10:09:30", "A-41", NO_ANSWER, "x"))
+    result = match_json(log, str(tmp_path))
+    assert result["summary"]["timelines_read"] == 1
+    assert row(result, "x")["timeline"]["watch_id"] == "old"
+
+
+def test_a_timeline_without_its_start_line_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    # As written before start lines were repeated after rotation: the first file rotated away.
+    w = Watch(tmp_path / "w.jsonl", "old", "A-41", start=at(10, 0))
+    for m in range(1, 11):
+        w.sample(at(10, m))
+    w.close()
+    lines = (tmp_path / "w.jsonl").read_text().splitlines()
+    (tmp_path / "w.jsonl").write_text("\n".join(lines[1:]) + "\n")
     log = export(tmp_path / "log.csv", ("02/12/2026 10:09:30", "A-41", NO_ANSWER, "x"))
     result = match_json(log, str(tmp_path))
     assert result["summary"]["timelines_read"] == 0

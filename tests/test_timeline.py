@@ -111,3 +111,37 @@ def test_sipdiag_schema_timeline_prints_the_line_schema() -> None:
     printed = json.loads(r.out)
     assert printed == schema() and printed["title"] == "sipdiag timeline line (v1)"
     assert json.loads(cli("schema").out)["title"] != printed["title"]
+
+
+def test_each_rotated_file_opens_with_the_watchs_start_line(tmp_path: Path) -> None:
+    """A month of rotation drops the oldest files: each file still says whose watch it is."""
+    path = tmp_path / "w.jsonl"
+    w = TimelineWriter(path, "w-rot", max_bytes=2_000, keep=2)
+    agent = {"id": "A-1", "sip_uri": None, "numbers": []}
+    w.write(
+        "start",
+        {
+            "mono": 0.0,
+            "interval_s": 60,
+            "host": {"hostname": "pc7"},
+            "sipdiag": "0",
+            "agent": agent,
+        },
+    )
+    for i in range(60):
+        w.write("sample", {"mono": float(i), "state": {"registered": True}, "checks": {}})
+    w.close()
+    files = [path, path.with_name("w.jsonl.1"), path.with_name("w.jsonl.2")]
+    assert not path.with_name("w.jsonl.3").exists()  # beyond keep: gone with the first start
+    for f in files:
+        first = json.loads(f.read_text().splitlines()[0])
+        assert first["type"] == "start" and first["agent"]["id"] == "A-1", f
+        assert first["continued"] is True
+        jsonschema.validate(first, schema())
+    lines = list(read_lines(path))
+    assert [x["seq"] for x in lines] == sorted(x["seq"] for x in lines)
+    assert len({x["seq"] for x in lines}) == len(lines)
+    r = cli("report", str(path), "--format", "json")
+    assert r.code == 0, r.err
+    summary = json.loads(r.out)
+    assert summary["watch_id"] == "w-rot" and len(summary["watches"]) == 1
