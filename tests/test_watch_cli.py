@@ -160,3 +160,26 @@ def test_a_storm_of_network_notifications_does_not_become_a_storm_of_samples(
     assert 4 <= len(samples) <= 5, len(samples)  # at 0, 0.5, 1, 1.5 (and 2) s, not hundreds
     gaps = [b["mono"] - a["mono"] for a, b in zip(samples, samples[1:], strict=False)]
     assert min(gaps) >= 0.45, gaps
+
+
+def test_report_of_a_timeline_with_log_draws_the_rows_match_pairs_with_it(
+    tmp_path: Path,
+) -> None:
+    from timelinedata import headset_watch
+
+    headset_watch(tmp_path / "tl").close()
+    timeline = next((tmp_path / "tl").glob("*.jsonl"))
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "Date/Time;Agent;Status;Call ID\n"
+        "02/12/2026 11:02:10;A-17;Failure (Rejected – SIP 403 Forbidden);c1\n",
+        encoding="utf-8",
+    )
+    r = cli("report", str(timeline), "--log", str(log), "--format", "json")
+    assert r.code == 0, r.err
+    rows = r.json["log_rows"]
+    assert [(x["call_id"], x["likely_cause"]) for x in rows] == [("c1", "audio.no_input_device")]
+    html = cli("report", str(timeline), "--log", str(log), "--format", "html")
+    assert html.out.count("class='log-row-marker") == 1
+    refused = cli("report", str(log), "--log", str(log))
+    assert refused.code == 64
