@@ -9,9 +9,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clihelp import cli
 from prometheus_client.parser import text_string_to_metric_families
 from timelinedata import Watch, at, headset_watch
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timelines' cache in a directory of the test's own (not among the paths it gives
+    match and fleet), not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 def fleet(*args: str) -> Any:

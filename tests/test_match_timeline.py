@@ -24,6 +24,14 @@ from diag.logs.timeline_match import timeline_rows
 from diag.render.match import MATCH_COLUMNS
 from diag.timeline import read_lines
 
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timelines' cache in a directory of the test's own (not among the paths it gives
+    match and fleet), not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
 HEADER = "Date/Time;Agent;Status;Call ID"
 FORBIDDEN = "Failure (Rejected – SIP 403 Forbidden)"
 NO_ANSWER = "Failure (No Answer)"

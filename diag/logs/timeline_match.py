@@ -148,21 +148,32 @@ def load(
         "unnest(?::VARCHAR[][]) AS numbers",
         [[getattr(w, f) for w in watches] for f in ("watch_id", "agent_id", "sip_uri", "numbers")],
     ).fetchall()
+    con.execute(
+        f"""CREATE OR REPLACE TABLE watch_fkeys AS
+        WITH k AS (
+          SELECT DISTINCT unnest({keys_sql("v")}) AS key, watch_id FROM (
+            SELECT agent_id AS v, watch_id FROM watch_names
+            UNION ALL SELECT sip_uri, watch_id FROM watch_names
+            UNION ALL SELECT unnest(numbers), watch_id FROM watch_names))
+        SELECT k.watch_id, f.ts_us FROM fkeys f JOIN k USING (key)"""
+    ).fetchall()
     ranges = {
         watch_id: (int(first), int(last))
         for watch_id, first, last in con.execute(
-            f"""WITH k AS (
-              SELECT DISTINCT unnest({keys_sql("v")}) AS key, watch_id FROM (
-                SELECT agent_id AS v, watch_id FROM watch_names
-                UNION ALL SELECT sip_uri, watch_id FROM watch_names
-                UNION ALL SELECT unnest(numbers), watch_id FROM watch_names))
-            SELECT k.watch_id, min(f.ts_us), max(f.ts_us) FROM fkeys f JOIN k USING (key)
-            GROUP BY k.watch_id"""
+            "SELECT watch_id, min(ts_us), max(ts_us) FROM watch_fkeys GROUP BY watch_id"
         ).fetchall()
     }
+    # The hours with rows: their samples are kept, of the others only those an ASOF join can
+    # reach (timeline_set.load).
+    con.execute(
+        f"""CREATE OR REPLACE TABLE watch_near AS
+        SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} AS bucket FROM watch_fkeys"""
+    ).fetchall()
     # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
     files = timeline_set.needed_files(found, ranges, window_us + 3_600_000_000)
-    loaded = timeline_set.load(con, found, set(ranges), files)
+    loaded = timeline_set.load(con, found, set(ranges), files, "watch_near")
+    for table in ("watch_fkeys", "watch_near"):
+        con.execute(f"DROP TABLE {table}").fetchall()
     con.execute(
         f"""CREATE OR REPLACE TABLE wkeys AS
         SELECT DISTINCT k AS key, w FROM (

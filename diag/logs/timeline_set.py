@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from diag.errors import UsageError
-from diag.logs import report_set
+from diag.logs import report_set, timeline_cache
 from diag.timeline import MAX_LINE, VERSION
 
 LINE_TYPES = ("start", "sample", "event", "end")
 _NAME = re.compile(r"\.jsonl(\.\d+)?$")
+_FIRST = 4096  # a start line is ~400 bytes: 10,000 files are not 10,000 reads of 64 KB
 _HEAD = 1 << 16  # a start line is read whole if it fits here; else up to MAX_LINE
 
 
@@ -58,13 +59,22 @@ class TimelineFiles:
     skipped: list[dict[str, str]] = field(default_factory=list)
     first_lines: dict[str, str] = field(default_factory=dict)  # path -> watch_id
     first_us: dict[str, int | None] = field(default_factory=dict)  # path -> its first line's t
+    _by_watch: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def by_watch(self) -> dict[str, list[str]]:
+        """watch_id -> its files (built once: 10,000 watches are not 10,000 scans of all)."""
+        if self._by_watch is None:
+            self._by_watch = {}
+            for path in self.files:
+                self._by_watch.setdefault(self.first_lines[path], []).append(path)
+        return self._by_watch
 
     def spans(self, watch_id: str) -> list[tuple[str, int | None, int | None]]:
         """The watch's files with the times they cover, (path, from, until) in µs of the
         agent's clock, oldest first: a rotated file ends where the next one begins, the current
         one (or a file whose first time is unreadable) is open (None)."""
         files = sorted(
-            (p for p, w in self.first_lines.items() if w == watch_id and p in set(self.files)),
+            self.by_watch().get(watch_id, []),
             key=lambda p: (self.first_us[p] is None, self.first_us[p] or 0, p),
         )
         ends = [self.first_us[p] for p in files[1:]] + [None]
@@ -149,8 +159,11 @@ def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
     """The file's first line when it is a complete version 1 timeline line, else None."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_HEAD)
+            head = f.read(_FIRST)
             end = head.find(b"\n")
+            if end < 0 and len(head) == _FIRST:
+                head += f.read(_HEAD - _FIRST)
+                end = head.find(b"\n")
             if end < 0 and len(head) == _HEAD:
                 head += f.read(MAX_LINE - _HEAD)
                 end = head.find(b"\n")
@@ -230,9 +243,13 @@ def load(
     found: TimelineFiles,
     keep: set[str] | None = None,
     files: Sequence[str] | None = None,
+    near: str | None = None,
 ) -> int:
     """Create the tables above from `found` (only the watches in `keep` and the `files`, when
-    given); how many watches were loaded."""
+    given); how many watches were loaded. `near`, for match: a table `(watch_id, bucket)` of
+    the hours (`true_us // BUCKET_US`) with rows to pair; of the samples that carry their own
+    clock offset only those in these hours are kept, and of every other hour the first and last
+    sample of each file, which is all that ASOF joins from those rows can reach."""
     watches = [w for w in found.watches.values() if keep is None or w.watch_id in keep]
     kept = {w.watch_id for w in watches}
     files = [p for p in (found.files if files is None else files) if found.first_lines[p] in kept]
@@ -254,42 +271,19 @@ def load(
             [w.path for w in watches],
         ],
     ).fetchall()
-    # One read of every file; the watch's number replaces its id (a join with a small table)
-    # and a line type its code, so 10^7 lines take little room.
-    source = (
-        "(SELECT NULL::BIGINT AS v, NULL::VARCHAR AS type, NULL::VARCHAR AS watch_id, "
-        f"NULL::VARCHAR AS t, NULL::{_STATE} AS state, NULL::VARCHAR AS event, "
-        "NULL::JSON AS evidence, NULL::VARCHAR AS reason WHERE false)"
-        if not files
-        else "read_json(?, format='newline_delimited', columns=?, ignore_errors=true, "
-        f"maximum_object_size={MAX_LINE})"
-    )
-    # Narrow rows in a compressed in-memory database, so that 10^7 of them stay within DuckDB's
-    # memory limit instead of spilling (a watch's number repeats, booleans and times pack well):
-    # the time once (true time, the line's own offset taken off), an event's or end's fields in
-    # one JSON text column (NULL for samples).
     con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {LINES_DB} (COMPRESS)").fetchall()
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {LINES} AS
-        SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
-          SELECT w.w, CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
-                   AS kind,
-                 epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
-                 l.state.registered AS registered,
-                 l.state.inbound_reachable AS inbound_reachable,
-                 l.state.quality_ok AS quality_ok, l.state.devices_present AS devices_present,
-                 l.state.softphone_running AS softphone_running,
-                 l.state.public_address AS public_address,
-                 CASE WHEN l.type = 'sample' AND isfinite(l.state.clock_offset_ms)
-                           AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
-                      THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END AS clock_offset_ms,
-                 CASE WHEN l.type <> 'sample' THEN CAST(to_json({{'event': l.event,
-                   'evidence': l.evidence, 'reason': l.reason}}) AS VARCHAR) END AS extra
-          FROM {source} l JOIN watch_list w ON l.watch_id = w.watch_id
-          WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
-        WHERE t_us IS NOT NULL""",
-        [files, COLUMNS] if files else [],
-    ).fetchall()
+    cache = timeline_cache.Cache.open()
+    try:
+        hits, misses = cache.lookup(files)
+        try:
+            _lines(con, cache, misses, list(hits.values()), near)
+        except Exception as e:  # an entry DuckDB cannot read: parse its file again
+            if not hits or not _is_duckdb_error(e):
+                raise
+            cache.forget(hits.values())
+            _lines(con, cache, files, [], near)
+    finally:
+        cache.close()
     con.execute(
         f"""CREATE OR REPLACE TABLE watches AS
         SELECT l.*, o.offset_ms FROM watch_list l LEFT JOIN (
@@ -323,6 +317,108 @@ def load(
     ).fetchall()
     con.execute("DROP TABLE watch_list").fetchall()
     return len(watches)
+
+
+PARSED = f"{LINES_DB}.timeline_parsed"
+BUCKET_US = 3_600_000_000  # the cache's `edge` column: first and last sample of each hour
+
+
+def _is_duckdb_error(e: Exception) -> bool:
+    import duckdb
+
+    return isinstance(e, duckdb.Error)
+
+
+def _parse(con: Any, files: Sequence[str]) -> None:
+    """Table PARSED: the lines of `files` parsed from JSON, `fid` the file's index, what the
+    cache keeps of each (the watch as its ID: the numbering is the run's own)."""
+    # Narrow rows: the time once (true time, the line's own offset taken off), an event's or
+    # end's fields in one JSON text column (NULL for samples); `last_offset` marks the file's
+    # newest sample with a clock offset, whence the watch's offset when samples are pruned.
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {PARSED} AS
+        SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
+          SELECT f.fid, l.watch_id,
+                 CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT AS kind,
+                 epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
+                 l.state.registered AS registered,
+                 l.state.inbound_reachable AS inbound_reachable,
+                 l.state.quality_ok AS quality_ok, l.state.devices_present AS devices_present,
+                 l.state.softphone_running AS softphone_running,
+                 l.state.public_address AS public_address,
+                 CASE WHEN l.type = 'sample' AND isfinite(l.state.clock_offset_ms)
+                           AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
+                      THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END AS clock_offset_ms,
+                 CASE WHEN l.type <> 'sample' THEN CAST(to_json({{'event': l.event,
+                   'evidence': l.evidence, 'reason': l.reason}}) AS VARCHAR) END AS extra
+          FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true,
+                         maximum_object_size={MAX_LINE}, filename=true) l
+          JOIN (SELECT unnest(?::VARCHAR[]) AS filename,
+                       CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid) f USING (filename)
+          WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
+        WHERE t_us IS NOT NULL""",
+        [list(files), COLUMNS, list(files), list(files)],
+    ).fetchall()
+    # `edge`: the file's first or last sample of its hour (BUCKET_US): the sample before (after)
+    # a time is in the time's own hour or is the last (first) of an earlier (later) one.
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {PARSED} AS
+        SELECT p.*, coalesce(p.kind = 1 AND p.true_us = o.t, false) AS last_offset,
+               coalesce(p.true_us IN (e.first, e.last), false) AS edge
+        FROM {PARSED} p
+        LEFT JOIN (
+          SELECT fid, max(true_us) AS t FROM {PARSED}
+          WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
+        LEFT JOIN (
+          SELECT fid, true_us // {BUCKET_US} AS bucket, min(true_us) AS first, max(true_us) AS last
+          FROM {PARSED} WHERE kind = 1 GROUP BY ALL) e
+          ON e.fid = p.fid AND e.bucket = p.true_us // {BUCKET_US} AND p.kind = 1"""
+    ).fetchall()
+
+
+def _lines(
+    con: Any,
+    cache: timeline_cache.Cache,
+    files: Sequence[str],
+    entries: Sequence[str],
+    near: str | None,
+) -> None:
+    """Table LINES: the `files` parsed (and their cache entries written), the cache `entries`
+    read, joined to the watches (a watch's number replaces its id)."""
+    parts = []
+    if files:
+        _parse(con, files)
+        cache.store(con, PARSED, files)
+        parts.append(f"SELECT * EXCLUDE (fid) FROM {PARSED}")
+    if entries:
+        parts.append("SELECT * FROM read_parquet(?)")
+    if not parts:
+        parts.append(
+            "SELECT NULL::VARCHAR AS watch_id, NULL::UTINYINT AS kind, NULL::BIGINT AS true_us, "
+            "NULL::BOOLEAN AS registered, NULL::BOOLEAN AS inbound_reachable, "
+            "NULL::BOOLEAN AS quality_ok, NULL::BOOLEAN AS devices_present, "
+            "NULL::BOOLEAN AS softphone_running, NULL::VARCHAR AS public_address, "
+            "NULL::BIGINT AS clock_offset_ms, NULL::VARCHAR AS extra, "
+            "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS edge WHERE false"
+        )
+    pruned = ""
+    if near is not None:
+        pruned = f"""LEFT JOIN {near} n ON n.watch_id = l.watch_id
+                       AND n.bucket = l.true_us // {BUCKET_US}
+        WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset OR l.edge
+              OR n.bucket IS NOT NULL"""
+    # In a compressed in-memory database of its own, so that 10^7 lines stay within DuckDB's
+    # memory limit instead of spilling (a watch's number repeats, booleans and times pack well).
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {LINES} AS
+        SELECT w.w, l.kind, l.true_us, l.registered, l.inbound_reachable, l.quality_ok,
+               l.devices_present, l.softphone_running, l.public_address, l.clock_offset_ms,
+               l.extra
+        FROM ({" UNION ALL BY NAME ".join(parts)}) l JOIN watch_list w USING (watch_id)
+        {pruned}""",
+        [list(entries)] if entries else [],
+    ).fetchall()
+    con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
 
 
 def split(paths: Sequence[Path]) -> tuple[tuple[list[str], list[dict[str, str]]], TimelineFiles]:

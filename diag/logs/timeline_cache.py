@@ -1,0 +1,194 @@
+"""A columnar cache of timeline files: per file, a narrow Parquet copy of the lines `match` and
+`fleet` read (timeline_set's columns, before the watches are numbered), so that only new or
+changed files are parsed from JSON.
+
+Where: `platformdirs.user_cache_dir("sipdiag")/timelines/` (on Linux `$XDG_CACHE_HOME/sipdiag/
+timelines`, else `~/.cache/sipdiag/timelines`). An entry is named after its source file's device,
+inode, size and mtime_ns and the cache format (`v1-<dev>-<ino>-<size>-<mtime_ns>.parquet`):
+timelines are append-only and rotated files never change, and a rename (rotation) keeps the
+inode, so a file whose key is unchanged is read from its entry; a grown file (the live file of a
+running watch) has a new key and is parsed again. `index.json` holds each entry's source path,
+byte size and when it was last used: an entry whose size is not the one written (truncated) is
+ignored and rewritten; entries whose source no longer exists or that were not used for 30 days
+are removed on each run.
+
+The cache only ever costs speed: a directory that cannot be written (read-only home, full disk)
+or an entry DuckDB cannot read means the files are parsed from JSON, as without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = 2  # bump when the columns or their meaning change: older entries are then removed
+MAX_IDLE_S = 30 * 86_400  # an entry not used for this long is removed
+_STRAY_S = 86_400  # a file not in the index (a run that died, a lost index update): removed
+INDEX = "index.json"
+_PREFIX = f"v{FORMAT}-"
+_OLDER_FORMAT = re.compile(rf"v(?!{FORMAT}-)\d+-.*\.parquet$")
+
+
+def directory() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sipdiag")) / "timelines"
+
+
+def entry_name(path: str) -> str | None:
+    """The cache entry's name for the file as it is now (None: it cannot be read)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{_PREFIX}{st.st_dev}-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}.parquet"
+
+
+def _inode(name: str) -> str:
+    """`v1-<dev>-<ino>-…` -> `<dev>-<ino>`: entries of one file, before and after it grew."""
+    return "-".join(name.split("-")[1:3])
+
+
+@dataclass
+class Cache:
+    """The cache directory as one run sees it; `close()` saves the index and removes old
+    entries."""
+
+    root: Path
+    index: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> source, size, used
+    sizes: dict[str, int] = field(default_factory=dict)  # name -> bytes, as listed now
+    used: set[str] = field(default_factory=set)
+    changed: bool = False
+
+    @classmethod
+    def open(cls, root: Path | None = None) -> Cache:
+        cache = cls(root or directory())
+        try:
+            loaded = json.loads((cache.root / INDEX).read_bytes())
+            if type(loaded) is dict and loaded.get("format") == FORMAT:
+                entries = loaded.get("entries")
+                cache.index = entries if type(entries) is dict else {}
+        except (OSError, ValueError):
+            pass
+        with contextlib.suppress(OSError), os.scandir(cache.root) as listing:
+            for entry in listing:
+                with contextlib.suppress(OSError):
+                    cache.sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
+        return cache
+
+    def lookup(self, files: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+        """(source -> entry path) for the files whose entry is there whole, and the others."""
+        hits: dict[str, str] = {}
+        misses: list[str] = []
+        for path in files:
+            name = entry_name(path)
+            known = self.index.get(name or "")
+            if name and type(known) is dict and self.sizes.get(name) == known.get("size"):
+                hits[path] = str(self.root / name)
+                self.used.add(name)
+                if known.get("source") != path:  # renamed by a rotation
+                    known["source"] = path
+                    self.changed = True
+            else:
+                misses.append(path)
+        return hits, misses
+
+    def forget(self, entries: Iterable[str]) -> None:
+        """Entries DuckDB could not read: removed, their files parsed again."""
+        for entry in entries:
+            name = Path(entry).name
+            self.index.pop(name, None)
+            self.used.discard(name)
+            self._remove(name)
+            self.changed = True
+
+    def store(self, con: Any, table: str, sources: Sequence[str]) -> None:
+        """Write one entry per source file from `table`, whose `fid` column is the file's
+        index in `sources` (a file without lines gets none); nothing on failure."""
+        names = [entry_name(p) for p in sources]
+        staging = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            # One partitioned write: a directory per file, the fid left out of the columns.
+            target = str(staging).replace("'", "''")
+            con.execute(
+                f"COPY {table} TO '{target}' (FORMAT parquet, PARTITION_BY (fid), COMPRESSION zstd)"
+            ).fetchall()
+            for part in os.listdir(staging):
+                written = os.listdir(staging / part)
+                fid = int(part.partition("=")[2])
+                name = names[fid] if 0 <= fid < len(names) else None
+                # Several files in one partition: not worth merging, the file is parsed again.
+                if name is None or len(written) != 1 or name != entry_name(sources[fid]):
+                    continue
+                os.replace(staging / part / written[0], self.root / name)
+                self.index[name] = {
+                    "source": sources[fid],
+                    "size": os.stat(self.root / name).st_size,
+                    "used": int(time.time()),
+                }
+                self.used.add(name)
+                self.changed = True
+        except Exception:  # noqa: BLE001 - a cache that cannot be written only costs speed
+            return
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def close(self) -> None:
+        """Mark the entries used, remove the old ones, save the index; errors cost nothing."""
+        now = int(time.time())
+        for name in self.used:
+            if name in self.index:
+                self.index[name]["used"] = now
+        self.changed |= bool(self.used)
+        current = {_inode(n) for n in self.used}
+        for name, entry in list(self.index.items()):
+            source = entry.get("source") if type(entry) is dict else None
+            used = entry.get("used") if type(entry) is dict else None
+            stale = (
+                type(source) is not str
+                or type(used) is not int
+                or now - used > MAX_IDLE_S
+                or (name not in self.used and _inode(name) in current)  # the file grew
+                or (name not in self.used and not os.path.exists(source))
+            )
+            if stale:
+                del self.index[name]
+                self._remove(name)
+                self.changed = True
+        for name in self.sizes.keys() - self.index.keys() - {INDEX}:
+            if _OLDER_FORMAT.match(name):  # written by another version of sipdiag
+                self._remove(name)
+                continue
+            with contextlib.suppress(OSError):
+                if now - os.lstat(self.root / name).st_mtime > _STRAY_S:
+                    self._remove(name)
+        if not self.changed:
+            return
+        with contextlib.suppress(OSError):
+            fd, tmp = tempfile.mkstemp(prefix=".index-", dir=self.root)
+            try:
+                with os.fdopen(fd, "w") as out:
+                    json.dump({"format": FORMAT, "entries": self.index}, out)
+                os.replace(tmp, self.root / INDEX)
+            except OSError:
+                os.unlink(tmp)
+
+    def _remove(self, name: str) -> None:
+        path = self.root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()

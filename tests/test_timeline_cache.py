@@ -1,0 +1,202 @@
+"""The timelines' columnar cache (diag/logs/timeline_cache.py): a file whose device, inode, size
+and mtime are unchanged is read from its Parquet copy under $XDG_CACHE_HOME/sipdiag/timelines;
+a grown file is parsed again; a cache that cannot be written or read only costs speed. Real
+timelines (TimelineWriter), real DuckDB, `sipdiag match` and `fleet` in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelp import cli
+from timelinedata import headset_watch
+
+from diag.logs import timeline_cache
+
+HEADER = "Date/Time;Agent;Status;Call ID"
+FORBIDDEN = "Failure (Rejected – SIP 403 Forbidden)"
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "sipdiag" / "timelines"
+
+
+@pytest.fixture
+def stores(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The files each run parsed from JSON (and offered to the cache)."""
+    calls: list[list[str]] = []
+    real = timeline_cache.Cache.store
+
+    def recording(self: timeline_cache.Cache, con: Any, table: str, sources: Any) -> None:
+        calls.append(list(sources))
+        real(self, con, table, sources)
+
+    monkeypatch.setattr(timeline_cache.Cache, "store", recording)
+    return calls
+
+
+def headset_export(tmp_path: Path) -> tuple[Path, Path]:
+    """The headset timeline and an export with a 403 while the Jabra was out and one after the
+    last sample (11:08:30)."""
+    headset_watch(tmp_path / "tl").close()
+    log = tmp_path / "log.csv"
+    rows = [("02/12/2026 11:02:10", "c1"), ("02/12/2026 11:08:50", "c2")]
+    log.write_text(
+        "\n".join([HEADER, *(f"{t};A-17;{FORBIDDEN};{c}" for t, c in rows)]) + "\n",
+        encoding="utf-8",
+    )
+    return log, tmp_path / "tl" / "A-17.jsonl"
+
+
+def match(log: Path, timelines: Path) -> dict[str, Any]:
+    r = cli("match", "--log", str(log), str(timelines), "--format", "json")
+    assert r.code == 0, r.err
+    loaded: dict[str, Any] = r.json
+    return loaded
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("v*.parquet"))
+
+
+def test_a_second_match_reads_the_parquet_copy_and_gives_the_same_output(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]]
+) -> None:
+    log, timeline = headset_export(tmp_path)
+    first = match(log, tmp_path / "tl")
+    assert [p.name for p in entries(cache_home)] == [timeline_cache.entry_name(str(timeline))]
+    index = json.loads((cache_home / "index.json").read_text())
+    assert index["entries"][entries(cache_home)[0].name]["source"] == str(timeline)
+    second = match(log, tmp_path / "tl")
+    assert second == first
+    assert stores == [[str(timeline)]]  # the second run parsed nothing
+    c1 = next(r for r in second["rows"] if r["call_id"] == "c1")
+    assert c1["timeline"]["likely_cause"] == "audio.no_input_device"
+
+
+def test_a_line_appended_to_the_timeline_is_seen_by_the_next_match(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]]
+) -> None:
+    log, timeline = headset_export(tmp_path)
+    c2 = next(r for r in match(log, tmp_path / "tl")["rows"] if r["call_id"] == "c2")
+    assert c2["timeline"]["after"] is None
+    old = entries(cache_home)
+    last = json.loads(timeline.read_text().splitlines()[-1])
+    last.update(seq=last["seq"] + 1, t="2026-12-02T11:09:30.000Z")
+    last["state"]["registered"] = False
+    with timeline.open("a") as f:
+        f.write(json.dumps(last) + "\n")
+    c2 = next(r for r in match(log, tmp_path / "tl")["rows"] if r["call_id"] == "c2")
+    assert c2["timeline"]["after"]["t"] == "2026-12-02T11:09:30.000Z"
+    assert c2["timeline"]["likely_cause"] == "sip.not_registered"
+    assert len(stores) == 2
+    # The grown file's new entry replaces the old one.
+    assert [p.name for p in entries(cache_home)] == [timeline_cache.entry_name(str(timeline))]
+    assert entries(cache_home) != old
+
+
+def test_a_cache_directory_that_cannot_be_written_gives_the_same_results_without_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, _ = headset_export(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
+    expected = match(log, tmp_path / "tl")
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert match(log, tmp_path / "tl") == expected
+    assert match(log, tmp_path / "tl") == expected
+    assert blocked.read_text() == "a file where the cache directory would be"
+
+
+def test_a_truncated_cache_file_is_ignored_and_rewritten(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]]
+) -> None:
+    log, timeline = headset_export(tmp_path)
+    expected = match(log, tmp_path / "tl")
+    (entry,) = entries(cache_home)
+    whole = entry.read_bytes()
+    entry.write_bytes(whole[: len(whole) // 2])
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 2  # parsed again
+    assert entry.read_bytes() == whole
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 2  # and read from the rewritten entry
+
+
+def test_a_cache_file_duckdb_cannot_read_is_dropped_and_the_timeline_parsed_again(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]]
+) -> None:
+    log, _ = headset_export(tmp_path)
+    expected = match(log, tmp_path / "tl")
+    (entry,) = entries(cache_home)
+    spoilt = bytearray(entry.read_bytes())
+    spoilt[-4:] = b"XXXX"  # the size is right, the Parquet footer's magic is not
+    entry.write_bytes(bytes(spoilt))
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 2
+    assert entry.read_bytes()[-4:] == b"PAR1"
+
+
+def test_fleet_shares_the_cache_and_gives_the_same_summary(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]]
+) -> None:
+    headset_export(tmp_path)
+    first = cli("fleet", str(tmp_path / "tl"), "--format", "json")
+    assert first.code == 0, first.err
+    assert entries(cache_home)
+    second = cli("fleet", str(tmp_path / "tl"), "--format", "json")
+    assert second.json == first.json
+    assert len(stores) == 1
+
+
+def test_entries_of_deleted_or_long_unused_timelines_are_removed(
+    tmp_path: Path, cache_home: Path
+) -> None:
+    log, timeline = headset_export(tmp_path)
+    match(log, tmp_path / "tl")
+    (entry,) = entries(cache_home)
+    index = json.loads((cache_home / "index.json").read_text())
+    old = f"v{timeline_cache.FORMAT}-1-2-3-4.parquet"
+    index["entries"][old] = {"source": str(timeline), "size": 1, "used": 0}
+    (cache_home / old).write_bytes(b"x")  # used in 1970: more than 30 days ago
+    (cache_home / "index.json").write_text(json.dumps(index))
+    match(log, tmp_path / "tl")
+    assert entries(cache_home) == [entry]
+    # Rotated as a watch rotates it: a new file where it was, the entry stays.
+    timeline.rename(timeline.with_name("A-17.jsonl.1"))
+    timeline.write_text("")
+    other = tmp_path / "other"
+    headset_watch(other, agent="A-18").close()
+    assert cli("fleet", str(other)).code == 0
+    assert entry.exists()
+    timeline.unlink()  # gone: its entry goes on the next run
+    assert cli("fleet", str(other)).code == 0
+    assert not entry.exists()
+    assert [p.name for p in entries(cache_home)] == [
+        timeline_cache.entry_name(str(other / "A-18.jsonl"))
+    ]
+
+
+def test_a_stray_file_left_by_a_run_that_died_is_removed_after_a_day_an_older_format_at_once(
+    tmp_path: Path, cache_home: Path
+) -> None:
+    log, _ = headset_export(tmp_path)
+    match(log, tmp_path / "tl")
+    stray = cache_home / ".tmp-dead"
+    stray.mkdir()
+    fresh = cache_home / ".tmp-running"
+    fresh.mkdir()
+    day_ago = time.time() - 2 * 86_400
+    os.utime(stray, (day_ago, day_ago))
+    older = cache_home / f"v{timeline_cache.FORMAT + 1}-1-2-3-4.parquet"
+    older.write_bytes(b"PAR1")
+    match(log, tmp_path / "tl")
+    assert not stray.exists() and fresh.exists() and not older.exists()
