@@ -200,3 +200,23 @@ def test_a_stray_file_left_by_a_run_that_died_is_removed_after_a_day_an_older_fo
     older.write_bytes(b"PAR1")
     match(log, tmp_path / "tl")
     assert not stray.exists() and fresh.exists() and not older.exists()
+
+
+def test_a_timeline_that_grows_while_it_is_read_gets_no_copy_of_its_older_lines(
+    tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, timeline = headset_export(tmp_path)
+    lines = timeline.read_text().splitlines()
+    real = timeline_cache.Cache.store
+
+    def growing(self: timeline_cache.Cache, con: Any, table: str, sources: Any) -> None:
+        with timeline.open("a") as f:  # the watch writes a sample after DuckDB read the file
+            f.write(lines[-1] + "\n")
+        real(self, con, table, sources)
+
+    monkeypatch.setattr(timeline_cache.Cache, "store", growing)
+    match(log, tmp_path / "tl")
+    assert entries(cache_home) == []  # its key is not the one the lines were read under
+    monkeypatch.setattr(timeline_cache.Cache, "store", real)
+    match(log, tmp_path / "tl")
+    assert [p.name for p in entries(cache_home)] == [timeline_cache.entry_name(str(timeline))]

@@ -32,7 +32,8 @@ from typing import Any
 
 FORMAT = 2  # bump when the columns or their meaning change: older entries are then removed
 MAX_IDLE_S = 30 * 86_400  # an entry not used for this long is removed
-_STRAY_S = 86_400  # a file not in the index (a run that died, a lost index update): removed
+_DAY_S = 86_400
+_STRAY_S = _DAY_S  # a file not in the index (a run that died, a lost index update): removed
 INDEX = "index.json"
 _PREFIX = f"v{FORMAT}-"
 _OLDER_FORMAT = re.compile(rf"v(?!{FORMAT}-)\d+-.*\.parquet$")
@@ -67,6 +68,7 @@ class Cache:
     index: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> source, size, used
     sizes: dict[str, int] = field(default_factory=dict)  # name -> bytes, as listed now
     used: set[str] = field(default_factory=set)
+    keys: dict[str, str | None] = field(default_factory=dict)  # source -> entry name when looked up
     changed: bool = False
 
     @classmethod
@@ -91,6 +93,7 @@ class Cache:
         misses: list[str] = []
         for path in files:
             name = entry_name(path)
+            self.keys[path] = name
             known = self.index.get(name or "")
             if name and type(known) is dict and self.sizes.get(name) == known.get("size"):
                 hits[path] = str(self.root / name)
@@ -113,8 +116,9 @@ class Cache:
 
     def store(self, con: Any, table: str, sources: Sequence[str]) -> None:
         """Write one entry per source file from `table`, whose `fid` column is the file's
-        index in `sources` (a file without lines gets none); nothing on failure."""
-        names = [entry_name(p) for p in sources]
+        index in `sources` (a file without lines gets none); nothing on failure. A file whose key
+        is not the one `lookup` saw (it grew while it was read) gets none either."""
+        names = [self.keys.get(p) for p in sources]
         staging = None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -148,10 +152,13 @@ class Cache:
     def close(self) -> None:
         """Mark the entries used, remove the old ones, save the index; errors cost nothing."""
         now = int(time.time())
-        for name in self.used:
-            if name in self.index:
-                self.index[name]["used"] = now
-        self.changed |= bool(self.used)
+        for name in self.used:  # a day's precision: the index is not rewritten on every run
+            entry = self.index.get(name)
+            if type(entry) is dict and not (
+                type(entry.get("used")) is int and now - entry["used"] < _DAY_S
+            ):
+                entry["used"] = now
+                self.changed = True
         current = {_inode(n) for n in self.used}
         for name, entry in list(self.index.items()):
             source = entry.get("source") if type(entry) is dict else None
