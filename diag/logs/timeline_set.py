@@ -277,9 +277,9 @@ def load(
         hits, misses = cache.lookup(files)
         try:
             _lines(con, cache, misses, list(hits.values()), near)
-        except Exception as e:  # an entry DuckDB cannot read: parse its file again
-            if not hits or not _is_duckdb_error(e):
-                raise
+        except Exception as e:  # a copy DuckDB cannot read: parse the files again
+            if not hits or not _is_duckdb_error(e) or str(cache.root) not in str(e):
+                raise  # another error (memory, disk) is no reason to drop the cache
             cache.forget(hits.values())
             _lines(con, cache, files, [], near)
     finally:
