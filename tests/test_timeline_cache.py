@@ -220,3 +220,70 @@ def test_a_timeline_that_grows_while_it_is_read_gets_no_copy_of_its_older_lines(
     monkeypatch.setattr(timeline_cache.Cache, "store", real)
     match(log, tmp_path / "tl")
     assert [p.name for p in entries(cache_home)] == [timeline_cache.entry_name(str(timeline))]
+
+
+def two_agents(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Headset timelines of A-17 and A-18 in one directory, an export with a 403 of each while
+    the Jabra was out."""
+    headset_watch(tmp_path / "tl").close()
+    headset_watch(tmp_path / "tl", agent="A-18").close()
+    log = tmp_path / "log.csv"
+    rows = [f"02/12/2026 11:02:10;{a};{FORBIDDEN};c-{a}" for a in ("A-17", "A-18")]
+    log.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return log, tmp_path / "tl" / "A-17.jsonl", tmp_path / "tl" / "A-18.jsonl"
+
+
+def packs(cache: Path) -> list[Path]:
+    return sorted(cache.glob("v*-pack-*.parquet"))
+
+
+def test_files_parsed_together_share_one_pack_read_back_by_each_files_key(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timeline_cache, "PACK_MIN", 2)
+    log, a17, a18 = two_agents(tmp_path)
+    first = match(log, tmp_path / "tl")
+    (pack,) = packs(cache_home)
+    assert [p for p in entries(cache_home) if p not in packs(cache_home)] == []
+    index = json.loads((cache_home / "index.json").read_text())["entries"]
+    assert {e["source"]: e["file"] for e in index.values()} == {
+        str(a17): pack.name,
+        str(a18): pack.name,
+    }
+    assert match(log, tmp_path / "tl") == first
+    assert len(stores) == 1
+    # A-18's file grows: its new copy is its own, A-17's rows still come from the pack.
+    last = json.loads(a18.read_text().splitlines()[-1])
+    last.update(seq=last["seq"] + 1, t="2026-12-02T11:09:30.000Z")
+    with a18.open("a") as f:
+        f.write(json.dumps(last) + "\n")
+    second = match(log, tmp_path / "tl")
+    assert second["rows"] == first["rows"]
+    assert stores[-1] == [str(a18)] and pack.exists()
+    assert timeline_cache.entry_name(str(a18)) in [p.name for p in entries(cache_home)]
+    # A-17's file gone: the pack holds nothing left and goes.
+    a17.unlink()
+    assert cli("fleet", str(tmp_path / "tl")).code == 0
+    assert packs(cache_home) == []
+
+
+def test_a_truncated_or_spoilt_pack_is_ignored_and_its_timelines_parsed_again(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(timeline_cache, "PACK_MIN", 2)
+    log, _, _ = two_agents(tmp_path)
+    expected = match(log, tmp_path / "tl")
+    (pack,) = packs(cache_home)
+    pack.write_bytes(pack.read_bytes()[:100])
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 2 and not pack.exists()
+    (pack,) = packs(cache_home)
+    spoilt = bytearray(pack.read_bytes())
+    spoilt[-4:] = b"XXXX"
+    pack.write_bytes(bytes(spoilt))
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 3
+    (pack,) = packs(cache_home)
+    assert pack.read_bytes()[-4:] == b"PAR1"
+    assert match(log, tmp_path / "tl") == expected
+    assert len(stores) == 3

@@ -4,13 +4,18 @@ changed files are parsed from JSON.
 
 Where: `platformdirs.user_cache_dir("sipdiag")/timelines/` (on Linux `$XDG_CACHE_HOME/sipdiag/
 timelines`, else `~/.cache/sipdiag/timelines`). An entry is named after its source file's device,
-inode, size and mtime_ns and the cache format (`v1-<dev>-<ino>-<size>-<mtime_ns>.parquet`):
-timelines are append-only and rotated files never change, and a rename (rotation) keeps the
-inode, so a file whose key is unchanged is read from its entry; a grown file (the live file of a
-running watch) has a new key and is parsed again. `index.json` holds each entry's source path,
-byte size and when it was last used: an entry whose size is not the one written (truncated) is
-ignored and rewritten; entries whose source no longer exists or that were not used for 30 days
-are removed on each run.
+inode, size and mtime_ns and the cache format (`v2-<dev>-<ino>-<size>-<mtime_ns>`): timelines are
+append-only and rotated files never change, and a rename (rotation) keeps the inode, so a file
+whose key is unchanged is read from its entry; a grown file (the live file of a running watch) has
+a new key and is parsed again. An entry's rows are a Parquet file of their own (`<entry>.parquet`)
+or, for files parsed together at least PACK_MIN at a time, in a pack shared with the others
+(`v2-pack-<random>.parquet`, an `entry` column naming each row's entry): DuckDB opens a file for
+~80 µs, so 10,000 files of their own cost 2.7 s to read where one pack costs 0.4 s.
+
+`index.json` holds each entry's source path, the byte size of the file holding it, that file (a
+pack) and when it was last used (to the day): an entry whose file's size is not the one written
+(truncated) is ignored and rewritten; entries whose source no longer exists or that were not used
+for 30 days are removed on each run, and a pack when fewer than half of its entries are left.
 
 The cache only ever costs speed: a directory that cannot be written (read-only home, full disk)
 or an entry DuckDB cannot read means the files are parsed from JSON, as without it.
@@ -32,6 +37,9 @@ from typing import Any
 
 FORMAT = 2  # bump when the columns or their meaning change: older entries are then removed
 MAX_IDLE_S = 30 * 86_400  # an entry not used for this long is removed
+# Files parsed together, at least this many, share one Parquet file (a pack): DuckDB opens a file
+# for ~80 µs, 10,000 copies of their own take 2.7 s to read where one pack takes 0.4 s.
+PACK_MIN = 64
 _DAY_S = 86_400
 _STRAY_S = _DAY_S  # a file not in the index (a run that died, a lost index update): removed
 INDEX = "index.json"
@@ -69,6 +77,7 @@ class Cache:
     sizes: dict[str, int] = field(default_factory=dict)  # name -> bytes, as listed now
     used: set[str] = field(default_factory=set)
     keys: dict[str, str | None] = field(default_factory=dict)  # source -> entry name when looked up
+    held_at_open: set[str] = field(default_factory=set)  # the files the index named at first
     changed: bool = False
 
     @classmethod
@@ -81,22 +90,33 @@ class Cache:
                 cache.index = entries if type(entries) is dict else {}
         except (OSError, ValueError):
             pass
+        cache.held_at_open = {cache.holder(n) for n in cache.index}
         with contextlib.suppress(OSError), os.scandir(cache.root) as listing:
             for entry in listing:
                 with contextlib.suppress(OSError):
                     cache.sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
         return cache
 
+    def holder(self, name: str) -> str:
+        """The file holding the entry's rows: its own, or a pack of many."""
+        known = self.index.get(name)
+        held = known.get("file") if type(known) is dict else None
+        return held if type(held) is str else name
+
     def lookup(self, files: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-        """(source -> entry path) for the files whose entry is there whole, and the others."""
+        """(source -> entry name) for the files whose entry is there whole, and the others."""
         hits: dict[str, str] = {}
         misses: list[str] = []
         for path in files:
             name = entry_name(path)
             self.keys[path] = name
             known = self.index.get(name or "")
-            if name and type(known) is dict and self.sizes.get(name) == known.get("size"):
-                hits[path] = str(self.root / name)
+            if (
+                name
+                and type(known) is dict
+                and self.sizes.get(self.holder(name)) == known.get("size")
+            ):
+                hits[path] = name
                 self.used.add(name)
                 if known.get("source") != path:  # renamed by a rotation
                     known["source"] = path
@@ -105,13 +125,44 @@ class Cache:
                 misses.append(path)
         return hits, misses
 
-    def forget(self, entries: Iterable[str]) -> None:
-        """Entries DuckDB could not read: removed, their files parsed again."""
-        for entry in entries:
-            name = Path(entry).name
-            self.index.pop(name, None)
-            self.used.discard(name)
-            self._remove(name)
+    def read_sql(self, con: Any, names: Iterable[str]) -> list[tuple[str, list[Any]]]:
+        """SELECTs (with their parameters) of the rows of the entries `names`: entries of their
+        own read whole, those in packs picked out by their name (table `timeline_cache_live`)."""
+        singles: list[str] = []
+        packs: dict[str, list[str]] = {}
+        for name in names:
+            held = self.holder(name)
+            if held == name:
+                singles.append(str(self.root / name))
+            else:
+                packs.setdefault(str(self.root / held), []).append(name)
+        parts: list[tuple[str, list[Any]]] = []
+        if singles:
+            parts.append(("SELECT * FROM read_parquet(?)", [singles]))
+        if packs:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE timeline_cache_live AS "
+                "SELECT unnest(?::VARCHAR[]) AS entry",
+                [[n for held in packs.values() for n in held]],
+            ).fetchall()
+            parts.append(
+                (
+                    "SELECT p.* EXCLUDE (entry) FROM read_parquet(?) p "
+                    "SEMI JOIN timeline_cache_live l ON l.entry = p.entry",
+                    [list(packs)],
+                )
+            )
+        return parts
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Entries DuckDB could not read: removed with the files holding them (a pack with
+        them), their timelines parsed again."""
+        for name in list(names):
+            held = self.holder(name)
+            for other in [n for n in self.index if self.holder(n) == held]:
+                self.index.pop(other, None)
+                self.used.discard(other)
+            self._remove(held)
             self.changed = True
 
     def store(self, con: Any, table: str, sources: Sequence[str]) -> None:
@@ -123,6 +174,9 @@ class Cache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            if len(sources) >= PACK_MIN:
+                self._store_pack(con, table, sources, names, staging)
+                return
             # One partitioned write: a directory per file, the fid left out of the columns.
             target = str(staging).replace("'", "''")
             con.execute(
@@ -149,9 +203,46 @@ class Cache:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
 
+    def _store_pack(
+        self, con: Any, table: str, sources: Sequence[str], names: list[str | None], staging: Path
+    ) -> None:
+        """One Parquet file for the rows of many sources, each row with its entry's name."""
+        kept = [
+            (fid, name)
+            for fid, name in enumerate(names)
+            if name is not None and name == entry_name(sources[fid])
+        ]
+        pack = f"{_PREFIX}pack-{os.urandom(8).hex()}.parquet"
+        target = str(staging / pack).replace("'", "''")
+        con.execute(
+            f"""COPY (SELECT n.entry, t.* EXCLUDE (fid) FROM {table} t
+                      JOIN (SELECT unnest(?::INTEGER[]) AS fid, unnest(?::VARCHAR[]) AS entry) n
+                      USING (fid))
+            TO '{target}' (FORMAT parquet, COMPRESSION zstd)""",
+            [[fid for fid, _ in kept], [name for _, name in kept]],
+        ).fetchall()
+        os.replace(staging / pack, self.root / pack)
+        size = os.stat(self.root / pack).st_size
+        (present,) = con.execute(
+            f"SELECT list(DISTINCT fid) FROM {table} WHERE fid IN (SELECT unnest(?::INTEGER[]))",
+            [[fid for fid, _ in kept]],
+        ).fetchone() or ([],)
+        present = set(present or [])
+        now = int(time.time())
+        written = [(fid, name) for fid, name in kept if fid in present]  # a file without lines
+        for fid, name in written:  # gets no entry: it is parsed again next time
+            self.index[name] = {
+                "source": sources[fid], "size": size, "used": now, "file": pack,
+                "entries": len(written),
+            }  # fmt: skip
+            self.used.add(name)
+        self.sizes[pack] = size
+        self.changed = True
+
     def close(self) -> None:
         """Mark the entries used, remove the old ones, save the index; errors cost nothing."""
         now = int(time.time())
+        holders = self.held_at_open | {self.holder(n) for n in self.index}
         for name in self.used:  # a day's precision: the index is not rewritten on every run
             entry = self.index.get(name)
             if type(entry) is dict and not (
@@ -171,10 +262,28 @@ class Cache:
                 or (name not in self.used and not os.path.exists(source))
             )
             if stale:
+                held = self.holder(name)
                 del self.index[name]
-                self._remove(name)
+                if held == name:
+                    self._remove(name)
                 self.changed = True
-        for name in self.sizes.keys() - self.index.keys() - {INDEX}:
+        # A pack goes when fewer than half the entries it was written with are left (their
+        # timelines are parsed again, into a new one).
+        packs: dict[str, list[str]] = {}
+        for name in self.index:
+            if self.holder(name) != name:
+                packs.setdefault(self.holder(name), []).append(name)
+        for pack, names in packs.items():
+            total = self.index[names[0]].get("entries")
+            if type(total) is int and 2 * len(names) < total:
+                for name in names:
+                    del self.index[name]
+                self._remove(pack)
+                self.changed = True
+        held_files = {self.holder(n) for n in self.index}
+        for pack in holders - held_files:  # a pack none of whose entries is left
+            self._remove(pack)
+        for name in self.sizes.keys() - held_files - holders - {INDEX}:
             if _OLDER_FORMAT.match(name):  # written by another version of sipdiag
                 self._remove(name)
                 continue

@@ -276,7 +276,7 @@ def load(
     try:
         hits, misses = cache.lookup(files)
         try:
-            _lines(con, cache, misses, list(hits.values()), near)
+            _lines(con, cache, misses, cache.read_sql(con, hits.values()), near)
         except Exception as e:  # a copy DuckDB cannot read: parse the files again
             if not hits or not _is_duckdb_error(e) or str(cache.root) not in str(e):
                 raise  # another error (memory, disk) is no reason to drop the cache
@@ -380,18 +380,20 @@ def _lines(
     con: Any,
     cache: timeline_cache.Cache,
     files: Sequence[str],
-    entries: Sequence[str],
+    cached: list[tuple[str, list[Any]]],
     near: str | None,
 ) -> None:
-    """Table LINES: the `files` parsed (and their cache entries written), the cache `entries`
-    read, joined to the watches (a watch's number replaces its id)."""
+    """Table LINES: the `files` parsed (and their cache entries written) and the `cached` rows
+    (SELECTs with their parameters), joined to the watches (a watch's number replaces its id)."""
     parts = []
+    params: list[Any] = []
     if files:
         _parse(con, files)
         cache.store(con, PARSED, files)
         parts.append(f"SELECT * EXCLUDE (fid) FROM {PARSED}")
-    if entries:
-        parts.append("SELECT * FROM read_parquet(?)")
+    for sql, values in cached:
+        parts.append(sql)
+        params += values
     if not parts:
         parts.append(
             "SELECT NULL::VARCHAR AS watch_id, NULL::UTINYINT AS kind, NULL::BIGINT AS true_us, "
@@ -416,7 +418,7 @@ def _lines(
                l.extra
         FROM ({" UNION ALL BY NAME ".join(parts)}) l JOIN watch_list w USING (watch_id)
         {pruned}""",
-        [list(entries)] if entries else [],
+        params,
     ).fetchall()
     con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
 
