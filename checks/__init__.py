@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from checks.audio.server import audio_fingerprint
     from checks.host.os import describe_host, describe_host_minimal
     from checks.number.format import e164
-    from checks.sip.held import binding_wanted, held_binding_for
+    from checks.sip.held import binding_replaced, binding_wanted, held_binding_for
     from diag.context import Check
 
     REGISTRY: tuple[Check, ...]
@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 # agent numbers' E.164 form, and what `sipdiag watch` keeps between samples (its own binding,
 # the audio devices' fingerprint).
 __all__ = ["REGISTRY", "describe_host", "describe_host_minimal", "e164"]
-__all__ += ["audio_fingerprint", "binding_wanted", "held_binding_for"]
+__all__ += ["audio_fingerprint", "binding_replaced", "binding_wanted", "held_binding_for"]
 _FROM_MODULE = {
     "audio_fingerprint": "checks.audio.server",
+    "binding_replaced": "checks.sip.held",
     "binding_wanted": "checks.sip.held",
     "held_binding_for": "checks.sip.held",
     "describe_host": "checks.host.os",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -174,6 +175,14 @@ def _check_not_empty(setting: Setting, value: Any) -> None:
 
 def _validate_registrar(s: Settings) -> None:
     """The registrar (parsed once, by Settings) and the transports it is reached over."""
+    rest = re.sub(r"^sips?:", "", s.registrar or "", flags=re.IGNORECASE)
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        # sip:user:password@host (RFC 3261 19.1.1 says it SHOULD NOT be used): it would be
+        # copied into the report and the timeline as the registrar's name.
+        raise UsageError(
+            "--registrar holds a password (user:password@); it would end up in the report",
+            f"give the registrar without it and the password in {s.password_env} or the keyring",
+        )
     if s.registrar_problem is not None:
         raise UsageError(
             f"invalid registrar '{s.registrar}': {s.registrar_problem}",

@@ -60,6 +60,18 @@ class TimelineWriter:
         self._start: dict[str, Any] | None = None  # the start line's fields, for each new file
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._end_partial_line()
+
+    def _end_partial_line(self) -> None:
+        """Appending to a file whose last line a kill or a full disk cut short: end it first,
+        or our first line would be glued to it and lost with it."""
+        size = os.fstat(self._fd).st_size
+        if not size:
+            return
+        with self.path.open("rb") as f:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                os.write(self._fd, b"\n")
 
     def write(self, kind: str, fields: dict[str, Any], when: dt.datetime | None = None) -> None:
         stamp = rfc3339(when or self.now())

@@ -34,7 +34,7 @@ from diag.environment import Environment, isatty, write_text
 from diag.errors import ExitCode, SipdiagError, UsageError
 from diag.lifecycle import forget_interrupt
 from diag.model import CheckResult
-from diag.report import user_agent
+from diag.report import rfc3339, user_agent
 from diag.runner import RunOutcome, run_checks, select_checks
 from diag.timeline import TimelineWriter, timelines_dir
 from diag.watch_events import events_between, sleep_resume
@@ -246,6 +246,47 @@ class Status:
             self.shown = False
 
 
+class Debounce:
+    """A registration, inbound or quality state must be seen in two samples in a row before it
+    becomes an event: one lost UDP answer (a query unanswered under 30 % loss, one STUN probe
+    of 50 lost at 0.5 %) is a measurement, not a change. The event is dated at the first
+    sample that saw it; each sample's own `state` stays what that sample measured."""
+
+    KEYS = {"registered": ("registration_",), "inbound": ("inbound_",)}
+    KEYS |= {"quality_ok": ("quality_",)}
+
+    def __init__(self) -> None:
+        self.confirmed: dict[str, Any] = {}
+        self.pending: dict[str, tuple[Any, dt.datetime]] = {}
+        self.dated: dict[str, dt.datetime] = {}
+
+    def settle(self, obs: Mapping[str, Any], when: dt.datetime) -> dict[str, Any]:
+        out = dict(obs)
+        self.dated = {}
+        for key in self.KEYS:
+            raw = obs.get(key)
+            if raw is None:
+                out[key] = self.confirmed.get(key)  # unknown changes nothing
+                continue
+            if key not in self.confirmed or raw == self.confirmed[key]:
+                self.confirmed[key] = raw
+                self.pending.pop(key, None)
+            elif key in self.pending and self.pending[key][0] == raw:
+                self.confirmed[key] = raw
+                self.dated[key] = self.pending.pop(key)[1]
+            else:
+                self.pending[key] = (raw, when)
+            out[key] = self.confirmed[key]
+        return out
+
+    def since(self, event: str) -> dt.datetime | None:
+        """When the change behind ``event`` was first seen, if it was confirmed later."""
+        for key, prefixes in self.KEYS.items():
+            if key in self.dated and event.startswith(prefixes):
+                return self.dated[key]
+        return None
+
+
 class Watch:
     def __init__(
         self,
@@ -271,8 +312,14 @@ class Watch:
         self.status = Status(env.stderr, live)
         self.held: Any = None  # checks.sip.held.HeldBinding
         self.audio = any(c.family == "audio" for c in (*self.early, *self.late))
+        self.capture = any(c.id == "audio.input" for c in (*self.early, *self.late))
         self.audio_seen: object | None = None
         self.notified_gap = NOTIFIED_GAP
+        self.debounce = Debounce()
+        self.net_seen: object = None  # the interfaces when the last sample began
+        self.prev_steady: dict[str, Any] | None = None
+        self.backoff_until = 0.0  # no REGISTER of our binding before (503 Retry-After, failures)
+        self.binding_refused: str | None = None  # why the watch holds no binding any more
         self.samples = 0
         self.events = 0
         self.last_register_mono: float | None = None
@@ -359,7 +406,11 @@ class Watch:
             if notifier is None:
                 self.stop.event.wait(step)
                 continue
-            for kind in notifier.wait(step, self.stop.event) or []:
+            kinds = notifier.wait(step, self.stop.event) or []
+            if kinds and not any("route" in k or k == "overrun" for k in kinds):
+                if _interfaces_now() == self.net_seen:
+                    continue  # e.g. an address's lifetime refreshed: nothing to sample for
+            for kind in kinds:
                 if kind not in seen and len(seen) < 20:
                     seen.append(kind)
         return seen
@@ -385,12 +436,22 @@ class Watch:
                 _refresh_portaudio()
             self.audio_seen = seen
         run_id = str(uuid.uuid4())
+        self.net_seen = _interfaces_now()
         ctx = self._context(run_id)
         first = self._checks(self.early, ctx, None)
         results = {r.check.id: r.result for r in first.runs}
         runs = list(first.runs)
         if first.complete and not self.stop.event.is_set():
-            self._upkeep(ctx, results, network_changed=bool(notified))
+            # Only a real change of our addresses or route re-registers our binding, not every
+            # notification (an IPv6 address lifetime refreshed by a router advert is one).
+            now_seen = observe(results)
+            moved = prev_obs is not None and any(
+                prev_obs.get(k) is not None
+                and now_seen.get(k) is not None
+                and prev_obs[k] != now_seen[k]
+                for k in ("interfaces", "default_route")
+            )
+            self._upkeep(ctx, results, network_changed=moved)
             if self.late:
                 late_ctx = self._context(run_id)
                 second = self._checks(self.late, late_ctx, results)
@@ -408,15 +469,21 @@ class Watch:
             slept = sleep_resume(prev_clock[0], prev_clock[1], clock[0], clock[1])
             if slept is not None:
                 found.append(slept)
-        found += events_between(prev_obs, obs)
+        steady = self.debounce.settle(obs, when)
+        found += events_between(self.prev_steady, steady)
+        self.prev_steady = steady
         for name, evidence in found:
             by = "notification" if notified and name in NETWORK_EVENTS else "sample"
             if notified and by == "notification":
                 evidence = {**evidence, "notified": notified}
+            at = when
+            since = self.debounce.since(name)
+            if since is not None:  # confirmed now, happened at the first sample that saw it
+                at, evidence = since, {**evidence, "confirmed_at": rfc3339(when)}
             self.writer.write(
                 "event",
                 {"mono": mono, "event": name, "evidence": evidence, "detected_by": by},
-                when,
+                at,
             )
             self.events += 1
             self.status.event(when.strftime("%H:%M:%S"), name, evidence)
@@ -431,6 +498,12 @@ class Watch:
             line["own_binding"] = {
                 "contact": self.held.contact.strip("<>"),
                 "registered": self.held.ok,
+            }
+        elif self.binding_refused:
+            line["own_binding"] = {
+                "contact": None,
+                "registered": False,
+                "refused": self.binding_refused,
             }
         self.writer.write("sample", line, when)
         if self.samples % TRIM_EVERY == 0:
@@ -472,7 +545,7 @@ class Watch:
 
         register = results.get("sip.register")
         s = self.settings
-        if register is None or s.password is None or s.no_register:
+        if register is None or s.password is None or s.no_register or self.binding_refused:
             return
         want = checks.binding_wanted(register, s.register_binding)
         if want is None:
@@ -481,8 +554,10 @@ class Watch:
         if not want:
             self._drop_binding()  # a softphone registered: ours must not stay beside it
             return
+        if now < self.backoff_until:
+            return  # the registrar asked us to wait (503 Retry-After) or keeps refusing
         if self.held is not None and network_changed:
-            self._drop_binding()  # its Contact may name an address we no longer have
+            self._drop_binding()  # its Contact names an address we no longer have
         once = self.last_register_mono is None or now - self.last_register_mono >= (
             self.plan.interval * 0.999
         )
@@ -493,17 +568,34 @@ class Watch:
             if self.held is None:
                 return
             self.last_register_mono = now
-            self.held.register(now + 2.0)
+            done = self.held.register(now + 2.0)
+            first = True
         elif self.held.refresh_due(now) and once:
             self.last_register_mono = now
-            self.held.refresh(now + 2.0)
+            done = self.held.refresh(now + 2.0)
+            first = False
+        else:
+            return
+        if not done.ok:
+            self.backoff_until = done.at + (done.retry_after or 0)
+        elif first and checks.binding_replaced(register, self.held):
+            # A registrar keeping one binding per account: ours (--register-binding) replaced
+            # the softphone's. Remove ours at once and hold none for the rest of the watch.
+            self._drop_binding()
+            self.binding_refused = (
+                "the registrar keeps one binding per account: ours replaced the softphone's "
+                "(removed again; the softphone registers anew at its next refresh)"
+            )
+            self.status.event(
+                utc_now().strftime("%H:%M:%S"), "own binding", {"dropped": self.binding_refused}
+            )
 
     def _drop_binding(self) -> bool | None:
         if self.held is None:
             return None
         held, self.held = self.held, None
-        try:
-            return bool(held.close())
+        try:  # after a signal the runner's grace is spent already: be brief
+            return bool(held.close(0.5 if self.stop.event.is_set() else 1.0))
         except OSError:
             return False
 
@@ -524,7 +616,7 @@ class Watch:
                 "stun": list(s.stun),
                 "softphone_processes": list(s.softphone_processes),
                 "register_binding": s.register_binding,
-                "capture_seconds": s.capture_seconds,
+                "capture_seconds": s.capture_seconds if self.capture else None,
                 "timeout": s.timeout,
                 "checks": [c.id for c in (*self.early, *self.late)],
             },
@@ -536,6 +628,25 @@ def _profile_keys(profile: Path) -> set[str]:
     from diag.config import load_profile
 
     return set(load_profile(profile))
+
+
+def _interfaces_now() -> object:
+    """Each interface's addresses and up flag (psutil): what an address or link notification
+    must have changed to be worth a sample before its time."""
+    try:
+        import psutil
+
+        stats = psutil.net_if_stats()
+        return sorted(
+            (
+                name,
+                bool(stats[name].isup) if name in stats else None,
+                sorted(a.address for a in addrs),
+            )
+            for name, addrs in psutil.net_if_addrs().items()
+        )
+    except Exception:  # noqa: BLE001 - unknown: every notification counts
+        return object()
 
 
 def _trim_heap() -> None:

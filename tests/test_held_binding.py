@@ -42,6 +42,7 @@ def test_423_min_expires_then_503_retry_after_backs_off_and_close_unregisters(
 def test_without_retry_after_the_backoff_doubles_and_is_capped() -> None:
     held = HeldBinding.__new__(HeldBinding)
     held.failures, held.clock, held.listener, held.registration = 0, time.monotonic, None, None
+    held.maybe_bound = False
 
     class NoAnswer:
         last_outcome = None

@@ -117,7 +117,7 @@ def test_each_rotated_file_opens_with_the_watchs_start_line(tmp_path: Path) -> N
     """A month of rotation drops the oldest files: each file still says whose watch it is."""
     path = tmp_path / "w.jsonl"
     w = TimelineWriter(path, "w-rot", max_bytes=2_000, keep=2)
-    agent = {"id": "A-1", "sip_uri": None, "numbers": []}
+    agent: dict[str, Any] = {"id": "A-1", "sip_uri": None, "numbers": []}
     w.write(
         "start",
         {
@@ -145,3 +145,16 @@ def test_each_rotated_file_opens_with_the_watchs_start_line(tmp_path: Path) -> N
     assert r.code == 0, r.err
     summary = json.loads(r.out)
     assert summary["watch_id"] == "w-rot" and len(summary["watches"]) == 1
+
+
+def test_appending_after_a_cut_short_line_keeps_the_new_watchs_lines(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_bytes(
+        b'{"v":1,"type":"sample","watch_id":"x","seq":5,"t":"2026-12-02T16:00:00Z","mo'
+    )
+    w = TimelineWriter(path, "w-new")
+    w.write("start", {"mono": 0.0, "interval_s": 60, "host": {}, "sipdiag": "0"})
+    w.write("end", {"mono": 1.0, "reason": "duration"})
+    w.close()
+    lines = list(read_lines(path))
+    assert [(x["watch_id"], x["type"]) for x in lines] == [("w-new", "start"), ("w-new", "end")]

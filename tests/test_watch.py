@@ -290,6 +290,10 @@ def test_without_a_softphone_the_watch_keeps_its_own_binding_and_sigterm_removes
             )
             ours = own_bindings(bed)
             assert len(ours) == 1, bed.bindings()
+            # A real offer reaching our binding is declined at once, as if nobody were there,
+            # instead of ringing into the void until the platform's timer.
+            offer = bed.ask("INVITE")
+            assert offer.code == 480, offer.codes
             # No refresh is due yet (granted 120 s): the same REGISTER (CSeq) holds it.
             w.samples_after(time.time(), 3)
             assert own_bindings(bed) == ours

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clihelp import cli
@@ -183,3 +184,32 @@ def test_report_of_a_timeline_with_log_draws_the_rows_match_pairs_with_it(
     assert html.out.count("class='log-row-marker") == 1
     refused = cli("report", str(log), "--log", str(log))
     assert refused.code == 64
+
+
+def test_a_state_must_hold_two_samples_before_it_is_an_event() -> None:
+    """One lost UDP answer is a measurement; two in a row are a change, dated at the first."""
+    from diag.watch import Debounce
+    from diag.watch_events import events_between
+
+    t = [dt.datetime(2026, 12, 2, 11, m, tzinfo=dt.timezone.utc) for m in range(6)]
+    d = Debounce()
+    seen: list[tuple[str, Any]] = []
+    prev = None
+    for i, registered in enumerate([True, False, True, False, False, True]):
+        steady = d.settle({"registered": registered, "registration_code": None}, t[i])
+        for name, _ in events_between(prev, steady):
+            seen.append((name, d.since(name) or t[i]))
+        prev = steady
+    assert seen == [("registration_lost", t[3])]  # the glitch at 11:01 is no event
+    assert d.pending == {"registered": (True, t[5])}  # recovery waits for its second sample
+    steady = d.settle({"registered": None}, t[5])
+    assert steady["registered"] is False  # unknown changes nothing
+
+
+@pytest.mark.parametrize("command", ["check", "watch"])
+def test_a_password_in_the_registrar_uri_is_refused(command: str, tmp_path: Path) -> None:
+    r = cli(command, "--registrar", "sip:alice:UriPass789@127.0.0.1:5082", "--only", "sip",
+            "--out", str(tmp_path / "x.json"))  # fmt: skip
+    assert r.code == 64, r.err
+    assert "--registrar holds a password" in r.err and "UriPass789" not in r.err + r.out
+    assert not (tmp_path / "x.json").exists()

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from checks.sip.bindings import other_bindings, queries_of
+from checks.sip.bindings import missing_from, other_bindings, queries_of
 from checks.wire import sip as sipwire
 from checks.wire.sipua import Account, Binder, Channel, Listener, Registration, Server
 from diag import outcomes as o
@@ -64,6 +64,7 @@ class HeldBinding:
         self.registration: Registration | None = None
         self.last: Refresh | None = None
         self.failures = 0
+        self.maybe_bound = False
         self.listener: Listener | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the listener and a REGISTER never read the socket both
@@ -107,6 +108,9 @@ class HeldBinding:
         self, code: int | None, reason: str | None, expires: int | None, reg: Registration | None
     ) -> Refresh:
         ok = code is not None and 200 <= code < 300
+        # A binding may exist after a 2xx, or after no answer at all (a late 200 still made
+        # it); a final refusal (423 aside, answered inside Binder) made none to remove.
+        self.maybe_bound = self.maybe_bound or ok or code is None
         retry = None
         if not ok:
             self.failures += 1
@@ -132,7 +136,11 @@ class HeldBinding:
     def _start_listener(self) -> None:
         assert self.registration is not None
         self.listener = Listener(
-            self.channel, uuid.uuid4().hex, self.account.user_agent, self.registration.contact
+            self.channel,
+            uuid.uuid4().hex,
+            self.account.user_agent,
+            self.registration.contact,
+            decline=True,
         )
         self._run_listener()
 
@@ -175,7 +183,7 @@ class HeldBinding:
                 self._thread.join(0.5)
             self.listener = None
         removed = False
-        if self.binder.sent_contact:
+        if self.binder.sent_contact and self.maybe_bound:
             removed = self.binder.unregister(self.clock() + wait)
         self.binder.ch.close()
         self.channel.close()
@@ -206,3 +214,13 @@ def held_binding_for(
         return HeldBinding(plan.server, plan.account, watch_id, interval)
     except OSError:
         return None
+
+
+def binding_replaced(register: CheckResult, held: HeldBinding) -> bool:
+    """Right after our first REGISTER: its 200 OK no longer lists a binding the sample's query
+    listed (a registrar that keeps one binding per account replaced the softphone's)."""
+    reg = held.registration
+    if reg is None or not reg.ok:
+        return False
+    others = other_bindings(queries_of(register))
+    return bool(others and missing_from(others, reg.listed, held.server.transport))

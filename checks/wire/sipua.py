@@ -814,7 +814,13 @@ class Listener:
     """Answers requests reaching our binding's channel until ``stop`` or the deadline, and
     records the one carrying ``token`` (or ``call_id``): OPTIONS gets 200, an INVITE 603."""
 
-    def __init__(self, ch: Channel, token: str, user_agent: str, contact: str) -> None:
+    def __init__(
+        self, ch: Channel, token: str, user_agent: str, contact: str, decline: bool = False
+    ) -> None:
+        # ``decline``: a request that is not ours gets 480 Temporarily Unavailable, as if no
+        # device were there (`sipdiag watch`'s long-lived binding: a real offer must not ring
+        # into the void until the platform's timer, the agent counted as reachable).
+        self.decline = decline
         self.ch = ch
         self.token = token
         self.user_agent = user_agent
@@ -896,6 +902,10 @@ class Listener:
             code, reason = 603, "Decline"
         elif method == "OPTIONS":  # ours, or the platform's NAT keep-alive: as softphones do
             code, reason = 200, "OK"
+        elif self.decline and method != "CANCEL":
+            code, reason = 480, "Temporarily Unavailable"
+            if len(self.others) < 10:
+                self.others.append({"method": method, "source": got.source, "answered": "480"})
         else:
             # A real offer (or anything else) reaching our test binding: no answer, so the
             # platform's own timers decide, as if we were not there (never a 486 of ours).
