@@ -7,8 +7,6 @@ RTTs and microphone level the pictures draw."""
 from __future__ import annotations
 
 import copy
-import html
-import json
 import re
 import struct
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 from clihelp import cli_process
-from peers.chromium import chromium
+from peers.chromium import chromium, probe
 from peers.kamailio import Kamailio
 from peers.process import PeerStartError
 from peers.pulse import Pulse
@@ -420,16 +418,10 @@ def full_report() -> dict[str, Any]:
 
 
 def _probe(page_html: str, tmp_path: Path, width: int) -> dict[str, Any]:
-    page = tmp_path / f"probe-{width}.html"
-    page.write_text(page_html.replace("</body>", PROBE + "</body>"))
     try:
-        dom = chromium(page, tmp_path, "--dump-dom", width=width)
+        return probe(page_html, PROBE, tmp_path, width)
     except PeerStartError as exc:
         pytest.fail(f"chromium could not render the report: {exc}", pytrace=False)
-    found = re.findall(r'<pre id="probe">(\{.*?)</pre>', dom, re.S)
-    assert found, dom[-2000:]
-    seen: dict[str, Any] = json.loads(html.unescape(found[-1]))
-    return seen
 
 
 def _inside(name: str, box: list[float], width: float) -> None:

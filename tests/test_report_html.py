@@ -3,14 +3,12 @@ overflowing on a laptop or a narrow window, a screenshot and a printable PDF."""
 
 from __future__ import annotations
 
-import html
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peers.chromium import chromium
+from peers.chromium import chromium, probe
 from peers.process import PeerStartError
 
 from diag.render import render
@@ -103,17 +101,10 @@ def sample_report() -> dict[str, Any]:
 
 
 def _probe(report_html: str, tmp_path: Path, width: int) -> dict[str, Any]:
-    page = tmp_path / f"probe-{width}.html"
-    page.write_text(report_html.replace("</body>", PROBE + "</body>"))
     try:
-        dom = chromium(page, tmp_path, "--dump-dom", width=width)
+        return probe(report_html, PROBE, tmp_path, width)
     except PeerStartError as exc:
         pytest.fail(f"chromium could not render the report: {exc}", pytrace=False)
-    # The last match: the script's own source also contains the marker.
-    found = re.findall(r'<pre id="probe">(\{.*?)</pre>', dom, re.S)
-    assert found, dom[-2000:]
-    result: dict[str, Any] = json.loads(html.unescape(found[-1]))
-    return result
 
 
 def test_html_report_is_one_file_with_no_scripts_or_external_assets() -> None:

@@ -5,7 +5,6 @@ real headless Chromium draws at 1280 and 760 px and prints."""
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 import struct
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 from clihelp import cli
-from peers.chromium import chromium
+from peers.chromium import chromium, probe
 from peers.process import PeerStartError
 
 from diag.render.timeline import render_timeline
@@ -304,16 +303,10 @@ document.body.insertAdjacentHTML('beforeend', '<pre id="probe">' + JSON.stringif
 
 
 def _probe(page_html: str, tmp_path: Path, width: int) -> dict[str, Any]:
-    page = tmp_path / f"probe-{width}.html"
-    page.write_text(page_html.replace("</body>", PROBE + "</body>"))
     try:
-        dom = chromium(page, tmp_path, "--dump-dom", width=width)
+        return probe(page_html, PROBE, tmp_path, width)
     except PeerStartError as exc:
         pytest.fail(f"chromium could not render the timeline: {exc}", pytrace=False)
-    found = re.findall(r'<pre id="probe">(\{.*?)</pre>', dom, re.S)
-    assert found, dom[-2000:]
-    result: dict[str, Any] = json.loads(html.unescape(found[-1]))
-    return result
 
 
 @pytest.mark.parametrize("width", [1280, 760])

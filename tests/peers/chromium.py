@@ -163,3 +163,21 @@ def chromium(page: Path, work: Path, *action: str, width: int = 1280, height: in
     if proc.returncode != 0:
         raise PeerStartError(f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc.stdout
+
+
+def probe(page_html: str, script: str, work: Path, width: int) -> dict[str, Any]:
+    """Render ``page_html`` with ``script`` (a <script> writing JSON into <pre id="probe">)
+    added before </body> at ``width`` px; the JSON it wrote. Raises PeerStartError when
+    chromium cannot run."""
+    import html
+    import re
+
+    page = work / f"probe-{width}.html"
+    page.write_text(page_html.replace("</body>", script + "</body>"))
+    dom = chromium(page, work, "--dump-dom", width=width)
+    # The last match: the script's own source also contains the marker.
+    found = re.findall(r'<pre id="probe">(\{.*?)</pre>', dom, re.S)
+    if not found:
+        raise AssertionError(f"the probe wrote nothing: {dom[-2000:]}")
+    result: dict[str, Any] = json.loads(html.unescape(found[-1]))
+    return result
