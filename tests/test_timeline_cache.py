@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from clihelp import cli
-from timelinedata import headset_watch
+from timelinedata import Watch, at, headset_watch
 
 from diag.logs import timeline_cache
 
@@ -126,7 +126,7 @@ def test_a_truncated_cache_file_is_ignored_and_rewritten(
     entry.write_bytes(whole[: len(whole) // 2])
     assert match(log, tmp_path / "tl") == expected
     assert len(stores) == 2  # parsed again
-    assert entry.read_bytes() == whole
+    assert entry.read_bytes()[-4:] == b"PAR1" and entry.stat().st_size > len(whole) // 2
     assert match(log, tmp_path / "tl") == expected
     assert len(stores) == 2  # and read from the rewritten entry
 
@@ -287,3 +287,38 @@ def test_a_truncated_or_spoilt_pack_is_ignored_and_its_timelines_parsed_again(
     assert pack.read_bytes()[-4:] == b"PAR1"
     assert match(log, tmp_path / "tl") == expected
     assert len(stores) == 3
+
+
+def test_match_finds_the_samples_around_a_row_across_hours_and_a_long_gap(
+    tmp_path: Path, cache_home: Path
+) -> None:
+    """match keeps only the samples an ASOF join can reach (the row's hour, the last of the hour
+    before, the first of the hour after, those beside a gap of more than an hour): the samples
+    it pairs are those all of them give, first parsed and then from the cache."""
+    w = Watch(tmp_path / "tl" / "a50.jsonl", "w50", "A-50", start=at(9, 0))
+    for h, m in ((9, 0), (9, 20), (9, 40), (10, 20)):
+        w.sample(at(h, m))
+    w.sample(at(10, 40), registered=False)  # then asleep until 13:50
+    w.sample(at(13, 50))
+    w.sample(at(14, 10))
+    w.close()
+    expected = {
+        "r1": ("10:40", "13:50"), "r2": ("10:40", "13:50"), "r3": ("09:40", "10:20"),
+        "r4": ("10:40", "13:50"), "r5": ("09:40", "10:20"),
+    }  # fmt: skip
+    # One export a row: the hours of one would keep the samples another needs.
+    times = {"r1": "11:05:00", "r2": "12:30:00", "r3": "10:10:00", "r4": "10:59:59", "r5": "09:50"}
+    exports = [{c: t if len(t) == 8 else t + ":00"} for c, t in times.items()]
+    for i, rows in enumerate(exports):
+        log = tmp_path / f"log{i}.csv"
+        lines = [f"02/12/2026 {t};A-50;{FORBIDDEN};{c}" for c, t in rows.items()]
+        log.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+        first = match(log, tmp_path / "tl")
+        for result in (first, match(log, tmp_path / "tl")):
+            assert len(result["rows"]) == len(rows)
+            for r in result["rows"]:
+                tl = r["timeline"]
+                got = (tl["before"]["t"][11:16], tl["after"]["t"][11:16])
+                assert got == expected[r["call_id"]], r["call_id"]
+                if r["call_id"] == "r1":
+                    assert tl["likely_cause"] == "sip.not_registered"

@@ -163,11 +163,15 @@ def load(
             "SELECT watch_id, min(ts_us), max(ts_us) FROM watch_fkeys GROUP BY watch_id"
         ).fetchall()
     }
-    # The hours with rows: their samples are kept, of the others only those an ASOF join can
-    # reach (timeline_set.load).
+    # The hours with rows and those next to them: timeline_set.load keeps only the samples an
+    # ASOF join from the rows can reach.
     con.execute(
         f"""CREATE OR REPLACE TABLE watch_near AS
-        SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} AS bucket FROM watch_fkeys"""
+        SELECT watch_id, bucket, bool_or(d = 0) AS here, bool_or(d = -1) AS before_row,
+               bool_or(d = 1) AS after_row
+        FROM (SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} + d AS bucket, d
+              FROM watch_fkeys, (VALUES (-1), (0), (1)) t(d))
+        GROUP BY ALL"""
     ).fetchall()
     # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
     files = timeline_set.needed_files(found, ranges, window_us + 3_600_000_000)

@@ -246,10 +246,13 @@ def load(
     near: str | None = None,
 ) -> int:
     """Create the tables above from `found` (only the watches in `keep` and the `files`, when
-    given); how many watches were loaded. `near`, for match: a table `(watch_id, bucket)` of
-    the hours (`true_us // BUCKET_US`) with rows to pair; of the samples that carry their own
-    clock offset only those in these hours are kept, and of every other hour the first and last
-    sample of each file, which is all that ASOF joins from those rows can reach."""
+    given); how many watches were loaded. `near`, for match: a table `(watch_id, bucket, here,
+    before_row, after_row)` of hours (`true_us // BUCKET_US`): those with rows to pair (`here`)
+    and the hours just before and after them. Of the samples that carry their own clock offset
+    only those an ASOF join from the rows can reach are kept: all of a row's hour, the last of the
+    hour before and the first of the hour after, and any with more than an hour (or a file's
+    start or end) on one side. (The sample before a row is in the row's hour, or the last of the
+    hour before, or else more than an hour lies between it and the next; likewise after.)"""
     watches = [w for w in found.watches.values() if keep is None or w.watch_id in keep]
     kept = {w.watch_id for w in watches}
     files = [p for p in (found.files if files is None else files) if found.first_lines[p] in kept]
@@ -320,7 +323,7 @@ def load(
 
 
 PARSED = f"{LINES_DB}.timeline_parsed"
-BUCKET_US = 3_600_000_000  # the cache's `edge` column: first and last sample of each hour
+BUCKET_US = 3_600_000_000  # an hour: the cache's hour_first/hour_last/gap_before/gap_after
 
 
 def _is_duckdb_error(e: Exception) -> bool:
@@ -359,20 +362,29 @@ def _parse(con: Any, files: Sequence[str]) -> None:
         WHERE t_us IS NOT NULL""",
         [list(files), COLUMNS, list(files), list(files)],
     ).fetchall()
-    # `edge`: the file's first or last sample of its hour (BUCKET_US): the sample before (after)
-    # a time is in the time's own hour or is the last (first) of an earlier (later) one.
+    # Where each sample stands among its file's samples (in true-time order), so that match can
+    # keep only those an ASOF join from its rows can reach: the first and last of its hour
+    # (BUCKET_US), and whether more than an hour (or the file's start or end) lies before or
+    # after it. `last_offset`: the file's newest sample with a clock offset.
     con.execute(
         f"""CREATE OR REPLACE TABLE {PARSED} AS
-        SELECT p.*, coalesce(p.kind = 1 AND p.true_us = o.t, false) AS last_offset,
-               coalesce(p.true_us IN (e.first, e.last), false) AS edge
-        FROM {PARSED} p
-        LEFT JOIN (
-          SELECT fid, max(true_us) AS t FROM {PARSED}
-          WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
-        LEFT JOIN (
-          SELECT fid, true_us // {BUCKET_US} AS bucket, min(true_us) AS first, max(true_us) AS last
-          FROM {PARSED} WHERE kind = 1 GROUP BY ALL) e
-          ON e.fid = p.fid AND e.bucket = p.true_us // {BUCKET_US} AND p.kind = 1"""
+        SELECT * EXCLUDE (prev_us, next_us),
+               coalesce(kind = 1 AND (prev_us IS NULL OR prev_us // {BUCKET_US}
+                                      <> true_us // {BUCKET_US}), false) AS hour_first,
+               coalesce(kind = 1 AND (next_us IS NULL OR next_us // {BUCKET_US}
+                                      <> true_us // {BUCKET_US}), false) AS hour_last,
+               coalesce(kind = 1 AND (prev_us IS NULL OR true_us - prev_us > {BUCKET_US}), false)
+                 AS gap_before,
+               coalesce(kind = 1 AND (next_us IS NULL OR next_us - true_us > {BUCKET_US}), false)
+                 AS gap_after
+        FROM (
+          SELECT p.*, coalesce(p.kind = 1 AND p.true_us = o.t, false) AS last_offset,
+                 lag(p.true_us) OVER s AS prev_us, lead(p.true_us) OVER s AS next_us
+          FROM {PARSED} p
+          LEFT JOIN (
+            SELECT fid, max(true_us) AS t FROM {PARSED}
+            WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
+          WINDOW s AS (PARTITION BY p.fid, p.kind ORDER BY p.true_us))"""
     ).fetchall()
 
 
@@ -401,14 +413,17 @@ def _lines(
             "NULL::BOOLEAN AS quality_ok, NULL::BOOLEAN AS devices_present, "
             "NULL::BOOLEAN AS softphone_running, NULL::VARCHAR AS public_address, "
             "NULL::BIGINT AS clock_offset_ms, NULL::VARCHAR AS extra, "
-            "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS edge WHERE false"
+            "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS hour_first, "
+            "NULL::BOOLEAN AS hour_last, NULL::BOOLEAN AS gap_before, "
+            "NULL::BOOLEAN AS gap_after WHERE false"
         )
     pruned = ""
     if near is not None:
         pruned = f"""LEFT JOIN {near} n ON n.watch_id = l.watch_id
                        AND n.bucket = l.true_us // {BUCKET_US}
-        WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset OR l.edge
-              OR n.bucket IS NOT NULL"""
+        WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset
+              OR l.gap_before OR l.gap_after OR n.here
+              OR (n.before_row AND l.hour_last) OR (n.after_row AND l.hour_first)"""
     # In a compressed in-memory database of its own, so that 10^7 lines stay within DuckDB's
     # memory limit instead of spilling (a watch's number repeats, booleans and times pack well).
     con.execute(
