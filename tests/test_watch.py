@@ -86,6 +86,15 @@ class Watcher:
         finally:
             self.err.close()
 
+    def end(self, sig: int, expected: int) -> list[dict[str, Any]]:
+        """Send ``sig``; the exit code must be ``expected`` and the timeline valid, ended."""
+        code = self.stop(sig)
+        assert code == expected, self.stderr()
+        lines = self.lines()
+        valid(lines)
+        assert lines[-1]["type"] == "end", lines[-1]
+        return lines
+
     def stderr(self) -> str:
         self.err.flush()
         return self.stderr_path.read_text(errors="replace")[-3000:]
@@ -194,12 +203,9 @@ def test_a_watch_records_each_change_in_order_and_sigterm_ends_it_cleanly(
             phone = start_phone(dummy_phone)
             reopened = time.time()
             w.samples_after(reopened + 0.5, 2)
-            code = w.stop(signal.SIGTERM)
+            lines = w.end(signal.SIGTERM, 0)
         finally:
             w.kill()
-        assert code == 0, w.stderr()
-        lines = list(read_lines(timeline))
-        valid(lines)
         assert lines[0]["type"] == "start" and lines[0]["agent"]["id"] == "A-9"
         assert lines[-1]["type"] == "end" and lines[-1]["reason"] == "terminated"
         assert lines[-1]["samples"] == len([x for x in lines if x["type"] == "sample"])
@@ -297,12 +303,9 @@ def test_without_a_softphone_the_watch_keeps_its_own_binding_and_sigterm_removes
             # No refresh is due yet (granted 120 s): the same REGISTER (CSeq) holds it.
             w.samples_after(time.time(), 3)
             assert own_bindings(bed) == ours
-            code = w.stop(signal.SIGTERM)
+            lines = w.end(signal.SIGTERM, 0)
         finally:
             w.kill()
-        assert code == 0, w.stderr()
-        lines = list(read_lines(timeline))
-        valid(lines)
         assert lines[-1]["reason"] == "terminated"
         assert lines[-1]["binding_removed"] is True
         assert bed.bindings() == []  # nothing left behind on the registrar
@@ -328,12 +331,9 @@ def test_ctrl_c_ends_the_watch_with_130_and_a_final_line(tmp_path: Path) -> None
                 "our binding registered",
                 lambda x: x["type"] == "sample" and (x.get("own_binding") or {}).get("registered"),
             )
-            code = w.stop(signal.SIGINT)
+            lines = w.end(signal.SIGINT, 130)
         finally:
             w.kill()
-        assert code == 130, w.stderr()
-        lines = list(read_lines(timeline))
-        valid(lines)
         assert lines[-1]["type"] == "end" and lines[-1]["reason"] == "interrupted"
         assert bed.bindings() == []
 
