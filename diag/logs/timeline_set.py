@@ -419,8 +419,9 @@ def _lines(
         )
     pruned = ""
     if near is not None:
-        pruned = f"""LEFT JOIN {near} n ON n.watch_id = l.watch_id
-                       AND n.bucket = l.true_us // {BUCKET_US}
+        pruned = f"""LEFT JOIN (SELECT w.w, n.* EXCLUDE (watch_id) FROM {near} n
+                   JOIN watch_list w USING (watch_id)) n
+          ON n.w = w.w AND n.bucket = l.true_us // {BUCKET_US}
         WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset
               OR l.gap_before OR l.gap_after OR n.here
               OR (n.before_row AND l.hour_last) OR (n.after_row AND l.hour_first)"""
