@@ -10,7 +10,7 @@ whose key is unchanged is read from its entry; a grown file (the live file of a 
 a new key and is parsed again. An entry's rows are a Parquet file of their own (`<entry>.parquet`)
 or, for files parsed together at least PACK_MIN at a time, in a pack shared with the others
 (`v3-pack-<random>.parquet`, an `entry` column naming each row's entry): DuckDB opens a file for
-~80 µs, so 10,000 files of their own cost 2.7 s to read where one pack costs 0.4 s.
+~80 µs, so 10,000 files of their own cost 2.7 s to read where one pack costs 0.6 s.
 
 `index.json` holds each entry's source path, the byte size of the file holding it, that file (a
 pack) and when it was last used (to the day): an entry whose file's size is not the one written
@@ -38,7 +38,7 @@ from typing import Any
 FORMAT = 3  # bump when the columns or their meaning change: older entries are then removed
 MAX_IDLE_S = 30 * 86_400  # an entry not used for this long is removed
 # Files parsed together, at least this many, share one Parquet file (a pack): DuckDB opens a file
-# for ~80 µs, 10,000 copies of their own take 2.7 s to read where one pack takes 0.4 s.
+# for ~80 µs, 10,000 copies of their own take 2.7 s to read where one pack takes 0.6 s.
 PACK_MIN = 64
 _DAY_S = 86_400
 _STRAY_S = _DAY_S  # a file not in the index (a run that died, a lost index update): removed
