@@ -44,6 +44,7 @@ _DAY_S = 86_400
 _STRAY_S = _DAY_S  # a file not in the index (a run that died, a lost index update): removed
 INDEX = "index.json"
 _PREFIX = f"v{FORMAT}-"
+_PACK = re.compile(rf"{_PREFIX}pack-[0-9a-f]+\.parquet")
 _OLDER_FORMAT = re.compile(rf"v(?!{FORMAT}-)\d+-.*\.parquet$")
 
 
@@ -101,7 +102,8 @@ class Cache:
         """The file holding the entry's rows: its own, or a pack of many."""
         known = self.index.get(name)
         held = known.get("file") if type(known) is dict else None
-        return held if type(held) is str else name
+        is_pack = type(held) is str and _PACK.fullmatch(held) is not None
+        return held if is_pack and type(held) is str else name
 
     def lookup(self, files: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         """(source -> entry name) for the files whose entry is there whole, and the others."""

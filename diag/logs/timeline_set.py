@@ -4,7 +4,8 @@ loaded into DuckDB tables in one bulk read.
 A timeline file is a `*.jsonl` (or a rotated `*.jsonl.N`) whose first line is a version 1
 timeline line; an explicitly named file is one whatever its name, and brings its rotated siblings.
 Each file's first line is read here (the start line names the agent); DuckDB reads the rest with
-an explicit schema, every file at once: a line that is not valid JSON (a kill mid-write, garbage)
+an explicit schema, every file at once, except the files whose Parquet copy is in the cache
+(timeline_cache), which are read from it: a line that is not valid JSON (a kill mid-write, garbage)
 is dropped, as `read_lines` drops it.
 
 Tables:
