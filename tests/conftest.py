@@ -35,6 +35,21 @@ LOG_LINES_ON_FAILURE = 40
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """match's columnar cache of timelines (and anything else cached) goes to the session's
+    temporary directory, in-process and in child processes, never the user's ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = previous
+
+
 @dataclass
 class _ChecksRun:
     """Where this session records the checks its tests run, and what it selected."""
