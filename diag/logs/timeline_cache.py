@@ -141,20 +141,32 @@ class Cache:
         parts: list[tuple[str, list[Any]]] = []
         if singles:
             parts.append(("SELECT * FROM read_parquet(?)", [singles]))
-        if packs:
+        # A pack all of whose entries are wanted is read whole: picking them out by name reads
+        # and joins the entry of each of its rows (0.1 s for 10^7 rows).
+        whole = [held for held, wanted in packs.items() if self._whole(wanted)]
+        some = {held: wanted for held, wanted in packs.items() if held not in whole}
+        if whole:
+            parts.append(("SELECT * EXCLUDE (entry) FROM read_parquet(?)", [whole]))
+        if some:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE timeline_cache_live AS "
                 "SELECT unnest(?::VARCHAR[]) AS entry",
-                [[n for held in packs.values() for n in held]],
+                [[n for held in some.values() for n in held]],
             ).fetchall()
             parts.append(
                 (
                     "SELECT p.* EXCLUDE (entry) FROM read_parquet(?) p "
                     "SEMI JOIN timeline_cache_live l ON l.entry = p.entry",
-                    [list(packs)],
+                    [list(some)],
                 )
             )
         return parts
+
+    def _whole(self, wanted: list[str]) -> bool:
+        """Whether `wanted` (distinct entries of one pack) are all the entries it was written
+        with: a pack holds rows of those only, and its index entries name how many they were."""
+        total = self.index[wanted[0]].get("entries")
+        return type(total) is int and len(set(wanted)) == total
 
     def forget(self, names: Iterable[str]) -> None:
         """Entries DuckDB could not read: removed with the files holding them (a pack with

@@ -118,8 +118,16 @@ def _clock(us: str, row_us: str) -> str:
     )
 
 
+# SQL: an event's words, from its `event` and `evidence` (JSON text) columns. Worked out only
+# for the events a row picks (tchosen, tspan), not for every event of every timeline.
+WORDS = (
+    "CASE event "
+    + " ".join(f"WHEN '{e}' THEN {w}" for e, _, _, _, _, w in EVENT_RULES)
+    + " ELSE event END"
+)
+
+
 def _rules_table(con: Any) -> None:
-    words = " ".join(f"WHEN '{e}' THEN {w}" for e, _, _, _, _, w in EVENT_RULES)
     con.execute(
         "CREATE OR REPLACE TABLE event_rules AS SELECT unnest(?::VARCHAR[]) AS event, "
         "unnest(?::VARCHAR[]) AS grp, unnest(?::BOOLEAN[]) AS down, unnest(?::INTEGER[]) AS rank, "
@@ -129,8 +137,7 @@ def _rules_table(con: Any) -> None:
     con.execute(
         f"""CREATE OR REPLACE TABLE tevents AS
         SELECT e.w, e.true_us, e.event, e.evidence, r.grp, coalesce(r.down, false) AS down,
-               coalesce(r.rank, 9) AS rank, coalesce({_REFUSED}, r.cause) AS cause,
-               CASE e.event {words} ELSE e.event END AS words
+               coalesce(r.rank, 9) AS rank, coalesce({_REFUSED}, r.cause) AS cause
         FROM events e LEFT JOIN event_rules r USING (event)"""
     ).fetchall()
 
@@ -169,8 +176,9 @@ def load(
         f"""CREATE OR REPLACE TABLE watch_near AS
         SELECT watch_id, bucket, bool_or(d = 0) AS here, bool_or(d = -1) AS before_row,
                bool_or(d = 1) AS after_row
-        FROM (SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} + d AS bucket, d
-              FROM watch_fkeys, (VALUES (-1), (0), (1)) t(d))
+        FROM (SELECT watch_id, hour + d AS bucket, d
+              FROM (SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} AS hour
+                    FROM watch_fkeys), (VALUES (-1), (0), (1)) t(d))
         GROUP BY ALL"""
     ).fetchall()
     # A timeline's times are the agent's clock: an hour beyond the window covers its offset.
@@ -240,7 +248,7 @@ def pair(con: Any, window_us: int) -> int:
     con.execute(
         f"""CREATE OR REPLACE TABLE tchosen AS
         WITH ev AS (
-          SELECT n, true_us, grp, rank, cause, words FROM tbetween WHERE down
+          SELECT n, true_us, grp, rank, cause, {WORDS} AS words FROM tbetween WHERE down
           QUALIFY row_number() OVER (
             PARTITION BY n ORDER BY rank, true_us > ts_us, abs(true_us - ts_us)) = 1),
         st_rule AS (
@@ -262,12 +270,12 @@ def pair(con: Any, window_us: int) -> int:
     con.execute(
         f"""CREATE OR REPLACE TABLE tspan AS
         WITH began AS (
-          SELECT c.n, arg_max(e.true_us, e.true_us) AS t, arg_max(e.words, e.true_us) AS words
+          SELECT c.n, arg_max(e.true_us, e.true_us) AS t, arg_max({WORDS}, e.true_us) AS words
           FROM tchosen c JOIN tevents e ON e.w = c.w AND e.grp = c.grp AND e.down
             AND e.true_us BETWEEN c.ts_us - {window_us} AND c.ts_us
           WHERE c.began IS NULL AND c.grp IS NOT NULL GROUP BY c.n),
         ended AS (
-          SELECT c.n, arg_min(e.true_us, e.true_us) AS t, arg_min(e.words, e.true_us) AS words
+          SELECT c.n, arg_min(e.true_us, e.true_us) AS t, arg_min({WORDS}, e.true_us) AS words
           FROM tchosen c JOIN tevents e ON e.w = c.w AND e.grp = c.grp AND NOT e.down
             AND e.true_us BETWEEN greatest(c.ts_us, c.began_us) AND c.ts_us + {window_us}
           WHERE c.grp IS NOT NULL GROUP BY c.n)
