@@ -229,12 +229,15 @@ def test_inbound_call_with_our_binding_declines_and_cancels_the_softphones_branc
 
 def _declines_and_cancels(natted: InboundBed) -> None:
     before = kept(natted)
-    r = sip_check(natted, "--inbound-call", "--register-binding")
+    # A budget that leaves sip.inbound its whole 4 s wait after sip.register's pjsua2 binding:
+    # the 603 is relayed only once baresip's cancelled branch has ended (a loaded CI machine
+    # took longer than the default budget left).
+    r = sip_check(natted, "--inbound-call", "--register-binding", "--timeout", "20")
     inbound = r.check("sip.inbound")
     assert inbound["status"] == "pass", inbound
     d = inbound["details"]
     assert d["mode"] == "own_binding"
-    assert (d["arrived"]["answered"], d["final"]["code"]) == (603, 603)
+    assert (d["arrived"]["answered"], (d["final"] or {}).get("code")) == (603, 603), d
     run_id = r.json["run_id"]
     assert run_id in d["arrived"]["subject"] and d["arrived"]["run_header"] == run_id
     # Kamailio forked the INVITE to baresip as well and cancelled that branch on our 603.
