@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,9 +111,10 @@ def collect(paths: Sequence[Path]) -> tuple[list[str], list[dict[str, str]]]:
     return files, skipped
 
 
-def _walk(top: str, files: list[str], skipped: list[dict[str, str]]) -> None:
-    """Like os.walk (symlinked directories listed, not entered), but a directory entry already
-    says whether it is a regular file: no stat per report (10,000 of them cost ~0.2 s)."""
+def entries_below(top: str) -> Iterator[os.DirEntry[str]]:
+    """Every entry below ``top`` that is not a directory. Like os.walk (symlinked directories
+    listed, not entered), but a directory entry already says whether it is a regular file: no
+    stat per report (10,000 of them cost ~0.2 s). Shared with the timelines' walk."""
     try:
         entries = list(os.scandir(top))
     except OSError:
@@ -123,10 +124,15 @@ def _walk(top: str, files: list[str], skipped: list[dict[str, str]]) -> None:
             is_dir = entry.is_dir()
         except OSError:
             is_dir = False
-        if is_dir:
-            if not entry.is_symlink():
-                _walk(entry.path, files, skipped)
-        elif entry.name.endswith(".json"):
+        if not is_dir:
+            yield entry
+        elif not entry.is_symlink():
+            yield from entries_below(entry.path)
+
+
+def _walk(top: str, files: list[str], skipped: list[dict[str, str]]) -> None:
+    for entry in entries_below(top):
+        if entry.name.endswith(".json"):
             try:
                 regular = entry.is_file()
             except OSError:

@@ -139,21 +139,7 @@ def glob_escape(name: str) -> str:
 
 
 def _walk(top: str, out: list[tuple[str, bool]]) -> None:
-    """Like report_set's walk: symlinked directories listed, not entered."""
-    try:
-        entries = list(os.scandir(top))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir:
-            if not entry.is_symlink():
-                _walk(entry.path, out)
-        elif _NAME.search(entry.name):
-            out.append((entry.path, False))
+    out.extend((e.path, False) for e in report_set.entries_below(top) if _NAME.search(e.name))
 
 
 def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
