@@ -15,7 +15,7 @@ import pytest
 from clihelp import cli
 from timelinedata import Watch, at, headset_watch
 
-from diag.logs import timeline_cache
+from diag.logs import timeline_cache, timeline_set
 
 HEADER = "Date/Time;Agent;Status;Call ID"
 FORBIDDEN = "Failure (Rejected – SIP 403 Forbidden)"
@@ -322,3 +322,34 @@ def test_match_finds_the_samples_around_a_row_across_hours_and_a_long_gap(
                 assert got == expected[r["call_id"]], r["call_id"]
                 if r["call_id"] == "r1":
                     assert tl["likely_cause"] == "sip.not_registered"
+
+
+def test_timelines_are_parsed_in_chunks_that_fit_in_memory_with_the_same_result(
+    tmp_path: Path, cache_home: Path, stores: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files are parsed at most CHUNK_BYTES of JSON at a time (each chunk its own cache entries);
+    the rows paired are those of one parse of all files, and a later run reads the copies."""
+    log, a17, a18 = two_agents(tmp_path)
+    whole = match(log, tmp_path / "tl")
+    assert stores == [[str(a17), str(a18)]]
+    for cached in cache_home.iterdir():
+        cached.unlink()
+    monkeypatch.setattr(timeline_set, "CHUNK_BYTES", 1)  # one file a chunk
+    chunked = match(log, tmp_path / "tl")
+    assert stores[1:] == [[str(a17)], [str(a18)]]
+    assert chunked["rows"] == whole["rows"]
+    assert {r["timeline"]["likely_cause"] for r in chunked["rows"]} == {"audio.no_input_device"}
+    assert match(log, tmp_path / "tl") == chunked
+    assert len(stores) == 3  # the third run parsed nothing
+
+
+def test_chunks_keep_the_files_order_and_put_a_file_bigger_than_the_limit_alone(
+    tmp_path: Path,
+) -> None:
+    sizes = {"a": 40, "b": 50, "c": 200, "d": 10, "e": 10}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+    files = [str(tmp_path / n) for n in sizes] + [str(tmp_path / "gone")]
+    got = timeline_set.chunks(files, limit=100)
+    assert [[Path(p).name for p in c] for c in got] == [["a", "b"], ["c"], ["d", "e", "gone"]]
+    assert timeline_set.chunks([], limit=100) == []

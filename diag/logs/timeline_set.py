@@ -340,38 +340,38 @@ def _parse(con: Any, files: Sequence[str]) -> None:
     """Table PARSED: the lines of `files` parsed from JSON, `fid` the file's index, what the
     cache keeps of each (the watch as its ID: the numbering is the run's own)."""
     # Narrow rows: the time once (true time, the line's own offset taken off), an event's or
-    # end's fields in one JSON text column (NULL for samples); `last_offset` marks the file's
-    # newest sample with a clock offset, whence the watch's offset when samples are pruned.
+    # end's fields in one JSON text column (NULL for samples). Then where each sample stands
+    # among its file's samples (in true-time order), so that match can keep only those an ASOF
+    # join from its rows can reach: the first and last of its hour (BUCKET_US), and whether more
+    # than an hour (or the file's start or end) lies before or after it; `last_offset` marks the
+    # file's newest sample with a clock offset, whence the watch's offset when samples are
+    # pruned. One statement: the parsed rows are not stored twice.
     con.execute(
         f"""CREATE OR REPLACE TABLE {PARSED} AS
-        SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
-          SELECT f.fid, l.watch_id,
-                 CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT AS kind,
-                 epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
-                 l.state.registered AS registered,
-                 l.state.inbound_reachable AS inbound_reachable,
-                 l.state.quality_ok AS quality_ok, l.state.devices_present AS devices_present,
-                 l.state.softphone_running AS softphone_running,
-                 l.state.public_address AS public_address,
-                 CASE WHEN l.type = 'sample' AND isfinite(l.state.clock_offset_ms)
-                           AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
-                      THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END AS clock_offset_ms,
-                 CASE WHEN l.type <> 'sample' THEN CAST(to_json({{'event': l.event,
-                   'evidence': l.evidence, 'reason': l.reason}}) AS VARCHAR) END AS extra
-          FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true,
-                         maximum_object_size={MAX_LINE}, filename=true) l
-          JOIN (SELECT unnest(?::VARCHAR[]) AS filename,
-                       CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid) f USING (filename)
-          WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
-        WHERE t_us IS NOT NULL""",
-        [list(files), COLUMNS, list(files), list(files)],
-    ).fetchall()
-    # Where each sample stands among its file's samples (in true-time order), so that match can
-    # keep only those an ASOF join from its rows can reach: the first and last of its hour
-    # (BUCKET_US), and whether more than an hour (or the file's start or end) lies before or
-    # after it. `last_offset`: the file's newest sample with a clock offset.
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {PARSED} AS
+        WITH parsed AS (
+          SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
+            SELECT f.fid, l.watch_id,
+                   CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
+                     AS kind,
+                   epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
+                   l.state.registered AS registered,
+                   l.state.inbound_reachable AS inbound_reachable,
+                   l.state.quality_ok AS quality_ok, l.state.devices_present AS devices_present,
+                   l.state.softphone_running AS softphone_running,
+                   l.state.public_address AS public_address,
+                   CASE WHEN l.type = 'sample' AND isfinite(l.state.clock_offset_ms)
+                             AND abs(l.state.clock_offset_ms) <= {report_set.MAX_CLOCK_OFFSET_MS}
+                        THEN CAST(trunc(l.state.clock_offset_ms) AS BIGINT) END
+                     AS clock_offset_ms,
+                   CASE WHEN l.type <> 'sample' THEN CAST(to_json({{'event': l.event,
+                     'evidence': l.evidence, 'reason': l.reason}}) AS VARCHAR) END AS extra
+            FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true,
+                           maximum_object_size={MAX_LINE}, filename=true) l
+            JOIN (SELECT unnest(?::VARCHAR[]) AS filename,
+                         CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid) f
+              USING (filename)
+            WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
+          WHERE t_us IS NOT NULL)
         SELECT * EXCLUDE (prev_us, next_us),
                coalesce(kind = 1 AND (prev_us IS NULL OR prev_us // {BUCKET_US}
                                       <> true_us // {BUCKET_US}), false) AS hour_first,
@@ -384,12 +384,48 @@ def _parse(con: Any, files: Sequence[str]) -> None:
         FROM (
           SELECT p.*, coalesce(p.kind = 1 AND p.true_us = o.t, false) AS last_offset,
                  lag(p.true_us) OVER s AS prev_us, lead(p.true_us) OVER s AS next_us
-          FROM {PARSED} p
+          FROM parsed p
           LEFT JOIN (
-            SELECT fid, max(true_us) AS t FROM {PARSED}
+            SELECT fid, max(true_us) AS t FROM parsed
             WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
-          WINDOW s AS (PARTITION BY p.fid, p.kind ORDER BY p.true_us))"""
+          WINDOW s AS (PARTITION BY p.fid, p.kind ORDER BY p.true_us))""",
+        [list(files), COLUMNS, list(files), list(files)],
     ).fetchall()
+
+
+# Files parsed together, at most this many bytes of JSON at a time: a chunk's table fits in
+# DuckDB's memory limit (report_set.MEMORY_LIMIT), where all 7 GB of the bench's 10^7 lines at
+# once spilled to disk (cold run 36 s; in chunks 16 s).
+CHUNK_BYTES = 256 << 20
+_EMPTY = (
+    "SELECT NULL::VARCHAR AS watch_id, NULL::UTINYINT AS kind, NULL::BIGINT AS true_us, "
+    "NULL::BOOLEAN AS registered, NULL::BOOLEAN AS inbound_reachable, "
+    "NULL::BOOLEAN AS quality_ok, NULL::BOOLEAN AS devices_present, "
+    "NULL::BOOLEAN AS softphone_running, NULL::VARCHAR AS public_address, "
+    "NULL::BIGINT AS clock_offset_ms, NULL::VARCHAR AS extra, "
+    "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS hour_first, "
+    "NULL::BOOLEAN AS hour_last, NULL::BOOLEAN AS gap_before, "
+    "NULL::BOOLEAN AS gap_after WHERE false"
+)
+
+
+def chunks(files: Sequence[str], limit: int | None = None) -> list[list[str]]:
+    """`files` in order, cut into runs of at most `limit` (CHUNK_BYTES) bytes; a bigger file
+    alone."""
+    limit = CHUNK_BYTES if limit is None else limit
+    out: list[list[str]] = []
+    size = 0
+    for path in files:
+        try:
+            nbytes = os.stat(path).st_size
+        except OSError:
+            nbytes = 0
+        if not out or size + nbytes > limit:
+            out.append([])
+            size = 0
+        out[-1].append(path)
+        size += nbytes
+    return out
 
 
 def _lines(
@@ -400,27 +436,8 @@ def _lines(
     near: str | None,
 ) -> None:
     """Table LINES: the `files` parsed (and their cache entries written) and the `cached` rows
-    (SELECTs with their parameters), joined to the watches (a watch's number replaces its id)."""
-    parts = []
-    params: list[Any] = []
-    if files:
-        _parse(con, files)
-        cache.store(con, PARSED, files)
-        parts.append(f"SELECT * EXCLUDE (fid) FROM {PARSED}")
-    for sql, values in cached:
-        parts.append(sql)
-        params += values
-    if not parts:
-        parts.append(
-            "SELECT NULL::VARCHAR AS watch_id, NULL::UTINYINT AS kind, NULL::BIGINT AS true_us, "
-            "NULL::BOOLEAN AS registered, NULL::BOOLEAN AS inbound_reachable, "
-            "NULL::BOOLEAN AS quality_ok, NULL::BOOLEAN AS devices_present, "
-            "NULL::BOOLEAN AS softphone_running, NULL::VARCHAR AS public_address, "
-            "NULL::BIGINT AS clock_offset_ms, NULL::VARCHAR AS extra, "
-            "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS hour_first, "
-            "NULL::BOOLEAN AS hour_last, NULL::BOOLEAN AS gap_before, "
-            "NULL::BOOLEAN AS gap_after WHERE false"
-        )
+    (SELECTs with their parameters), joined to the watches (a watch's number replaces its id),
+    in that order."""
     pruned = ""
     if near is not None:
         pruned = f"""LEFT JOIN (SELECT w.w, n.* EXCLUDE (watch_id) FROM {near} n
@@ -429,18 +446,34 @@ def _lines(
         WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset
               OR l.gap_before OR l.gap_after OR n.here
               OR (n.before_row AND l.hour_last) OR (n.after_row AND l.hour_first)"""
-    # In a compressed in-memory database of its own, so that 10^7 lines stay within DuckDB's
-    # memory limit instead of spilling (a watch's number repeats, booleans and times pack well).
-    con.execute(
-        f"""CREATE OR REPLACE TABLE {LINES} AS
-        SELECT w.w, l.kind, l.true_us, l.registered, l.inbound_reachable, l.quality_ok,
-               l.devices_present, l.softphone_running, l.public_address, l.clock_offset_ms,
-               l.extra
-        FROM ({" UNION ALL BY NAME ".join(parts)}) l JOIN watch_list w USING (watch_id)
-        {pruned}""",
-        params,
-    ).fetchall()
-    con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
+
+    def add(source: str, params: list[Any], create: bool) -> None:
+        # In a compressed in-memory database of its own, so that 10^7 lines stay within DuckDB's
+        # memory limit instead of spilling (a watch's number repeats, booleans and times pack
+        # well).
+        head = f"CREATE OR REPLACE TABLE {LINES} AS" if create else f"INSERT INTO {LINES}"
+        con.execute(
+            f"""{head}
+            SELECT w.w, l.kind, l.true_us, l.registered, l.inbound_reachable, l.quality_ok,
+                   l.devices_present, l.softphone_running, l.public_address, l.clock_offset_ms,
+                   l.extra
+            FROM ({source}) l JOIN watch_list w USING (watch_id)
+            {pruned}""",
+            params,
+        ).fetchall()
+
+    add(_EMPTY, [], create=True)
+    for chunk in chunks(files):
+        _parse(con, chunk)
+        cache.store(con, PARSED, chunk)
+        add(f"SELECT * EXCLUDE (fid) FROM {PARSED}", [], create=False)
+        con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
+    if cached:
+        add(
+            " UNION ALL BY NAME ".join(sql for sql, _ in cached),
+            [v for _, values in cached for v in values],
+            create=False,
+        )
 
 
 def split(paths: Sequence[Path]) -> tuple[tuple[list[str], list[dict[str, str]]], TimelineFiles]:
