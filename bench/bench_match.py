@@ -150,11 +150,17 @@ _EVENT = (
 )
 
 
-def make_timelines(directory: Path, count: int, samples: int, start: float) -> None:
-    """`count` timelines of `samples` samples each over a week, as `sipdiag watch` writes them
-    (one file each; the lines built from templates: json.dumps per line would take minutes)."""
+WEEK = 7 * 86400
+
+
+def make_timelines(
+    directory: Path, count: int, samples: int, start: float, step: float | None = None
+) -> None:
+    """`count` timelines of `samples` samples each, `step` s apart (default: over a week), as
+    `sipdiag watch` writes them (one file each; the lines built from templates: json.dumps per
+    line would take minutes)."""
     directory.mkdir(parents=True, exist_ok=True)
-    step = 7 * 86400 / samples
+    step = step or 7 * 86400 / samples
     stamps = [
         time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(start + i * step))
         for i in range(samples + 1)
@@ -188,13 +194,15 @@ def make_timelines(directory: Path, count: int, samples: int, start: float) -> N
         (directory / f"watch-{w:05d}.jsonl").write_text("".join(lines))
 
 
-def make_log(path: Path, rows: int, agents: int, start: float, failure_share: float) -> None:
+def make_log(
+    path: Path, rows: int, agents: int, start: float, failure_share: float, span: float = WEEK
+) -> None:
     import duckdb
 
     failures = "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in FAILURES) + "]"
     duckdb.sql(
         f"""COPY (
-          SELECT strftime(to_timestamp({start} + random() * 7 * 86400), '%d/%m/%Y %H:%M:%S')
+          SELECT strftime(to_timestamp({start} + random() * {span}), '%d/%m/%Y %H:%M:%S')
                    AS "Date/Time",
                  'A-' || lpad(CAST(CAST(floor(random() * {agents}) AS INT) AS VARCHAR), 5, '0')
                    AS "Agent",
@@ -267,18 +275,27 @@ def main() -> None:
     p.add_argument("--inbound", action="store_true", help="reports with sip.inbound, net.idle")
     p.add_argument("--timelines", action="store_true", help="timelines instead of reports")
     p.add_argument("--samples", type=int, default=1000, help="samples per timeline")
+    p.add_argument(
+        "--interval", type=float, default=None,
+        help="seconds between a timeline's samples (default: a week / --samples); the log's rows "
+        "then fall within the timelines' span",
+    )  # fmt: skip
     args = p.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="bench-match-"))
     base.mkdir(parents=True, exist_ok=True)
-    log = base / f"log-{args.rows}-{args.failure_share}.csv"
+    # With --interval the timelines span samples x interval and the log's rows fall within it
+    # (every row's hour has samples to keep); by default both span the week.
+    span = args.samples * args.interval if args.timelines and args.interval else WEEK
+    spanned = f"-{span:g}s" if span != WEEK else ""
+    log = base / f"log-{args.rows}-{args.failure_share}{spanned}.csv"
     reports = base / f"reports-{args.reports}{'-inbound' if args.inbound else ''}"
     start = time.time() - 7 * 86400
     if not log.exists():
-        make_log(log, args.rows, args.reports, start, args.failure_share)
+        make_log(log, args.rows, args.reports, start, args.failure_share, span)
     if args.timelines:
-        reports = base / f"timelines-{args.reports}x{args.samples}"
+        reports = base / f"timelines-{args.reports}x{args.samples}{spanned}"
         if not reports.exists():
-            make_timelines(reports, args.reports, args.samples, start)
+            make_timelines(reports, args.reports, args.samples, start, span / args.samples)
     elif not reports.exists():
         make_reports(reports, args.reports, start, args.inbound)
     argv = [sys.executable, "-m", "diag", "match", "--log", str(log), str(reports)]

@@ -5,8 +5,10 @@ timelines (TimelineWriter), real DuckDB, `sipdiag match` and `fleet` in-process.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -353,3 +355,71 @@ def test_chunks_keep_the_files_order_and_put_a_file_bigger_than_the_limit_alone(
     got = timeline_set.chunks(files, limit=100)
     assert [[Path(p).name for p in c] for c in got] == [["a", "b"], ["c"], ["d", "e", "gone"]]
     assert timeline_set.chunks([], limit=100) == []
+
+
+def test_samples_kept_by_the_watchs_time_buckets_pair_as_all_samples_would(
+    tmp_path: Path, cache_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """match keeps of each watch only the samples an ASOF join from a row can reach, by buckets
+    of four sampling intervals (4 min at 60 s, 40 min at 600 s): with irregular spacing, samples
+    further apart than a bucket, a sleep, a clock offset and rows on and between samples, every
+    row gets the samples it gets when every sample is kept (one bucket for all time)."""
+    rnd = random.Random(18)
+    start = at(8, 0)
+    log = tmp_path / "log.csv"
+    rows = []
+    for agent, interval, skew in (("A-60", 60, 2_500), ("A-600", 600, -1_200)):
+        w = Watch(
+            tmp_path / "tl" / f"{agent}.jsonl", f"w-{agent}", agent,
+            start=start, interval_s=interval, skew_ms=skew,
+        )  # fmt: skip
+        t = start
+        stamps = []
+        for i in range(120):
+            gap = interval * rnd.choice([1, 1, 1, 1.5, 2.5, 5, 6, 7])
+            if i == 60:
+                gap = 40 * 60  # asleep
+            t += dt.timedelta(seconds=gap)
+            stamps.append(t)
+            w.sample(t, registered=rnd.random() > 0.3, devices_present=rnd.random() > 0.2)
+        w.close()
+        for _ in range(80):
+            near = rnd.choice(stamps)
+            when = near + dt.timedelta(seconds=rnd.choice([0, 1, -1, rnd.uniform(-900, 900)]))
+            rows.append((when, agent))
+        rows.append((stamps[0] - dt.timedelta(seconds=interval), agent))  # before the first
+        rows.append((stamps[-1] + dt.timedelta(seconds=interval), agent))  # after the last
+    # Buckets of 4 min from 10:00: a sample beyond an empty bucket, less than two buckets on.
+    w = Watch(tmp_path / "tl" / "A-61.jsonl", "w-A-61", "A-61", start=start, interval_s=60)
+    times = ((0, 30), (3, 30), (8, 10), (11, 50), (16, 20), (20, 0), (23, 0), (24, 30))
+    for i, (m, sec) in enumerate(times):
+        w.sample(at(10, m, sec), registered=i % 2 == 0)
+    w.close()
+    rows += [(at(10, 3, 50), "A-61"), (at(10, 16, 10), "A-61"), (at(10, 24, 10), "A-61")]
+    lines = [
+        f"{w.strftime('%d/%m/%Y %H:%M:%S')};{a};{FORBIDDEN};c{i}" for i, (w, a) in enumerate(rows)
+    ]
+    log.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+
+    def pairs() -> dict[str, Any]:
+        result = match(log, tmp_path / "tl")
+        return {
+            r["call_id"]: (
+                r["timeline"] and (r["timeline"]["before"], r["timeline"]["after"]),
+                r["timeline"] and r["timeline"]["likely_cause"],
+            )
+            for r in result["rows"]
+        }
+
+    pruned = pairs()
+    assert pairs() == pruned  # and again from the cache
+    spans = [(p[0]["t"][11:19], p[1]["t"][11:19]) for p, _ in list(pruned.values())[-3:]]
+    assert spans == [
+        ("10:03:30", "10:08:10"), ("10:11:50", "10:16:20"), ("10:23:00", "10:24:30"),
+    ]  # fmt: skip
+    assert sum(1 for p, _ in pruned.values() if p) >= 140  # most rows have a sample near
+    for cached in cache_home.iterdir():
+        cached.unlink()
+    monkeypatch.setattr(timeline_set, "BUCKET_MIN_US", 10**15)  # one bucket: every sample kept
+    monkeypatch.setattr(timeline_set, "BUCKET_MAX_US", 10**15)
+    assert pairs() == pruned

@@ -154,8 +154,11 @@ def load(
     con.execute(
         "CREATE OR REPLACE TABLE watch_names AS SELECT unnest(?::VARCHAR[]) AS watch_id, "
         "unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri, "
-        "unnest(?::VARCHAR[][]) AS numbers",
-        [[getattr(w, f) for w in watches] for f in ("watch_id", "agent_id", "sip_uri", "numbers")],
+        "unnest(?::VARCHAR[][]) AS numbers, unnest(?::BIGINT[]) AS bucket_us",
+        [
+            [getattr(w, f) for w in watches]
+            for f in ("watch_id", "agent_id", "sip_uri", "numbers", "bucket_us")
+        ],
     ).fetchall()
     con.execute(
         f"""CREATE OR REPLACE TABLE watch_fkeys AS
@@ -172,15 +175,16 @@ def load(
             "SELECT watch_id, min(ts_us), max(ts_us) FROM watch_fkeys GROUP BY watch_id"
         ).fetchall()
     }
-    # The hours with rows and those next to them: timeline_set.load keeps only the samples an
-    # ASOF join from the rows can reach.
+    # The time buckets (the watch's) with rows and those next to them: timeline_set.load keeps
+    # only the samples an ASOF join from the rows can reach.
     con.execute(
-        f"""CREATE OR REPLACE TABLE watch_near AS
+        """CREATE OR REPLACE TABLE watch_near AS
         SELECT watch_id, bucket, bool_or(d = 0) AS here, bool_or(d = -1) AS before_row,
                bool_or(d = 1) AS after_row
-        FROM (SELECT watch_id, hour + d AS bucket, d
-              FROM (SELECT DISTINCT watch_id, ts_us // {timeline_set.BUCKET_US} AS hour
-                    FROM watch_fkeys), (VALUES (-1), (0), (1)) t(d))
+        FROM (SELECT watch_id, b + d AS bucket, d
+              FROM (SELECT DISTINCT f.watch_id, f.ts_us // n.bucket_us AS b
+                    FROM watch_fkeys f JOIN watch_names n USING (watch_id)),
+                   (VALUES (-1), (0), (1)) t(d))
         GROUP BY ALL"""
     ).fetchall()
     # A timeline's times are the agent's clock: an hour beyond the window covers its offset.

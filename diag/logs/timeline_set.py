@@ -1,12 +1,12 @@
 """Timelines of `sipdiag watch` (diag/timeline.py) among the paths given to `match` and `fleet`,
-loaded into DuckDB tables in one bulk read.
+loaded into DuckDB tables in bulk reads.
 
 A timeline file is a `*.jsonl` (or a rotated `*.jsonl.N`) whose first line is a version 1
 timeline line; an explicitly named file is one whatever its name, and brings its rotated siblings.
 Each file's first line is read here (the start line names the agent); DuckDB reads the rest with
-an explicit schema, every file at once, except the files whose Parquet copy is in the cache
-(timeline_cache), which are read from it: a line that is not valid JSON (a kill mid-write, garbage)
-is dropped, as `read_lines` drops it.
+an explicit schema, up to CHUNK_BYTES of files at a time, except the files whose Parquet copy is
+in the cache (timeline_cache), which are read from it: a line that is not valid JSON (a kill
+mid-write, garbage) is dropped, as `read_lines` drops it.
 
 Tables:
 - `watches(w, watch_id, agent_id, sip_uri, numbers, hostname, interval_s, offset_ms, path)`: one
@@ -48,6 +48,27 @@ class Watch:
     hostname: str
     interval_s: float | None
     path: str  # the file holding its start line
+
+    @property
+    def bucket_us(self) -> int:
+        return bucket_us(self.interval_s)
+
+
+# match keeps of a watch's samples those an ASOF join from a row can reach, by time buckets of
+# this many sampling intervals (at least a minute, at most an hour): a bucket holds a few samples,
+# so a row keeps ~6 (an hour at the default 60 s interval held 60, and a day of rows kept
+# nearly all).
+BUCKET_INTERVALS = 4
+BUCKET_MIN_US = 60_000_000
+BUCKET_MAX_US = 3_600_000_000
+
+
+def bucket_us(interval_s: float | None) -> int:
+    """The width of a watch's time buckets, µs (an hour when its interval is unknown)."""
+    if interval_s is None:
+        return BUCKET_MAX_US
+    wanted = int(interval_s * BUCKET_INTERVALS * 1_000_000)
+    return min(BUCKET_MAX_US, max(BUCKET_MIN_US, wanted))
 
 
 @dataclass
@@ -251,12 +272,13 @@ def load(
 ) -> int:
     """Create the tables above from `found` (only the watches in `keep` and the `files`, when
     given); how many watches were loaded. `near`, for match: a table `(watch_id, bucket, here,
-    before_row, after_row)` of hours (`true_us // BUCKET_US`): those with rows to pair (`here`)
-    and the hours just before and after them. Of the samples that carry their own clock offset
-    only those an ASOF join from the rows can reach are kept: all of a row's hour, the last of the
-    hour before and the first of the hour after, and any with more than an hour (or a file's
-    start or end) on one side. (The sample before a row is in the row's hour, or the last of the
-    hour before, or else more than an hour lies between it and the next; likewise after.)"""
+    before_row, after_row)` of time buckets (`true_us // Watch.bucket_us`): those with rows to
+    pair (`here`) and the buckets just before and after them. Of the samples that carry their own
+    clock offset only those an ASOF join from the rows can reach are kept: all of a row's bucket,
+    the last of the bucket before and the first of the bucket after, and any with more than a
+    bucket (or a file's start or end) on one side. (The sample before a row is in the row's
+    bucket, or the last of the bucket before, or else more than a bucket lies between it and the
+    next; likewise after.)"""
     watches = [w for w in found.watches.values() if keep is None or w.watch_id in keep]
     kept = {w.watch_id for w in watches}
     files = [p for p in (found.files if files is None else files) if found.first_lines[p] in kept]
@@ -266,7 +288,8 @@ def load(
              unnest(?::VARCHAR[]) AS watch_id,
              unnest(?::VARCHAR[]) AS agent_id, unnest(?::VARCHAR[]) AS sip_uri,
              unnest(?::VARCHAR[][]) AS numbers, unnest(?::VARCHAR[]) AS hostname,
-             unnest(?::DOUBLE[]) AS interval_s, unnest(?::VARCHAR[]) AS path""",
+             unnest(?::DOUBLE[]) AS interval_s, unnest(?::VARCHAR[]) AS path,
+             unnest(?::BIGINT[]) AS bucket_us""",
         [
             [w.watch_id for w in watches],
             [w.watch_id for w in watches],
@@ -276,24 +299,26 @@ def load(
             [w.hostname for w in watches],
             [w.interval_s for w in watches],
             [w.path for w in watches],
+            [w.bucket_us for w in watches],
         ],
     ).fetchall()
     con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {LINES_DB} (COMPRESS)").fetchall()
+    buckets = {p: found.watches[found.first_lines[p]].bucket_us for p in files}
     cache = timeline_cache.Cache.open()
     try:
         hits, misses = cache.lookup(files)
         try:
-            _lines(con, cache, misses, cache.read_sql(con, hits.values()), near)
+            _lines(con, cache, misses, cache.read_sql(con, hits.values()), near, buckets)
         except Exception as e:  # a copy DuckDB cannot read: parse the files again
             if not hits or not _is_duckdb_error(e) or str(cache.root) not in str(e):
                 raise  # another error (memory, disk) is no reason to drop the cache
             cache.forget(hits.values())
-            _lines(con, cache, files, [], near)
+            _lines(con, cache, files, [], near, buckets)
     finally:
         cache.close()
     con.execute(
         f"""CREATE OR REPLACE TABLE watches AS
-        SELECT l.*, o.offset_ms FROM watch_list l LEFT JOIN (
+        SELECT l.* EXCLUDE (bucket_us), o.offset_ms FROM watch_list l LEFT JOIN (
           SELECT w, arg_max(clock_offset_ms, true_us) AS offset_ms FROM {LINES}
           WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY w) o USING (w)"""
     ).fetchall()
@@ -327,7 +352,6 @@ def load(
 
 
 PARSED = f"{LINES_DB}.timeline_parsed"
-BUCKET_US = 3_600_000_000  # an hour: the cache's hour_first/hour_last/gap_before/gap_after
 
 
 def _is_duckdb_error(e: Exception) -> bool:
@@ -336,21 +360,23 @@ def _is_duckdb_error(e: Exception) -> bool:
     return isinstance(e, duckdb.Error)
 
 
-def _parse(con: Any, files: Sequence[str]) -> None:
+def _parse(con: Any, files: Sequence[str], buckets: Sequence[int]) -> None:
     """Table PARSED: the lines of `files` parsed from JSON, `fid` the file's index, what the
-    cache keeps of each (the watch as its ID: the numbering is the run's own)."""
+    cache keeps of each (the watch as its ID: the numbering is the run's own); `buckets`: each
+    file's watch's bucket width (µs)."""
     # Narrow rows: the time once (true time, the line's own offset taken off), an event's or
     # end's fields in one JSON text column (NULL for samples). Then where each sample stands
     # among its file's samples (in true-time order), so that match can keep only those an ASOF
-    # join from its rows can reach: the first and last of its hour (BUCKET_US), and whether more
-    # than an hour (or the file's start or end) lies before or after it; `last_offset` marks the
+    # join from its rows can reach: the first and last of its time bucket (`bucket_us`, the
+    # watch's), and whether more than a bucket (or the file's start or end) lies before or after
+    # it; `last_offset` marks the
     # file's newest sample with a clock offset, whence the watch's offset when samples are
     # pruned. One statement: the parsed rows are not stored twice.
     con.execute(
         f"""CREATE OR REPLACE TABLE {PARSED} AS
         WITH parsed AS (
           SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
-            SELECT f.fid, l.watch_id,
+            SELECT f.fid, f.bucket_us, l.watch_id,
                    CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
                      AS kind,
                    epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
@@ -368,18 +394,19 @@ def _parse(con: Any, files: Sequence[str]) -> None:
             FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true,
                            maximum_object_size={MAX_LINE}, filename=true) l
             JOIN (SELECT unnest(?::VARCHAR[]) AS filename,
-                         CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid) f
+                         CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid,
+                         unnest(?::BIGINT[]) AS bucket_us) f
               USING (filename)
             WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
           WHERE t_us IS NOT NULL)
         SELECT * EXCLUDE (prev_us, next_us),
-               coalesce(kind = 1 AND (prev_us IS NULL OR prev_us // {BUCKET_US}
-                                      <> true_us // {BUCKET_US}), false) AS hour_first,
-               coalesce(kind = 1 AND (next_us IS NULL OR next_us // {BUCKET_US}
-                                      <> true_us // {BUCKET_US}), false) AS hour_last,
-               coalesce(kind = 1 AND (prev_us IS NULL OR true_us - prev_us > {BUCKET_US}), false)
+               coalesce(kind = 1 AND (prev_us IS NULL OR prev_us // bucket_us
+                                      <> true_us // bucket_us), false) AS bucket_first,
+               coalesce(kind = 1 AND (next_us IS NULL OR next_us // bucket_us
+                                      <> true_us // bucket_us), false) AS bucket_last,
+               coalesce(kind = 1 AND (prev_us IS NULL OR true_us - prev_us > bucket_us), false)
                  AS gap_before,
-               coalesce(kind = 1 AND (next_us IS NULL OR next_us - true_us > {BUCKET_US}), false)
+               coalesce(kind = 1 AND (next_us IS NULL OR next_us - true_us > bucket_us), false)
                  AS gap_after
         FROM (
           SELECT p.*, coalesce(p.kind = 1 AND p.true_us = o.t, false) AS last_offset,
@@ -389,7 +416,7 @@ def _parse(con: Any, files: Sequence[str]) -> None:
             SELECT fid, max(true_us) AS t FROM parsed
             WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
           WINDOW s AS (PARTITION BY p.fid, p.kind ORDER BY p.true_us))""",
-        [list(files), COLUMNS, list(files), list(files)],
+        [list(files), COLUMNS, list(files), list(files), list(buckets)],
     ).fetchall()
 
 
@@ -403,8 +430,8 @@ _EMPTY = (
     "NULL::BOOLEAN AS quality_ok, NULL::BOOLEAN AS devices_present, "
     "NULL::BOOLEAN AS softphone_running, NULL::VARCHAR AS public_address, "
     "NULL::BIGINT AS clock_offset_ms, NULL::VARCHAR AS extra, "
-    "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS hour_first, "
-    "NULL::BOOLEAN AS hour_last, NULL::BOOLEAN AS gap_before, "
+    "NULL::BOOLEAN AS last_offset, NULL::BOOLEAN AS bucket_first, "
+    "NULL::BOOLEAN AS bucket_last, NULL::BIGINT AS bucket_us, NULL::BOOLEAN AS gap_before, "
     "NULL::BOOLEAN AS gap_after WHERE false"
 )
 
@@ -434,18 +461,21 @@ def _lines(
     files: Sequence[str],
     cached: list[tuple[str, list[Any]]],
     near: str | None,
+    buckets: dict[str, int],
 ) -> None:
     """Table LINES: the `files` parsed (and their cache entries written) and the `cached` rows
     (SELECTs with their parameters), joined to the watches (a watch's number replaces its id),
-    in that order."""
+    in that order; `buckets`: each file's watch's bucket width."""
     pruned = ""
     if near is not None:
         pruned = f"""LEFT JOIN (SELECT w.w, n.* EXCLUDE (watch_id) FROM {near} n
                    JOIN watch_list w USING (watch_id)) n
-          ON n.w = w.w AND n.bucket = l.true_us // {BUCKET_US}
+          ON n.w = w.w AND n.bucket = l.true_us // l.bucket_us
         WHERE l.kind <> 1 OR l.clock_offset_ms IS NULL OR l.last_offset
               OR l.gap_before OR l.gap_after OR n.here
-              OR (n.before_row AND l.hour_last) OR (n.after_row AND l.hour_first)"""
+              OR (n.before_row AND l.bucket_last) OR (n.after_row AND l.bucket_first)
+              -- a copy placed by other buckets than the watch's now: every sample kept
+              OR l.bucket_us IS DISTINCT FROM w.bucket_us"""
 
     def add(source: str, params: list[Any], create: bool) -> None:
         # In a compressed in-memory database of its own, so that 10^7 lines stay within DuckDB's
@@ -464,7 +494,7 @@ def _lines(
 
     add(_EMPTY, [], create=True)
     for chunk in chunks(files):
-        _parse(con, chunk)
+        _parse(con, chunk, [buckets[p] for p in chunk])
         cache.store(con, PARSED, chunk)
         add(f"SELECT * EXCLUDE (fid) FROM {PARSED}", [], create=False)
         con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
