@@ -34,6 +34,9 @@ STATE_KEYS = (
 WORST_KEYS = ("registered", "inbound_reachable", "quality_ok", "devices_present")
 GAP_INTERVALS = 3
 DEFAULT_INTERVAL_S = 60.0  # when no start line says (a file whose first lines were rotated away)
+# The latest time a timeline can say (it writes milliseconds): a sample held past it (a clock set
+# to year 9999, a huge interval) is cut there, and offsets added back to `from` stay in range.
+LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=dt.timezone.utc)
 NO_END = "no end line: the watch was killed or is still running"
 # The chart's lanes, top to bottom: lane -> the sample state it shows (network: its default route).
 LANES = {
@@ -104,6 +107,13 @@ def _word(value: bool | None) -> str:
     return "unknown" if value is None else ("true" if value else "false")
 
 
+def _later(t: dt.datetime, seconds: float) -> dt.datetime:
+    """`t` plus `seconds`, never past LATEST (nor before `t`, for a `t` already past it)."""
+    if seconds >= (LATEST - t).total_seconds():
+        return max(t, LATEST)
+    return t + dt.timedelta(seconds=seconds)
+
+
 def _spans(
     samples: list[dict[str, Any]], interval: Mapping[str, float], ends: Mapping[str, dt.datetime]
 ) -> list[tuple[dt.datetime, dt.datetime, dict[str, Any] | None]]:
@@ -111,12 +121,13 @@ def _spans(
     out: list[tuple[dt.datetime, dt.datetime, dict[str, Any] | None]] = []
     for i, s in enumerate(samples):
         start, watch = s["_t"], s["watch_id"]
-        one = start + dt.timedelta(seconds=interval.get(watch, DEFAULT_INTERVAL_S))
+        seconds = interval.get(watch, DEFAULT_INTERVAL_S)
+        one = _later(start, seconds)
         nxt = samples[i + 1] if i + 1 < len(samples) else None
         if (
             nxt is not None
             and nxt["watch_id"] == watch
-            and nxt["_t"] <= start + GAP_INTERVALS * (one - start)
+            and nxt["_t"] <= _later(start, GAP_INTERVALS * seconds)
         ):
             out.append((start, nxt["_t"], s))
             continue

@@ -364,3 +364,28 @@ def test_chromium_screenshots_the_timeline_at_1280_and_760_px_and_prints_it(
         shot = tmp_path / f"shot-{width}.png"
         assert _png_size(shot) == (width, 900) and shot.stat().st_size > 10_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+
+
+def test_a_sample_near_the_last_representable_time_holds_until_it_and_reports(
+    tmp_path: Path,
+) -> None:
+    """A clock set to year 9999 (or a huge interval) must not overflow the report's arithmetic:
+    the last sample holds until the latest time a timeline can say."""
+    path = tmp_path / "future.jsonl"
+    w = TimelineWriter(path, "w-1", now=lambda: T0)
+    w.write("start", {"interval_s": 60, "host": {}, "sipdiag": "0.1.0", "mono": 0.0}, T0)
+    fields = {"mono": 0.0, "state": GOOD, "checks": CHECKS_OK}
+    w.write("sample", fields, T0)
+    w.write("sample", fields, dt.datetime(9999, 12, 31, 23, 59, 59, 900_000, dt.timezone.utc))
+    w.close()
+    s = summarise(read_lines(path))
+    assert s["span"]["to"] == "9999-12-31T23:59:59.999Z"
+    registered = s["states"]["registered"]
+    assert (registered["true_s"], registered["false_s"]) == (60.099, 0.0)
+    for fmt in ("text", "md", "json", "html"):
+        r = cli("report", str(path), "--format", fmt)
+        assert r.code == 0, (fmt, r.err)
+    # A start line's interval of 1e300 s: the one sample holds until then too.
+    lines = [{**x, "interval_s": 1e300} if x["type"] == "start" else x for x in read_lines(path)]
+    huge = summarise(lines[:2])
+    assert (huge["samples"], huge["span"]["to"]) == (1, "9999-12-31T23:59:59.999Z")
