@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from diag.report import rfc3339
 
@@ -76,6 +77,11 @@ class TimelineWriter:
     def write(self, kind: str, fields: dict[str, Any], when: dt.datetime | None = None) -> None:
         stamp = rfc3339(when or self.now())
         data = self._line(kind, fields, stamp)
+        if kind == "start" and self._start is None and self.keep and os.fstat(self._fd).st_size:
+            # A new watch on a file an earlier one wrote (the same --out again): the earlier
+            # watch's lines move to .1, so that each file is one watch's, whose first line
+            # names it (match and fleet learn a file's watch from its first line).
+            self._rotate()
         if os.fstat(self._fd).st_size and os.fstat(self._fd).st_size + len(data) > self.max_bytes:
             self._rotate()
             if self._start is not None and kind != "start":
@@ -135,9 +141,11 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
         key=lambda p: -int(p.suffix[1:]),
     )
     for part in [*rotated, path]:
+        if part in rotated and not _regular(part):
+            continue  # a FIFO named like a rotated file would block the read
         with part.open("rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n") or len(raw) > MAX_LINE:
+            for raw in bounded_lines(f):
+                if raw is None or not raw.endswith(b"\n") or len(raw) > MAX_LINE:
                     continue  # the line being written when the process died, or absurd
                 try:
                     line = json.loads(raw)
@@ -145,3 +153,22 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
                     continue
                 if isinstance(line, dict) and line.get("v") == VERSION:
                     yield line
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, RuntimeError):  # gone, unreadable, a symlink loop
+        return False
+
+
+def bounded_lines(f: BinaryIO, limit: int = MAX_LINE) -> Iterator[bytes | None]:
+    """The lines of `f` as read (with their newline), None for a line longer than `limit`,
+    which is skipped without being held in memory (a corrupt file may hold a line of 400 MB)."""
+    while raw := f.readline(limit + 1):
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        yield raw

@@ -6,6 +6,7 @@ per event). Real timelines (TimelineWriter) read by real DuckDB."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,47 @@ def test_timelines_and_garbage_side_by_side_are_read_and_skipped(tmp_path: Path)
     ]
     assert [x["path"] for x in s["skipped"]] == [str(tmp_path / "stray.json")]
     assert {a["agent"]: a["samples"] for a in s["watch_agents"]}["A-20"] == 10
+
+
+def test_a_fifo_among_the_timelines_is_skipped_never_opened_for_a_blocking_read(
+    tmp_path: Path,
+) -> None:
+    """A FIFO named like a timeline (or a rotated one) would block a read for ever: fleet and
+    match list it as not a regular file and go on."""
+    headset_watch(tmp_path).close()
+    os.mkfifo(tmp_path / "x.jsonl")
+    os.mkfifo(tmp_path / "A-17.jsonl.1")
+    s = fleet(str(tmp_path), "--format", "json").json
+    assert s["timelines_read"] == 1
+    assert s["skipped_timelines"] == [
+        {"path": str(tmp_path / name), "reason": "not a regular file"}
+        for name in ("A-17.jsonl.1", "x.jsonl")
+    ]
+    assert {a["agent"]: a["samples"] for a in s["watch_agents"]} == {"A-17": 9}
+    named = fleet(str(tmp_path / "A-17.jsonl"), "--format", "json").json  # brings its siblings
+    assert named["timelines_read"] == 1
+
+
+def test_a_line_longer_than_duckdbs_buffer_is_dropped_not_the_run(tmp_path: Path) -> None:
+    """A 40 MB line (garbage in a file over 16 MiB) made DuckDB's reader fail the whole run even
+    with ignore_errors: it is dropped, as read_lines drops it, the rest read."""
+    headset_watch(tmp_path / "tl").close()
+    path = tmp_path / "tl" / "A-17.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    with path.open("wb") as f:
+        f.writelines(lines[:3])
+        f.write(b"A" * 40_000_000 + b"\n")
+        f.writelines(lines[3:])
+    s = fleet(str(tmp_path / "tl"), "--format", "json").json
+    assert {a["agent"]: a["samples"] for a in s["watch_agents"]} == {"A-17": 9}
+    report = cli("report", str(path), "--format", "json")
+    assert report.code == 0, report.err
+    log = tmp_path / "log.csv"
+    log.write_text(
+        "Date/Time;Agent;Status;Call ID\n"
+        "02/12/2026 11:02:10;A-17;Failure (Rejected – SIP 403 Forbidden);c1\n",
+        encoding="utf-8",
+    )
+    r = cli("match", "--log", str(log), str(tmp_path / "tl"), "--format", "json")
+    assert r.code == 0, r.err
+    assert r.json["rows"][0]["timeline"]["likely_cause"] == "audio.no_input_device"

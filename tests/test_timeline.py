@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import jsonschema
 import pytest
 from clihelp import cli
 
-from diag.timeline import TimelineWriter, read_lines, schema
+from diag.timeline import MAX_LINE, TimelineWriter, read_lines, schema
 
 T0 = dt.datetime(2026, 12, 2, 11, 0, tzinfo=dt.timezone.utc)
 START = {"interval_s": 60, "host": {"hostname": "pc17"}, "sipdiag": "0.1.0", "mono": 0.0}
@@ -158,3 +159,36 @@ def test_appending_after_a_cut_short_line_keeps_the_new_watchs_lines(tmp_path: P
     w.close()
     lines = list(read_lines(path))
     assert [(x["watch_id"], x["type"]) for x in lines] == [("w-new", "start"), ("w-new", "end")]
+
+
+def test_a_new_watch_on_an_earlier_watchs_file_moves_its_lines_to_dot_1(tmp_path: Path) -> None:
+    """The same --out again: each file stays one watch's, whose first line names it, so match
+    and fleet (which learn a file's watch from its first line) read both watches."""
+    path = tmp_path / "A.jsonl"
+    for watch_id in ("w1", "w2"):
+        w = TimelineWriter(path, watch_id)
+        w.write("start", {"mono": 0.0, "interval_s": 60, "host": {}, "sipdiag": "0"})
+        w.write("end", {"mono": 1.0, "reason": "duration"})
+        w.close()
+    first = [json.loads(x)["watch_id"] for x in (tmp_path / "A.jsonl.1").read_text().splitlines()]
+    second = [json.loads(x)["watch_id"] for x in path.read_text().splitlines()]
+    assert (first, second) == (["w1", "w1"], ["w2", "w2"])
+    assert [x["watch_id"] for x in read_lines(path)] == ["w1", "w1", "w2", "w2"]
+
+
+def test_a_huge_line_is_skipped_without_being_held_in_memory(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    w = TimelineWriter(path, "w")
+    w.write("start", {"mono": 0.0, "interval_s": 60, "host": {}, "sipdiag": "0"})
+    w.close()
+    with path.open("ab") as f:
+        f.write(b'{"v":1,"type":"sample","x":"' + b"A" * 50_000_000 + b'"}\n')
+        f.write(b'{"v":1,"type":"end","watch_id":"w","seq":2,"t":"2026-12-02T16:00:00Z"}\n')
+    tracemalloc.start()
+    try:
+        kinds = [x["type"] for x in read_lines(path)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kinds == ["start", "end"]
+    assert peak < 8 * MAX_LINE  # not the 50 MB line

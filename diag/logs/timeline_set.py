@@ -21,9 +21,12 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
+import stat
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from typing import Any
 
 from diag.errors import UsageError
 from diag.logs import report_set, timeline_cache
-from diag.timeline import MAX_LINE, VERSION
+from diag.timeline import MAX_LINE, VERSION, bounded_lines
 
 LINE_TYPES = ("start", "sample", "event", "end")
 _NAME = re.compile(r"\.jsonl(\.\d+)?$")
@@ -124,11 +127,11 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
         if name in seen:
             continue
         seen.add(name)
-        line = _first_line(name, loads)
+        line, why = _first_line(name, loads)
         if line is None:
             # A named report (*.json) is not a timeline: say nothing, the reports reader has it.
             if not explicit or _NAME.search(name):
-                found.skipped.append({"path": name, "reason": "not a sipdiag timeline"})
+                found.skipped.append({"path": name, "reason": why})
             continue
         found.files.append(name)
         found.first_lines[name] = line["watch_id"]
@@ -146,13 +149,22 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
 
 
 def _rotated(path: Path) -> list[Path]:
-    """`x.jsonl.1`, `x.jsonl.2`, … next to `x.jsonl`."""
+    """`x.jsonl.1`, `x.jsonl.2`, … next to `x.jsonl` (regular files: a FIFO would block)."""
     try:
         return sorted(
-            p for p in path.parent.glob(f"{glob_escape(path.name)}.*") if p.suffix[1:].isdigit()
+            p
+            for p in path.parent.glob(f"{glob_escape(path.name)}.*")
+            if p.suffix[1:].isdigit() and _regular(p)
         )
     except OSError:
         return []
+
+
+def _regular(path: Path | str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def glob_escape(name: str) -> str:
@@ -163,13 +175,20 @@ def _walk(top: str, out: list[tuple[str, bool]]) -> None:
     out.extend((e.path, False) for e in report_set.entries_below(top) if _NAME.search(e.name))
 
 
-def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
-    """The file's first line when it is a complete version 1 timeline line, else None."""
+NOT_TIMELINE = "not a sipdiag timeline"
+
+
+def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str]:
+    """The file's first line when it is a complete version 1 timeline line, else None and
+    why."""
     # os.open and os.read, not open(): no buffered file object for a read or two (10,000 files
     # are read in 0.04 s instead of 0.07 s).
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Non-blocking: a FIFO named on the command line must not hang the run.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, "not a regular file"
             head = _read(fd, _FIRST)
             end = head.find(b"\n")
             if end < 0 and len(head) == _FIRST:
@@ -181,13 +200,13 @@ def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
         finally:
             os.close(fd)
     except OSError:
-        return None
+        return None, "unreadable"
     if end < 0:
-        return None
+        return None, NOT_TIMELINE
     try:
         line = loads(head[:end])
     except ValueError:
-        return None
+        return None, NOT_TIMELINE
     if not (
         type(line) is dict
         and line.get("v") == VERSION
@@ -195,8 +214,8 @@ def _first_line(path: str, loads: Any) -> dict[str, Any] | None:
         and type(line.get("watch_id")) is str
         and line["watch_id"]
     ):
-        return None
-    return line
+        return None, NOT_TIMELINE
+    return line, ""
 
 
 def _read(fd: int, size: int) -> bytes:
@@ -436,6 +455,34 @@ _EMPTY = (
 )
 
 
+# DuckDB's JSON reader fails the whole read on a line longer than its buffer (twice its
+# maximum_object_size, at least 16 MiB), even with ignore_errors: files big enough to hold one
+# are copied without their lines longer than MAX_LINE (dropped, as read_lines drops them).
+LONG_LINE_SCAN = 16 << 20
+
+
+def _without_long_lines(path: str, tmp: str) -> str:
+    """`path`, or a copy in `tmp` without its lines longer than MAX_LINE if it has any."""
+    try:
+        if os.stat(path).st_size <= LONG_LINE_SCAN:
+            return path
+        copy = os.path.join(tmp, f"{len(os.listdir(tmp))}.jsonl")
+        dropped = False
+        with open(path, "rb") as f, open(copy, "wb") as out:
+            for raw in bounded_lines(f):
+                if raw is None or len(raw) > MAX_LINE:
+                    dropped = True
+                else:
+                    out.write(raw)
+    except OSError:
+        return path  # unreadable: DuckDB says so, as for any file
+    if not dropped:
+        with contextlib.suppress(OSError):
+            os.unlink(copy)
+        return path
+    return copy
+
+
 def chunks(files: Sequence[str], limit: int | None = None) -> list[list[str]]:
     """`files` in order, cut into runs of at most `limit` (CHUNK_BYTES) bytes; a bigger file
     alone."""
@@ -494,7 +541,10 @@ def _lines(
 
     add(_EMPTY, [], create=True)
     for chunk in chunks(files):
-        _parse(con, chunk, [buckets[p] for p in chunk])
+        with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
+            # The files as DuckDB reads them (a copy without absurd lines, rarely): same order.
+            read = [_without_long_lines(p, tmp) for p in chunk]
+            _parse(con, read, [buckets[p] for p in chunk])
         cache.store(con, PARSED, chunk)
         add(f"SELECT * EXCLUDE (fid) FROM {PARSED}", [], create=False)
         con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
