@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import os
 import signal
+import stat
 import threading
 import time
 import uuid
@@ -123,15 +124,43 @@ def plan_watch(
         if left <= 0:
             raise UsageError(f"--until {until} is in the past", "give a time still to come")
         end_mono, reason = time.monotonic() + left, "until"
-    path = Path(out).expanduser() if out else _default_path()
-    if path.is_dir():
-        raise UsageError(f"--out {out} is a directory", "give a file name such as shift.jsonl")
-    if not path.resolve().parent.is_dir() and out:
+    return Plan(every, end_mono, reason, _out_path(out) if out else _default_path())
+
+
+def _out_path(out: str) -> Path:
+    """--out, checked before anything starts: a new file or a regular one (appended to) in a
+    directory that exists. A FIFO would block the writer's open() for good, a device would
+    swallow the lines."""
+    again = "choose another --out path"
+    try:
+        path = Path(out).expanduser()
+    except RuntimeError:  # ~nosuchuser, or ~ with neither $HOME nor a passwd entry
         raise UsageError(
-            f"cannot write --out {out}: directory {path.resolve().parent} does not exist",
+            f"cannot expand ~ in --out {out}: its home directory is unknown",
+            "give the directory in full",
+        ) from None
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None  # a new file (or a dangling symlink, which the writer follows)
+    except OSError as exc:  # a symlink loop on the way, a file used as a directory, no access
+        raise UsageError(f"cannot write --out {out}: {exc.strerror or exc}", again) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise UsageError(f"--out {out} is a directory", "give a file name such as shift.jsonl")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UsageError(
+            f"--out {out} is not a regular file", "give a file name such as shift.jsonl"
+        )
+    try:
+        parent = path.resolve().parent
+    except (OSError, RuntimeError) as exc:  # Python 3.11 reports a symlink loop as RuntimeError
+        raise UsageError(f"cannot write --out {out}: {exc}", again) from None
+    if not parent.is_dir():
+        raise UsageError(
+            f"cannot write --out {out}: directory {parent} does not exist",
             "create the directory or choose another --out path",
         )
-    return Plan(every, end_mono, reason, path)
+    return path
 
 
 def _default_path() -> Path:

@@ -4,11 +4,12 @@ refuses to repeat every interval, and a short real watch of the host checks."""
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelp import cli
+from clihelp import cli, cli_process
 
 from diag.errors import UsageError
 from diag.timeline import read_lines
@@ -48,6 +49,33 @@ def test_a_profile_asking_for_a_call_or_idle_periods_is_refused(tmp_path: Path) 
 def test_out_naming_a_directory_is_refused(tmp_path: Path) -> None:
     r = cli("watch", "--out", str(tmp_path))
     assert r.code == 64 and "is a directory" in r.err
+
+
+@pytest.mark.parametrize(
+    ("out", "said"),
+    [
+        ("fifo", "is not a regular file"),  # opening it would wait for a reader forever
+        ("/dev/null", "is not a regular file"),  # the lines would be lost
+        ("loopA", "Too many levels of symbolic links"),
+        ("loopA/t.jsonl", "Too many levels of symbolic links"),
+        ("~no-such-user-sipdiag/t.jsonl", "cannot expand ~ in --out"),
+    ],
+)
+def test_out_that_cannot_hold_a_timeline_is_one_line_and_exit_64_before_anything_starts(
+    out: str, said: str, tmp_path: Path
+) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "loopA").symlink_to("loopB")
+    (tmp_path / "loopB").symlink_to("loopA")
+    given = out if out.startswith(("/", "~")) else str(tmp_path / out)
+    # A real process with a deadline: the FIFO used to block in open() for good.
+    r = cli_process("watch", "--only", "host.vpn", "--duration", "1", "--out", given, timeout=30)
+    assert r.code == 64, (r.out, r.err)
+    assert r.err.startswith("sipdiag: error: ") and said in r.err, r.err
+    assert r.err.count("\n") == 1 and "internal error" not in r.err, r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "loopA", "loopB"]
 
 
 def test_a_short_watch_of_the_host_ends_by_its_duration_with_a_valid_timeline(
@@ -116,15 +144,27 @@ def test_a_sleep_between_two_samples_is_a_sleep_resume_event(tmp_path: Path) -> 
     assert slept[0]["seq"] == samples[2]["seq"] - 1  # written just before the third sample
 
 
+# Runs the rest of its command line with files capped at 4 KiB: past that a write fails (EFBIG)
+# as on a full disk (Python ignores SIGXFSZ). /dev/full can no longer stand in: --out refuses it.
+SMALL_DISK = (
+    sys.executable,
+    "-c",
+    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+)
+
+
 def test_a_timeline_that_cannot_be_written_is_one_line_and_exit_70(tmp_path: Path) -> None:
-    # /dev/full: every write fails with ENOSPC, as on a full disk.
-    r = cli(
-        "watch", "--only", "host.vpn", "--interval", "0.3", "--duration", "1",
-        "--out", "/dev/full", environ={"XDG_DATA_HOME": str(tmp_path / "data")},
+    out = tmp_path / "t.jsonl"
+    r = cli_process(
+        "watch", "--only", "host.vpn", "--interval", "0.3", "--duration", "3", "--out", str(out),
+        env={"XDG_DATA_HOME": str(tmp_path / "data")}, prefix=SMALL_DISK,
     )  # fmt: skip
     assert r.code == 70, (r.out, r.err)
-    assert "cannot write the timeline /dev/full: No space left on device" in r.err
-    assert "Traceback" not in r.err
+    assert f"sipdiag: error: cannot write the timeline {out}: File too large" in r.err
+    assert r.err.count("sipdiag: error:") == 1 and "Traceback" not in r.err
+    kinds = [x["type"] for x in read_lines(out)]  # the lines written before it are whole
+    assert kinds[0] == "start" and "sample" in kinds and out.stat().st_size <= 4096
 
 
 def test_a_storm_of_network_notifications_does_not_become_a_storm_of_samples(
