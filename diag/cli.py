@@ -21,7 +21,8 @@ from diag.lifecycle import (
     interruptible,
     is_interrupt,
 )
-from diag.render.safe import neutralise
+from diag.render.safe import neutralise, neutralise_lines
+from diag.scrub import scrub_sip
 from diag.settings import SETTINGS, Setting
 
 # pretty_exceptions off: rich tracebacks print locals, and locals hold the password.
@@ -34,6 +35,13 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Diagnose why calls to a contact-centre softphone fail (SIP 403 and friends).",
 )
+
+
+# check and watch take --debug from the settings table; every other command takes this one, so
+# the boundary's "re-run with --debug" hint works whatever broke. run_cli reads it from argv.
+Debug = Annotated[
+    bool, typer.Option("--debug", help="Show the traceback if sipdiag itself breaks.")
+]
 
 
 def _env(ctx: typer.Context) -> Environment:
@@ -153,7 +161,7 @@ watch.__signature__ = _watch_signature()  # type: ignore[attr-defined]
 
 
 @app.command("checks")
-def list_checks(ctx: typer.Context) -> None:
+def list_checks(ctx: typer.Context, debug: Debug = False) -> None:
     """List the registered checks: id, title and what each needs."""
     from diag.render import render_checks_table
 
@@ -166,6 +174,7 @@ def schema(
     timeline: Annotated[
         bool, typer.Option("--timeline", help="The schema of one timeline line instead.")
     ] = False,
+    debug: Debug = False,
 ) -> None:
     """Print the JSON Schema of the report (contract v1), or of a timeline line."""
     import json
@@ -185,6 +194,7 @@ def explain(
     ctx: typer.Context,
     status: Annotated[list[str], typer.Argument(help="Platform statuses, e.g. 'SIP 403'.")],
     format: Annotated[str, typer.Option(metavar="text|json", help="Output format.")] = "text",
+    debug: Debug = False,
 ) -> None:
     """Explain what a platform call-offer status means and what to check next."""
     from diag.logs.explain import lookup, suggestions
@@ -247,6 +257,7 @@ def match(
     format: Annotated[
         str, typer.Option(metavar="text|json|csv|md", help="Output format.")
     ] = "text",
+    debug: Debug = False,
 ) -> None:
     """Match a platform's log export to agents' reports and timelines: each failure explained."""
     from diag.logs.log_export import parse_column_options
@@ -280,6 +291,7 @@ def fleet(
         str | None,
         typer.Option(metavar="DATE", help="Only reports started at/after DATE (or 7d: ago)."),
     ] = None,
+    debug: Debug = False,
 ) -> None:
     """Summarise many reports and timelines: verdicts, causes, uptime; Prometheus or ECS."""
     from diag.logs.fleet import parse_since, run_fleet
@@ -322,6 +334,7 @@ def report(
     tz: Annotated[
         str, typer.Option(metavar="TZ", help="With --log: time zone of naive log timestamps.")
     ] = "UTC",
+    debug: Debug = False,
 ) -> None:
     """Re-render a saved report, or summarise a watch timeline, for people (Markdown or HTML)."""
     from diag.saved_commands import run_report_command
@@ -345,6 +358,7 @@ def bundle(
         bool,
         typer.Option("--redact", help="Replace hostname, user name and IP addresses by tokens."),
     ] = False,
+    debug: Debug = False,
 ) -> None:
     """Zip a report (JSON + HTML), its scrubbed SIP trace and a manifest for a support ticket."""
     from diag.saved_commands import run_bundle_command
@@ -384,8 +398,8 @@ def run_cli(argv: Sequence[str], env: Environment | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - anything else is our bug, still one line
         if is_interrupt(exc):
             return _interrupted(env)
-        if debug:
-            env.stderr.write(traceback.format_exc())
+        if debug:  # no locals (they hold the password); a message from a hostile file is shown
+            env.stderr.write(scrub_sip(neutralise_lines(traceback.format_exc())))
         env.stderr.write(
             f"sipdiag: error: internal error: {type(exc).__name__}: {neutralise(str(exc))} "
             "(hint: re-run with --debug and report it as a sipdiag bug)\n"

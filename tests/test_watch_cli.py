@@ -253,3 +253,42 @@ def test_a_password_in_the_registrar_uri_is_refused(command: str, tmp_path: Path
     assert r.code == 64, r.err
     assert "--registrar holds a password" in r.err and "UriPass789" not in r.err + r.out
     assert not (tmp_path / "x.json").exists()
+
+
+# Enough arguments for each command to parse (its work never runs: the test breaks it first).
+PARSES = {"explain": ["SIP 403"], "match": ["r.json", "--log", "l.csv"], "fleet": ["r.json"]}
+
+
+def _commands() -> list[str]:
+    import typer
+
+    from diag.cli import app
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return sorted(group.commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_the_internal_error_hint_names_an_option_the_command_accepts(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Here rather than in test_cli.py, which another change owns.) The boundary's "re-run
+    with --debug" must work for every command: each breaks after parsing its arguments, once
+    as given and once re-run as the hint says."""
+    import re
+
+    import typer
+
+    def broken(self: object, ctx: object) -> None:
+        raise RuntimeError("sipdiag bug \x1b[2J")
+
+    monkeypatch.setattr(typer.core.TyperCommand, "invoke", broken)
+    first = cli(command, *PARSES.get(command, []))
+    assert first.code == 70, first.err
+    hint = re.search(r"re-run with (--[a-z-]+)", first.err)
+    assert hint is not None and "Traceback" not in first.err, first.err
+    again = cli(command, *PARSES.get(command, []), hint.group(1))
+    assert again.code == 70, again.err  # not 64 "No such option"
+    assert "Traceback" in again.err and "RuntimeError: sipdiag bug ␛[2J" in again.err, again.err
+    assert "\x1b" not in again.err  # a hostile file's text in a message is shown, not obeyed
