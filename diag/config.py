@@ -121,14 +121,21 @@ def _profile_value(s: Setting, value: Any, source: str) -> Any:
     return value
 
 
-def build_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
-    """Profile values overridden by every flag the user actually gave (None / empty = not given)."""
+def build_settings(
+    profile: Path | None, flags: Mapping[str, Any], refused: Mapping[str, str] | None = None
+) -> Settings:
+    """Profile values overridden by every flag the user actually gave (None / empty = not given).
+    `refused`: settings the command does not allow (name -> why), refused before validation,
+    so their checks (--idle against --timeout, say) cannot hide the real reason."""
     merged: dict[str, Any] = load_profile(profile) if profile is not None else {}
     for key, value in flags.items():
         if value is None or value == () or value == []:
             continue
         merged[key] = tuple(value) if isinstance(value, list) else value
     settings = Settings(**merged)
+    for name, why in (refused or {}).items():
+        if getattr(settings, name) not in (None, False, (), 0):
+            raise UsageError(why, "remove it from the profile or the command line")
     validate(settings)
     return settings
 

@@ -169,12 +169,7 @@ def _default_path() -> Path:
 
 
 def watch_settings(profile: Path | None, flags: Mapping[str, Any]) -> Settings:
-    settings = build_settings(profile, flags)
-    for name, why in REFUSED.items():
-        value = getattr(settings, name)
-        if value not in (None, False, (), 0):
-            raise UsageError(f"{why}", "remove it from the profile or the command line")
-    return settings
+    return build_settings(profile, flags, REFUSED)
 
 
 def light_checks(

@@ -38,12 +38,26 @@ def test_usage_errors_are_one_line_and_exit_64(
     assert not (tmp_path / "t.jsonl").exists()  # nothing started
 
 
-def test_a_profile_asking_for_a_call_or_idle_periods_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        # 30 s of idle is more than the default --timeout 10: that cross-check is moot here.
+        ("idle = [30]", "--idle waits minutes per run; run it with `sipdiag check`"),
+        ("idle = [30, 90]\ntimeout = 200", "--idle waits minutes per run"),
+        ("idle = [999999]", "--idle waits minutes per run"),  # out of range: moot here too
+        ("play_tone = true", "--play-tone plays a sound; run it with `sipdiag check`"),
+    ],
+)  # --inbound-call and --dial-test are no profile keys: the command line refuses them (above)
+def test_a_profile_asking_for_a_call_or_idle_periods_is_refused_for_that_reason_first(
+    line: str, said: str, tmp_path: Path
+) -> None:
     profile = tmp_path / "p.toml"
-    profile.write_text('registrar = "127.0.0.1"\nuser = "alice"\nidle = [30]\ntimeout = 60\n')
+    profile.write_text(f'registrar = "127.0.0.1"\nuser = "alice"\n{line}\n')
     r = cli("watch", "--profile", str(profile), "--out", str(tmp_path / "t.jsonl"))
     assert r.code == 64, r.err
-    assert "--idle" in r.err
+    assert r.err.startswith(f"sipdiag: error: {said}"), r.err  # the first error is the reason
+    assert "(hint: remove it from the profile or the command line)" in r.err, r.err
+    assert not (tmp_path / "t.jsonl").exists()
 
 
 def test_out_naming_a_directory_is_refused(tmp_path: Path) -> None:
