@@ -309,3 +309,43 @@ def test_match_reads_only_the_rotated_files_near_the_rows_of_the_export(tmp_path
     log = export(tmp_path / "log.csv", ("02/12/2026 11:05:00", "A-60", NO_ANSWER, "r"))
     r = row(match_json(log, "--window", "30m", str(tmp_path)), "r")
     assert r["timeline"]["likely_cause"] == "sip.not_registered"
+
+
+def test_a_file_holding_several_watches_is_read_for_each_of_them(tmp_path: Path) -> None:
+    """Timelines concatenated into one file (or appended to by an older watch): each watch's
+    start line in it names its agent, so every watch's rows are paired, fleet counts every
+    sample, and a second run (from the cache) says the same."""
+    parts = tmp_path / "parts"
+    w1 = Watch(parts / "a.jsonl", "w-morning", "A-17", start=at(9, 0))
+    for m in range(5):
+        w1.sample(at(9, m, 30), registered=m != 2)
+    w1.end(at(9, 5))
+    w1.close()
+    headset_watch(parts).close()  # A-17 again, 11:00-11:08:30: the Jabra out at 11:02:30
+    w3 = Watch(parts / "c.jsonl", "w-other", "B-9", start=at(12, 0), interval_s=600)
+    for m in (0, 10, 20):
+        w3.sample(at(12, m), devices_present=m != 10)
+    w3.close()
+    both = tmp_path / "tl" / "A-17-and-B-9.jsonl"
+    both.parent.mkdir()
+    both.write_bytes(
+        b"".join((parts / n).read_bytes() for n in ("a.jsonl", "A-17.jsonl", "c.jsonl"))
+    )
+    log = export(
+        tmp_path / "log.csv",
+        ("02/12/2026 09:02:40", "A-17", FORBIDDEN, "m1"),
+        ("02/12/2026 11:02:10", "A-17", FORBIDDEN, "h1"),
+        ("02/12/2026 12:10:05", "B-9", FORBIDDEN, "b1"),
+    )
+    for _ in range(2):  # parsed, then from the cache
+        result = match_json(log, str(tmp_path / "tl"))
+        causes = {r["call_id"]: r["timeline"]["likely_cause"] for r in result["rows"]}
+        no_device = "audio.no_input_device"
+        assert causes == {"m1": "sip.not_registered", "h1": no_device, "b1": no_device}
+        assert row(result, "h1")["timeline"]["watch_id"] == "watch-A-17"
+        assert row(result, "m1")["timeline"]["watch_id"] == "w-morning"
+        assert result["skipped_timelines"] == []
+    r = cli("fleet", str(tmp_path / "tl"), "--format", "json")
+    assert r.code == 0, r.err
+    samples = {a["agent"]: a["samples"] for a in r.json["watch_agents"]}
+    assert samples == {"A-17": 5 + 9, "B-9": 3}

@@ -4,12 +4,12 @@ changed files are parsed from JSON.
 
 Where: `platformdirs.user_cache_dir("sipdiag")/timelines/` (on Linux `$XDG_CACHE_HOME/sipdiag/
 timelines`, else `~/.cache/sipdiag/timelines`). An entry is named after its source file's device,
-inode, size and mtime_ns and the cache format (`v4-<dev>-<ino>-<size>-<mtime_ns>`): timelines are
+inode, size and mtime_ns and the cache format (`v5-<dev>-<ino>-<size>-<mtime_ns>`): timelines are
 append-only and rotated files never change, and a rename (rotation) keeps the inode, so a file
 whose key is unchanged is read from its entry; a grown file (the live file of a running watch) has
 a new key and is parsed again. An entry's rows are a Parquet file of their own (`<entry>.parquet`)
 or, for files parsed together at least PACK_MIN at a time, in a pack shared with the others
-(`v4-pack-<random>.parquet`, an `entry` column naming each row's entry): DuckDB opens a file for
+(`v5-pack-<random>.parquet`, an `entry` column naming each row's entry): DuckDB opens a file for
 ~80 µs, so 10,000 files of their own cost 2.7 s to read where one pack costs 0.6 s.
 
 `index.json` holds each entry's source path, the byte size of the file holding it, that file (a
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT = 4  # bump when the columns or their meaning change: older entries are then removed
+FORMAT = 5  # bump when the columns or their meaning change: older entries are then removed
 MAX_IDLE_S = 30 * 86_400  # an entry not used for this long is removed
 # Files parsed together, at least this many, share one Parquet file (a pack): DuckDB opens a file
 # for ~80 µs, 10,000 copies of their own take 2.7 s to read where one pack takes 0.6 s.

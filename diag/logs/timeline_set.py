@@ -84,6 +84,9 @@ class TimelineFiles:
     skipped: list[dict[str, str]] = field(default_factory=list)
     first_lines: dict[str, str] = field(default_factory=dict)  # path -> watch_id
     first_us: dict[str, int | None] = field(default_factory=dict)  # path -> its first line's t
+    # path -> the other watches whose lines it holds (timelines concatenated, or appended to by
+    # a version of watch that did not rotate first), rare: their start lines are found by a scan
+    more: dict[str, list[str]] = field(default_factory=dict)
     _by_watch: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     def by_watch(self) -> dict[str, list[str]]:
@@ -91,8 +94,12 @@ class TimelineFiles:
         if self._by_watch is None:
             self._by_watch = {}
             for path in self.files:
-                self._by_watch.setdefault(self.first_lines[path], []).append(path)
+                for watch_id in [self.first_lines[path], *self.more.get(path, [])]:
+                    self._by_watch.setdefault(watch_id, []).append(path)
         return self._by_watch
+
+    def watches_in(self, path: str) -> list[str]:
+        return [self.first_lines[path], *self.more.get(path, [])]
 
     def spans(self, watch_id: str) -> list[tuple[str, int | None, int | None]]:
         """The watch's files with the times they cover, (path, from, until) in µs of the
@@ -103,7 +110,11 @@ class TimelineFiles:
             key=lambda p: (self.first_us[p] is None, self.first_us[p] or 0, p),
         )
         ends = [self.first_us[p] for p in files[1:]] + [None]
-        return [(p, self.first_us[p], end) for p, end in zip(files, ends, strict=True)]
+        # A file of several watches is not one of a watch's rotated sequence: always read.
+        return [
+            (p, None, None) if p in self.more else (p, self.first_us[p], end)
+            for p, end in zip(files, ends, strict=True)
+        ]
 
 
 def collect(paths: Sequence[Path]) -> TimelineFiles:
@@ -127,7 +138,7 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
         if name in seen:
             continue
         seen.add(name)
-        line, why = _first_line(name, loads)
+        line, why, mixed = _first_line(name, loads)
         if line is None:
             # A named report (*.json) is not a timeline: say nothing, the reports reader has it.
             if not explicit or _NAME.search(name):
@@ -138,6 +149,11 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
         found.first_us[name] = _epoch_us(line.get("t"))
         if line["type"] == "start" and line["watch_id"] not in found.watches:
             found.watches[line["watch_id"]] = _watch(line, name)
+        if mixed:
+            others = _other_starts(name, line["watch_id"], loads)
+            found.more[name] = sorted(others)
+            for watch_id, start in others.items():
+                found.watches.setdefault(watch_id, _watch(start, name))
     orphans = sorted({w for p, w in found.first_lines.items() if w not in found.watches})
     for watch_id in orphans:  # its start line rotated away: no agent to pair rows with
         for p in sorted(p for p, w in found.first_lines.items() if w == watch_id):
@@ -178,17 +194,18 @@ def _walk(top: str, out: list[tuple[str, bool]]) -> None:
 NOT_TIMELINE = "not a sipdiag timeline"
 
 
-def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str]:
+def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str, bool]:
     """The file's first line when it is a complete version 1 timeline line, else None and
-    why."""
+    why; and whether its last complete line is another watch's (the file holds several)."""
     # os.open and os.read, not open(): no buffered file object for a read or two (10,000 files
     # are read in 0.04 s instead of 0.07 s).
     try:
         # Non-blocking: a FIFO named on the command line must not hang the run.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None, "not a regular file"
+            size = os.fstat(fd)
+            if not stat.S_ISREG(size.st_mode):
+                return None, "not a regular file", False
             head = _read(fd, _FIRST)
             end = head.find(b"\n")
             if end < 0 and len(head) == _FIRST:
@@ -197,16 +214,17 @@ def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str]:
             if end < 0 and len(head) == _HEAD:
                 head += _read(fd, MAX_LINE - _HEAD)
                 end = head.find(b"\n")
+            last = _last_line(fd, size.st_size) if end >= 0 else None
         finally:
             os.close(fd)
     except OSError:
-        return None, "unreadable"
+        return None, "unreadable", False
     if end < 0:
-        return None, NOT_TIMELINE
+        return None, NOT_TIMELINE, False
     try:
         line = loads(head[:end])
     except ValueError:
-        return None, NOT_TIMELINE
+        return None, NOT_TIMELINE, False
     if not (
         type(line) is dict
         and line.get("v") == VERSION
@@ -214,8 +232,58 @@ def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str]:
         and type(line.get("watch_id")) is str
         and line["watch_id"]
     ):
-        return None, NOT_TIMELINE
-    return line, ""
+        return None, NOT_TIMELINE, False
+    return line, "", _another_watch(last, line["watch_id"], loads)
+
+
+def _last_line(fd: int, size: int) -> bytes | None:
+    """The file's last complete line (None: none within its last 64 KB)."""
+    for span in (_FIRST, _HEAD):
+        at = max(0, size - span)
+        tail = os.pread(fd, size - at, at)
+        end = tail.rfind(b"\n")
+        begin = tail.rfind(b"\n", 0, end) if end >= 0 else -1
+        if begin >= 0 or (at == 0 and end >= 0):
+            return tail[begin + 1 : end]
+    return None
+
+
+def _another_watch(last: bytes | None, watch_id: str, loads: Any) -> bool:
+    """Whether the line is another watch's: the writer's own spelling is looked for first (one
+    search instead of a parse per file)."""
+    if last is None or b'"watch_id":"' + watch_id.encode() + b'"' in last:
+        return False
+    try:
+        line = loads(last)
+    except ValueError:
+        return False
+    return type(line) is dict and type(line.get("watch_id")) is str and line["watch_id"] != watch_id
+
+
+def _other_starts(path: str, first: str, loads: Any) -> dict[str, dict[str, Any]]:
+    """The start lines of the watches other than `first` in the file (their first each)."""
+    starts: dict[str, dict[str, Any]] = {}
+    try:
+        with open(path, "rb") as f:
+            for raw in bounded_lines(f):
+                if raw is None or b'"start"' not in raw:
+                    continue
+                try:
+                    line = loads(raw)
+                except ValueError:
+                    continue
+                watch_id = line.get("watch_id") if type(line) is dict else None
+                if (
+                    line.get("v") == VERSION
+                    and line.get("type") == "start"
+                    and type(watch_id) is str
+                    and watch_id
+                    and watch_id != first
+                ):
+                    starts.setdefault(watch_id, line)
+    except OSError:
+        pass
+    return starts
 
 
 def _read(fd: int, size: int) -> bytes:
@@ -300,7 +368,11 @@ def load(
     next; likewise after.)"""
     watches = [w for w in found.watches.values() if keep is None or w.watch_id in keep]
     kept = {w.watch_id for w in watches}
-    files = [p for p in (found.files if files is None else files) if found.first_lines[p] in kept]
+    files = [
+        p
+        for p in dict.fromkeys(found.files if files is None else files)  # each file once
+        if any(w in kept for w in found.watches_in(p))
+    ]
     con.execute(
         """CREATE OR REPLACE TABLE watch_list AS SELECT
              CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS w,
@@ -322,7 +394,8 @@ def load(
         ],
     ).fetchall()
     con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {LINES_DB} (COMPRESS)").fetchall()
-    buckets = {p: found.watches[found.first_lines[p]].bucket_us for p in files}
+    # Every watch's, not only those kept: a file's copy is the same whatever the run keeps.
+    buckets = {w.watch_id: w.bucket_us for w in found.watches.values()}
     cache = timeline_cache.Cache.open()
     try:
         hits, misses = cache.lookup(files)
@@ -379,23 +452,23 @@ def _is_duckdb_error(e: Exception) -> bool:
     return isinstance(e, duckdb.Error)
 
 
-def _parse(con: Any, files: Sequence[str], buckets: Sequence[int]) -> None:
+def _parse(con: Any, files: Sequence[str], buckets: dict[str, int]) -> None:
     """Table PARSED: the lines of `files` parsed from JSON, `fid` the file's index, what the
     cache keeps of each (the watch as its ID: the numbering is the run's own); `buckets`: each
-    file's watch's bucket width (µs)."""
+    watch's bucket width (µs; an hour for a watch not among them)."""
     # Narrow rows: the time once (true time, the line's own offset taken off), an event's or
     # end's fields in one JSON text column (NULL for samples). Then where each sample stands
     # among its file's samples (in true-time order), so that match can keep only those an ASOF
     # join from its rows can reach: the first and last of its time bucket (`bucket_us`, the
     # watch's), and whether more than a bucket (or the file's start or end) lies before or after
-    # it; `last_offset` marks the
-    # file's newest sample with a clock offset, whence the watch's offset when samples are
-    # pruned. One statement: the parsed rows are not stored twice.
+    # it, each watch of the file apart; `last_offset` marks the file's newest sample of the watch
+    # with a clock offset, whence the watch's offset when samples are pruned. One statement: the
+    # parsed rows are not stored twice.
     con.execute(
         f"""CREATE OR REPLACE TABLE {PARSED} AS
         WITH parsed AS (
           SELECT * EXCLUDE (t_us), t_us - coalesce(clock_offset_ms, 0) * 1000 AS true_us FROM (
-            SELECT f.fid, f.bucket_us, l.watch_id,
+            SELECT f.fid, coalesce(b.bucket_us, {BUCKET_MAX_US}) AS bucket_us, l.watch_id,
                    CASE l.type WHEN 'sample' THEN 1 WHEN 'event' THEN 2 ELSE 3 END::UTINYINT
                      AS kind,
                    epoch_us(try_cast(l.t AS TIMESTAMPTZ)) AS t_us,
@@ -413,9 +486,10 @@ def _parse(con: Any, files: Sequence[str], buckets: Sequence[int]) -> None:
             FROM read_json(?, format='newline_delimited', columns=?, ignore_errors=true,
                            maximum_object_size={MAX_LINE}, filename=true) l
             JOIN (SELECT unnest(?::VARCHAR[]) AS filename,
-                         CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid,
-                         unnest(?::BIGINT[]) AS bucket_us) f
+                         CAST(unnest(range(len(?::VARCHAR[]))) AS INTEGER) AS fid) f
               USING (filename)
+            LEFT JOIN (SELECT unnest(?::VARCHAR[]) AS watch_id, unnest(?::BIGINT[]) AS bucket_us) b
+              ON b.watch_id = l.watch_id
             WHERE l.v = {VERSION} AND l.type IN ('sample', 'event', 'end'))
           WHERE t_us IS NOT NULL)
         SELECT * EXCLUDE (prev_us, next_us),
@@ -432,10 +506,11 @@ def _parse(con: Any, files: Sequence[str], buckets: Sequence[int]) -> None:
                  lag(p.true_us) OVER s AS prev_us, lead(p.true_us) OVER s AS next_us
           FROM parsed p
           LEFT JOIN (
-            SELECT fid, max(true_us) AS t FROM parsed
-            WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid) o USING (fid)
-          WINDOW s AS (PARTITION BY p.fid, p.kind ORDER BY p.true_us))""",
-        [list(files), COLUMNS, list(files), list(files), list(buckets)],
+            SELECT fid, watch_id, max(true_us) AS t FROM parsed
+            WHERE kind = 1 AND clock_offset_ms IS NOT NULL GROUP BY fid, watch_id) o
+            USING (fid, watch_id)
+          WINDOW s AS (PARTITION BY p.fid, p.watch_id, p.kind ORDER BY p.true_us))""",
+        [list(files), COLUMNS, list(files), list(files), list(buckets), list(buckets.values())],
     ).fetchall()
 
 
@@ -512,7 +587,7 @@ def _lines(
 ) -> None:
     """Table LINES: the `files` parsed (and their cache entries written) and the `cached` rows
     (SELECTs with their parameters), joined to the watches (a watch's number replaces its id),
-    in that order; `buckets`: each file's watch's bucket width."""
+    in that order; `buckets`: each watch's bucket width."""
     pruned = ""
     if near is not None:
         pruned = f"""LEFT JOIN (SELECT w.w, n.* EXCLUDE (watch_id) FROM {near} n
@@ -544,7 +619,7 @@ def _lines(
         with tempfile.TemporaryDirectory(prefix="sipdiag-") as tmp:
             # The files as DuckDB reads them (a copy without absurd lines, rarely): same order.
             read = [_without_long_lines(p, tmp) for p in chunk]
-            _parse(con, read, [buckets[p] for p in chunk])
+            _parse(con, read, buckets)
         cache.store(con, PARSED, chunk)
         add(f"SELECT * EXCLUDE (fid) FROM {PARSED}", [], create=False)
         con.execute(f"DROP TABLE IF EXISTS {PARSED}").fetchall()
@@ -579,4 +654,4 @@ def needed_files(
                 begins is None or begins <= last + slack_us
             ):
                 out.append(path)
-    return sorted(out)
+    return sorted(set(out))  # a file of several watches is each one's
