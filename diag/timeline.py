@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -136,13 +137,8 @@ class TimelineWriter:
 def read_lines(path: Path) -> Iterator[dict[str, Any]]:
     """The timeline's lines, its rotated files first (oldest first): every complete line that
     is a JSON object of version 1; a partial last line (a kill mid-write) and garbage skipped."""
-    rotated = sorted(
-        (p for p in path.parent.glob(f"{path.name}.*") if p.suffix[1:].isdigit()),
-        key=lambda p: -int(p.suffix[1:]),
-    )
+    rotated = sorted(rotated_files(path), key=lambda p: -int(p.suffix[1:]))
     for part in [*rotated, path]:
-        if part in rotated and not _regular(part):
-            continue  # a FIFO named like a rotated file would block the read
         with part.open("rb") as f:
             for raw in bounded_lines(f):
                 if raw is None or not raw.endswith(b"\n") or len(raw) > MAX_LINE:
@@ -155,10 +151,20 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
                     yield line
 
 
-def _regular(path: Path) -> bool:
+def rotated_files(path: Path) -> list[Path]:
+    """`x.jsonl.1`, `x.jsonl.2`, … next to `x.jsonl`, in no particular order: regular files only
+    (a FIFO named like one would block its read)."""
+    pattern = re.sub(r"([*?\[])", r"[\1]", path.name) + ".*"  # the name's own [, *, ? literal
     try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except (OSError, RuntimeError):  # gone, unreadable, a symlink loop
+        return [p for p in path.parent.glob(pattern) if p.suffix[1:].isdigit() and is_regular(p)]
+    except OSError:
+        return []
+
+
+def is_regular(path: Path | str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # gone, unreadable, a symlink loop, a NUL in the name
         return False
 
 

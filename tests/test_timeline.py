@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -192,3 +193,18 @@ def test_a_huge_line_is_skipped_without_being_held_in_memory(tmp_path: Path) -> 
         tracemalloc.stop()
     assert kinds == ["start", "end"]
     assert peak < 8 * MAX_LINE  # not the 50 MB line
+
+
+def test_rotated_files_of_a_name_with_glob_characters_are_read(tmp_path: Path) -> None:
+    """`shift[1].jsonl`: its `.1` is found (the name's `[` is not a glob class), and a FIFO
+    named like a rotated file is passed over, not opened."""
+    path = tmp_path / "shift[1].jsonl"
+    w = TimelineWriter(path, "w", max_bytes=400)
+    w.write("start", {"mono": 0.0, "interval_s": 60, "host": {}, "sipdiag": "0"})
+    for i in range(4):
+        w.write("sample", {"state": {"registered": True}, "n": i})
+    w.close()
+    assert (tmp_path / "shift[1].jsonl.1").exists()
+    os.mkfifo(tmp_path / "shift[1].jsonl.7")
+    lines = list(read_lines(path))
+    assert [x.get("n") for x in lines if x["type"] == "sample"] == [0, 1, 2, 3]

@@ -34,7 +34,7 @@ from typing import Any
 
 from diag.errors import UsageError
 from diag.logs import report_set, timeline_cache
-from diag.timeline import MAX_LINE, VERSION, bounded_lines
+from diag.timeline import MAX_LINE, VERSION, bounded_lines, rotated_files
 
 LINE_TYPES = ("start", "sample", "event", "end")
 _NAME = re.compile(r"\.jsonl(\.\d+)?$")
@@ -126,7 +126,7 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
             _walk(str(path), candidates)
         elif os.path.isfile(path):
             candidates.append((str(path), True))
-            for sibling in _rotated(path):
+            for sibling in sorted(rotated_files(path)):
                 candidates.append((str(sibling), True))
         elif not path.exists() and not path.is_symlink():
             raise UsageError(
@@ -164,29 +164,6 @@ def collect(paths: Sequence[Path]) -> TimelineFiles:
     return found
 
 
-def _rotated(path: Path) -> list[Path]:
-    """`x.jsonl.1`, `x.jsonl.2`, … next to `x.jsonl` (regular files: a FIFO would block)."""
-    try:
-        return sorted(
-            p
-            for p in path.parent.glob(f"{glob_escape(path.name)}.*")
-            if p.suffix[1:].isdigit() and _regular(p)
-        )
-    except OSError:
-        return []
-
-
-def _regular(path: Path | str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
 def _walk(top: str, out: list[tuple[str, bool]]) -> None:
     out.extend((e.path, False) for e in report_set.entries_below(top) if _NAME.search(e.name))
 
@@ -203,8 +180,8 @@ def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str, bool
         # Non-blocking: a FIFO named on the command line must not hang the run.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            size = os.fstat(fd)
-            if not stat.S_ISREG(size.st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 return None, "not a regular file", False
             head = _read(fd, _FIRST)
             end = head.find(b"\n")
@@ -214,7 +191,7 @@ def _first_line(path: str, loads: Any) -> tuple[dict[str, Any] | None, str, bool
             if end < 0 and len(head) == _HEAD:
                 head += _read(fd, MAX_LINE - _HEAD)
                 end = head.find(b"\n")
-            last = _last_line(fd, size.st_size) if end >= 0 else None
+            last = _last_line(fd, st.st_size) if end >= 0 else None
         finally:
             os.close(fd)
     except OSError:
